@@ -1,0 +1,50 @@
+# auth-service developer commands. `make run` and `make test` work on a fresh Debian-like machine.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/debug/auth-service
+export CONFIG_DIR ?= config
+TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
+
+.PHONY: run build services database keys migrate seed-roles create-superuser test lint fmt clean-test-dbs
+
+## Set everything up and serve on 127.0.0.1:8080.
+run: services database keys migrate seed-roles
+	$(BIN) serve
+
+build:
+	$(CARGO) build
+
+services:
+	@scripts/ensure-services.sh
+
+database: services
+	@scripts/ensure-database.sh
+
+## Generate a development key into .dev/keys if there is none.
+keys: build
+	@if [ ! -f "$${JWT_KEYS_DIR:-.dev/keys}/keys.json" ]; then \
+		$(BIN) keys generate --alg RS256 --dir "$${JWT_KEYS_DIR:-.dev/keys}"; \
+	else echo "keys: present in $${JWT_KEYS_DIR:-.dev/keys}"; fi
+
+migrate: build database
+	$(BIN) migrate
+
+seed-roles: build
+	$(BIN) seed-roles
+
+## Reads SUPERUSER_USERNAME, SUPERUSER_EMAIL and SUPERUSER_PASSWORD (or prompts).
+create-superuser: build
+	$(BIN) create-superuser
+
+## Unit and integration tests against the local PostgreSQL and Redis.
+test: services
+	@scripts/drop-test-databases.sh || true
+	@set -o pipefail; TEST_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --features test-hooks; \
+		status=$$?; scripts/drop-test-databases.sh $(TEST_RUN_ID) || true; exit $$status
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --features test-hooks -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

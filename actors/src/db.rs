@@ -1,0 +1,209 @@
+//! PostgreSQL plumbing shared by the UserStore actor and the operator commands: the
+//! connection pool, the embedded migrations, the schema check done at startup, and the
+//! bootstrap writes (`seed-roles`, `create-superuser`).
+//!
+//! Migrations are the SQL files of `migrations/`, embedded at compile time and applied by
+//! refinery, which records each one in `refinery_schema_history`. They run only when an
+//! operator runs `migrate`; `serve` refuses to start on a schema that is behind.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// The roles every installation starts with.
+pub const DEFAULT_ROLES: &[(&str, &str)] = &[
+    ("admin", "Full administrative access"),
+    ("user", "A regular signed-up user"),
+    ("service", "A backend service that checks roles and introspects tokens"),
+    ("guest", "The principal of unauthenticated requests"),
+    ("moderator", "Moderates user content"),
+    ("subscriber", "A paying subscriber"),
+];
+
+/// PostgreSQL failures outside of request handling (startup and operator commands).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(tokio_postgres::Error),
+    #[error("PostgreSQL is unreachable: {0}")]
+    Unreachable(String),
+    #[error(
+        "database schema is not migrated (at version {current:?}, this build needs {expected}); run `auth-service migrate`"
+    )]
+    NotMigrated { current: Option<i32>, expected: i32 },
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("PostgreSQL error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL pool error: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// Parses a database URL without connecting.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    tokio_postgres::Config::from_str(url).map_err(DbError::BadUrl)
+}
+
+/// Builds the pool. Connections are opened lazily; `connect_timeout` bounds each attempt and
+/// `wait_timeout` bounds how long a request waits for a free connection.
+pub fn build_pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, DbError> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(timeout);
+    config.application_name("auth-service");
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(|e| DbError::Unreachable(e.to_string()))
+}
+
+/// Opens one connection outside any pool (operator commands).
+pub async fn connect(url: &str, timeout: Duration) -> Result<tokio_postgres::Client, DbError> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(timeout);
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| DbError::Unreachable(error_chain(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The newest migration version this build embeds.
+pub fn expected_version() -> i32 {
+    embedded::migrations::runner().get_migrations().iter().map(|m| m.version()).max().unwrap_or(0)
+}
+
+/// The newest migration applied to the database, if any.
+pub async fn current_version(client: &tokio_postgres::Client) -> Result<Option<i32>, DbError> {
+    let row = client.query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[]).await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client.query_one("SELECT max(version) FROM refinery_schema_history", &[]).await?;
+    Ok(row.get::<_, Option<i32>>(0))
+}
+
+/// Fails unless the database has every migration this build embeds.
+pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
+    let expected = expected_version();
+    let current = current_version(client).await?;
+    if current.unwrap_or(0) < expected {
+        return Err(DbError::NotMigrated { current, expected });
+    }
+    Ok(())
+}
+
+/// What `migrate` did.
+#[derive(Debug)]
+pub struct MigrateReport {
+    pub applied: Vec<String>,
+    pub partitions_created: i32,
+}
+
+/// Applies pending migrations in order, then makes sure the login-history partitions for the
+/// coming months exist. Running it again applies nothing.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<MigrateReport, DbError> {
+    let report = embedded::migrations::runner().run_async(client).await?;
+    let applied = report.applied_migrations().iter().map(|m| format!("V{}__{}", m.version(), m.name())).collect();
+    let row = client.query_one("SELECT ensure_login_history_partitions(3)", &[]).await?;
+    Ok(MigrateReport { applied, partitions_created: row.get(0) })
+}
+
+/// Inserts the default roles that are missing; returns the names it inserted.
+pub async fn seed_roles(client: &tokio_postgres::Client) -> Result<Vec<String>, DbError> {
+    let mut inserted = Vec::new();
+    for (name, description) in DEFAULT_ROLES {
+        let n = client
+            .execute(
+                "INSERT INTO roles (id, name, description) VALUES ($1, $2, $3)
+                 ON CONFLICT (lower(name)) DO NOTHING",
+                &[&Uuid::now_v7(), name, description],
+            )
+            .await?;
+        if n == 1 {
+            inserted.push((*name).to_string());
+        }
+    }
+    Ok(inserted)
+}
+
+/// What `create-superuser` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SuperuserOutcome {
+    Created(Uuid),
+    /// The user existed; it now holds `admin`. Its password was left as it was.
+    Promoted(Uuid),
+}
+
+/// Creates `username` with the given password hash and the admin role, or gives an existing
+/// user (matched by username or email, case-insensitively) the admin role without touching its
+/// password. The `admin` role must exist (`seed-roles`).
+pub async fn create_superuser(
+    client: &mut tokio_postgres::Client,
+    username: &str,
+    email: &str,
+    password_hash: impl FnOnce() -> Result<String, String>,
+) -> Result<Result<SuperuserOutcome, String>, DbError> {
+    let tx = client.transaction().await?;
+    let Some(admin) = tx.query_opt("SELECT id FROM roles WHERE lower(name) = 'admin'", &[]).await? else {
+        return Ok(Err("the admin role does not exist; run `auth-service seed-roles` first".into()));
+    };
+    let admin: Uuid = admin.get(0);
+    let existing = tx
+        .query_opt(
+            "SELECT id FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2) LIMIT 1",
+            &[&username, &email],
+        )
+        .await?;
+    let outcome = match existing {
+        Some(row) => SuperuserOutcome::Promoted(row.get(0)),
+        None => {
+            let hash = match password_hash() {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(e)),
+            };
+            let id = Uuid::now_v7();
+            tx.execute(
+                "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4)",
+                &[&id, &username, &email, &hash],
+            )
+            .await?;
+            SuperuserOutcome::Created(id)
+        }
+    };
+    let user_id = match &outcome {
+        SuperuserOutcome::Created(id) | SuperuserOutcome::Promoted(id) => *id,
+    };
+    tx.execute("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&user_id, &admin])
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(outcome))
+}
+
+/// Renders an error with its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

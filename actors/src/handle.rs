@@ -1,0 +1,143 @@
+//! The calling side of every actor: a slot that the supervisor fills and empties as the actor
+//! starts and dies, and an [`Endpoint`] that calls through it with a timeout and a bound on
+//! calls in flight.
+//!
+//! Typed handles (`KeyManagerHandle`, `UserStoreHandle`, ...) wrap an `Endpoint` and are the
+//! only way the rest of the program talks to an actor. Because the slot outlives any one actor
+//! instance, a handle cloned at startup keeps working across restarts; while an actor is down
+//! the slot is empty and calls fail at once with [`CallError::Unavailable`] instead of hanging.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+
+use crate::metrics::ActorMetrics;
+
+/// Why a call to an actor did not produce a reply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The actor is not running (restarting after a failure, or stopped).
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    /// The actor did not answer within the call timeout.
+    #[error("{0} did not answer in time")]
+    Timeout(&'static str),
+    /// Too many calls are already waiting on the actor.
+    #[error("{0} is saturated")]
+    Overloaded(&'static str),
+}
+
+/// Where the supervisor publishes the current instance of one actor.
+pub struct Slot<M: ractor::Message>(RwLock<Option<ActorRef<M>>>);
+
+impl<M: ractor::Message> Default for Slot<M> {
+    fn default() -> Self {
+        Slot(RwLock::new(None))
+    }
+}
+
+impl<M: ractor::Message> Slot<M> {
+    pub(crate) fn set(&self, actor: Option<ActorRef<M>>) {
+        if let Ok(mut guard) = self.0.write() {
+            *guard = actor;
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<ActorRef<M>> {
+        self.0.read().ok().and_then(|g| g.clone())
+    }
+}
+
+/// Calls one actor with a timeout and a cap on concurrent calls.
+pub struct Endpoint<M: ractor::Message> {
+    name: &'static str,
+    slot: Arc<Slot<M>>,
+    timeout: Duration,
+    in_flight: Arc<AtomicUsize>,
+    capacity: usize,
+    metrics: ActorMetrics,
+}
+
+impl<M: ractor::Message> Clone for Endpoint<M> {
+    fn clone(&self) -> Self {
+        Endpoint {
+            name: self.name,
+            slot: self.slot.clone(),
+            timeout: self.timeout,
+            in_flight: self.in_flight.clone(),
+            capacity: self.capacity,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Decrements the in-flight count however the call ends (reply, timeout, or the caller's
+/// future being dropped by a client that went away).
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    endpoint_name: &'static str,
+    metrics: &'a ActorMetrics,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let now = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.endpoint_name)).set(now as i64);
+    }
+}
+
+impl<M: ractor::Message> Endpoint<M> {
+    pub(crate) fn new(
+        name: &'static str,
+        slot: Arc<Slot<M>>,
+        timeout: Duration,
+        capacity: usize,
+        metrics: ActorMetrics,
+    ) -> Self {
+        Endpoint { name, slot, timeout, in_flight: Arc::new(AtomicUsize::new(0)), capacity, metrics }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether an instance of the actor is currently running.
+    pub fn is_up(&self) -> bool {
+        self.slot.get().is_some()
+    }
+
+    /// Calls currently waiting for this actor.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Sends a request built by `build` and waits for the reply, at most the call timeout.
+    pub async fn call<R: Send + 'static>(&self, build: impl FnOnce(RpcReplyPort<R>) -> M) -> Result<R, CallError> {
+        let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let _guard = InFlight { count: &self.in_flight, endpoint_name: self.name, metrics: &self.metrics };
+        self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.name)).set(now as i64);
+        if now > self.capacity {
+            self.metrics.overloaded.get_or_create(&crate::metrics::actor_label(self.name)).inc();
+            return Err(CallError::Overloaded(self.name));
+        }
+        match actor.call(build, Some(self.timeout)).await {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(CallResult::Timeout) => {
+                self.metrics.call_timeouts.get_or_create(&crate::metrics::actor_label(self.name)).inc();
+                Err(CallError::Timeout(self.name))
+            }
+            // The actor died between the slot read and the reply, or dropped the reply port.
+            Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable(self.name)),
+        }
+    }
+
+    /// Sends a message without waiting for any reply.
+    pub fn cast(&self, msg: M) -> Result<(), CallError> {
+        let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
+        actor.cast(msg).map_err(|_| CallError::Unavailable(self.name))
+    }
+}

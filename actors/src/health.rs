@@ -1,0 +1,163 @@
+//! The Health actor: knows the state of every child (told by the supervisor) and answers
+//! readiness by probing PostgreSQL, Redis and the keys, each under a short timeout.
+//!
+//! Probes run in a task of their own so that a slow dependency delays only the readiness
+//! answer it concerns, never the actor's mailbox.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::handle::{CallError, Endpoint};
+use crate::key_manager::KeyManagerHandle;
+use crate::rate_limiter::RateLimiterHandle;
+use crate::user_store::UserStoreHandle;
+
+/// The life state of one supervised child, as the supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildState {
+    Running,
+    /// Failed and waiting for its restart after a backoff.
+    Restarting,
+    /// Given up on: the restart-intensity limit tripped.
+    Failed,
+}
+
+/// The readiness verdict: one entry per part, `"ok"` or the reason it is not.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub ready: bool,
+    pub details: BTreeMap<&'static str, String>,
+}
+
+/// Messages the Health actor handles.
+pub enum HealthMsg {
+    /// A child (named `kind` or `kind-N`) changed state.
+    ChildState { child: String, state: ChildState },
+    /// Probe every dependency and report readiness.
+    Readiness(RpcReplyPort<Readiness>),
+    /// Fail on purpose, to exercise supervision. Test builds only.
+    #[cfg(feature = "failure-hook")]
+    Fail(String),
+}
+
+/// Startup arguments, reused on every restart.
+#[derive(Clone)]
+pub struct HealthArgs {
+    pub keys: KeyManagerHandle,
+    pub users: UserStoreHandle,
+    pub limiter: RateLimiterHandle,
+    /// Bound on each probe.
+    pub probe_timeout: Duration,
+    /// Child states known when this instance starts (the supervisor's view).
+    pub children: BTreeMap<String, ChildState>,
+}
+
+pub struct HealthState {
+    args: HealthArgs,
+}
+
+pub struct Health;
+
+impl Actor for Health {
+    type Msg = HealthMsg;
+    type State = HealthState;
+    type Arguments = HealthArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: HealthArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(HealthState { args })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HealthMsg::ChildState { child, state: s } => {
+                state.args.children.insert(child, s);
+            }
+            HealthMsg::Readiness(reply) => {
+                let args = state.args.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(probe(&args).await);
+                });
+            }
+            #[cfg(feature = "failure-hook")]
+            HealthMsg::Fail(reason) => return Err(reason.into()),
+        }
+        Ok(())
+    }
+}
+
+async fn probe(args: &HealthArgs) -> Readiness {
+    let t = args.probe_timeout;
+    let pg = async {
+        match tokio::time::timeout(t, args.users.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timeout".to_string(),
+        }
+    };
+    let redis = async {
+        match tokio::time::timeout(t, args.limiter.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timeout".to_string(),
+        }
+    };
+    let keys = async {
+        match tokio::time::timeout(t, args.keys.status()).await {
+            Ok(Ok(s)) if !s.active_kid.is_empty() => "ok".to_string(),
+            Ok(Ok(_)) => "no active key".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timeout".to_string(),
+        }
+    };
+    let (pg, redis, keys) = tokio::join!(pg, redis, keys);
+    let down: Vec<String> = args
+        .children
+        .iter()
+        .filter(|(_, s)| **s != ChildState::Running)
+        .map(|(name, s)| format!("{name} {}", if *s == ChildState::Failed { "failed" } else { "restarting" }))
+        .collect();
+    let actors = if down.is_empty() { "ok".to_string() } else { down.join(", ") };
+    let mut details = BTreeMap::new();
+    details.insert("postgres", pg);
+    details.insert("redis", redis);
+    details.insert("keys", keys);
+    details.insert("actors", actors);
+    let ready = details.values().all(|v| v == "ok");
+    Readiness { ready, details }
+}
+
+/// The typed handle to the Health actor.
+#[derive(Clone)]
+pub struct HealthHandle {
+    endpoint: Endpoint<HealthMsg>,
+}
+
+impl HealthHandle {
+    pub(crate) fn new(endpoint: Endpoint<HealthMsg>) -> Self {
+        HealthHandle { endpoint }
+    }
+
+    pub async fn readiness(&self) -> Result<Readiness, CallError> {
+        self.endpoint.call(HealthMsg::Readiness).await
+    }
+
+    pub(crate) fn child_state(&self, child: String, state: ChildState) {
+        let _ = self.endpoint.cast(HealthMsg::ChildState { child, state });
+    }
+
+    #[cfg(feature = "failure-hook")]
+    pub fn fail(&self, reason: &str) -> Result<(), CallError> {
+        self.endpoint.cast(HealthMsg::Fail(reason.to_string()))
+    }
+}

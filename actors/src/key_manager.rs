@@ -1,0 +1,182 @@
+//! The KeyManager actor: owns the key directory and publishes an immutable [`KeySet`]
+//! snapshot that signs tokens and serves the JWKS.
+//!
+//! Signing does not go through this actor's mailbox: the actor publishes each new snapshot on
+//! a watch channel and [`KeyManagerHandle::sign`] signs with the current snapshot on a blocking
+//! thread, so RSA work neither serialises requests nor blocks the async runtime. The mailbox
+//! carries only the rare messages: reload, status, and the test-only failure hook.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::handle::{CallError, Endpoint};
+use crate::keys::{JwksDocument, KeyError, KeySet, TokenError, VerifyRules};
+
+/// Messages the KeyManager handles.
+pub enum KeyManagerMsg {
+    /// Re-read the key directory and publish the new snapshot; replies with the active kid, or
+    /// the reason the directory was refused (the previous snapshot then stays in force).
+    Reload(RpcReplyPort<Result<String, String>>),
+    /// Report the active kid and how many keys are published.
+    Status(RpcReplyPort<KeyStatus>),
+    /// Fail on purpose, to exercise supervision. Test builds only.
+    #[cfg(feature = "failure-hook")]
+    Fail(String),
+}
+
+/// What [`KeyManagerMsg::Status`] answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    pub active_kid: String,
+    pub published: usize,
+}
+
+/// Startup arguments, reused on every restart.
+#[derive(Clone)]
+pub struct KeyManagerArgs {
+    /// The mounted key directory.
+    pub dir: PathBuf,
+    /// `JWT_ACTIVE_KID`: overrides the metadata's active key when set.
+    pub active_kid: Option<String>,
+    /// Where snapshots are published; owned by the supervisor so it outlives restarts.
+    pub publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
+}
+
+pub struct KeyManagerState {
+    args: KeyManagerArgs,
+}
+
+pub struct KeyManager;
+
+impl KeyManager {
+    fn load(args: &KeyManagerArgs) -> Result<Arc<KeySet>, KeyError> {
+        KeySet::load(&args.dir, args.active_kid.as_deref()).map(Arc::new)
+    }
+}
+
+impl Actor for KeyManager {
+    type Msg = KeyManagerMsg;
+    type State = KeyManagerState;
+    type Arguments = KeyManagerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: KeyManagerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let set = Self::load(&args)?;
+        args.publish.send_replace(Some(set));
+        Ok(KeyManagerState { args })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            KeyManagerMsg::Reload(reply) => {
+                let outcome = match Self::load(&state.args) {
+                    Ok(set) => {
+                        let kid = set.active_kid().to_string();
+                        let changed = state
+                            .args
+                            .publish
+                            .borrow()
+                            .as_ref()
+                            .map(|old| old.jwks().etag != set.jwks().etag || old.active_kid() != kid);
+                        state.args.publish.send_replace(Some(set));
+                        tracing::info!(active_kid = %kid, changed = ?changed, "keys reloaded");
+                        Ok(kid)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "key reload refused; keeping the previous keys");
+                        Err(e.to_string())
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            KeyManagerMsg::Status(reply) => {
+                let snapshot = state.args.publish.borrow().clone();
+                let status = match snapshot {
+                    Some(set) => KeyStatus { active_kid: set.active_kid().to_string(), published: set.kids().count() },
+                    None => KeyStatus { active_kid: String::new(), published: 0 },
+                };
+                let _ = reply.send(status);
+            }
+            #[cfg(feature = "failure-hook")]
+            KeyManagerMsg::Fail(reason) => return Err(reason.into()),
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the signing path.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// The typed handle to the KeyManager.
+#[derive(Clone)]
+pub struct KeyManagerHandle {
+    endpoint: Endpoint<KeyManagerMsg>,
+    keys: watch::Receiver<Option<Arc<KeySet>>>,
+}
+
+impl KeyManagerHandle {
+    pub(crate) fn new(endpoint: Endpoint<KeyManagerMsg>, keys: watch::Receiver<Option<Arc<KeySet>>>) -> Self {
+        KeyManagerHandle { endpoint, keys }
+    }
+
+    /// The current key snapshot. Fails promptly while the KeyManager is down, so that no
+    /// request is served from keys whose owner is restarting.
+    pub fn snapshot(&self) -> Result<Arc<KeySet>, CallError> {
+        if !self.endpoint.is_up() {
+            return Err(CallError::Unavailable(self.endpoint.name()));
+        }
+        self.keys.borrow().clone().ok_or(CallError::Unavailable(self.endpoint.name()))
+    }
+
+    /// The JWKS document of the current snapshot (cached bytes and ETag).
+    pub fn jwks(&self) -> Result<JwksDocument, CallError> {
+        Ok(self.snapshot()?.jwks().clone())
+    }
+
+    /// Signs `claims` with the active key on a blocking thread.
+    pub async fn sign<C: Serialize + Send + 'static>(&self, typ: &'static str, claims: C) -> Result<String, SignError> {
+        let set = self.snapshot()?;
+        tokio::task::spawn_blocking(move || set.sign(typ, &claims))
+            .await
+            .map_err(|_| SignError::Token(TokenError::Signing))?
+            .map_err(SignError::Token)
+    }
+
+    /// Verifies a token against the current snapshot. Verification is cheap (tens of µs) and
+    /// runs inline.
+    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<serde_json::Value, SignError> {
+        Ok(self.snapshot()?.verify(token, rules)?)
+    }
+
+    /// Asks the KeyManager to re-read the key directory.
+    pub async fn reload(&self) -> Result<Result<String, String>, CallError> {
+        self.endpoint.call(KeyManagerMsg::Reload).await
+    }
+
+    pub async fn status(&self) -> Result<KeyStatus, CallError> {
+        self.endpoint.call(KeyManagerMsg::Status).await
+    }
+
+    #[cfg(feature = "failure-hook")]
+    pub fn fail(&self, reason: &str) -> Result<(), CallError> {
+        self.endpoint.cast(KeyManagerMsg::Fail(reason.to_string()))
+    }
+}

@@ -1,0 +1,559 @@
+//! Signing-key material: the key directory on disk, key generation, and the immutable
+//! [`KeySet`] snapshot that signs and verifies tokens.
+//!
+//! The key directory holds one PKCS#8 PEM file per key (`<kid>.pem`, mode 0600) and a metadata
+//! file `keys.json` that records each key's algorithm and lifecycle state. Every instance that
+//! mounts the same directory therefore agrees on which key signs and which keys are published.
+//!
+//! A [`KeySet`] is built once per (re)load and then shared behind an `Arc`: signing uses
+//! aws-lc-rs key pairs parsed once at load time, so no request pays for PEM/DER parsing, and
+//! verification uses `jsonwebtoken` decoding keys built from the same public components that the
+//! JWKS publishes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as lc_sig, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// The file beside the keys that records their lifecycle.
+pub const METADATA_FILE: &str = "keys.json";
+
+/// Signing algorithms this service issues and accepts. Nothing else is ever accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAlg {
+    RS256,
+    ES256,
+}
+
+impl KeyAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlg::RS256 => "RS256",
+            KeyAlg::ES256 => "ES256",
+        }
+    }
+
+    pub fn jwt_algorithm(self) -> Algorithm {
+        match self {
+            KeyAlg::RS256 => Algorithm::RS256,
+            KeyAlg::ES256 => Algorithm::ES256,
+        }
+    }
+}
+
+impl std::str::FromStr for KeyAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "RS256" => Ok(KeyAlg::RS256),
+            "ES256" => Ok(KeyAlg::ES256),
+            other => Err(format!("unsupported algorithm {other:?} (use RS256 or ES256)")),
+        }
+    }
+}
+
+/// Lifecycle of a key: `next` (published, not signing) → `active` (signing) → `retired`
+/// (published until every token it signed has expired) → `removed` (gone from the JWKS).
+/// `revoked` is the emergency exit: unpublished and untrusted at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Next,
+    Active,
+    Retired,
+    Removed,
+    Revoked,
+}
+
+impl KeyState {
+    /// Whether the key appears in the JWKS and verifies tokens.
+    pub fn is_published(self) -> bool {
+        matches!(self, KeyState::Next | KeyState::Active | KeyState::Retired)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+            KeyState::Removed => "removed",
+            KeyState::Revoked => "revoked",
+        }
+    }
+}
+
+/// One key's entry in `keys.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyMeta {
+    pub kid: String,
+    pub alg: KeyAlg,
+    pub state: KeyState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the key first appeared in the JWKS; activation waits at least the JWKS max-age
+    /// after this so that no verifier with a cached JWKS meets an unknown `kid`.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub published_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub activated_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+/// The whole `keys.json` document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeyMetadata {
+    pub keys: Vec<KeyMeta>,
+}
+
+/// What can go wrong with key material; every message names the file or kid concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key directory {path} is missing or unreadable: {source}")]
+    DirUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("key metadata {path} is unreadable: {source}")]
+    MetadataUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("key metadata {path} is malformed: {source}")]
+    MetadataMalformed { path: PathBuf, source: serde_json::Error },
+    #[error("key directory {0} holds no keys (run `auth-service keys generate`)")]
+    Empty(PathBuf),
+    #[error("key file {path} is unreadable: {source}")]
+    KeyUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("key file {path} is malformed: {reason}")]
+    KeyMalformed { path: PathBuf, reason: String },
+    #[error("active kid {0:?} is not a published key in the key directory")]
+    ActiveKidMissing(String),
+    #[error("no active key in the key directory (activate one with `auth-service keys rotate`)")]
+    NoActiveKey,
+    #[error("more than one key is marked active: {0}")]
+    SeveralActive(String),
+    #[error("unknown kid {0:?}")]
+    UnknownKid(String),
+    #[error("{0}")]
+    Lifecycle(String),
+    #[error("could not write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("key generation failed: {0}")]
+    Generate(String),
+}
+
+/// Reads `keys.json` from `dir`. A directory without the file but with PEM files is an error
+/// (the file is the source of truth); a directory that does not exist is reported as such.
+pub fn read_metadata(dir: &Path) -> Result<KeyMetadata, KeyError> {
+    fs::read_dir(dir).map_err(|source| KeyError::DirUnreadable { path: dir.to_path_buf(), source })?;
+    let path = dir.join(METADATA_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeyMetadata::default()),
+        Err(source) => return Err(KeyError::MetadataUnreadable { path, source }),
+    };
+    serde_json::from_slice(&bytes).map_err(|source| KeyError::MetadataMalformed { path, source })
+}
+
+/// Writes `keys.json` atomically (write to a temporary file, then rename) so that an instance
+/// reloading at the same moment never reads half a file.
+pub fn write_metadata(dir: &Path, meta: &KeyMetadata) -> Result<(), KeyError> {
+    let path = dir.join(METADATA_FILE);
+    let tmp = dir.join(format!(".{METADATA_FILE}.{}", std::process::id()));
+    let body = serde_json::to_vec_pretty(meta).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let write = |p: &Path| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o644).open(p)?;
+        f.write_all(&body)?;
+        f.sync_all()
+    };
+    write(&tmp).map_err(|source| KeyError::Write { path: tmp.clone(), source })?;
+    fs::rename(&tmp, &path).map_err(|source| KeyError::Write { path, source })
+}
+
+/// A freshly generated key, as returned by [`generate_key`].
+#[derive(Debug, Clone)]
+pub struct GeneratedKey {
+    pub kid: String,
+    pub alg: KeyAlg,
+    pub state: KeyState,
+    pub path: PathBuf,
+}
+
+/// Generates a key into `dir` (created with mode 0700 if absent). The key file is written with
+/// mode 0600. The first key of an empty directory becomes `active` at once, so a fresh install
+/// needs one command; any later key starts as `next` and is activated by rotation.
+pub fn generate_key(dir: &Path, alg: KeyAlg, rsa_bits: usize) -> Result<GeneratedKey, KeyError> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: dir.to_path_buf(), source })?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|source| KeyError::Write { path: dir.to_path_buf(), source })?;
+    }
+    let mut meta = read_metadata(dir)?;
+    let (pem, jwk) = match alg {
+        KeyAlg::RS256 => generate_rsa(rsa_bits)?,
+        KeyAlg::ES256 => generate_ec()?,
+    };
+    let kid = jwk_thumbprint(&jwk);
+    let path = dir.join(format!("{kid}.pem"));
+    let mut file = fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| KeyError::Write { path: path.clone(), source })?;
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| KeyError::Write { path: path.clone(), source })?;
+
+    let now = OffsetDateTime::now_utc();
+    let first = !meta.keys.iter().any(|k| k.state.is_published());
+    let state = if first { KeyState::Active } else { KeyState::Next };
+    meta.keys.push(KeyMeta {
+        kid: kid.clone(),
+        alg,
+        state,
+        created_at: now,
+        published_at: Some(now),
+        activated_at: first.then_some(now),
+        retired_at: None,
+    });
+    write_metadata(dir, &meta)?;
+    Ok(GeneratedKey { kid, alg, state, path })
+}
+
+fn generate_rsa(bits: usize) -> Result<(String, serde_json::Value), KeyError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    if bits < 2048 {
+        return Err(KeyError::Generate(format!("RSA keys must have at least 2048 bits, not {bits}")));
+    }
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let jwk = rsa_jwk(&key.n_bytes(), &key.e_bytes());
+    Ok((pem.to_string(), jwk))
+}
+
+fn generate_ec() -> Result<(String, serde_json::Value), KeyError> {
+    use p256::elliptic_curve::Generate;
+    use p256::pkcs8::EncodePrivateKey;
+    let key = p256::SecretKey::try_generate_from_rng(&mut getrandom::SysRng)
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let pem = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let point = key.public_key().to_sec1_bytes();
+    let jwk = ec_jwk(&point).ok_or_else(|| KeyError::Generate("bad P-256 point".into()))?;
+    Ok((pem.to_string(), jwk))
+}
+
+fn rsa_jwk(n: &[u8], e: &[u8]) -> serde_json::Value {
+    serde_json::json!({ "kty": "RSA", "n": B64.encode(n), "e": B64.encode(e) })
+}
+
+/// Builds the JWK of an uncompressed SEC1 P-256 point (0x04 || x || y).
+fn ec_jwk(point: &[u8]) -> Option<serde_json::Value> {
+    if point.len() != 65 || point[0] != 4 {
+        return None;
+    }
+    Some(serde_json::json!({
+        "kty": "EC", "crv": "P-256",
+        "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..]),
+    }))
+}
+
+/// RFC 7638 JWK thumbprint: SHA-256 over the required members in lexical order.
+fn jwk_thumbprint(jwk: &serde_json::Value) -> String {
+    let canonical = match jwk["kty"].as_str() {
+        Some("RSA") => format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            jwk["e"].as_str().unwrap_or(""),
+            jwk["n"].as_str().unwrap_or("")
+        ),
+        _ => format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["x"].as_str().unwrap_or(""),
+            jwk["y"].as_str().unwrap_or("")
+        ),
+    };
+    B64.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// A private key parsed once, ready to sign.
+enum Signer {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+/// One published key: its public half for verification and JWKS, and (when loaded from a
+/// private key) its signer.
+struct LoadedKey {
+    meta: KeyMeta,
+    jwk: serde_json::Value,
+    decoding: DecodingKey,
+    signer: Signer,
+}
+
+/// The JWKS document as served: the exact bytes and their strong ETag.
+#[derive(Debug, Clone)]
+pub struct JwksDocument {
+    pub body: bytes::Bytes,
+    pub etag: String,
+}
+
+/// An immutable snapshot of the key directory. Built by the KeyManager on (re)load and shared
+/// with request handlers, which sign and verify without going through a mailbox.
+pub struct KeySet {
+    keys: BTreeMap<String, LoadedKey>,
+    active_kid: String,
+    jwks: JwksDocument,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("active_kid", &self.active_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors while signing or verifying a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown kid")]
+    UnknownKid,
+    #[error("algorithm not allowed for this key")]
+    AlgorithmMismatch,
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("wrong token type")]
+    WrongType,
+    #[error("signing failed")]
+    Signing,
+}
+
+/// What a verifier checks besides the signature.
+#[derive(Debug, Clone)]
+pub struct VerifyRules {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
+impl KeySet {
+    /// Loads every published key of `dir`. `active_override` (from `JWT_ACTIVE_KID`) wins over
+    /// the metadata's active key, and must name a published key.
+    pub fn load(dir: &Path, active_override: Option<&str>) -> Result<KeySet, KeyError> {
+        let meta = read_metadata(dir)?;
+        let published: Vec<&KeyMeta> = meta.keys.iter().filter(|k| k.state.is_published()).collect();
+        if published.is_empty() {
+            return Err(KeyError::Empty(dir.to_path_buf()));
+        }
+        let mut keys = BTreeMap::new();
+        for m in published {
+            let key = load_key(dir, m)?;
+            keys.insert(m.kid.clone(), key);
+        }
+        let active_kid = match active_override {
+            Some(kid) => {
+                if !keys.contains_key(kid) {
+                    return Err(KeyError::ActiveKidMissing(kid.to_string()));
+                }
+                kid.to_string()
+            }
+            None => {
+                let active: Vec<&str> =
+                    keys.values().filter(|k| k.meta.state == KeyState::Active).map(|k| k.meta.kid.as_str()).collect();
+                match active.as_slice() {
+                    [] => return Err(KeyError::NoActiveKey),
+                    [one] => one.to_string(),
+                    many => return Err(KeyError::SeveralActive(many.join(", "))),
+                }
+            }
+        };
+        let jwks = build_jwks(&keys);
+        Ok(KeySet { keys, active_kid, jwks, rng: SystemRandom::new() })
+    }
+
+    pub fn active_kid(&self) -> &str {
+        &self.active_kid
+    }
+
+    pub fn active_alg(&self) -> KeyAlg {
+        self.keys.get(&self.active_kid).map(|k| k.meta.alg).unwrap_or(KeyAlg::RS256)
+    }
+
+    /// When the active key started signing (for the key-age metric).
+    pub fn active_since(&self) -> Option<OffsetDateTime> {
+        self.keys.get(&self.active_kid).and_then(|k| k.meta.activated_at.or(Some(k.meta.created_at)))
+    }
+
+    pub fn jwks(&self) -> &JwksDocument {
+        &self.jwks
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = (&str, KeyAlg, KeyState)> {
+        self.keys.values().map(|k| (k.meta.kid.as_str(), k.meta.alg, k.meta.state))
+    }
+
+    /// Signs `claims` with the active key as a compact JWS with header
+    /// `{alg, kid, typ}`. CPU-bound for RSA: call it off the async runtime.
+    pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, TokenError> {
+        let key = self.keys.get(&self.active_kid).ok_or(TokenError::UnknownKid)?;
+        let header = serde_json::json!({ "alg": key.meta.alg.as_str(), "kid": key.meta.kid, "typ": typ });
+        let header = serde_json::to_vec(&header).map_err(|_| TokenError::Signing)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
+        let mut out = String::with_capacity(512);
+        B64.encode_string(&header, &mut out);
+        out.push('.');
+        B64.encode_string(&payload, &mut out);
+        let signature = match &key.signer {
+            Signer::Rsa(pair) => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&lc_sig::RSA_PKCS1_SHA256, &self.rng, out.as_bytes(), &mut sig)
+                    .map_err(|_| TokenError::Signing)?;
+                sig
+            }
+            Signer::Ec(pair) => {
+                pair.sign(&self.rng, out.as_bytes()).map_err(|_| TokenError::Signing)?.as_ref().to_vec()
+            }
+        };
+        out.push('.');
+        B64.encode_string(&signature, &mut out);
+        Ok(out)
+    }
+
+    /// Verifies a token's signature and registered claims. Only the algorithm that belongs to
+    /// the token's `kid` is accepted, so `alg:none`, HS256 key confusion and RSA/EC swaps all
+    /// fail here. Returns the claims as JSON for the caller's own checks (type, blacklist).
+    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<serde_json::Value, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let kid = header.kid.ok_or(TokenError::UnknownKid)?;
+        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
+        let alg = key.meta.alg.jwt_algorithm();
+        if header.alg != alg {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.set_issuer(&[rules.issuer.as_str()]);
+        validation.set_audience(&[rules.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = rules.leeway.as_secs();
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)?;
+        Ok(data.claims)
+    }
+}
+
+fn load_key(dir: &Path, meta: &KeyMeta) -> Result<LoadedKey, KeyError> {
+    let path = dir.join(format!("{}.pem", meta.kid));
+    let pem = fs::read_to_string(&path).map_err(|source| KeyError::KeyUnreadable { path: path.clone(), source })?;
+    let malformed = |reason: String| KeyError::KeyMalformed { path: path.clone(), reason };
+    match meta.alg {
+        KeyAlg::RS256 => {
+            use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+            use rsa::traits::PublicKeyParts;
+            let key =
+                rsa::PrivateKey::from_pkcs8_pem(&pem).map_err(|e| malformed(format!("not an RSA PKCS#8 key: {e}")))?;
+            if key.size() * 8 < 2048 {
+                return Err(malformed(format!("RSA key has {} bits; at least 2048 are required", key.size() * 8)));
+            }
+            let der = key.to_pkcs8_der().map_err(|e| malformed(e.to_string()))?;
+            let pair = RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|e| malformed(e.to_string()))?;
+            let (n, e) = (key.n_bytes(), key.e_bytes());
+            let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+            Ok(LoadedKey { meta: meta.clone(), jwk: rsa_jwk(&n, &e), decoding, signer: Signer::Rsa(pair) })
+        }
+        KeyAlg::ES256 => {
+            use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+            let key =
+                p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| malformed(format!("not a P-256 PKCS#8 key: {e}")))?;
+            let der = key.to_pkcs8_der().map_err(|e| malformed(e.to_string()))?;
+            let pair = EcdsaKeyPair::from_pkcs8(&lc_sig::ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
+                .map_err(|e| malformed(e.to_string()))?;
+            let point = pair.public_key().as_ref().to_vec();
+            let jwk = ec_jwk(&point).ok_or_else(|| malformed("bad P-256 public point".into()))?;
+            let decoding = DecodingKey::from_ec_components(
+                jwk["x"].as_str().unwrap_or_default(),
+                jwk["y"].as_str().unwrap_or_default(),
+            )
+            .map_err(|e| malformed(e.to_string()))?;
+            Ok(LoadedKey { meta: meta.clone(), jwk, decoding, signer: Signer::Ec(pair) })
+        }
+    }
+}
+
+fn build_jwks(keys: &BTreeMap<String, LoadedKey>) -> JwksDocument {
+    let list: Vec<serde_json::Value> = keys
+        .values()
+        .map(|k| {
+            let mut jwk = k.jwk.clone();
+            if let Some(obj) = jwk.as_object_mut() {
+                obj.insert("kid".into(), k.meta.kid.clone().into());
+                obj.insert("alg".into(), k.meta.alg.as_str().into());
+                obj.insert("use".into(), "sig".into());
+            }
+            jwk
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "keys": list })).unwrap_or_default();
+    let etag = format!("\"{}\"", B64.encode(&Sha256::digest(&body)[..16]));
+    JwksDocument { body: bytes::Bytes::from(body), etag }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("auth-keys-{name}-{}", uuid::Uuid::new_v4()))
+    }
+
+    #[test]
+    fn first_generated_key_is_active_and_later_ones_are_next() {
+        let dir = temp_dir("lifecycle");
+        let first = generate_key(&dir, KeyAlg::ES256, 2048).expect("first key");
+        let second = generate_key(&dir, KeyAlg::ES256, 2048).expect("second key");
+        assert_eq!(first.state, KeyState::Active);
+        assert_eq!(second.state, KeyState::Next);
+        let mode = fs::metadata(&first.path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let set = KeySet::load(&dir, None).expect("load");
+        assert_eq!(set.active_kid(), first.kid);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn signed_token_verifies_and_a_flipped_signature_does_not() {
+        let dir = temp_dir("sign");
+        generate_key(&dir, KeyAlg::RS256, 2048).expect("key");
+        let set = KeySet::load(&dir, None).expect("load");
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now + 60, "nbf": now, "iat": now});
+        let token = set.sign("at+jwt", &claims).expect("sign");
+        let rules = VerifyRules { issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
+        assert!(set.verify(&token, &rules).is_ok());
+        let mut bad = token.clone().into_bytes();
+        let last = bad.len() - 3;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        assert!(set.verify(&String::from_utf8(bad).expect("utf8"), &rules).is_err());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unknown_active_kid_is_refused() {
+        let dir = temp_dir("override");
+        generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
+        let err = KeySet::load(&dir, Some("nope")).expect_err("must fail");
+        assert!(matches!(err, KeyError::ActiveKidMissing(_)));
+        let _ = fs::remove_dir_all(dir);
+    }
+}

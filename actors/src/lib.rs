@@ -1,0 +1,34 @@
+//! The actor library of auth-service: the supervision tree and the actors that own every
+//! piece of state the service touches — signing keys, PostgreSQL, Redis — plus the Health
+//! actor that reports on them all.
+//!
+//! # Layout
+//!
+//! - [`supervisor`]: starts the tree after validating its dependencies, restarts failed
+//!   children with backoff, and escalates past the restart-intensity limit.
+//! - [`key_manager`]: owns the key directory; publishes immutable key snapshots that sign
+//!   and verify tokens and carry the cached JWKS.
+//! - [`user_store`]: a pool of workers over PostgreSQL.
+//! - [`rate_limiter`]: rate limits, the access-token blacklist and logout-all markers in Redis.
+//! - [`health`]: readiness, from the supervisor's view of the children and live probes.
+//! - [`handle`]: the calling side of every actor: slots that survive restarts, timeouts, and a
+//!   bound on calls in flight.
+//! - [`keys`] and [`db`]: the key files and the database plumbing, also used by the
+//!   operator commands that run without the actor tree.
+//! - [`metrics`]: what the actors count.
+//!
+//! Architecture Invariant: nothing here knows about HTTP. Callers see typed handles with
+//! plain async methods; no message type is built outside its actor's module.
+
+pub mod db;
+pub mod handle;
+pub mod health;
+pub mod key_manager;
+pub mod keys;
+pub mod metrics;
+pub mod rate_limiter;
+pub mod supervisor;
+pub mod user_store;
+
+pub use handle::CallError;
+pub use supervisor::{RestartPolicy, Services, Settings, StartupError};

@@ -1,0 +1,55 @@
+//! The metrics the actors record themselves: supervision (restarts, failures) and calls
+//! (in flight, timeouts, saturation), plus dependency errors. The binary registers them in its
+//! Prometheus registry next to its own HTTP metrics; nothing here is global, so several
+//! service instances in one process (as in the integration tests) never share counters.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The one label of per-actor metrics: the actor kind (`key_manager`, `user_store`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorLabel {
+    pub actor: &'static str,
+}
+
+pub(crate) fn actor_label(actor: &'static str) -> ActorLabel {
+    ActorLabel { actor }
+}
+
+/// Cheap to clone: every field is an `Arc` inside.
+#[derive(Clone, Debug, Default)]
+pub struct ActorMetrics {
+    /// Restarts performed by the supervisor, by actor kind.
+    pub restarts: Family<ActorLabel, Counter>,
+    /// Child failures (panics or errors) seen by the supervisor, by actor kind.
+    pub failures: Family<ActorLabel, Counter>,
+    /// Calls waiting for a reply, by actor kind.
+    pub in_flight: Family<ActorLabel, Gauge>,
+    /// Calls refused because too many were already waiting, by actor kind.
+    pub overloaded: Family<ActorLabel, Counter>,
+    /// Calls that got no reply within the call timeout, by actor kind.
+    pub call_timeouts: Family<ActorLabel, Counter>,
+    /// Errors returned by PostgreSQL or the pool (connection lost, timeout, query failure).
+    pub postgres_errors: Counter,
+    /// Errors returned by Redis.
+    pub redis_errors: Counter,
+}
+
+impl ActorMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("actor_restarts", "Actor restarts performed by the supervisor", self.restarts.clone());
+        registry.register("actor_failures", "Actor failures seen by the supervisor", self.failures.clone());
+        registry.register("actor_calls_in_flight", "Calls waiting for an actor's reply", self.in_flight.clone());
+        registry.register(
+            "actor_calls_rejected",
+            "Calls refused because the actor's queue was full",
+            self.overloaded.clone(),
+        );
+        registry.register("actor_call_timeouts", "Actor calls that timed out", self.call_timeouts.clone());
+        registry.register("postgres_errors", "PostgreSQL errors", self.postgres_errors.clone());
+        registry.register("redis_errors", "Redis errors", self.redis_errors.clone());
+    }
+}

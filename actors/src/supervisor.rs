@@ -1,0 +1,426 @@
+//! The root of the actor tree. It validates the dependencies at startup, spawns and links
+//! every child, and restarts a failed child after an exponential backoff. A child that fails
+//! more than `max_restarts` times within `window` escalates: the supervisor stops itself and
+//! its children, and the server turns that into a clean exit with a non-zero status, for the
+//! orchestrator to restart the process (OTP's "restart intensity").
+//!
+//! ```text
+//! Supervisor
+//! ├── KeyManager
+//! ├── UserStore worker 0..N   (over one deadpool-postgres pool)
+//! ├── RateLimiter/Blacklist   (over one multiplexed Redis connection)
+//! └── Health
+//! ```
+//!
+//! Every failure and every restart is logged (actor, reason, attempt, backoff) and counted in
+//! [`ActorMetrics`]; the Health actor is told of each state change.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+use crate::db::{self, DbError};
+use crate::handle::{Endpoint, Slot};
+use crate::health::{ChildState, Health, HealthArgs, HealthHandle, HealthMsg};
+use crate::key_manager::{KeyManager, KeyManagerArgs, KeyManagerHandle, KeyManagerMsg};
+use crate::keys::{KeyError, KeySet};
+use crate::metrics::{ActorMetrics, actor_label};
+use crate::rate_limiter::{RateLimiter, RateLimiterArgs, RateLimiterHandle, RateLimiterMsg};
+use crate::user_store::{UserStore, UserStoreArgs, UserStoreHandle, UserStoreMsg};
+
+/// Everything the tree needs, each actor's slice in its own field.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub keys_dir: PathBuf,
+    pub active_kid: Option<String>,
+    pub database_url: String,
+    /// Connections in the PostgreSQL pool.
+    pub database_pool_size: usize,
+    /// UserStore worker actors.
+    pub user_store_workers: usize,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    /// Bound on connecting to PostgreSQL/Redis and on each of their operations.
+    pub dependency_timeout: Duration,
+    /// Bound on every actor call.
+    pub call_timeout: Duration,
+    /// Calls allowed to wait on one actor before new ones are refused.
+    pub mailbox_capacity: usize,
+    /// Bound on each readiness probe.
+    pub probe_timeout: Duration,
+    pub restart: RestartPolicy,
+}
+
+/// OTP-style restart policy.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    /// Backoff before the first restart; doubles with each further failure in the window.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// More failures than this within `window` escalate.
+    pub max_restarts: usize,
+    pub window: Duration,
+}
+
+/// Why the tree could not start. Each message is one line naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("REDIS_URL is not a valid Redis URL: {0}")]
+    RedisUrl(String),
+    #[error("Redis is unreachable: {0}")]
+    RedisUnreachable(String),
+    #[error("actor system failed to start: {0}")]
+    Spawn(String),
+}
+
+/// The handles the rest of the program uses. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub keys: KeyManagerHandle,
+    pub users: UserStoreHandle,
+    pub limiter: RateLimiterHandle,
+    pub health: HealthHandle,
+    pub metrics: ActorMetrics,
+}
+
+/// The kinds of child, with the worker index for the UserStore pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Child {
+    KeyManager,
+    UserStore(usize),
+    RateLimiter,
+    Health,
+}
+
+impl Child {
+    fn kind(self) -> &'static str {
+        match self {
+            Child::KeyManager => "key_manager",
+            Child::UserStore(_) => "user_store",
+            Child::RateLimiter => "rate_limiter",
+            Child::Health => "health",
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Child::UserStore(i) => format!("user_store-{i}"),
+            other => other.kind().to_string(),
+        }
+    }
+}
+
+/// The slots the supervisor fills as children start and empties as they die.
+struct Slots {
+    keys: Arc<Slot<KeyManagerMsg>>,
+    users: Vec<Arc<Slot<UserStoreMsg>>>,
+    limiter: Arc<Slot<RateLimiterMsg>>,
+    health: Arc<Slot<HealthMsg>>,
+}
+
+/// Messages the supervisor handles (besides supervision events).
+pub enum SupervisorMsg {
+    /// Restart a child whose backoff has elapsed. Internal.
+    #[doc(hidden)]
+    Restart(ChildRef),
+}
+
+/// Opaque name of a child, for [`SupervisorMsg::Restart`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChildRef(Child);
+
+/// Startup arguments of the supervisor: built by [`start`].
+pub struct SupervisorArgs {
+    settings: Settings,
+    services: Services,
+    slots: Slots,
+    publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
+}
+
+pub struct SupervisorState {
+    settings: Settings,
+    services: Services,
+    slots: Slots,
+    publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
+    pool: deadpool_postgres::Pool,
+    redis: ConnectionManager,
+    /// Live children by actor id.
+    running: HashMap<ActorId, Child>,
+    /// Recent failure times per child, for the intensity limit and the backoff exponent.
+    failures: HashMap<Child, VecDeque<Instant>>,
+    states: BTreeMap<String, ChildState>,
+}
+
+pub struct Supervisor;
+
+/// Builds the handles, then spawns the supervisor, which validates keys, PostgreSQL (reachable
+/// and migrated) and Redis before it spawns its children. Returns the handles, the supervisor
+/// and its join handle (which completes when the tree has stopped, normally or by escalation).
+pub async fn start(
+    settings: Settings,
+    metrics: ActorMetrics,
+) -> Result<(Services, ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), StartupError> {
+    let (publish, keys_rx) = watch::channel(None);
+    let publish = Arc::new(publish);
+    let slots = Slots {
+        keys: Arc::default(),
+        users: (0..settings.user_store_workers.max(1)).map(|_| Arc::default()).collect(),
+        limiter: Arc::default(),
+        health: Arc::default(),
+    };
+    fn endpoint<M: ractor::Message>(
+        name: &'static str,
+        slot: Arc<Slot<M>>,
+        s: &Settings,
+        m: &ActorMetrics,
+    ) -> Endpoint<M> {
+        Endpoint::new(name, slot, s.call_timeout, s.mailbox_capacity, m.clone())
+    }
+    let (s, m) = (&settings, &metrics);
+    let services = Services {
+        keys: KeyManagerHandle::new(endpoint("key_manager", slots.keys.clone(), s, m), keys_rx),
+        users: UserStoreHandle::new(
+            slots.users.iter().map(|slot| endpoint("user_store", slot.clone(), s, m)).collect(),
+        ),
+        limiter: RateLimiterHandle::new(endpoint("rate_limiter", slots.limiter.clone(), s, m)),
+        health: HealthHandle::new(endpoint("health", slots.health.clone(), s, m)),
+        metrics: metrics.clone(),
+    };
+    let args = SupervisorArgs { settings, services: services.clone(), slots, publish };
+    match Actor::spawn(None, Supervisor, args).await {
+        Ok((actor, join)) => Ok((services, actor, join)),
+        Err(SpawnErr::StartupFailed(e)) => Err(match e.downcast::<StartupError>() {
+            Ok(startup) => *startup,
+            Err(other) => StartupError::Spawn(db::error_chain(other.as_ref())),
+        }),
+        Err(other) => Err(StartupError::Spawn(other.to_string())),
+    }
+}
+
+async fn connect_postgres(settings: &Settings) -> Result<deadpool_postgres::Pool, StartupError> {
+    let pool = db::build_pool(&settings.database_url, settings.database_pool_size, settings.dependency_timeout)?;
+    let client = pool.get().await.map_err(|e| DbError::Unreachable(db::error_chain(&e)))?;
+    db::check_schema(&client).await?;
+    Ok(pool)
+}
+
+async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, StartupError> {
+    let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| StartupError::RedisUrl(e.to_string()))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.dependency_timeout))
+        .set_response_timeout(Some(settings.dependency_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let connect = ConnectionManager::new_with_config(client, config);
+    match tokio::time::timeout(settings.dependency_timeout * 2, connect).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(StartupError::RedisUnreachable(e.to_string())),
+        Err(_) => Err(StartupError::RedisUnreachable("connection timed out".into())),
+    }
+}
+
+impl SupervisorState {
+    async fn spawn_child(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child) -> Result<(), SpawnErr> {
+        let cell: ActorCell = myself.get_cell();
+        let id = match child {
+            Child::KeyManager => {
+                let args = KeyManagerArgs {
+                    dir: self.settings.keys_dir.clone(),
+                    active_kid: self.settings.active_kid.clone(),
+                    publish: self.publish.clone(),
+                };
+                let (actor, _) = Actor::spawn_linked(None, KeyManager, args, cell).await?;
+                self.slots.keys.set(Some(actor.clone()));
+                actor.get_id()
+            }
+            Child::UserStore(i) => {
+                let args = UserStoreArgs { pool: self.pool.clone(), metrics: self.services.metrics.clone() };
+                let (actor, _) = Actor::spawn_linked(None, UserStore, args, cell).await?;
+                self.slots.users[i].set(Some(actor.clone()));
+                actor.get_id()
+            }
+            Child::RateLimiter => {
+                let args = RateLimiterArgs {
+                    redis: self.redis.clone(),
+                    prefix: self.settings.redis_prefix.clone(),
+                    metrics: self.services.metrics.clone(),
+                };
+                let (actor, _) = Actor::spawn_linked(None, RateLimiter, args, cell).await?;
+                self.slots.limiter.set(Some(actor.clone()));
+                actor.get_id()
+            }
+            Child::Health => {
+                self.states.insert(child.name(), ChildState::Running);
+                let args = HealthArgs {
+                    keys: self.services.keys.clone(),
+                    users: self.services.users.clone(),
+                    limiter: self.services.limiter.clone(),
+                    probe_timeout: self.settings.probe_timeout,
+                    children: self.states.clone(),
+                };
+                let (actor, _) = Actor::spawn_linked(None, Health, args, cell).await?;
+                self.slots.health.set(Some(actor.clone()));
+                actor.get_id()
+            }
+        };
+        self.running.insert(id, child);
+        self.set_state(child, ChildState::Running);
+        Ok(())
+    }
+
+    fn clear_slot(&self, child: Child) {
+        match child {
+            Child::KeyManager => self.slots.keys.set(None),
+            Child::UserStore(i) => self.slots.users[i].set(None),
+            Child::RateLimiter => self.slots.limiter.set(None),
+            Child::Health => self.slots.health.set(None),
+        }
+    }
+
+    fn set_state(&mut self, child: Child, state: ChildState) {
+        self.states.insert(child.name(), state.clone());
+        self.services.health.child_state(child.name(), state);
+    }
+
+    /// Records a failure of `child` and schedules its restart, or escalates when the
+    /// restart-intensity limit is exceeded.
+    fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child, reason: &str) {
+        let policy = self.settings.restart.clone();
+        let metrics = &self.services.metrics;
+        metrics.failures.get_or_create(&actor_label(child.kind())).inc();
+        self.clear_slot(child);
+        let now = Instant::now();
+        let history = self.failures.entry(child).or_default();
+        history.push_back(now);
+        while history.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
+            history.pop_front();
+        }
+        let attempt = history.len();
+        if attempt > policy.max_restarts {
+            tracing::error!(
+                actor = child.kind(), child = %child.name(), reason, attempt,
+                max_restarts = policy.max_restarts, window_secs = policy.window.as_secs(),
+                "restart intensity exceeded; stopping the actor system"
+            );
+            self.set_state(child, ChildState::Failed);
+            myself.stop(Some(format!("restart intensity exceeded by {}", child.name())));
+            return;
+        }
+        let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+        let backoff = policy.backoff_initial.saturating_mul(1 << exponent).min(policy.backoff_max);
+        tracing::warn!(
+            actor = child.kind(), child = %child.name(), reason, attempt,
+            backoff_ms = backoff.as_millis() as u64, "actor failed; restarting after backoff"
+        );
+        self.set_state(child, ChildState::Restarting);
+        myself.send_after(backoff, move || SupervisorMsg::Restart(ChildRef(child)));
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let SupervisorArgs { settings, services, slots, publish } = args;
+        // Validate in the order an operator fixes things: keys, then PostgreSQL, then Redis.
+        KeySet::load(&settings.keys_dir, settings.active_kid.as_deref()).map_err(StartupError::from)?;
+        let pool = connect_postgres(&settings).await?;
+        let redis = connect_redis(&settings).await?;
+        let workers = slots.users.len();
+        let mut state = SupervisorState {
+            settings,
+            services,
+            slots,
+            publish,
+            pool,
+            redis,
+            running: HashMap::new(),
+            failures: HashMap::new(),
+            states: BTreeMap::new(),
+        };
+        let mut children = vec![Child::KeyManager, Child::RateLimiter];
+        children.extend((0..workers).map(Child::UserStore));
+        for child in &children {
+            state.states.insert(child.name(), ChildState::Running);
+        }
+        children.push(Child::Health);
+        for child in children {
+            state
+                .spawn_child(&myself, child)
+                .await
+                .map_err(|e| StartupError::Spawn(format!("{}: {}", child.name(), db::error_chain(&e))))?;
+        }
+        tracing::info!(user_store_workers = workers, "actor system started");
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Restart(ChildRef(child)) => match state.spawn_child(&myself, child).await {
+                Ok(()) => {
+                    state.services.metrics.restarts.get_or_create(&actor_label(child.kind())).inc();
+                    tracing::info!(actor = child.kind(), child = %child.name(), "actor restarted");
+                }
+                Err(e) => {
+                    let reason = format!("restart failed: {}", db::error_chain(&e));
+                    state.on_child_down(&myself, child, &reason);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(child) = state.running.remove(&cell.get_id()) {
+                    state.on_child_down(&myself, child, &err.to_string());
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                // Children stop on their own only when something is wrong; treat it as a failure.
+                if let Some(child) = state.running.remove(&cell.get_id()) {
+                    let reason = reason.unwrap_or_else(|| "stopped unexpectedly".into());
+                    state.on_child_down(&myself, child, &reason);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        for child in state.running.values() {
+            state.clear_slot(*child);
+        }
+        myself.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+        state.pool.close();
+        tracing::info!("actor system stopped");
+        Ok(())
+    }
+}

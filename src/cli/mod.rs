@@ -1,0 +1,76 @@
+//! The command line: one subcommand per file. Every command reads the same layered
+//! configuration (`--config-dir`, default `config/`, then the environment) and needs only the
+//! settings it uses. Errors end the process with a non-zero status and one line on stderr.
+
+mod hash;
+mod keys;
+mod migrate;
+mod serve;
+mod superuser;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Layers;
+
+#[derive(Parser)]
+#[command(name = "auth-service", version, about = "JWT authentication server")]
+struct Cli {
+    /// Directory of *.toml config files, read in lexical order before the environment.
+    #[arg(long, env = "CONFIG_DIR", default_value = "config", global = true)]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate config, keys and dependencies, then serve the API.
+    Serve,
+    /// Apply pending database migrations (idempotent).
+    Migrate,
+    /// Insert the default roles that are missing (idempotent).
+    SeedRoles,
+    /// Create an admin user, or give an existing user the admin role. The password comes from
+    /// SUPERUSER_PASSWORD or standard input, never from the command line.
+    CreateSuperuser(superuser::Args),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Password-hash tools.
+    #[command(subcommand)]
+    Hash(hash::HashCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let layers = match Layers::load(&cli.config_dir, std::env::vars()) {
+        Ok(l) => l,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run(&layers).await,
+            Command::Migrate => migrate::migrate(&layers).await,
+            Command::SeedRoles => migrate::seed_roles(&layers).await,
+            Command::CreateSuperuser(args) => superuser::run(&layers, args).await,
+            Command::Keys(cmd) => keys::run(&layers, cmd).await,
+            Command::Hash(cmd) => hash::run(&layers, cmd),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {}", message.replace('\n', " "));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,24 @@
+//! `auth-service serve`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::config::Layers;
+use crate::startup::{self, Exit};
+
+/// Exit status when the actor tree gave up (restart-intensity limit): distinct from 1
+/// (startup failure) so that an orchestrator's logs tell the two apart.
+const EXIT_ESCALATED: u8 = 3;
+
+pub async fn run(layers: &Layers) -> anyhow::Result<ExitCode> {
+    let config = layers.build()?;
+    crate::telemetry::init(config.log_format, &config.log_level);
+    let addr = config.http.bind_addr;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let exit = startup::run(config, listener, startup::shutdown_signal(), startup::reload_keys_on_sighup).await?;
+    Ok(match exit {
+        Exit::Requested => ExitCode::SUCCESS,
+        Exit::Escalated => ExitCode::from(EXIT_ESCALATED),
+    })
+}

@@ -1,0 +1,68 @@
+//! `auth-service create-superuser`: bootstrap the first admin.
+//!
+//! The password is read from `SUPERUSER_PASSWORD` or standard input (without echo on a
+//! terminal) and never accepted as an argument, so it cannot leak through `ps` or shell
+//! history. Running it again for an existing user gives that user the admin role and leaves
+//! its password unchanged.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use auth_actors::db::{self, SuperuserOutcome};
+
+use crate::config::Layers;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Username (or SUPERUSER_USERNAME).
+    #[arg(long, env = "SUPERUSER_USERNAME")]
+    username: String,
+    /// Email (or SUPERUSER_EMAIL).
+    #[arg(long, env = "SUPERUSER_EMAIL")]
+    email: String,
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("SUPERUSER_PASSWORD")
+        && !p.is_empty()
+    {
+        return Ok(p);
+    }
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        rpassword::prompt_password("Password: ").context("cannot read the password")?
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        bail!("no password given (set SUPERUSER_PASSWORD or pipe it on stdin)");
+    }
+    Ok(password)
+}
+
+pub async fn run(layers: &Layers, args: Args) -> anyhow::Result<ExitCode> {
+    let config = layers.build()?;
+    let params = crate::passwords::params(&config.passwords)?;
+    let mut client = super::migrate::connect(layers).await?;
+    db::check_schema(&client).await?;
+    let password = read_password()?;
+    let policy = &config.passwords;
+    let hash = move || {
+        let len = password.chars().count();
+        if len < policy.min_length || len > policy.max_length {
+            return Err(format!("password must be {}–{} characters", policy.min_length, policy.max_length));
+        }
+        crate::passwords::hash_with(&params, &password).map_err(|e| e.to_string())
+    };
+    match db::create_superuser(&mut client, &args.username, &args.email, hash).await? {
+        Ok(SuperuserOutcome::Created(id)) => println!("created admin user {} ({id})", args.username),
+        Ok(SuperuserOutcome::Promoted(id)) => {
+            println!("user {} ({id}) already exists: admin role ensured, password unchanged", args.username)
+        }
+        Err(reason) => bail!(reason),
+    }
+    Ok(ExitCode::SUCCESS)
+}

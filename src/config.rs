@@ -1,0 +1,521 @@
+//! Configuration: one table of settings, layered defaults < `config/*.toml` < environment.
+//!
+//! Every setting has one name. In TOML files it is written in lower case
+//! (`access_token_ttl = "15m"`), in the environment in upper case (`ACCESS_TOKEN_TTL=15m`).
+//! Files in the config directory are read in lexical order, later ones overriding earlier ones,
+//! so `config/default.toml` (committed, development values) can be overridden by a
+//! `config/local.toml` (ignored by git) and both by the environment.
+//!
+//! Settings without a default (`DATABASE_URL`, `REDIS_URL`, `JWT_KEYS_DIR`, `JWT_ISSUER`,
+//! `JWT_AUDIENCE`) must come from a file or the environment; startup names any that is missing.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// `(name, default, meaning)` of every setting. The single source for parsing and for the
+/// configuration reference in docs/OPERATIONS.md.
+pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    ("BIND_ADDR", Some("127.0.0.1:8080"), "Address the HTTP API listens on."),
+    ("METRICS_BIND_ADDR", None, "Optional separate address for /metrics (otherwise served on BIND_ADDR)."),
+    ("DATABASE_URL", None, "PostgreSQL URL, e.g. postgres://user@host:5432/db. Secret: never logged."),
+    ("DATABASE_POOL_SIZE", Some("16"), "Connections in the PostgreSQL pool."),
+    ("USER_STORE_WORKERS", Some("16"), "UserStore worker actors."),
+    ("REDIS_URL", None, "Redis URL, e.g. redis://127.0.0.1:6379/0. Secret: never logged."),
+    ("REDIS_KEY_PREFIX", Some("auth:"), "Prefix of every Redis key this service writes."),
+    ("JWT_KEYS_DIR", None, "Directory holding the signing keys and keys.json."),
+    ("JWT_ACTIVE_KID", None, "Overrides which published key signs (normally keys.json decides)."),
+    ("JWT_ISSUER", None, "The iss claim of issued tokens and the issuer in discovery."),
+    ("JWT_AUDIENCE", None, "The aud claim of issued tokens; verification requires it."),
+    ("PUBLIC_URL", None, "External base URL used in discovery documents (defaults to JWT_ISSUER)."),
+    ("ACCESS_TOKEN_TTL", Some("15m"), "Lifetime of access tokens."),
+    ("REFRESH_TOKEN_TTL", Some("30d"), "Lifetime of refresh tokens (and of a session without use)."),
+    ("REFRESH_REUSE_GRACE", Some("10s"), "Window in which a rotated refresh token may be replayed (0s disables)."),
+    (
+        "JWKS_MAX_AGE",
+        Some("5m"),
+        "Cache-Control max-age of the JWKS; a key must be published this long before it signs.",
+    ),
+    ("CLOCK_SKEW", Some("30s"), "Leeway on exp/nbf/iat, and extra time retired keys stay published."),
+    ("LOG_FORMAT", Some("text"), "text or json."),
+    ("LOG_LEVEL", Some("info"), "tracing filter, e.g. info or auth_service=debug,info."),
+    ("COOKIE_SECURE", Some("false"), "Mark the refresh cookie Secure (set true behind HTTPS)."),
+    ("ALLOWED_ORIGINS", Some(""), "Comma-separated origins allowed on cookie-authenticated POSTs."),
+    ("TRUST_PROXY_HEADERS", Some("false"), "Honour X-Forwarded-For from TRUSTED_PROXY_IPS."),
+    ("TRUSTED_PROXY_IPS", Some(""), "Comma-separated CIDRs of trusted reverse proxies."),
+    ("ARGON2_MEMORY_KIB", Some("19456"), "Argon2id memory cost (OWASP minimum 19456)."),
+    ("ARGON2_ITERATIONS", Some("2"), "Argon2id time cost."),
+    ("ARGON2_PARALLELISM", Some("1"), "Argon2id lanes."),
+    ("HASH_CONCURRENCY", Some("0"), "Concurrent argon2 jobs; 0 means one per CPU core."),
+    ("HASH_QUEUE_TIMEOUT", Some("2s"), "How long a login/signup waits for a hashing slot before 503."),
+    ("PASSWORD_MIN_LENGTH", Some("8"), "Shortest accepted password."),
+    ("PASSWORD_MAX_LENGTH", Some("128"), "Longest accepted password."),
+    ("RATE_LIMIT_ENABLED", Some("true"), "false disables rate limiting (load tests only; logs a warning)."),
+    ("RATE_LIMIT_LOGIN", Some("10/60s"), "Login attempts per client IP."),
+    ("RATE_LIMIT_LOGIN_ACCOUNT", Some("20/300s"), "Login attempts per account, from any IP."),
+    ("RATE_LIMIT_SIGNUP", Some("5/60s"), "Signups per client IP."),
+    ("RATE_LIMIT_REFRESH", Some("60/60s"), "Refreshes per client IP."),
+    ("RATE_LIMIT_DEFAULT", Some("100/60s"), "Other API requests per client IP."),
+    ("LOCKOUT_THRESHOLD", Some("5"), "Consecutive failed logins that lock an account."),
+    ("LOCKOUT_BASE", Some("60s"), "First lockout; each further lockout doubles it."),
+    ("LOCKOUT_MAX", Some("1h"), "Longest lockout."),
+    ("MAX_BODY_BYTES", Some("65536"), "Largest accepted request body."),
+    ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
+    ("REQUEST_TIMEOUT", Some("30s"), "Time a request (body included) may take."),
+    ("MAX_CONNECTIONS", Some("20000"), "Open connections accepted at once."),
+    ("SHUTDOWN_GRACE", Some("10s"), "How long shutdown waits for in-flight requests."),
+    ("ACTOR_CALL_TIMEOUT", Some("5s"), "Bound on every actor call."),
+    ("ACTOR_MAILBOX_CAPACITY", Some("1024"), "Calls that may wait on one actor before new ones get 503."),
+    ("DEPENDENCY_TIMEOUT", Some("2s"), "Bound on connecting to PostgreSQL/Redis and on each operation."),
+    ("PROBE_TIMEOUT", Some("1s"), "Bound on each readiness probe."),
+    ("RESTART_BACKOFF_INITIAL", Some("100ms"), "Backoff before restarting a failed actor; doubles per failure."),
+    ("RESTART_BACKOFF_MAX", Some("5s"), "Longest restart backoff."),
+    ("RESTART_MAX", Some("5"), "Failures of one actor tolerated within RESTART_WINDOW before escalation."),
+    ("RESTART_WINDOW", Some("60s"), "Window of the restart-intensity limit."),
+];
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `N/window`: at most N events per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub bind_addr: SocketAddr,
+    pub metrics_bind_addr: Option<SocketAddr>,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub cookie_secure: bool,
+    pub allowed_origins: Vec<String>,
+    pub trust_proxy_headers: bool,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub keys_dir: PathBuf,
+    pub active_kid: Option<String>,
+    pub issuer: String,
+    pub audience: String,
+    pub public_url: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub reuse_grace: Duration,
+    pub jwks_max_age: Duration,
+    pub clock_skew: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Concurrent hashing jobs (already resolved from 0 = cores).
+    pub concurrency: usize,
+    pub queue_timeout: Duration,
+    pub min_length: usize,
+    pub max_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitConfig {
+    pub enabled: bool,
+    pub login: RateLimit,
+    pub login_account: RateLimit,
+    pub signup: RateLimit,
+    pub refresh: RateLimit,
+    pub default: RateLimit,
+    pub lockout_threshold: u32,
+    pub lockout_base: Duration,
+    pub lockout_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database_url: Secret,
+    pub database_pool_size: usize,
+    pub user_store_workers: usize,
+    pub redis_url: Secret,
+    pub redis_prefix: String,
+    pub tokens: TokenConfig,
+    pub passwords: PasswordConfig,
+    pub limits: LimitConfig,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub call_timeout: Duration,
+    pub mailbox_capacity: usize,
+    pub dependency_timeout: Duration,
+    pub probe_timeout: Duration,
+    pub restart: auth_actors::RestartPolicy,
+}
+
+/// A configuration problem, named so that the operator can fix it from the message alone.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} is unreadable: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("missing setting {0} (set it in the environment or a config/*.toml file)")]
+    Missing(&'static str),
+    #[error("invalid {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("unknown setting {key:?} in {path}")]
+    Unknown { key: String, path: PathBuf },
+}
+
+/// The raw layered values, by upper-case setting name.
+#[derive(Debug, Clone, Default)]
+pub struct Layers(BTreeMap<&'static str, String>);
+
+impl Layers {
+    /// Defaults, then every `*.toml` of `dir` (lexical order), then the environment.
+    pub fn load(dir: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Layers, ConfigError> {
+        let mut layers = Layers::defaults();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        for path in files {
+            layers.merge_file(&path)?;
+        }
+        layers.merge_env(env);
+        Ok(layers)
+    }
+
+    pub fn defaults() -> Layers {
+        Layers(SETTINGS.iter().filter_map(|(k, d, _)| d.map(|d| (*k, d.to_string()))).collect())
+    }
+
+    fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+        for (key, value) in table {
+            let name = setting_name(&key.to_ascii_uppercase())
+                .ok_or_else(|| ConfigError::Unknown { key: key.clone(), path: path.to_path_buf() })?;
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            self.0.insert(name, value);
+        }
+        Ok(())
+    }
+
+    fn merge_env(&mut self, env: impl IntoIterator<Item = (String, String)>) {
+        for (key, value) in env {
+            if let Some(name) = setting_name(&key) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+
+    /// Sets one value (tests and tools).
+    pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+        if let Some(name) = setting_name(name) {
+            self.0.insert(name, value.into());
+        }
+        self
+    }
+
+    /// One raw value, for commands that need a single setting.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        setting_name(name).and_then(|n| self.get(n))
+    }
+
+    fn get(&self, name: &'static str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.required(name)?;
+        raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: format!("{raw:?}: {e}") })
+    }
+
+    fn duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
+        let raw = self.required(name)?;
+        parse_duration(raw).map_err(|reason| ConfigError::Invalid { name, reason })
+    }
+
+    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).unwrap_or("false").trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(ConfigError::Invalid { name, reason: format!("{other:?} is not a boolean") }),
+        }
+    }
+
+    fn rate(&self, name: &'static str) -> Result<RateLimit, ConfigError> {
+        let raw = self.required(name)?;
+        parse_rate(raw).map_err(|reason| ConfigError::Invalid { name, reason })
+    }
+
+    fn list(&self, name: &'static str) -> Vec<String> {
+        self.get(name)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Builds the typed configuration, naming the first setting that is missing or invalid.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let trusted_proxies = self
+            .list("TRUSTED_PROXY_IPS")
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|e| ConfigError::Invalid { name: "TRUSTED_PROXY_IPS", reason: format!("{s:?}: {e}") })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let log_format = match self.required("LOG_FORMAT")?.to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    reason: format!("{other:?} (use text or json)"),
+                });
+            }
+        };
+        let database_url = self.required("DATABASE_URL")?.to_string();
+        auth_actors::db::parse_url(&database_url)
+            .map_err(|e| ConfigError::Invalid { name: "DATABASE_URL", reason: e.to_string() })?;
+        let redis_url = self.required("REDIS_URL")?.to_string();
+        redis_url_check(&redis_url)?;
+        let concurrency: usize = self.parse("HASH_CONCURRENCY")?;
+        let concurrency =
+            if concurrency == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { concurrency };
+        let issuer = self.required("JWT_ISSUER")?.to_string();
+        let memory_kib: u32 = self.parse("ARGON2_MEMORY_KIB")?;
+        let iterations: u32 = self.parse("ARGON2_ITERATIONS")?;
+        let parallelism: u32 = self.parse("ARGON2_PARALLELISM")?;
+        argon2::Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| ConfigError::Invalid { name: "ARGON2_MEMORY_KIB", reason: e.to_string() })?;
+        let min_length: usize = self.parse("PASSWORD_MIN_LENGTH")?;
+        let max_length: usize = self.parse("PASSWORD_MAX_LENGTH")?;
+        if min_length == 0 || max_length < min_length {
+            return Err(ConfigError::Invalid {
+                name: "PASSWORD_MAX_LENGTH",
+                reason: format!("must be at least PASSWORD_MIN_LENGTH ({min_length}), which must be positive"),
+            });
+        }
+        Ok(Config {
+            http: HttpConfig {
+                bind_addr: self.parse("BIND_ADDR")?,
+                metrics_bind_addr: match self.get("METRICS_BIND_ADDR") {
+                    Some(_) => Some(self.parse("METRICS_BIND_ADDR")?),
+                    None => None,
+                },
+                max_body_bytes: self.parse("MAX_BODY_BYTES")?,
+                header_read_timeout: self.duration("HEADER_READ_TIMEOUT")?,
+                request_timeout: self.duration("REQUEST_TIMEOUT")?,
+                max_connections: self.parse("MAX_CONNECTIONS")?,
+                shutdown_grace: self.duration("SHUTDOWN_GRACE")?,
+                cookie_secure: self.bool("COOKIE_SECURE")?,
+                allowed_origins: self.list("ALLOWED_ORIGINS"),
+                trust_proxy_headers: self.bool("TRUST_PROXY_HEADERS")?,
+                trusted_proxies,
+            },
+            database_url: Secret::new(database_url),
+            database_pool_size: self.parse("DATABASE_POOL_SIZE")?,
+            user_store_workers: self.parse("USER_STORE_WORKERS")?,
+            redis_url: Secret::new(redis_url),
+            redis_prefix: self.get("REDIS_KEY_PREFIX").unwrap_or_default().to_string(),
+            tokens: TokenConfig {
+                keys_dir: PathBuf::from(self.required("JWT_KEYS_DIR")?),
+                active_kid: self.get("JWT_ACTIVE_KID").map(str::to_string),
+                public_url: self.get("PUBLIC_URL").unwrap_or(&issuer).trim_end_matches('/').to_string(),
+                issuer,
+                audience: self.required("JWT_AUDIENCE")?.to_string(),
+                access_ttl: self.duration("ACCESS_TOKEN_TTL")?,
+                refresh_ttl: self.duration("REFRESH_TOKEN_TTL")?,
+                reuse_grace: self.duration("REFRESH_REUSE_GRACE")?,
+                jwks_max_age: self.duration("JWKS_MAX_AGE")?,
+                clock_skew: self.duration("CLOCK_SKEW")?,
+            },
+            passwords: PasswordConfig {
+                memory_kib,
+                iterations,
+                parallelism,
+                concurrency,
+                queue_timeout: self.duration("HASH_QUEUE_TIMEOUT")?,
+                min_length,
+                max_length,
+            },
+            limits: LimitConfig {
+                enabled: self.bool("RATE_LIMIT_ENABLED")?,
+                login: self.rate("RATE_LIMIT_LOGIN")?,
+                login_account: self.rate("RATE_LIMIT_LOGIN_ACCOUNT")?,
+                signup: self.rate("RATE_LIMIT_SIGNUP")?,
+                refresh: self.rate("RATE_LIMIT_REFRESH")?,
+                default: self.rate("RATE_LIMIT_DEFAULT")?,
+                lockout_threshold: self.parse("LOCKOUT_THRESHOLD")?,
+                lockout_base: self.duration("LOCKOUT_BASE")?,
+                lockout_max: self.duration("LOCKOUT_MAX")?,
+            },
+            log_format,
+            log_level: self.required("LOG_LEVEL")?.to_string(),
+            call_timeout: self.duration("ACTOR_CALL_TIMEOUT")?,
+            mailbox_capacity: self.parse("ACTOR_MAILBOX_CAPACITY")?,
+            dependency_timeout: self.duration("DEPENDENCY_TIMEOUT")?,
+            probe_timeout: self.duration("PROBE_TIMEOUT")?,
+            restart: auth_actors::RestartPolicy {
+                backoff_initial: self.duration("RESTART_BACKOFF_INITIAL")?,
+                backoff_max: self.duration("RESTART_BACKOFF_MAX")?,
+                max_restarts: self.parse("RESTART_MAX")?,
+                window: self.duration("RESTART_WINDOW")?,
+            },
+        })
+    }
+}
+
+fn setting_name(key: &str) -> Option<&'static str> {
+    SETTINGS.iter().map(|(k, _, _)| *k).find(|k| *k == key)
+}
+
+fn redis_url_check(url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://")
+        || url.starts_with("unix://"))
+        && auth_actors::rate_limiter::valid_url(url);
+    if ok { Ok(()) } else { Err(ConfigError::Invalid { name: "REDIS_URL", reason: "not a redis:// URL".into() }) }
+}
+
+/// Parses durations such as `10s`, `15m`, `30d`, `250ms` (and `0s`).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw.trim()).map_err(|e| format!("{raw:?}: {e} (examples: 10s, 15m, 30d)"))
+}
+
+/// Parses `N/window`, e.g. `10/60s`.
+pub fn parse_rate(raw: &str) -> Result<RateLimit, String> {
+    let (n, w) = raw.split_once('/').ok_or_else(|| format!("{raw:?} is not N/window (e.g. 10/60s)"))?;
+    let limit: u32 = n.trim().parse().map_err(|e| format!("{raw:?}: {e}"))?;
+    let window = parse_duration(w)?;
+    if limit == 0 || window.is_zero() {
+        return Err(format!("{raw:?}: limit and window must be positive"));
+    }
+    Ok(RateLimit { limit, window })
+}
+
+impl Config {
+    /// The actor tree's slice of the configuration.
+    pub fn actor_settings(&self) -> auth_actors::Settings {
+        auth_actors::Settings {
+            keys_dir: self.tokens.keys_dir.clone(),
+            active_kid: self.tokens.active_kid.clone(),
+            database_url: self.database_url.expose().to_string(),
+            database_pool_size: self.database_pool_size,
+            user_store_workers: self.user_store_workers,
+            redis_url: self.redis_url.expose().to_string(),
+            redis_prefix: self.redis_prefix.clone(),
+            dependency_timeout: self.dependency_timeout,
+            call_timeout: self.call_timeout,
+            mailbox_capacity: self.mailbox_capacity,
+            probe_timeout: self.probe_timeout,
+            restart: self.restart.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Layers {
+        let mut l = Layers::defaults();
+        l.set("DATABASE_URL", "postgres://postgres@127.0.0.1/x")
+            .set("REDIS_URL", "redis://127.0.0.1:6379")
+            .set("JWT_KEYS_DIR", "/tmp/k")
+            .set("JWT_ISSUER", "http://localhost")
+            .set("JWT_AUDIENCE", "aud");
+        l
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let mut l = base();
+        l.merge_env([("ACCESS_TOKEN_TTL".to_string(), "5m".to_string()), ("UNRELATED".into(), "x".into())]);
+        let c = l.build().expect("valid");
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn missing_database_url_is_named() {
+        let mut l = Layers::defaults();
+        l.set("REDIS_URL", "redis://127.0.0.1");
+        let err = l.build().expect_err("must fail").to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn unparsable_redis_url_is_named() {
+        let mut l = base();
+        l.set("REDIS_URL", "http://nope");
+        assert!(l.build().expect_err("must fail").to_string().contains("REDIS_URL"));
+    }
+
+    #[test]
+    fn rate_limits_parse_as_count_per_window() {
+        assert_eq!(parse_rate("10/60s"), Ok(RateLimit { limit: 10, window: Duration::from_secs(60) }));
+        assert!(parse_rate("10").is_err());
+        assert!(parse_rate("0/1s").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = base().build().expect("valid");
+        assert!(!format!("{c:?}").contains("postgres://"));
+    }
+}

@@ -1,0 +1,106 @@
+//! `ApiError`: the one place where failures become HTTP status codes and JSON bodies
+//! `{"error": CODE, "detail": TEXT}`. Handlers and flows return `Result<_, ApiError>` and never
+//! pick a status code for an error themselves.
+
+use std::time::Duration;
+
+use auth_actors::CallError;
+use hyper::StatusCode;
+
+use super::response::{self, Response};
+
+/// Every way a request can fail, as the client should see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("request took too long to arrive")]
+    RequestTimeout,
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    /// A dependency (PostgreSQL, Redis, an actor, the hashing pool) cannot serve now.
+    #[error("{what} unavailable")]
+    Unavailable { what: String, retry_after: Duration },
+}
+
+impl ApiError {
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        ApiError::Unavailable { what: what.into(), retry_after: Duration::from_secs(1) }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unprocessable(_) => "invalid_field",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable { .. } => "service_unavailable",
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code(), "detail": self.to_string() });
+        let mut resp = response::json(self.status(), &body);
+        let headers = resp.headers_mut();
+        match &self {
+            ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert(hyper::header::RETRY_AFTER, secs.into());
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unavailable(a) | CallError::Timeout(a) | CallError::Overloaded(a) => ApiError::unavailable(a),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! What a handler knows about a request: its id, the client's address, the matched route, the
+//! headers, and helpers that read the body under the size and time limits and parse it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::Method;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::config::HttpConfig;
+
+/// The parts of a request a handler needs, with the body still unread.
+pub struct Request {
+    pub id: String,
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub client_ip: IpAddr,
+    /// Values of `{param}` segments of the matched route template, in order.
+    pub params: Vec<String>,
+    body: Option<Incoming>,
+    max_body: usize,
+    body_timeout: Duration,
+}
+
+impl Request {
+    pub fn new(req: hyper::Request<Incoming>, id: String, peer: SocketAddr, http: &HttpConfig) -> Request {
+        let (parts, body) = req.into_parts();
+        let client_ip = client_ip(peer.ip(), &parts.headers, http);
+        Request {
+            id,
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers,
+            client_ip,
+            params: Vec::new(),
+            body: Some(body),
+            max_body: http.max_body_bytes,
+            body_timeout: http.request_timeout,
+        }
+    }
+
+    pub fn header(&self, name: impl hyper::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn user_agent(&self) -> Option<String> {
+        self.header(hyper::header::USER_AGENT).map(|s| s.chars().take(512).collect())
+    }
+
+    /// The Bearer token of the Authorization header, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        let value = self.header(AUTHORIZATION)?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    }
+
+    /// The value of cookie `name`, if present.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+            |pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            },
+        )
+    }
+
+    /// A query-string parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let q = self.query.as_deref()?;
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Reads the whole body, refusing more than the configured maximum (413) and bodies that
+    /// do not finish within the request timeout (408).
+    pub async fn body(&mut self) -> Result<Bytes, ApiError> {
+        let declared = self.header(CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return Err(ApiError::PayloadTooLarge(self.max_body));
+        }
+        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
+        let read = Limited::new(body, self.max_body).collect();
+        match tokio::time::timeout(self.body_timeout, read).await {
+            Err(_) => Err(ApiError::RequestTimeout),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(self.max_body)),
+            Ok(Err(_)) => Err(ApiError::BadRequest("request body could not be read".into())),
+        }
+    }
+
+    fn media_type(&self) -> Option<String> {
+        self.header(CONTENT_TYPE).map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    }
+
+    /// Parses a JSON body (`Content-Type: application/json` required: 415 otherwise).
+    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        match self.media_type().as_deref() {
+            Some("application/json") => {}
+            Some(other) if other.ends_with("+json") => {}
+            _ => return Err(ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())),
+        }
+        let body = self.body().await?;
+        parse_json(&body)
+    }
+
+    /// Parses an `application/x-www-form-urlencoded` body (415 for any other type).
+    pub async fn form<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        if self.media_type().as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let body = self.body().await?;
+        parse_form(&body)
+    }
+}
+
+/// JSON syntax errors are 400; a well-formed document with wrong or missing fields is 422.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(e.to_string()),
+        _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+    })
+}
+
+pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| ApiError::Unprocessable(format!("invalid form: {e}")))
+}
+
+/// The client's address: the socket peer, or, when proxy headers are trusted and the peer is
+/// a trusted proxy, the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, http: &HttpConfig) -> IpAddr {
+    let peer = canonical(peer);
+    let trusted = |ip: IpAddr| http.trusted_proxies.iter().any(|net: &IpNet| net.contains(&ip));
+    if !http.trust_proxy_headers || !trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(canonical)
+        .collect();
+    hops.into_iter().rev().find(|ip| !trusted(*ip)).unwrap_or(peer)
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}

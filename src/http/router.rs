@@ -1,0 +1,102 @@
+//! The route table and the matcher. One table lists every route as (method, template, id);
+//! the dispatcher in `crate::routes` matches on the id, the access log and metrics label
+//! requests with the template (never the raw path), and the OpenAPI parity test walks the same
+//! table.
+
+use hyper::Method;
+
+use super::error::ApiError;
+
+/// Every route the service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Healthz,
+    Readyz,
+    Metrics,
+    Jwks,
+    /// Makes an actor fail on purpose. Compiled only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    TestFail,
+}
+
+/// One entry of the route table.
+#[derive(Debug)]
+pub struct RouteDef {
+    pub method: Method,
+    /// Path with `{name}` placeholders, as in the OpenAPI document.
+    pub template: &'static str,
+    pub id: RouteId,
+}
+
+const fn def(method: Method, template: &'static str, id: RouteId) -> RouteDef {
+    RouteDef { method, template, id }
+}
+
+/// The route table.
+pub static ROUTES: &[RouteDef] = &[
+    def(Method::GET, "/api/v1/healthz", RouteId::Healthz),
+    def(Method::GET, "/api/v1/readyz", RouteId::Readyz),
+    def(Method::GET, "/metrics", RouteId::Metrics),
+    def(Method::GET, "/.well-known/jwks.json", RouteId::Jwks),
+    #[cfg(feature = "test-hooks")]
+    def(Method::POST, "/api/v1/_test/fail/{actor}", RouteId::TestFail),
+];
+
+/// Routes that are not part of the public API (left out of the OpenAPI document).
+pub fn is_internal(template: &str) -> bool {
+    template.starts_with("/api/v1/_test/")
+}
+
+/// Finds the route for `method` and `path`, with the values of its placeholders.
+/// A path that exists under another method is 405; anything else is 404.
+pub fn find(method: &Method, path: &str) -> Result<(&'static RouteDef, Vec<String>), ApiError> {
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    let mut path_matched = false;
+    for route in ROUTES {
+        if let Some(params) = match_template(route.template, path) {
+            if route.method == method {
+                return Ok((route, params));
+            }
+            path_matched = true;
+        }
+    }
+    if path_matched { Err(ApiError::MethodNotAllowed) } else { Err(ApiError::NotFound("no such route".into())) }
+}
+
+fn match_template(template: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) if ts.starts_with('{') && ts.ends_with('}') => {
+                if ps.is_empty() {
+                    return None;
+                }
+                params.push(ps.to_string());
+            }
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments_only() {
+        assert_eq!(match_template("/a/{id}/b", "/a/42/b"), Some(vec!["42".to_string()]));
+        assert_eq!(match_template("/a/{id}/b", "/a//b"), None);
+        assert_eq!(match_template("/a/{id}", "/a/1/extra"), None);
+        assert_eq!(match_template("/api/v1/healthz", "/api/v1/healthz/"), None);
+    }
+
+    #[test]
+    fn a_known_path_under_the_wrong_method_is_405() {
+        assert!(matches!(find(&Method::DELETE, "/api/v1/healthz"), Err(ApiError::MethodNotAllowed)));
+        assert!(matches!(find(&Method::GET, "/nope"), Err(ApiError::NotFound(_))));
+    }
+}

@@ -1,0 +1,160 @@
+//! The accept loop and the per-request wrapper.
+//!
+//! Each connection is served by hyper-util's auto builder (HTTP/1.1, and HTTP/2 with prior
+//! knowledge, "h2c") under a header-read timeout and a cap on open connections. Each request
+//! gets an id (the client's `X-Request-Id` when it is sane, else a new one), is routed, handled
+//! inside a tracing span carrying that id, answered with the id echoed back, counted, and
+//! logged in exactly one access-log line.
+//!
+//! Shutdown: when `shutdown` resolves (or the actor tree stops by itself), the loop stops
+//! accepting, asks every connection to finish its in-flight requests, and waits for them at
+//! most `shutdown_grace`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::request::Request;
+use super::response::Response;
+use super::router;
+use crate::app::App;
+use crate::metrics::{RequestLabels, RouteLabels};
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Serves `listener` until `shutdown` resolves, then drains. Returns once every connection has
+/// closed or the grace period has passed.
+pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
+    let http = app.config.http.clone();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(http.max_connections.max(1)));
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(grace_secs = http.shutdown_grace.as_secs_f64(), "shutting down: draining connections");
+    if tokio::time::timeout(http.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period elapsed with connections still open");
+    }
+}
+
+/// Accepts the client's request id if it is short, visible ASCII; otherwise makes one.
+fn request_id(req: &hyper::Request<Incoming>) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
+    let started = Instant::now();
+    let id = request_id(&req);
+    let mut request = Request::new(req, id.clone(), peer, &app.config.http);
+    let method = request.method.clone();
+    let client_ip = request.client_ip;
+    let span = tracing::info_span!("request", request_id = %id);
+    let (template, mut response) = match router::find(&method, &request.path) {
+        Ok((route, params)) => {
+            request.params = params;
+            let result = crate::routes::dispatch(&app, route.id, request).instrument(span.clone()).await;
+            (route.template, result.unwrap_or_else(|e| e.into_response()))
+        }
+        Err(e) => ("unmatched", e.into_response()),
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let method_label = method_label(&method);
+    app.metrics.requests.get_or_create(&RequestLabels { route: template, method: method_label, status }).inc();
+    app.metrics
+        .request_duration
+        .get_or_create(&RouteLabels { route: template, method: method_label })
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            target: "access",
+            method = %method, route = template, status, latency_ms = elapsed.as_secs_f64() * 1000.0,
+            client_ip = %client_ip, "request"
+        );
+    });
+    response
+}
+
+/// A fixed set of method names, so that the label cannot be used to grow the metric.
+fn method_label(method: &hyper::Method) -> &'static str {
+    match *method {
+        hyper::Method::GET => "GET",
+        hyper::Method::POST => "POST",
+        hyper::Method::PUT => "PUT",
+        hyper::Method::PATCH => "PATCH",
+        hyper::Method::DELETE => "DELETE",
+        hyper::Method::HEAD => "HEAD",
+        hyper::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

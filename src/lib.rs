@@ -1,0 +1,27 @@
+//! auth-service: a standalone authentication server that issues JWT access tokens and
+//! rotating refresh tokens and publishes its keys as a JWKS.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the commands of the one binary (`serve`, `migrate`, `seed-roles`,
+//!   `create-superuser`, `keys ...`, `hash calibrate`). `main.rs` only calls [`cli::main`].
+//! - [`config`]: typed configuration, layered defaults < `config/*.toml` < environment.
+//! - [`startup`]: runs one instance — actor tree, HTTP server, shutdown.
+//! - [`http`]: the raw hyper front end — accept loop, routing table, request/response
+//!   helpers, and the one mapping from errors to status codes.
+//! - [`routes`]: one handler per route; each parses, calls a flow or an actor, renders.
+//! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
+//! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
+//!
+//! The actors themselves (supervisor, KeyManager, UserStore, RateLimiter, Health) live in the
+//! `auth-actors` crate.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod passwords;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

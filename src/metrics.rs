@@ -1,0 +1,136 @@
+//! The service's Prometheus metrics, in one registry per running instance, rendered in the
+//! text exposition format by `GET /metrics`. Labels are low-cardinality by construction: the
+//! route template (never the raw path), the method, the status code, and fixed outcome names.
+
+use std::sync::Arc;
+
+use auth_actors::metrics::ActorMetrics;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+    pub method: &'static str,
+}
+
+/// A fixed outcome name (`success`, `rotated`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    success,
+    failure,
+    locked,
+    rotated,
+    retried,
+    reuse_detected,
+    invalid,
+    served,
+    not_modified,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: &'static str,
+}
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    pub actors: ActorMetrics,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram>,
+    pub logins: Family<OutcomeLabels, Counter>,
+    pub tokens_issued: Counter,
+    pub refreshes: Family<OutcomeLabels, Counter>,
+    pub rate_limited: Family<ClassLabels, Counter>,
+    pub lockouts: Counter,
+    pub hash_duration: Histogram,
+    pub hash_queue: Gauge,
+    pub hash_rejected: Counter,
+    pub active_key_age: Gauge,
+    pub jwks: Family<OutcomeLabels, Counter>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0].into_iter()
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("auth");
+        let actors = ActorMetrics::default();
+        actors.register(&mut registry);
+        let m = Metrics {
+            actors,
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            logins: Family::default(),
+            tokens_issued: Counter::default(),
+            refreshes: Family::default(),
+            rate_limited: Family::default(),
+            lockouts: Counter::default(),
+            hash_duration: Histogram::new([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            hash_queue: Gauge::default(),
+            hash_rejected: Counter::default(),
+            active_key_age: Gauge::default(),
+            jwks: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests by route template, method and status", m.requests.clone());
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency by route template and method",
+            Unit::Seconds,
+            m.request_duration.clone(),
+        );
+        registry.register("logins", "Login attempts by result", m.logins.clone());
+        registry.register("tokens_issued", "Access tokens issued", m.tokens_issued.clone());
+        registry.register("refreshes", "Refresh attempts by outcome", m.refreshes.clone());
+        registry.register("rate_limited", "Requests denied by a rate limit, by class", m.rate_limited.clone());
+        registry.register("lockouts", "Account lockouts started", m.lockouts.clone());
+        registry.register_with_unit(
+            "argon2_duration",
+            "Time of one argon2 hash or verify",
+            Unit::Seconds,
+            m.hash_duration.clone(),
+        );
+        registry.register("argon2_queue_depth", "Hashing jobs running or waiting", m.hash_queue.clone());
+        registry.register(
+            "argon2_rejected",
+            "Hashing jobs refused because the queue was full",
+            m.hash_rejected.clone(),
+        );
+        registry.register_with_unit(
+            "active_key_age",
+            "Age of the active signing key",
+            Unit::Seconds,
+            m.active_key_age.clone(),
+        );
+        registry.register("jwks_responses", "JWKS responses: served or not_modified", m.jwks.clone());
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Renders the registry in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,60 @@
+//! Liveness, readiness and metrics.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+
+use crate::app::App;
+#[cfg(feature = "test-hooks")]
+use crate::http::Request;
+use crate::http::{ApiError, Response, response};
+
+/// 200 while the process serves requests: answering at all is the proof of life.
+pub fn healthz() -> Result<Response, ApiError> {
+    Ok(response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+}
+
+/// 200 when PostgreSQL, Redis, the keys and every actor are fine; 503 naming what is not.
+pub async fn readyz(app: &App) -> Result<Response, ApiError> {
+    let (ready, details) = match app.services.health.readiness().await {
+        Ok(r) => (r.ready, serde_json::to_value(&r.details).unwrap_or_default()),
+        Err(e) => (false, serde_json::json!({ "actors": e.to_string() })),
+    };
+    if ready {
+        Ok(response::json(StatusCode::OK, &serde_json::json!({ "status": "ready", "details": details })))
+    } else {
+        let mut resp = response::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "not_ready", "details": details }),
+        );
+        resp.headers_mut().insert(hyper::header::RETRY_AFTER, 1.into());
+        Ok(resp)
+    }
+}
+
+pub fn metrics(app: &App) -> Result<Response, ApiError> {
+    if let Ok(keys) = app.services.keys.snapshot()
+        && let Some(since) = keys.active_since()
+    {
+        let age = (time::OffsetDateTime::now_utc() - since).whole_seconds();
+        app.metrics.active_key_age.set(age);
+    }
+    let body = app.metrics.render();
+    Ok(response::with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", Bytes::from(body)))
+}
+
+/// Makes one actor fail, to prove supervision. Compiled only with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+pub fn test_fail(app: &App, req: &Request) -> Result<Response, ApiError> {
+    let actor = req.params.first().map(String::as_str).unwrap_or_default();
+    let index = req.query_param("worker").and_then(|w| w.parse().ok()).unwrap_or(0);
+    let s = &app.services;
+    let sent = match actor {
+        "key_manager" => s.keys.fail("injected failure"),
+        "user_store" => s.users.fail(index, "injected failure"),
+        "rate_limiter" => s.limiter.fail("injected failure"),
+        "health" => s.health.fail("injected failure"),
+        other => return Err(ApiError::NotFound(format!("no actor {other:?}"))),
+    };
+    sent?;
+    Ok(response::json(StatusCode::ACCEPTED, &serde_json::json!({ "detail": format!("{actor} told to fail") })))
+}

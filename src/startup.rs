@@ -1,0 +1,98 @@
+//! Starting and stopping one service instance: metrics, the actor tree, the HTTP server.
+//!
+//! `run` is what `auth-service serve` calls and what the integration tests call with a
+//! listener on port 0. Startup validates everything (keys, PostgreSQL reachable and migrated,
+//! Redis reachable) before the first request is accepted; nothing is created or migrated here.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use auth_actors::StartupError;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::server;
+use crate::metrics::Metrics;
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Shutdown was requested and completed.
+    Requested,
+    /// The actor tree stopped on its own: a child exceeded the restart-intensity limit.
+    Escalated,
+}
+
+/// Runs the service on `listener` until `shutdown` resolves or the actor tree escalates.
+/// `on_ready` is called with the app once the actor tree is up (the binary uses it to install
+/// the SIGHUP key-reload handler; tests ignore it).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(&App),
+) -> Result<Exit, StartupError> {
+    let metrics = Metrics::new();
+    let (services, supervisor, mut supervisor_done) =
+        auth_actors::supervisor::start(config.actor_settings(), metrics.actors.clone()).await?;
+    if !config.limits.enabled {
+        tracing::warn!("RATE_LIMIT_ENABLED=false: rate limiting and lockout are off (load tests only)");
+    }
+    let app = App { config: Arc::new(config), services, metrics };
+    on_ready(&app);
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
+
+    let escalated = std::sync::atomic::AtomicBool::new(false);
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            _ = &mut supervisor_done => {
+                tracing::error!("actor system stopped by itself; shutting down");
+                escalated.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    };
+    server::serve(listener, app, stop).await;
+    let escalated = escalated.load(std::sync::atomic::Ordering::Acquire);
+    if !escalated {
+        supervisor.stop(Some("shutdown".into()));
+        let _ = supervisor_done.await;
+    }
+    tracing::info!("stopped");
+    Ok(if escalated { Exit::Escalated } else { Exit::Requested })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Reloads the keys on every SIGHUP, for the lifetime of the process.
+pub fn reload_keys_on_sighup(app: &App) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let keys = app.services.keys.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match keys.reload().await {
+                Ok(Ok(kid)) => tracing::info!(active_kid = %kid, "SIGHUP: keys reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: key reload refused"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: key manager unavailable"),
+            }
+        }
+    });
+}

@@ -1,0 +1,61 @@
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn a_request_id_sent_by_the_client_is_echoed() {
+    let app = spawn_app().await;
+    let resp = app.client.get(app.url("/api/v1/healthz")).header("x-request-id", "abc-123").send().await.expect("send");
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn a_request_without_an_id_gets_a_generated_one() {
+    let app = spawn_app().await;
+    let resp = app.get("/api/v1/healthz").await;
+    let id = resp.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_a_json_404() {
+    let app = spawn_app().await;
+    let resp = app.get("/api/v1/nothing-here").await;
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "not_found");
+    assert!(body["detail"].is_string());
+}
+
+#[tokio::test]
+async fn a_known_path_with_the_wrong_method_is_a_json_405() {
+    let app = spawn_app().await;
+    let resp = app.client.delete(app.url("/api/v1/healthz")).send().await.expect("send");
+    assert_eq!(resp.status(), 405);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().expect("client");
+    let resp = client.get(app.url("/api/v1/healthz")).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_route_template() {
+    let app = spawn_app().await;
+    app.get("/api/v1/healthz").await;
+    app.get("/api/v1/healthz").await;
+    let n = app.metric(r#"auth_http_requests_total{route="/api/v1/healthz",method="GET",status="200"}"#).await;
+    assert_eq!(n, 2.0);
+}
+
+#[tokio::test]
+async fn shutdown_completes_and_reports_a_requested_exit() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/api/v1/healthz").await.status(), 200);
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await.expect("stops in time");
+    assert_eq!(exit, auth_service::startup::Exit::Requested);
+}
