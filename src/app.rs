@@ -6,6 +6,7 @@ use auth_actors::Services;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::passwords::PasswordHasher;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -13,4 +14,6 @@ pub struct App {
     pub config: Arc<Config>,
     pub services: Services,
     pub metrics: Arc<Metrics>,
+    /// Bounded Argon2id hashing, off the async runtime.
+    pub hasher: PasswordHasher,
 }

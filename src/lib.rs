@@ -10,6 +10,8 @@
 //! - [`http`]: the raw hyper front end — accept loop, routing table, request/response
 //!   helpers, and the one mapping from errors to status codes.
 //! - [`routes`]: one handler per route; each parses, calls a flow or an actor, renders.
+//! - [`flows`]: the business logic of each request (login, refresh, ...), between HTTP and
+//!   the actors.
 //! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
 //!
@@ -19,6 +21,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod flows;
 pub mod http;
 pub mod metrics;
 pub mod passwords;

@@ -39,7 +39,9 @@ pub async fn run(
     if !config.limits.enabled {
         tracing::warn!("RATE_LIMIT_ENABLED=false: rate limiting and lockout are off (load tests only)");
     }
-    let app = App { config: Arc::new(config), services, metrics };
+    let hasher = crate::passwords::PasswordHasher::new(&config.passwords, metrics.clone())
+        .map_err(|e| StartupError::Spawn(e.to_string()))?;
+    let app = App { config: Arc::new(config), services, metrics, hasher };
     on_ready(&app);
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
 

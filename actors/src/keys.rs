@@ -342,6 +342,8 @@ pub enum TokenError {
 /// What a verifier checks besides the signature.
 #[derive(Debug, Clone)]
 pub struct VerifyRules {
+    /// The required `typ` header (`at+jwt` for access tokens).
+    pub typ: &'static str,
     pub issuer: String,
     pub audience: String,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -442,6 +444,9 @@ impl KeySet {
         if header.alg != alg {
             return Err(TokenError::AlgorithmMismatch);
         }
+        if header.typ.as_deref() != Some(rules.typ) {
+            return Err(TokenError::WrongType);
+        }
         let mut validation = jsonwebtoken::Validation::new(alg);
         validation.set_issuer(&[rules.issuer.as_str()]);
         validation.set_audience(&[rules.audience.as_str()]);
@@ -539,7 +544,8 @@ mod tests {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now + 60, "nbf": now, "iat": now});
         let token = set.sign("at+jwt", &claims).expect("sign");
-        let rules = VerifyRules { issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
+        let rules =
+            VerifyRules { typ: "at+jwt", issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
         assert!(set.verify(&token, &rules).is_ok());
         let mut bad = token.clone().into_bytes();
         let last = bad.len() - 3;

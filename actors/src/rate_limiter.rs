@@ -6,7 +6,11 @@
 //! never queues the requests behind it. Every key carries the configured prefix, so several
 //! deployments (or test runs) can share one Redis without colliding.
 
+use std::sync::LazyLock;
+use std::time::Duration;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use redis::Script;
 use redis::aio::ConnectionManager;
 
 use crate::handle::{CallError, Endpoint};
@@ -22,10 +26,108 @@ pub enum LimiterError {
     Unavailable(String),
 }
 
+/// GCRA (a sliding-window equivalent) in one atomic script, on Redis's clock so that every
+/// instance agrees. Returns {allowed, remaining, retry_after_ms, reset_ms}.
+static GCRA: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local interval = window / limit
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - window
+if now < allow_at then
+  return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+return {1, math.floor((window - (new_tat - now)) / interval), 0, math.ceil(new_tat - now)}
+",
+    )
+});
+
+/// Reserves one password check for an account before it runs, so that parallel guesses are
+/// counted before any of them finishes: past `threshold` reservations the account is locked
+/// for `base * 2^(level-1)` (at most `max`), level growing with each lockout in a day.
+/// Returns {allowed, retry_after_ms, locked_now}.
+static BEGIN_LOGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local locked = redis.call('PTTL', KEYS[1])
+if locked > 0 then return {0, locked, 0} end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+if n > tonumber(ARGV[1]) then
+  local level = redis.call('INCR', KEYS[3])
+  redis.call('PEXPIRE', KEYS[3], 86400000)
+  local dur = math.floor(math.min(tonumber(ARGV[3]) * 2 ^ (level - 1), tonumber(ARGV[4])))
+  redis.call('SET', KEYS[1], '1', 'PX', dur)
+  redis.call('DEL', KEYS[2])
+  return {0, dur, 1}
+end
+return {1, 0, 0}
+",
+    )
+});
+
+/// A rate-limit decision, with what the `RateLimit-*` headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// How long until a denied request may be retried.
+    pub retry_after: Duration,
+    /// How long until the window is fully replenished.
+    pub reset: Duration,
+}
+
+/// Whether a login attempt on an account may check a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginGate {
+    Allowed,
+    /// The account is locked; `started_now` is true for the attempt that tripped the lock.
+    Locked {
+        retry_after: Duration,
+        started_now: bool,
+    },
+}
+
+/// The lockout policy, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutPolicy {
+    pub threshold: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+/// What Redis knows about an access token: blacklisted, and the user's logout-all marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenState {
+    pub blacklisted: bool,
+    /// Tokens issued before this instant (ms since the epoch) are refused.
+    pub not_before_ms: Option<i64>,
+}
+
 /// Messages the RateLimiter/Blacklist handles.
 pub enum RateLimiterMsg {
     /// `PING` Redis (readiness probe).
     Ping(RpcReplyPort<Result<(), LimiterError>>),
+    /// Count one event against `limit` per `window` for `key` (e.g. `login:ip:1.2.3.4`).
+    Hit { key: String, limit: u32, window: Duration, reply: RpcReplyPort<Result<Decision, LimiterError>> },
+    /// Reserve a password check for `account`, or report its lockout.
+    BeginLogin { account: String, policy: LockoutPolicy, reply: RpcReplyPort<Result<LoginGate, LimiterError>> },
+    /// A password check of `account` succeeded: clear its failure count and lockout level.
+    LoginSucceeded { account: String, reply: RpcReplyPort<Result<(), LimiterError>> },
+    /// Blacklist an access token's `jti` for `ttl` (until the token's own expiry).
+    Blacklist { jti: String, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
+    /// Refuse every access token of `user` issued before `at_ms`, for `ttl`.
+    SetNotBefore { user: String, at_ms: i64, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
+    /// Read the blacklist entry of `jti` and the logout-all marker of `user` in one round trip.
+    CheckToken { jti: String, user: String, reply: RpcReplyPort<Result<TokenState, LimiterError>> },
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -74,11 +176,105 @@ impl Actor for RateLimiter {
                     let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
                 });
             }
+            RateLimiterMsg::Hit { key, limit, window, reply } => {
+                let key = format!("{}rl:{key}", state.args.prefix);
+                tokio::spawn(async move {
+                    let r: redis::RedisResult<(i64, i64, i64, i64)> =
+                        GCRA.key(key).arg(limit.max(1)).arg(millis(window)).invoke_async(&mut conn).await;
+                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(
+                        |(allowed, remaining, retry, reset)| Decision {
+                            allowed: allowed == 1,
+                            limit,
+                            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+                            retry_after: Duration::from_millis(retry.max(0) as u64),
+                            reset: Duration::from_millis(reset.max(0) as u64),
+                        },
+                    ));
+                });
+            }
+            RateLimiterMsg::BeginLogin { account, policy, reply } => {
+                let p = &state.args.prefix;
+                let keys = [format!("{p}lock:{account}"), format!("{p}att:{account}"), format!("{p}lvl:{account}")];
+                tokio::spawn(async move {
+                    let r: redis::RedisResult<(i64, i64, i64)> = BEGIN_LOGIN
+                        .key(&keys[0])
+                        .key(&keys[1])
+                        .key(&keys[2])
+                        .arg(policy.threshold)
+                        .arg(millis(policy.max))
+                        .arg(millis(policy.base))
+                        .arg(millis(policy.max))
+                        .invoke_async(&mut conn)
+                        .await;
+                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(|(allowed, retry, started)| {
+                        if allowed == 1 {
+                            LoginGate::Allowed
+                        } else {
+                            LoginGate::Locked {
+                                retry_after: Duration::from_millis(retry.max(1) as u64),
+                                started_now: started == 1,
+                            }
+                        }
+                    }));
+                });
+            }
+            RateLimiterMsg::LoginSucceeded { account, reply } => {
+                let p = state.args.prefix.clone();
+                tokio::spawn(async move {
+                    let r: redis::RedisResult<i64> = redis::cmd("DEL")
+                        .arg(format!("{p}att:{account}"))
+                        .arg(format!("{p}lvl:{account}"))
+                        .query_async(&mut conn)
+                        .await;
+                    let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
+                });
+            }
+            RateLimiterMsg::Blacklist { jti, ttl, reply } => {
+                let key = format!("{}bl:{jti}", state.args.prefix);
+                tokio::spawn(async move {
+                    let r: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg(key)
+                        .arg(1)
+                        .arg("PX")
+                        .arg(millis(ttl).max(1))
+                        .query_async(&mut conn)
+                        .await;
+                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
+                });
+            }
+            RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply } => {
+                let key = format!("{}nb:{user}", state.args.prefix);
+                tokio::spawn(async move {
+                    let r: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg(key)
+                        .arg(at_ms)
+                        .arg("PX")
+                        .arg(millis(ttl).max(1))
+                        .query_async(&mut conn)
+                        .await;
+                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
+                });
+            }
+            RateLimiterMsg::CheckToken { jti, user, reply } => {
+                let keys = [format!("{}bl:{jti}", state.args.prefix), format!("{}nb:{user}", state.args.prefix)];
+                tokio::spawn(async move {
+                    let r: redis::RedisResult<(Option<String>, Option<i64>)> =
+                        redis::cmd("MGET").arg(&keys[0]).arg(&keys[1]).query_async(&mut conn).await;
+                    let _ = reply.send(
+                        r.map_err(|e| redis_error(&metrics, e))
+                            .map(|(bl, nb)| TokenState { blacklisted: bl.is_some(), not_before_ms: nb }),
+                    );
+                });
+            }
             #[cfg(feature = "failure-hook")]
             RateLimiterMsg::Fail(reason) => return Err(reason.into()),
         }
         Ok(())
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether `url` parses as a Redis connection URL.
@@ -111,6 +307,31 @@ impl RateLimiterHandle {
 
     pub async fn ping(&self) -> Result<(), LimiterError> {
         self.call(RateLimiterMsg::Ping).await
+    }
+
+    /// Counts one event for `key` against `limit` per `window`.
+    pub async fn hit(&self, key: String, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        self.call(|reply| RateLimiterMsg::Hit { key, limit, window, reply }).await
+    }
+
+    pub async fn begin_login(&self, account: String, policy: LockoutPolicy) -> Result<LoginGate, LimiterError> {
+        self.call(|reply| RateLimiterMsg::BeginLogin { account, policy, reply }).await
+    }
+
+    pub async fn login_succeeded(&self, account: String) -> Result<(), LimiterError> {
+        self.call(|reply| RateLimiterMsg::LoginSucceeded { account, reply }).await
+    }
+
+    pub async fn blacklist(&self, jti: String, ttl: Duration) -> Result<(), LimiterError> {
+        self.call(|reply| RateLimiterMsg::Blacklist { jti, ttl, reply }).await
+    }
+
+    pub async fn set_not_before(&self, user: String, at_ms: i64, ttl: Duration) -> Result<(), LimiterError> {
+        self.call(|reply| RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply }).await
+    }
+
+    pub async fn check_token(&self, jti: String, user: String) -> Result<TokenState, LimiterError> {
+        self.call(|reply| RateLimiterMsg::CheckToken { jti, user, reply }).await
     }
 
     #[cfg(feature = "failure-hook")]

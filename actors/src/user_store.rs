@@ -1,15 +1,24 @@
 //! The UserStore: a pool of worker actors over one deadpool-postgres pool. Every read and
 //! write of users, roles, refresh tokens, login history and security events goes through it.
 //!
-//! The handle spreads calls round-robin over the workers that are up, skipping any that is
-//! restarting or saturated, so one failed worker costs capacity, not availability.
+//! The handle spreads calls round-robin over the workers that are up, preferring idle ones and
+//! skipping any that is restarting, so one failed worker costs capacity, not availability.
+//! The SQL itself lives in [`crate::db`]; a worker takes a pooled connection per message and
+//! runs the matching query function.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uuid::Uuid;
 
+use crate::db::events::EventRow;
+use crate::db::history::HistoryRow;
+use crate::db::sessions::{NewSession, NewToken, RotateOutcome, SessionRow};
+use crate::db::users::{Credentials, UserRecord};
+use crate::db::{self, events, history, sessions, users};
 use crate::handle::{CallError, Endpoint};
 use crate::metrics::ActorMetrics;
 
@@ -18,15 +27,95 @@ use crate::metrics::ActorMetrics;
 pub enum StoreError {
     #[error(transparent)]
     Call(#[from] CallError),
-    /// PostgreSQL is unreachable or the pool had no connection in time.
+    /// PostgreSQL is unreachable, the pool had no connection in time, or a query failed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A unique index refused the write; names the field (`username`, `email`, `name`, ...).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
 }
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match db::conflict_field(&e) {
+            Some(field) => StoreError::Conflict(field),
+            None => StoreError::Unavailable(db::error_chain(&e)),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(db::error_chain(&e))
+    }
+}
+
+type Reply<T> = RpcReplyPort<Result<T, StoreError>>;
 
 /// Messages a UserStore worker handles.
 pub enum UserStoreMsg {
     /// Run `SELECT 1` on a pooled connection (readiness probe).
-    Ping(RpcReplyPort<Result<(), StoreError>>),
+    Ping(Reply<()>),
+    /// Create a user holding the `user` role.
+    CreateUser { username: String, email: String, password_hash: String, reply: Reply<UserRecord> },
+    /// Find a user by username or email, with its password hash.
+    FindCredentials { login: String, reply: Reply<Option<Credentials>> },
+    /// Fetch a user with its current roles.
+    GetUser { id: Uuid, reply: Reply<Option<UserRecord>> },
+    /// Fetch a user's stored password hash.
+    PasswordHash { id: Uuid, reply: Reply<Option<String>> },
+    /// Replace a user's password hash (re-hash with current parameters).
+    SetPasswordHash { id: Uuid, hash: String, reply: Reply<()> },
+    /// Change username and/or password; a new password revokes every session but `keep_family`.
+    UpdateProfile {
+        id: Uuid,
+        username: Option<String>,
+        password_hash: Option<String>,
+        keep_family: Option<Uuid>,
+        reply: Reply<Option<UserRecord>>,
+    },
+    /// Delete a user; `actor` is the admin who did it.
+    DeleteUser { id: Uuid, actor: Option<Uuid>, reply: Reply<bool> },
+    /// Open a session and record the successful login, atomically.
+    StartSession { session: NewSession, reply: Reply<()> },
+    /// Record a failed login of a known user (history row and security event).
+    RecordLoginFailure { user_id: Uuid, ip: Option<String>, user_agent: Option<String>, reply: Reply<()> },
+    /// Rotate a refresh token (compare-and-swap); see [`crate::db::sessions`].
+    Rotate {
+        presented: Vec<u8>,
+        successor: NewToken,
+        sealed: Vec<u8>,
+        grace: Duration,
+        ip: Option<String>,
+        reply: Reply<RotateOutcome>,
+    },
+    /// Revoke the family of a presented refresh token (logout).
+    RevokeByToken { presented: Vec<u8>, reply: Reply<Option<(Uuid, Uuid)>> },
+    /// Revoke one session of a user.
+    RevokeSession { user_id: Uuid, family_id: Uuid, reply: Reply<bool> },
+    /// Revoke every session of a user.
+    RevokeAll { user_id: Uuid, reply: Reply<u64> },
+    /// List a user's live sessions.
+    ListSessions { user_id: Uuid, reply: Reply<Vec<SessionRow>> },
+    /// One page of a user's login history and the total.
+    History { user_id: Uuid, limit: i64, offset: i64, reply: Reply<(Vec<HistoryRow>, i64)> },
+    /// Record a security event.
+    RecordEvent {
+        event_type: &'static str,
+        user_id: Option<Uuid>,
+        actor_id: Option<Uuid>,
+        ip: Option<String>,
+        detail: serde_json::Value,
+        reply: Reply<()>,
+    },
+    /// One page of security events and the total.
+    Events {
+        event_type: Option<String>,
+        user_id: Option<Uuid>,
+        limit: i64,
+        offset: i64,
+        reply: Reply<(Vec<EventRow>, i64)>,
+    },
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -45,6 +134,17 @@ pub struct UserStoreState {
 }
 
 pub struct UserStore;
+
+/// Answers `reply` with the result of `$work`, counting database errors.
+macro_rules! answer {
+    ($state:expr, $reply:expr, $work:expr) => {{
+        let result: Result<_, StoreError> = async { $work }.await;
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            $state.metrics.postgres_errors.inc();
+        }
+        let _ = $reply.send(result);
+    }};
+}
 
 impl Actor for UserStore {
     type Msg = UserStoreMsg;
@@ -65,19 +165,67 @@ impl Actor for UserStore {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let pool = state.pool.clone();
         match msg {
-            UserStoreMsg::Ping(reply) => {
-                let result = async {
-                    let client = state.pool.get().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    client.query_one("SELECT 1", &[]).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    Ok(())
-                }
-                .await;
-                if result.is_err() {
-                    state.metrics.postgres_errors.inc();
-                }
-                let _ = reply.send(result);
+            UserStoreMsg::Ping(reply) => answer!(state, reply, {
+                pool.get().await?.query_one("SELECT 1", &[]).await?;
+                Ok(())
+            }),
+            UserStoreMsg::CreateUser { username, email, password_hash, reply } => answer!(state, reply, {
+                Ok(users::create(&mut pool.get().await?, &username, &email, &password_hash).await?)
+            }),
+            UserStoreMsg::FindCredentials { login, reply } => {
+                answer!(state, reply, Ok(users::find_credentials(&pool.get().await?, &login).await?))
             }
+            UserStoreMsg::GetUser { id, reply } => answer!(state, reply, Ok(users::get(&pool.get().await?, id).await?)),
+            UserStoreMsg::PasswordHash { id, reply } => {
+                answer!(state, reply, Ok(users::password_hash(&pool.get().await?, id).await?))
+            }
+            UserStoreMsg::SetPasswordHash { id, hash, reply } => {
+                answer!(state, reply, Ok(users::set_password_hash(&pool.get().await?, id, &hash).await?))
+            }
+            UserStoreMsg::UpdateProfile { id, username, password_hash, keep_family, reply } => answer!(state, reply, {
+                let mut client = pool.get().await?;
+                Ok(users::update_profile(&mut client, id, username.as_deref(), password_hash.as_deref(), keep_family)
+                    .await?)
+            }),
+            UserStoreMsg::DeleteUser { id, actor, reply } => {
+                answer!(state, reply, Ok(users::delete(&mut pool.get().await?, id, actor).await?))
+            }
+            UserStoreMsg::StartSession { session, reply } => {
+                answer!(state, reply, Ok(sessions::start(&mut pool.get().await?, &session).await?))
+            }
+            UserStoreMsg::RecordLoginFailure { user_id, ip, user_agent, reply } => answer!(state, reply, {
+                let mut client = pool.get().await?;
+                Ok(history::record_failure(&mut client, user_id, ip.as_deref(), user_agent.as_deref()).await?)
+            }),
+            UserStoreMsg::Rotate { presented, successor, sealed, grace, ip, reply } => answer!(state, reply, {
+                let mut client = pool.get().await?;
+                Ok(sessions::rotate(&mut client, &presented, &successor, &sealed, grace, ip.as_deref()).await?)
+            }),
+            UserStoreMsg::RevokeByToken { presented, reply } => {
+                answer!(state, reply, Ok(sessions::revoke_by_token(&mut pool.get().await?, &presented).await?))
+            }
+            UserStoreMsg::RevokeSession { user_id, family_id, reply } => {
+                answer!(state, reply, Ok(sessions::revoke_one(&mut pool.get().await?, user_id, family_id).await?))
+            }
+            UserStoreMsg::RevokeAll { user_id, reply } => {
+                answer!(state, reply, Ok(sessions::revoke_all(&mut pool.get().await?, user_id).await?))
+            }
+            UserStoreMsg::ListSessions { user_id, reply } => {
+                answer!(state, reply, Ok(sessions::list(&pool.get().await?, user_id).await?))
+            }
+            UserStoreMsg::History { user_id, limit, offset, reply } => {
+                answer!(state, reply, Ok(history::page(&pool.get().await?, user_id, limit, offset).await?))
+            }
+            UserStoreMsg::RecordEvent { event_type, user_id, actor_id, ip, detail, reply } => answer!(state, reply, {
+                let client = pool.get().await?;
+                Ok(events::record(&client, event_type, user_id, actor_id, ip.as_deref(), detail).await?)
+            }),
+            UserStoreMsg::Events { event_type, user_id, limit, offset, reply } => answer!(state, reply, {
+                let client = pool.get().await?;
+                Ok(events::page(&client, event_type.as_deref(), user_id, limit, offset).await?)
+            }),
             #[cfg(feature = "failure-hook")]
             UserStoreMsg::Fail(reason) => return Err(reason.into()),
         }
@@ -97,7 +245,7 @@ impl UserStoreHandle {
         UserStoreHandle { workers: workers.into(), next: Arc::new(AtomicUsize::new(0)) }
     }
 
-    /// Picks the next worker that is up, starting from a rotating offset.
+    /// Picks the next worker that is up, preferring an idle one, from a rotating offset.
     fn pick(&self) -> Result<&Endpoint<UserStoreMsg>, CallError> {
         let n = self.workers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -114,11 +262,7 @@ impl UserStoreHandle {
         first_up.ok_or(CallError::Unavailable("user_store"))
     }
 
-    /// Calls one worker and flattens the call error into the store error.
-    async fn call<R: Send + 'static>(
-        &self,
-        build: impl FnOnce(RpcReplyPort<Result<R, StoreError>>) -> UserStoreMsg,
-    ) -> Result<R, StoreError> {
+    async fn call<R: Send + 'static>(&self, build: impl FnOnce(Reply<R>) -> UserStoreMsg) -> Result<R, StoreError> {
         self.pick()?.call(build).await?
     }
 
@@ -129,6 +273,110 @@ impl UserStoreHandle {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(UserStoreMsg::Ping).await
+    }
+
+    pub async fn create_user(
+        &self,
+        username: String,
+        email: String,
+        password_hash: String,
+    ) -> Result<UserRecord, StoreError> {
+        self.call(|reply| UserStoreMsg::CreateUser { username, email, password_hash, reply }).await
+    }
+
+    pub async fn find_credentials(&self, login: String) -> Result<Option<Credentials>, StoreError> {
+        self.call(|reply| UserStoreMsg::FindCredentials { login, reply }).await
+    }
+
+    pub async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        self.call(|reply| UserStoreMsg::GetUser { id, reply }).await
+    }
+
+    pub async fn password_hash(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.call(|reply| UserStoreMsg::PasswordHash { id, reply }).await
+    }
+
+    pub async fn set_password_hash(&self, id: Uuid, hash: String) -> Result<(), StoreError> {
+        self.call(|reply| UserStoreMsg::SetPasswordHash { id, hash, reply }).await
+    }
+
+    pub async fn update_profile(
+        &self,
+        id: Uuid,
+        username: Option<String>,
+        password_hash: Option<String>,
+        keep_family: Option<Uuid>,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.call(|reply| UserStoreMsg::UpdateProfile { id, username, password_hash, keep_family, reply }).await
+    }
+
+    pub async fn delete_user(&self, id: Uuid, actor: Option<Uuid>) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::DeleteUser { id, actor, reply }).await
+    }
+
+    pub async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
+        self.call(|reply| UserStoreMsg::StartSession { session, reply }).await
+    }
+
+    pub async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| UserStoreMsg::RecordLoginFailure { user_id, ip, user_agent, reply }).await
+    }
+
+    pub async fn rotate(
+        &self,
+        presented: Vec<u8>,
+        successor: NewToken,
+        sealed: Vec<u8>,
+        grace: Duration,
+        ip: Option<String>,
+    ) -> Result<RotateOutcome, StoreError> {
+        self.call(|reply| UserStoreMsg::Rotate { presented, successor, sealed, grace, ip, reply }).await
+    }
+
+    pub async fn revoke_by_token(&self, presented: Vec<u8>) -> Result<Option<(Uuid, Uuid)>, StoreError> {
+        self.call(|reply| UserStoreMsg::RevokeByToken { presented, reply }).await
+    }
+
+    pub async fn revoke_session(&self, user_id: Uuid, family_id: Uuid) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::RevokeSession { user_id, family_id, reply }).await
+    }
+
+    pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, StoreError> {
+        self.call(|reply| UserStoreMsg::RevokeAll { user_id, reply }).await
+    }
+
+    pub async fn list_sessions(&self, user_id: Uuid) -> Result<Vec<SessionRow>, StoreError> {
+        self.call(|reply| UserStoreMsg::ListSessions { user_id, reply }).await
+    }
+
+    pub async fn history(&self, user_id: Uuid, limit: i64, offset: i64) -> Result<(Vec<HistoryRow>, i64), StoreError> {
+        self.call(|reply| UserStoreMsg::History { user_id, limit, offset, reply }).await
+    }
+
+    pub async fn record_event(
+        &self,
+        event_type: &'static str,
+        user_id: Option<Uuid>,
+        actor_id: Option<Uuid>,
+        ip: Option<String>,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| UserStoreMsg::RecordEvent { event_type, user_id, actor_id, ip, detail, reply }).await
+    }
+
+    pub async fn events(
+        &self,
+        event_type: Option<String>,
+        user_id: Option<Uuid>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<EventRow>, i64), StoreError> {
+        self.call(|reply| UserStoreMsg::Events { event_type, user_id, limit, offset, reply }).await
     }
 
     /// Makes worker `index` fail. Test builds only.

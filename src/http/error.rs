@@ -5,9 +5,13 @@
 use std::time::Duration;
 
 use auth_actors::CallError;
+use auth_actors::key_manager::SignError;
+use auth_actors::rate_limiter::LimiterError;
+use auth_actors::user_store::StoreError;
 use hyper::StatusCode;
 
 use super::response::{self, Response};
+use crate::passwords::HashError;
 
 /// Every way a request can fail, as the client should see it.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +98,57 @@ impl ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(field) => ApiError::Conflict(format!("{field} already exists")),
+            StoreError::Call(c) => c.into(),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(reason = %reason, "database unavailable");
+                ApiError::unavailable("database")
+            }
+        }
+    }
+}
+
+impl From<LimiterError> for ApiError {
+    fn from(e: LimiterError) -> Self {
+        match e {
+            LimiterError::Call(c) => c.into(),
+            LimiterError::Unavailable(reason) => {
+                tracing::warn!(reason = %reason, "redis unavailable");
+                ApiError::unavailable("redis")
+            }
+        }
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Call(c) => c.into(),
+            SignError::Token(t) => {
+                tracing::error!(error = %t, "token signing failed");
+                ApiError::unavailable("token signing")
+            }
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => {
+                ApiError::Unavailable { what: "password hashing".into(), retry_after: Duration::from_secs(1) }
+            }
+            HashError::Internal(reason) => {
+                tracing::error!(reason = %reason, "password hashing failed");
+                ApiError::unavailable("password hashing")
+            }
+        }
     }
 }
 

@@ -1,20 +1,71 @@
 //! Route handlers: one async function per route, each a thin expression that parses the
-//! request, calls a flow or an actor handle, and renders the reply.
+//! request, calls a flow or an actor handle, and renders the reply. Before a handler runs, the
+//! dispatcher counts the request against its route class's rate limit and afterwards reports
+//! the decision in `RateLimit-*` headers.
 
+mod auth;
 mod ops;
+mod users;
 mod well_known;
 
+use auth_actors::rate_limiter::Decision;
+use hyper::header::HeaderValue;
+
 use crate::app::App;
+use crate::flows::limits::{self, Class};
 use crate::http::router::RouteId;
 use crate::http::{ApiError, Request, Response};
 
-/// Calls the handler of `route`.
+fn class(route: RouteId) -> Class {
+    match route {
+        RouteId::Healthz | RouteId::Readyz | RouteId::Metrics | RouteId::Jwks => Class::Exempt,
+        #[cfg(feature = "test-hooks")]
+        RouteId::TestFail => Class::Exempt,
+        RouteId::Signup => Class::Signup,
+        RouteId::Login | RouteId::LoginJson => Class::Login,
+        RouteId::Refresh => Class::Refresh,
+        _ => Class::Default,
+    }
+}
+
+/// Applies the route's rate limit, calls its handler, and adds the limit headers.
 pub async fn dispatch(app: &App, route: RouteId, req: Request) -> Result<Response, ApiError> {
+    let decision = limits::check(app, class(route), req.client_ip).await?;
+    let mut resp = match decision {
+        Some(d) if !d.allowed => ApiError::RateLimited { retry_after: d.retry_after }.into_response(),
+        _ => handle(app, route, req).await.unwrap_or_else(ApiError::into_response),
+    };
+    if let Some(d) = decision {
+        rate_limit_headers(&mut resp, &d);
+    }
+    Ok(resp)
+}
+
+fn rate_limit_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    let secs = |dur: std::time::Duration| HeaderValue::from(dur.as_secs_f64().ceil() as u64);
+    h.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("ratelimit-reset", secs(d.reset));
+}
+
+async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, ApiError> {
     match route {
         RouteId::Healthz => ops::healthz(),
         RouteId::Readyz => ops::readyz(app).await,
         RouteId::Metrics => ops::metrics(app),
         RouteId::Jwks => well_known::jwks(app, &req),
+        RouteId::Signup => users::signup(app, req).await,
+        RouteId::Login => auth::login_form(app, req).await,
+        RouteId::LoginJson => auth::login_json(app, req).await,
+        RouteId::Refresh => auth::refresh(app, req).await,
+        RouteId::Logout => auth::logout(app, req).await,
+        RouteId::LogoutAll => auth::logout_all(app, req).await,
+        RouteId::LoginHistory => users::history(app, req).await,
+        RouteId::UpdateProfile => users::update_profile(app, req).await,
+        RouteId::DeleteUser => users::delete(app, req).await,
+        RouteId::Sessions => users::sessions(app, req).await,
+        RouteId::RevokeSession => users::revoke_session(app, req).await,
         #[cfg(feature = "test-hooks")]
         RouteId::TestFail => ops::test_fail(app, &req),
     }

@@ -6,6 +6,11 @@
 //! refinery, which records each one in `refinery_schema_history`. They run only when an
 //! operator runs `migrate`; `serve` refuses to start on a schema that is behind.
 
+pub mod events;
+pub mod history;
+pub mod sessions;
+pub mod users;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -206,4 +211,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// Maps a unique-violation on one of our indexes to the field it protects.
+pub(crate) fn conflict_field(e: &tokio_postgres::Error) -> Option<&'static str> {
+    let db = e.as_db_error()?;
+    if db.code() != &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+        return None;
+    }
+    match db.constraint() {
+        Some("users_username_lower_key") => Some("username"),
+        Some("users_email_lower_key") => Some("email"),
+        Some("roles_name_lower_key") => Some("name"),
+        Some("user_roles_pkey") => Some("role"),
+        _ => Some("value"),
+    }
 }

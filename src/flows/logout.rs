@@ -1,0 +1,45 @@
+//! Logout (one session) and logout-all (every session of the user).
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::authenticate::{self, Principal};
+use super::tokens;
+use crate::app::App;
+use crate::http::ApiError;
+
+/// Revokes the family of `refresh` (when given and known) and blacklists the presented access
+/// token until it expires (when it is a valid token of ours). Succeeds even when there is
+/// nothing to revoke: logging out twice is not an error.
+pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> Result<(), ApiError> {
+    if let Some(token) = bearer
+        && let Ok(p) = authenticate::verify_claims(app, token)
+    {
+        blacklist(app, &p).await?;
+    }
+    if let Some(secret) = refresh.and_then(tokens::decode_refresh) {
+        app.services.users.revoke_by_token(tokens::refresh_hash(&secret)).await?;
+    }
+    Ok(())
+}
+
+async fn blacklist(app: &App, p: &Principal) -> Result<(), ApiError> {
+    let remaining = p.exp - OffsetDateTime::now_utc().unix_timestamp();
+    let ttl = Duration::from_secs(remaining.max(0) as u64) + app.config.tokens.clock_skew;
+    Ok(app.services.limiter.blacklist(p.jti.clone(), ttl).await?)
+}
+
+/// Fences off every access token of `user_id` issued until now, for as long as any of them
+/// can live.
+pub async fn fence_access_tokens(app: &App, user_id: uuid::Uuid) -> Result<(), ApiError> {
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let ttl = app.config.tokens.access_ttl + app.config.tokens.clock_skew * 2;
+    Ok(app.services.limiter.set_not_before(user_id.to_string(), now_ms, ttl).await?)
+}
+
+/// Revokes every session of the caller and fences off its access tokens.
+pub async fn logout_all(app: &App, principal: &Principal) -> Result<u64, ApiError> {
+    fence_access_tokens(app, principal.user_id).await?;
+    Ok(app.services.users.revoke_all(principal.user_id).await?)
+}

@@ -1,0 +1,35 @@
+//! The business logic of each request, one module per flow, between HTTP and the actors.
+//! A flow takes parsed input, sends actor messages (always through typed handles, always with
+//! a timeout), and returns plain data or an [`ApiError`](crate::http::ApiError); it knows
+//! nothing of status codes or headers beyond that error.
+//!
+//! - [`signup`]: validate → hash → store.
+//! - [`login`]: rate limit → look up → reserve an attempt → verify → sign → store session.
+//! - [`refresh`]: hash the presented token → compare-and-swap rotation → sign.
+//! - [`logout`]: revoke a family or all of them, blacklist or fence off access tokens.
+//! - [`authenticate`]: the one verifier every protected route uses.
+//! - [`account`]: profile update, user deletion, history, sessions.
+//! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
+//! - [`limits`]: per-route-class rate limits.
+
+pub mod account;
+pub mod authenticate;
+pub mod limits;
+pub mod login;
+pub mod logout;
+pub mod refresh;
+pub mod signup;
+pub mod tokens;
+
+/// Who is calling, as far as the network tells: for history, events and limits.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: std::net::IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    pub fn ip_string(&self) -> Option<String> {
+        Some(self.ip.to_string())
+    }
+}

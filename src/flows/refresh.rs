@@ -1,0 +1,73 @@
+//! Refresh: rotate the presented refresh token and issue a new access token.
+//!
+//! 1. Decode the presented token and hash it; make a candidate successor and seal it under the
+//!    presented secret.
+//! 2. Ask the UserStore to rotate (one compare-and-swap in PostgreSQL):
+//!    - `Rotated`: our candidate is the successor;
+//!    - `Retried`: another request rotated this token within the grace window; unseal its
+//!      successor, so every retry gets the same one and the family never forks;
+//!    - `ReuseDetected`: the token was rotated before the window; the family is revoked (and
+//!      the event recorded) in the same transaction: 401;
+//!    - `Invalid`: 401.
+//! 3. Load the user (active, current roles) and sign the access token for that session.
+
+use auth_actors::db::sessions::{NewToken, RotateOutcome};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Client;
+use super::tokens::{self, Issued};
+use crate::app::App;
+use crate::http::ApiError;
+use crate::metrics::{Outcome, OutcomeLabels};
+
+fn invalid() -> ApiError {
+    ApiError::Unauthorized("invalid or expired refresh token".into())
+}
+
+pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issued, ApiError> {
+    let count = |outcome| app.metrics.refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
+    let Some(parent) = tokens::decode_refresh(presented) else {
+        count(Outcome::invalid);
+        return Err(invalid());
+    };
+    let candidate = tokens::new_refresh_secret()?;
+    let candidate_secret =
+        tokens::decode_refresh(&candidate).ok_or_else(|| ApiError::unavailable("token generator"))?;
+    let successor = NewToken {
+        id: Uuid::now_v7(),
+        hash: tokens::refresh_hash(&candidate_secret),
+        expires_at: OffsetDateTime::now_utc() + app.config.tokens.refresh_ttl,
+    };
+    let sealed = tokens::seal(&parent, &candidate_secret);
+    let outcome = app
+        .services
+        .users
+        .rotate(tokens::refresh_hash(&parent), successor, sealed, app.config.tokens.reuse_grace, client.ip_string())
+        .await?;
+    let (user_id, family, refresh_token) = match outcome {
+        RotateOutcome::Rotated { user_id, family_id } => {
+            count(Outcome::rotated);
+            (user_id, family_id, candidate)
+        }
+        RotateOutcome::Retried { user_id, family_id, sealed } => {
+            count(Outcome::retried);
+            (user_id, family_id, tokens::unseal(&parent, &sealed).ok_or_else(invalid)?)
+        }
+        RotateOutcome::ReuseDetected { user_id, family_id } => {
+            count(Outcome::reuse_detected);
+            tracing::warn!(user_id = %user_id, family_id = %family_id, "refresh token reuse detected; session revoked");
+            return Err(ApiError::Unauthorized("refresh token reuse detected; the session has been revoked".into()));
+        }
+        RotateOutcome::Invalid => {
+            count(Outcome::invalid);
+            return Err(invalid());
+        }
+    };
+    let user = match app.services.users.get_user(user_id).await? {
+        Some(u) if u.is_active => u,
+        _ => return Err(invalid()),
+    };
+    let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
+    Ok(Issued { access_token, expires_in, refresh_token })
+}

@@ -1,0 +1,119 @@
+//! `/api/v1/auth/*`: login, refresh, logout.
+
+use hyper::StatusCode;
+use hyper::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::flows::authenticate::authenticate;
+use crate::flows::tokens::{self, Issued};
+use crate::flows::{Client, login, logout as logout_flow, refresh as refresh_flow};
+use crate::http::{ApiError, Request, Response, response};
+
+pub fn client(req: &Request) -> Client {
+    Client { ip: req.client_ip, user_agent: req.user_agent() }
+}
+
+/// The token response (with the refresh token in the body too when `echo_refresh`, for clients
+/// that sent it in a body) and the refresh cookie.
+fn issued(app: &App, issued: Issued, echo_refresh: bool) -> Response {
+    let mut body = serde_json::json!({
+        "access_token": issued.access_token,
+        "token_type": "bearer",
+        "expires_in": issued.expires_in,
+    });
+    if echo_refresh {
+        body["refresh_token"] = issued.refresh_token.clone().into();
+    }
+    let mut resp = response::json(StatusCode::OK, &body);
+    let cookie = tokens::refresh_cookie(&app.config.http, &issued.refresh_token, app.config.tokens.refresh_ttl);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(SET_COOKIE, v);
+    }
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn clear_cookie(app: &App, resp: &mut Response) {
+    if let Ok(v) = HeaderValue::from_str(&tokens::clear_cookie(&app.config.http)) {
+        resp.headers_mut().insert(SET_COOKIE, v);
+    }
+}
+
+/// Cookie-authenticated POSTs from a browser must come from an allowed origin (the service's
+/// own, or one of `ALLOWED_ORIGINS`). Requests without `Origin` (non-browser clients) pass.
+fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
+    let Some(origin) = req.header(hyper::header::ORIGIN) else { return Ok(()) };
+    let origin = origin.trim_end_matches('/');
+    let own = app.config.tokens.public_url.as_str();
+    let own_origin = own.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+    if origin == own_origin || app.config.http.allowed_origins.iter().any(|o| o.trim_end_matches('/') == origin) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("origin not allowed".into()))
+    }
+}
+
+pub async fn login_form(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let input: login::LoginInput = req.form().await?;
+    Ok(issued(app, login::login(app, input, &client(&req)).await?, false))
+}
+
+pub async fn login_json(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let input: login::LoginInput = req.json().await?;
+    Ok(issued(app, login::login(app, input, &client(&req)).await?, false))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// The refresh token from a JSON body when one is sent, else from the cookie; and whether it
+/// came from the body.
+async fn presented_refresh(app: &App, req: &mut Request) -> Result<(Option<String>, bool), ApiError> {
+    let has_body = req.header(hyper::header::CONTENT_TYPE).is_some();
+    if has_body {
+        let body: RefreshBody = req.json().await?;
+        if let Some(token) = body.refresh_token {
+            return Ok((Some(token), true));
+        }
+    }
+    check_origin(app, req)?;
+    Ok((req.cookie(tokens::REFRESH_COOKIE).filter(|c| !c.is_empty()), false))
+}
+
+pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let (token, from_body) = presented_refresh(app, &mut req).await?;
+    let token = token.ok_or_else(|| ApiError::Unauthorized("missing refresh token".into()))?;
+    let result = refresh_flow::refresh(app, &token, &client(&req)).await;
+    match result {
+        Ok(tokens) => Ok(issued(app, tokens, from_body)),
+        Err(e @ ApiError::Unauthorized(_)) => {
+            // A dead refresh token is useless to the browser: clear it.
+            let mut resp = e.into_response();
+            clear_cookie(app, &mut resp);
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let (token, _) = presented_refresh(app, &mut req).await?;
+    logout_flow::logout(app, token.as_deref(), req.bearer()).await?;
+    let mut resp = response::json(StatusCode::OK, &serde_json::json!({ "detail": "logged out" }));
+    clear_cookie(app, &mut resp);
+    Ok(resp)
+}
+
+pub async fn logout_all(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(app, req.bearer()).await?;
+    let revoked = logout_flow::logout_all(app, &principal).await?;
+    let mut resp = response::json(
+        StatusCode::OK,
+        &serde_json::json!({ "detail": "logged out everywhere", "sessions_revoked": revoked }),
+    );
+    clear_cookie(app, &mut resp);
+    Ok(resp)
+}

@@ -1,0 +1,79 @@
+//! `/api/v1/users/*` and `/api/v1/sessions*`: signup, profile, history, sessions, deletion.
+
+use auth_actors::db::users::UserRecord;
+use hyper::StatusCode;
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::App;
+use crate::flows::account::{self, Page};
+use crate::flows::authenticate::{authenticate, require_role};
+use crate::flows::signup;
+use crate::http::{ApiError, Request, Response, response};
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn user_json(u: &UserRecord) -> serde_json::Value {
+    serde_json::json!({ "user_id": u.id, "username": u.username, "email": u.email, "is_active": u.is_active })
+}
+
+pub async fn signup(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let user = signup::signup(app, req.json().await?).await?;
+    Ok(response::json(StatusCode::CREATED, &user_json(&user)))
+}
+
+pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(app, req.bearer()).await?;
+    let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
+    let (rows, total) = account::history(app, &principal, page).await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "login_time": rfc3339(r.login_time),
+                "ip_address": r.ip_address,
+                "user_agent": r.user_agent,
+                "successful": r.successful,
+            })
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &page.envelope(items, total)))
+}
+
+pub async fn update_profile(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(app, req.bearer()).await?;
+    let user = account::update_profile(app, &principal, req.json().await?).await?;
+    Ok(response::json(StatusCode::OK, &user_json(&user)))
+}
+
+pub async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
+    let admin = require_role(app, req.bearer(), &["admin"]).await?;
+    account::delete_user(app, &admin, req.params.first().map(String::as_str).unwrap_or_default()).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn sessions(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(app, req.bearer()).await?;
+    let rows = account::sessions(app, &principal).await?;
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "created_at": rfc3339(s.created_at),
+                "last_used_at": rfc3339(s.last_used_at),
+                "ip_address": s.ip_address,
+                "user_agent": s.user_agent,
+                "current": principal.session == Some(s.id),
+            })
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &items))
+}
+
+pub async fn revoke_session(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(app, req.bearer()).await?;
+    account::revoke_session(app, &principal, req.params.first().map(String::as_str).unwrap_or_default()).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
