@@ -129,6 +129,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub app: App,
+    pub database: String,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: Option<JoinHandle<Exit>>,
 }
@@ -197,6 +198,7 @@ pub async fn shared_keys() -> PathBuf {
 
 pub async fn spawn_with_layers(layers: Layers) -> TestApp {
     let config = layers.build().expect("valid test configuration");
+    let database = layers.value("DATABASE_URL").and_then(|u| u.rsplit('/').next()).unwrap_or_default().to_string();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -213,7 +215,7 @@ pub async fn spawn_with_layers(layers: Layers) -> TestApp {
     });
     let app = app_rx.await.expect("service started");
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { addr, client, app, shutdown: Some(shutdown_tx), handle: Some(handle) }
+    TestApp { addr, client, app, database, shutdown: Some(shutdown_tx), handle: Some(handle) }
 }
 
 /// A TCP proxy in front of a real dependency that a test can cut, to make that dependency
@@ -262,5 +264,98 @@ impl CuttableProxy {
 
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Starts another instance over an existing database (same keys), e.g. with other settings.
+pub async fn spawn_app_on(database: &str, customise: impl FnOnce(&mut Layers)) -> TestApp {
+    let keys_dir = shared_keys().await;
+    let mut layers = test_layers(database, &keys_dir);
+    customise(&mut layers);
+    spawn_with_layers(layers).await
+}
+
+/// A signed-up user and its password.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// An access token and the refresh token from the cookie that came with it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The value of the `refresh_token` cookie a response sets, if any.
+pub fn refresh_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        let first = c.split(';').next()?;
+        first.strip_prefix("refresh_token=").map(str::to_string)
+    })
+}
+
+impl TestApp {
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn signup(&self, username: &str, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/users/signup",
+            &serde_json::json!({"username": username, "email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Signs up a fresh user and returns it.
+    pub async fn new_user(&self) -> TestUser {
+        let username = unique_name("user");
+        let email = format!("{username}@example.com");
+        let password = "correct horse battery".to_string();
+        let resp = self.signup(&username, &email, &password).await;
+        assert_eq!(resp.status(), 201, "signup");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        TestUser { id: body["user_id"].as_str().expect("id").to_string(), username, email, password }
+    }
+
+    pub async fn login_json(&self, login: &str, password: &str) -> reqwest::Response {
+        self.post_json("/api/v1/auth/login-json", &serde_json::json!({"username": login, "password": password})).await
+    }
+
+    /// Logs `user` in and returns its session.
+    pub async fn login(&self, user: &TestUser) -> Session {
+        let resp = self.login_json(&user.username, &user.password).await;
+        assert_eq!(resp.status(), 200, "login");
+        let refresh = refresh_cookie(&resp).expect("refresh cookie");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        Session { access: body["access_token"].as_str().expect("token").to_string(), refresh }
+    }
+
+    /// POSTs to the refresh endpoint with `token` as the cookie.
+    pub async fn refresh(&self, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/refresh"))
+            .header("cookie", format!("refresh_token={token}"))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_with(&self, path: &str, access: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(access).send().await.expect("request")
+    }
+
+    /// A direct connection to this instance's database, for checks the API does not expose.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        auth_actors::db::connect(&database_url(&self.database), Duration::from_secs(5)).await.expect("connect")
     }
 }
