@@ -16,9 +16,10 @@ use uuid::Uuid;
 
 use crate::db::events::EventRow;
 use crate::db::history::HistoryRow;
+use crate::db::roles::{AssignOutcome, RoleRecord, RoleRef};
 use crate::db::sessions::{NewSession, NewToken, RotateOutcome, SessionRow};
 use crate::db::users::{Credentials, UserRecord};
-use crate::db::{self, events, history, sessions, users};
+use crate::db::{self, events, history, roles, sessions, users};
 use crate::handle::{CallError, Endpoint};
 use crate::metrics::ActorMetrics;
 
@@ -116,6 +117,30 @@ pub enum UserStoreMsg {
         offset: i64,
         reply: Reply<(Vec<EventRow>, i64)>,
     },
+    /// Create a role; `actor` is the admin.
+    CreateRole { name: String, description: Option<String>, actor: Uuid, reply: Reply<RoleRecord> },
+    /// List every role.
+    ListRoles(Reply<Vec<RoleRecord>>),
+    /// Partially update a role (`description: Some(None)` clears it).
+    UpdateRole {
+        id: Uuid,
+        name: Option<String>,
+        description: Option<Option<String>>,
+        actor: Uuid,
+        reply: Reply<Option<RoleRecord>>,
+    },
+    /// Delete a role and its grants.
+    DeleteRole { id: Uuid, actor: Uuid, reply: Reply<bool> },
+    /// Grant a role (by id or name) to a user.
+    AssignRole { user_id: Uuid, role: RoleRef, actor: Uuid, reply: Reply<AssignOutcome> },
+    /// Withdraw a role from a user.
+    RemoveRole { user_id: Uuid, role_id: Uuid, actor: Uuid, reply: Reply<bool> },
+    /// Whether a user holds a role now.
+    CheckRole { user_id: Uuid, role_name: String, reply: Reply<bool> },
+    /// One page of users with their roles, and the total.
+    UsersPage { limit: i64, offset: i64, reply: Reply<(Vec<UserRecord>, i64)> },
+    /// Whether a role of this name exists.
+    RoleExists { name: String, reply: Reply<bool> },
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -226,6 +251,32 @@ impl Actor for UserStore {
                 let client = pool.get().await?;
                 Ok(events::page(&client, event_type.as_deref(), user_id, limit, offset).await?)
             }),
+            UserStoreMsg::CreateRole { name, description, actor, reply } => answer!(state, reply, {
+                Ok(roles::create(&mut pool.get().await?, &name, description.as_deref(), actor).await?)
+            }),
+            UserStoreMsg::ListRoles(reply) => answer!(state, reply, Ok(roles::list(&pool.get().await?).await?)),
+            UserStoreMsg::UpdateRole { id, name, description, actor, reply } => answer!(state, reply, {
+                let description = description.as_ref().map(|d| d.as_deref());
+                Ok(roles::update(&mut pool.get().await?, id, name.as_deref(), description, actor).await?)
+            }),
+            UserStoreMsg::DeleteRole { id, actor, reply } => {
+                answer!(state, reply, Ok(roles::delete(&mut pool.get().await?, id, actor).await?))
+            }
+            UserStoreMsg::AssignRole { user_id, role, actor, reply } => {
+                answer!(state, reply, Ok(roles::assign(&mut pool.get().await?, user_id, &role, actor).await?))
+            }
+            UserStoreMsg::RemoveRole { user_id, role_id, actor, reply } => {
+                answer!(state, reply, Ok(roles::remove(&mut pool.get().await?, user_id, role_id, actor).await?))
+            }
+            UserStoreMsg::CheckRole { user_id, role_name, reply } => {
+                answer!(state, reply, Ok(roles::check(&pool.get().await?, user_id, &role_name).await?))
+            }
+            UserStoreMsg::UsersPage { limit, offset, reply } => {
+                answer!(state, reply, Ok(roles::users_page(&pool.get().await?, limit, offset).await?))
+            }
+            UserStoreMsg::RoleExists { name, reply } => {
+                answer!(state, reply, Ok(roles::exists(&pool.get().await?, &name).await?))
+            }
             #[cfg(feature = "failure-hook")]
             UserStoreMsg::Fail(reason) => return Err(reason.into()),
         }
@@ -377,6 +428,53 @@ impl UserStoreHandle {
         offset: i64,
     ) -> Result<(Vec<EventRow>, i64), StoreError> {
         self.call(|reply| UserStoreMsg::Events { event_type, user_id, limit, offset, reply }).await
+    }
+
+    pub async fn create_role(
+        &self,
+        name: String,
+        description: Option<String>,
+        actor: Uuid,
+    ) -> Result<RoleRecord, StoreError> {
+        self.call(|reply| UserStoreMsg::CreateRole { name, description, actor, reply }).await
+    }
+
+    pub async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
+        self.call(UserStoreMsg::ListRoles).await
+    }
+
+    pub async fn update_role(
+        &self,
+        id: Uuid,
+        name: Option<String>,
+        description: Option<Option<String>>,
+        actor: Uuid,
+    ) -> Result<Option<RoleRecord>, StoreError> {
+        self.call(|reply| UserStoreMsg::UpdateRole { id, name, description, actor, reply }).await
+    }
+
+    pub async fn delete_role(&self, id: Uuid, actor: Uuid) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::DeleteRole { id, actor, reply }).await
+    }
+
+    pub async fn assign_role(&self, user_id: Uuid, role: RoleRef, actor: Uuid) -> Result<AssignOutcome, StoreError> {
+        self.call(|reply| UserStoreMsg::AssignRole { user_id, role, actor, reply }).await
+    }
+
+    pub async fn remove_role(&self, user_id: Uuid, role_id: Uuid, actor: Uuid) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::RemoveRole { user_id, role_id, actor, reply }).await
+    }
+
+    pub async fn check_role(&self, user_id: Uuid, role_name: String) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::CheckRole { user_id, role_name, reply }).await
+    }
+
+    pub async fn users_page(&self, limit: i64, offset: i64) -> Result<(Vec<UserRecord>, i64), StoreError> {
+        self.call(|reply| UserStoreMsg::UsersPage { limit, offset, reply }).await
+    }
+
+    pub async fn role_exists(&self, name: String) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::RoleExists { name, reply }).await
     }
 
     /// Makes worker `index` fail. Test builds only.

@@ -9,6 +9,7 @@
 //! - [`logout`]: revoke a family or all of them, blacklist or fence off access tokens.
 //! - [`authenticate`]: the one verifier every protected route uses.
 //! - [`account`]: profile update, user deletion, history, sessions.
+//! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
 
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod login;
 pub mod logout;
 pub mod refresh;
+pub mod roles;
 pub mod signup;
 pub mod tokens;
 

@@ -25,6 +25,16 @@ pub enum RouteId {
     DeleteUser,
     Sessions,
     RevokeSession,
+    CreateRole,
+    ListRoles,
+    UpdateRole,
+    DeleteRole,
+    AssignRole,
+    RemoveRole,
+    CheckRole,
+    Me,
+    ListUserRoles,
+    AdminEvents,
     /// Makes an actor fail on purpose. Compiled only with the `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
     TestFail,
@@ -60,6 +70,16 @@ pub static ROUTES: &[RouteDef] = &[
     def(Method::DELETE, "/api/v1/users/{user_id}", RouteId::DeleteUser),
     def(Method::GET, "/api/v1/sessions", RouteId::Sessions),
     def(Method::DELETE, "/api/v1/sessions/{id}", RouteId::RevokeSession),
+    def(Method::POST, "/api/v1/roles/create", RouteId::CreateRole),
+    def(Method::GET, "/api/v1/roles/list", RouteId::ListRoles),
+    def(Method::PUT, "/api/v1/roles/update/{role_id}", RouteId::UpdateRole),
+    def(Method::DELETE, "/api/v1/roles/delete/{role_id}", RouteId::DeleteRole),
+    def(Method::POST, "/api/v1/user_roles/assign", RouteId::AssignRole),
+    def(Method::DELETE, "/api/v1/user_roles/{user_id}/roles/{role_id}", RouteId::RemoveRole),
+    def(Method::POST, "/api/v1/user_roles/check", RouteId::CheckRole),
+    def(Method::GET, "/api/v1/user_roles/me", RouteId::Me),
+    def(Method::GET, "/api/v1/user_roles/list", RouteId::ListUserRoles),
+    def(Method::GET, "/api/v1/admin/events", RouteId::AdminEvents),
     #[cfg(feature = "test-hooks")]
     def(Method::POST, "/api/v1/_test/fail/{actor}", RouteId::TestFail),
 ];

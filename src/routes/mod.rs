@@ -5,6 +5,7 @@
 
 mod auth;
 mod ops;
+mod roles;
 mod users;
 mod well_known;
 
@@ -66,6 +67,16 @@ async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, Api
         RouteId::DeleteUser => users::delete(app, req).await,
         RouteId::Sessions => users::sessions(app, req).await,
         RouteId::RevokeSession => users::revoke_session(app, req).await,
+        RouteId::CreateRole => roles::create(app, req).await,
+        RouteId::ListRoles => roles::list(app, req).await,
+        RouteId::UpdateRole => roles::update(app, req).await,
+        RouteId::DeleteRole => roles::delete(app, req).await,
+        RouteId::AssignRole => roles::assign(app, req).await,
+        RouteId::RemoveRole => roles::remove(app, req).await,
+        RouteId::CheckRole => roles::check(app, req).await,
+        RouteId::Me => roles::me(app, req).await,
+        RouteId::ListUserRoles => roles::users(app, req).await,
+        RouteId::AdminEvents => roles::events(app, req).await,
         #[cfg(feature = "test-hooks")]
         RouteId::TestFail => ops::test_fail(app, &req),
     }

@@ -9,6 +9,7 @@ mod jwks;
 mod limits;
 mod login;
 mod refresh;
+mod roles;
 mod sessions;
 mod signup;
 mod startup;

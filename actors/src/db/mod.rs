@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod history;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 
