@@ -28,6 +28,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("REDIS_KEY_PREFIX", Some("auth:"), "Prefix of every Redis key this service writes."),
     ("JWT_KEYS_DIR", None, "Directory holding the signing keys and keys.json."),
     ("JWT_ACTIVE_KID", None, "Overrides which published key signs (normally keys.json decides)."),
+    (
+        "KEYS_POLL_INTERVAL",
+        Some("10s"),
+        "How often every instance checks keys.json for changes (SIGHUP reloads at once).",
+    ),
     ("JWT_ISSUER", None, "The iss claim of issued tokens and the issuer in discovery."),
     ("JWT_AUDIENCE", None, "The aud claim of issued tokens; verification requires it."),
     ("PUBLIC_URL", None, "External base URL used in discovery documents (defaults to JWT_ISSUER)."),
@@ -128,6 +133,7 @@ pub struct HttpConfig {
 pub struct TokenConfig {
     pub keys_dir: PathBuf,
     pub active_kid: Option<String>,
+    pub keys_poll_interval: Duration,
     pub issuer: String,
     pub audience: String,
     pub public_url: String,
@@ -262,6 +268,12 @@ impl Layers {
         self
     }
 
+    /// A duration setting (its default when unset), for commands that need only a few.
+    pub fn duration_value(&self, name: &str) -> Result<Duration, ConfigError> {
+        let name = setting_name(name).ok_or(ConfigError::Missing("unknown setting"))?;
+        self.duration(name)
+    }
+
     /// One raw value, for commands that need a single setting.
     pub fn value(&self, name: &str) -> Option<&str> {
         setting_name(name).and_then(|n| self.get(n))
@@ -375,6 +387,7 @@ impl Layers {
             tokens: TokenConfig {
                 keys_dir: PathBuf::from(self.required("JWT_KEYS_DIR")?),
                 active_kid: self.get("JWT_ACTIVE_KID").map(str::to_string),
+                keys_poll_interval: self.duration("KEYS_POLL_INTERVAL")?,
                 public_url: self.get("PUBLIC_URL").unwrap_or(&issuer).trim_end_matches('/').to_string(),
                 issuer,
                 audience: self.required("JWT_AUDIENCE")?.to_string(),
@@ -455,6 +468,7 @@ impl Config {
         auth_actors::Settings {
             keys_dir: self.tokens.keys_dir.clone(),
             active_kid: self.tokens.active_kid.clone(),
+            keys_poll_interval: self.tokens.keys_poll_interval,
             database_url: self.database_url.expose().to_string(),
             database_pool_size: self.database_pool_size,
             user_store_workers: self.user_store_workers,

@@ -8,13 +8,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::handle::{CallError, Endpoint};
-use crate::keys::{JwksDocument, KeyError, KeySet, TokenError, VerifyRules};
+use crate::keys::{self, JwksDocument, KeyError, KeySet, TokenError, VerifyRules};
 
 /// Messages the KeyManager handles.
 pub enum KeyManagerMsg {
@@ -23,6 +24,9 @@ pub enum KeyManagerMsg {
     Reload(RpcReplyPort<Result<String, String>>),
     /// Report the active kid and how many keys are published.
     Status(RpcReplyPort<KeyStatus>),
+    /// Re-read the key directory if `keys.json` changed since the last load (sent to itself
+    /// every poll interval, so that `keys rotate` on a shared volume reaches every instance).
+    Poll,
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -44,10 +48,14 @@ pub struct KeyManagerArgs {
     pub active_kid: Option<String>,
     /// Where snapshots are published; owned by the supervisor so it outlives restarts.
     pub publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
+    /// How often `keys.json` is checked for changes.
+    pub poll_interval: Duration,
 }
 
 pub struct KeyManagerState {
     args: KeyManagerArgs,
+    /// Fingerprint of `keys.json` at the last successful load.
+    stamp: Option<(std::time::SystemTime, u64)>,
 }
 
 pub struct KeyManager;
@@ -65,12 +73,16 @@ impl Actor for KeyManager {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: KeyManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let stamp = keys::metadata_stamp(&args.dir);
         let set = Self::load(&args)?;
         args.publish.send_replace(Some(set));
-        Ok(KeyManagerState { args })
+        if !args.poll_interval.is_zero() {
+            myself.send_interval(args.poll_interval, || KeyManagerMsg::Poll);
+        }
+        Ok(KeyManagerState { args, stamp })
     }
 
     async fn handle(
@@ -81,25 +93,12 @@ impl Actor for KeyManager {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             KeyManagerMsg::Reload(reply) => {
-                let outcome = match Self::load(&state.args) {
-                    Ok(set) => {
-                        let kid = set.active_kid().to_string();
-                        let changed = state
-                            .args
-                            .publish
-                            .borrow()
-                            .as_ref()
-                            .map(|old| old.jwks().etag != set.jwks().etag || old.active_kid() != kid);
-                        state.args.publish.send_replace(Some(set));
-                        tracing::info!(active_kid = %kid, changed = ?changed, "keys reloaded");
-                        Ok(kid)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "key reload refused; keeping the previous keys");
-                        Err(e.to_string())
-                    }
-                };
-                let _ = reply.send(outcome);
+                let _ = reply.send(reload(state));
+            }
+            KeyManagerMsg::Poll => {
+                if keys::metadata_stamp(&state.args.dir) != state.stamp {
+                    let _ = reload(state);
+                }
             }
             KeyManagerMsg::Status(reply) => {
                 let snapshot = state.args.publish.borrow().clone();
@@ -113,6 +112,29 @@ impl Actor for KeyManager {
             KeyManagerMsg::Fail(reason) => return Err(reason.into()),
         }
         Ok(())
+    }
+}
+
+/// Loads the key directory and publishes it; on failure the previous snapshot stays.
+fn reload(state: &mut KeyManagerState) -> Result<String, String> {
+    let stamp = keys::metadata_stamp(&state.args.dir);
+    match KeyManager::load(&state.args) {
+        Ok(set) => {
+            let kid = set.active_kid().to_string();
+            let changed = state.args.publish.borrow().as_ref().is_none_or(|old| old.jwks().etag != set.jwks().etag);
+            if changed || state.args.publish.borrow().as_ref().is_some_and(|old| old.active_kid() != kid) {
+                state.args.publish.send_replace(Some(set));
+                tracing::info!(active_kid = %kid, "keys reloaded");
+            }
+            state.stamp = stamp;
+            Ok(kid)
+        }
+        Err(e) => {
+            // Remember the stamp so that a bad file is reported once, not on every poll.
+            state.stamp = stamp;
+            tracing::error!(error = %e, "key reload refused; keeping the previous keys");
+            Err(e.to_string())
+        }
     }
 }
 

@@ -282,6 +282,181 @@ fn jwk_thumbprint(jwk: &serde_json::Value) -> String {
     B64.encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// The timings the lifecycle rules depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    /// `JWKS_MAX_AGE`: how long a verifier may cache the JWKS.
+    pub jwks_max_age: Duration,
+    /// `KEYS_POLL_INTERVAL`: how long a running instance may take to notice a change.
+    pub poll_interval: Duration,
+    /// `ACCESS_TOKEN_TTL`: the longest life of a token a retired key signed.
+    pub access_ttl: Duration,
+    /// `CLOCK_SKEW`: extra margin on both rules.
+    pub clock_skew: Duration,
+}
+
+impl Lifecycle {
+    /// How long a key must have been published before it may sign: every verifier's cached
+    /// JWKS must already contain it.
+    pub fn publish_delay(&self) -> Duration {
+        self.jwks_max_age + self.poll_interval + self.clock_skew
+    }
+
+    /// How long a retired key stays published: every token it signed must have expired.
+    pub fn retire_delay(&self) -> Duration {
+        self.access_ttl + self.clock_skew + self.poll_interval
+    }
+}
+
+/// What a lifecycle command changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LifecycleReport {
+    pub activated: Option<String>,
+    pub retired: Option<String>,
+    pub removed: Vec<String>,
+    pub revoked: Option<String>,
+}
+
+fn remove_key_file(dir: &Path, kid: &str) -> Result<(), KeyError> {
+    let path = dir.join(format!("{kid}.pem"));
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KeyError::Write { path, source }),
+    }
+}
+
+fn seconds_until(t: OffsetDateTime, now: OffsetDateTime) -> i64 {
+    (t - now).whole_seconds().max(1)
+}
+
+/// Marks retired keys whose tokens have all expired as removed (deleting their private key).
+fn prune(dir: &Path, meta: &mut KeyMetadata, rules: &Lifecycle, now: OffsetDateTime) -> Result<Vec<String>, KeyError> {
+    let mut removed = Vec::new();
+    for key in meta.keys.iter_mut().filter(|k| k.state == KeyState::Retired) {
+        let retired_at = key.retired_at.unwrap_or(key.created_at);
+        if now >= retired_at + rules.retire_delay() {
+            key.state = KeyState::Removed;
+            remove_key_file(dir, &key.kid)?;
+            removed.push(key.kid.clone());
+        }
+    }
+    Ok(removed)
+}
+
+/// Scheduled rotation: activates the oldest `next` key (refused until it has been published
+/// for the publish delay), retires the active key, and removes retired keys whose tokens have
+/// all expired.
+pub fn rotate(dir: &Path, rules: &Lifecycle, now: OffsetDateTime) -> Result<LifecycleReport, KeyError> {
+    let mut meta = read_metadata(dir)?;
+    let mut report = LifecycleReport { removed: prune(dir, &mut meta, rules, now)?, ..Default::default() };
+    let candidate = meta
+        .keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.state == KeyState::Next)
+        .min_by_key(|(_, k)| k.published_at.unwrap_or(k.created_at))
+        .map(|(i, k)| (i, k.kid.clone(), k.published_at.unwrap_or(k.created_at)));
+    let Some((index, kid, published_at)) = candidate else {
+        if !report.removed.is_empty() {
+            write_metadata(dir, &meta)?;
+            return Ok(report);
+        }
+        return Err(KeyError::Lifecycle(
+            "no key in state next to activate; run `auth-service keys generate` first".into(),
+        ));
+    };
+    let ready_at = published_at + rules.publish_delay();
+    if now < ready_at {
+        if !report.removed.is_empty() {
+            write_metadata(dir, &meta)?;
+        }
+        return Err(KeyError::Lifecycle(format!(
+            "key {kid} cannot be activated before it has been published for {}s (JWKS max-age {}s + reload interval {}s + clock skew {}s); try again in {}s",
+            rules.publish_delay().as_secs(),
+            rules.jwks_max_age.as_secs(),
+            rules.poll_interval.as_secs(),
+            rules.clock_skew.as_secs(),
+            seconds_until(ready_at, now)
+        )));
+    }
+    for key in meta.keys.iter_mut().filter(|k| k.state == KeyState::Active) {
+        key.state = KeyState::Retired;
+        key.retired_at = Some(now);
+        report.retired = Some(key.kid.clone());
+    }
+    let key = &mut meta.keys[index];
+    key.state = KeyState::Active;
+    key.activated_at = Some(now);
+    report.activated = Some(kid);
+    write_metadata(dir, &meta)?;
+    Ok(report)
+}
+
+/// Removes a retired key from the JWKS; refused while tokens it signed may still be live.
+pub fn remove(dir: &Path, kid: &str, rules: &Lifecycle, now: OffsetDateTime) -> Result<LifecycleReport, KeyError> {
+    let mut meta = read_metadata(dir)?;
+    let key = meta.keys.iter_mut().find(|k| k.kid == kid).ok_or_else(|| KeyError::UnknownKid(kid.to_string()))?;
+    if key.state != KeyState::Retired {
+        return Err(KeyError::Lifecycle(format!(
+            "key {kid} is {}; only a retired key can be removed (use `keys revoke` in an emergency)",
+            key.state.as_str()
+        )));
+    }
+    let until = key.retired_at.unwrap_or(key.created_at) + rules.retire_delay();
+    if now < until {
+        return Err(KeyError::Lifecycle(format!(
+            "key {kid} may still have live tokens (access-token TTL {}s + clock skew {}s + reload interval {}s after retirement); try again in {}s",
+            rules.access_ttl.as_secs(),
+            rules.clock_skew.as_secs(),
+            rules.poll_interval.as_secs(),
+            seconds_until(until, now)
+        )));
+    }
+    key.state = KeyState::Removed;
+    remove_key_file(dir, kid)?;
+    write_metadata(dir, &meta)?;
+    Ok(LifecycleReport { removed: vec![kid.to_string()], ..Default::default() })
+}
+
+/// Emergency revoke: the key leaves the JWKS at once and its tokens stop verifying. Revoking
+/// the active key activates the newest `next` key immediately (there must be one).
+pub fn revoke(dir: &Path, kid: &str, now: OffsetDateTime) -> Result<LifecycleReport, KeyError> {
+    let mut meta = read_metadata(dir)?;
+    let index = meta.keys.iter().position(|k| k.kid == kid).ok_or_else(|| KeyError::UnknownKid(kid.to_string()))?;
+    let was_active = meta.keys[index].state == KeyState::Active;
+    let mut report = LifecycleReport { revoked: Some(kid.to_string()), ..Default::default() };
+    if was_active {
+        let replacement = meta
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.state == KeyState::Next)
+            .max_by_key(|(_, k)| k.created_at)
+            .map(|(i, _)| i)
+            .ok_or_else(|| {
+                KeyError::Lifecycle(format!(
+                    "{kid} is the active key and there is no next key to replace it; run `auth-service keys generate` first"
+                ))
+            })?;
+        let next = &mut meta.keys[replacement];
+        next.state = KeyState::Active;
+        next.activated_at = Some(now);
+        report.activated = Some(next.kid.clone());
+    }
+    meta.keys[index].state = KeyState::Revoked;
+    meta.keys[index].retired_at = Some(now);
+    remove_key_file(dir, kid)?;
+    write_metadata(dir, &meta)?;
+    Ok(report)
+}
+
+/// A cheap fingerprint of `keys.json` (modification time and length), to notice changes.
+pub fn metadata_stamp(dir: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = fs::metadata(dir.join(METADATA_FILE)).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 /// A private key parsed once, ready to sign.
 enum Signer {
     Rsa(RsaKeyPair),
@@ -551,6 +726,51 @@ mod tests {
         let last = bad.len() - 3;
         bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
         assert!(set.verify(&String::from_utf8(bad).expect("utf8"), &rules).is_err());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    fn rules() -> Lifecycle {
+        Lifecycle {
+            jwks_max_age: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(10),
+            access_ttl: Duration::from_secs(900),
+            clock_skew: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn rotation_waits_for_the_publish_delay_then_retires_and_later_removes_the_old_key() {
+        let dir = temp_dir("rotate");
+        let old = generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
+        let new = generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
+        let now = OffsetDateTime::now_utc();
+        let err = rotate(&dir, &rules(), now).expect_err("too early");
+        assert!(err.to_string().contains("cannot be activated before"), "{err}");
+
+        let later = now + rules().publish_delay();
+        let report = rotate(&dir, &rules(), later).expect("rotate");
+        assert_eq!(report.activated.as_deref(), Some(new.kid.as_str()));
+        assert_eq!(report.retired.as_deref(), Some(old.kid.as_str()));
+        assert!(remove(&dir, &old.kid, &rules(), later).is_err(), "tokens may still be live");
+        let much_later = later + rules().retire_delay();
+        remove(&dir, &old.kid, &rules(), much_later).expect("remove");
+        assert!(!old.path.exists(), "the private key is deleted");
+        let set = KeySet::load(&dir, None).expect("load");
+        assert_eq!(set.kids().count(), 1);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn revoking_the_active_key_needs_a_replacement_and_activates_it() {
+        let dir = temp_dir("revoke");
+        let old = generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
+        assert!(revoke(&dir, &old.kid, OffsetDateTime::now_utc()).is_err(), "no replacement yet");
+        let new = generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
+        let report = revoke(&dir, &old.kid, OffsetDateTime::now_utc()).expect("revoke");
+        assert_eq!(report.activated.as_deref(), Some(new.kid.as_str()));
+        let set = KeySet::load(&dir, None).expect("load");
+        assert_eq!(set.active_kid(), new.kid);
+        assert!(!set.kids().any(|(kid, _, _)| kid == old.kid));
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -38,6 +38,8 @@ use crate::user_store::{UserStore, UserStoreArgs, UserStoreHandle, UserStoreMsg}
 pub struct Settings {
     pub keys_dir: PathBuf,
     pub active_kid: Option<String>,
+    /// How often the KeyManager checks `keys.json` for changes (zero: only on reload).
+    pub keys_poll_interval: Duration,
     pub database_url: String,
     /// Connections in the PostgreSQL pool.
     pub database_pool_size: usize,
@@ -237,6 +239,7 @@ impl SupervisorState {
                     dir: self.settings.keys_dir.clone(),
                     active_kid: self.settings.active_kid.clone(),
                     publish: self.publish.clone(),
+                    poll_interval: self.settings.keys_poll_interval,
                 };
                 let (actor, _) = Actor::spawn_linked(None, KeyManager, args, cell).await?;
                 self.slots.keys.set(Some(actor.clone()));

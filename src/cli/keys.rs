@@ -28,6 +28,74 @@ pub enum KeysCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Activate the oldest `next` key (once it has been published long enough), retire the
+    /// active key, and remove retired keys whose tokens have all expired.
+    Rotate {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Remove a retired key from the JWKS (refused while its tokens may still be live).
+    Remove {
+        kid: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Emergency: unpublish a key at once so its tokens stop verifying. Revoking the active key
+    /// activates the newest `next` key immediately.
+    Revoke {
+        kid: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn lifecycle(layers: &Layers) -> anyhow::Result<keys::Lifecycle> {
+    Ok(keys::Lifecycle {
+        jwks_max_age: layers.duration_value("JWKS_MAX_AGE")?,
+        poll_interval: layers.duration_value("KEYS_POLL_INTERVAL")?,
+        access_ttl: layers.duration_value("ACCESS_TOKEN_TTL")?,
+        clock_skew: layers.duration_value("CLOCK_SKEW")?,
+    })
+}
+
+/// Prints what changed and records it as security events when the database is reachable.
+async fn report(layers: &Layers, report: keys::LifecycleReport) {
+    let mut events: Vec<(&'static str, String)> = Vec::new();
+    if let Some(kid) = &report.activated {
+        println!("activated {kid}");
+        events.push(("key_activated", kid.clone()));
+    }
+    if let Some(kid) = &report.retired {
+        println!("retired {kid} (published until its tokens have expired)");
+        events.push(("key_retired", kid.clone()));
+    }
+    for kid in &report.removed {
+        println!("removed {kid}");
+        events.push(("key_removed", kid.clone()));
+    }
+    if let Some(kid) = &report.revoked {
+        println!("revoked {kid}: unpublished now; tokens it signed no longer verify");
+        events.push(("key_revoked", kid.clone()));
+    }
+    println!("running instances pick this up within KEYS_POLL_INTERVAL, or at once on SIGHUP");
+    if events.is_empty() {
+        return;
+    }
+    let client = match super::migrate::connect(layers).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warning: key events not recorded (database unavailable: {e})");
+            return;
+        }
+    };
+    for (kind, kid) in events {
+        let detail = serde_json::json!({ "kid": kid });
+        let r =
+            client.execute("INSERT INTO security_events (event_type, detail) VALUES ($1, $2)", &[&kind, &detail]).await;
+        if let Err(e) = r {
+            eprintln!("warning: key event not recorded: {e}");
+        }
+    }
 }
 
 fn keys_dir(layers: &Layers, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -66,6 +134,21 @@ pub async fn run(layers: &Layers, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
                     fmt(k.activated_at)
                 );
             }
+        }
+        KeysCommand::Rotate { dir } => {
+            let dir = keys_dir(layers, dir)?;
+            let r = keys::rotate(&dir, &lifecycle(layers)?, time::OffsetDateTime::now_utc())?;
+            report(layers, r).await;
+        }
+        KeysCommand::Remove { kid, dir } => {
+            let dir = keys_dir(layers, dir)?;
+            let r = keys::remove(&dir, &kid, &lifecycle(layers)?, time::OffsetDateTime::now_utc())?;
+            report(layers, r).await;
+        }
+        KeysCommand::Revoke { kid, dir } => {
+            let dir = keys_dir(layers, dir)?;
+            let r = keys::revoke(&dir, &kid, time::OffsetDateTime::now_utc())?;
+            report(layers, r).await;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -22,6 +22,8 @@ pub struct Principal {
     pub jti: String,
     pub exp: i64,
     pub session: Option<Uuid>,
+    /// Every claim of the token, as verified.
+    pub claims: serde_json::Value,
 }
 
 /// Why a token was refused; all of them are 401 to the client.
@@ -47,10 +49,10 @@ pub fn verify_claims(app: &App, token: &str) -> Result<Principal, Result<Rejecti
         Err(auth_actors::key_manager::SignError::Call(e)) => return Err(Err(e.into())),
         Err(_) => return Err(Ok(Rejection::Invalid)),
     };
-    principal_from(&claims).ok_or(Ok(Rejection::Invalid))
+    principal_from(claims).ok_or(Ok(Rejection::Invalid))
 }
 
-fn principal_from(claims: &serde_json::Value) -> Option<Principal> {
+fn principal_from(claims: serde_json::Value) -> Option<Principal> {
     if claims.get("type")?.as_str()? != "access" {
         return None;
     }
@@ -62,6 +64,7 @@ fn principal_from(claims: &serde_json::Value) -> Option<Principal> {
         jti: claims.get("jti")?.as_str()?.to_string(),
         exp: claims.get("exp")?.as_i64()?,
         session: claims.get("sid").and_then(|s| s.as_str()).and_then(|s| s.parse().ok()),
+        claims,
     })
 }
 

@@ -10,6 +10,7 @@
 //! - [`authenticate`]: the one verifier every protected route uses.
 //! - [`account`]: profile update, user deletion, history, sessions.
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
+//! - [`standards`]: introspection, revocation and discovery metadata.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
 
@@ -21,6 +22,7 @@ pub mod logout;
 pub mod refresh;
 pub mod roles;
 pub mod signup;
+pub mod standards;
 pub mod tokens;
 
 /// Who is calling, as far as the network tells: for history, events and limits.

@@ -5,7 +5,7 @@ use hyper::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::flows::authenticate::authenticate;
+use crate::flows::authenticate::{authenticate, require_role};
 use crate::flows::tokens::{self, Issued};
 use crate::flows::{Client, login, logout as logout_flow, refresh as refresh_flow};
 use crate::http::{ApiError, Request, Response, response};
@@ -116,4 +116,36 @@ pub async fn logout_all(app: &App, req: Request) -> Result<Response, ApiError> {
     );
     clear_cookie(app, &mut resp);
     Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    token: Option<String>,
+    token_type_hint: Option<String>,
+}
+
+async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
+    let form: TokenForm = req.form().await?;
+    if form.token.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::BadRequest("the token parameter is required".into()));
+    }
+    Ok(form)
+}
+
+/// RFC 7662: for callers holding the admin or service role.
+pub async fn introspect(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    require_role(app, req.bearer(), &["admin", "service"]).await?;
+    let form = token_form(&mut req).await?;
+    let body = crate::flows::standards::introspect(app, form.token.as_deref().unwrap_or_default()).await?;
+    let mut resp = response::json(StatusCode::OK, &body);
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// RFC 7009: 200 whatever the token was.
+pub async fn revoke(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let form = token_form(&mut req).await?;
+    crate::flows::standards::revoke(app, form.token.as_deref().unwrap_or_default(), form.token_type_hint.as_deref())
+        .await?;
+    Ok(response::empty(StatusCode::OK))
 }

@@ -19,7 +19,12 @@ use crate::http::{ApiError, Request, Response};
 
 fn class(route: RouteId) -> Class {
     match route {
-        RouteId::Healthz | RouteId::Readyz | RouteId::Metrics | RouteId::Jwks => Class::Exempt,
+        RouteId::Healthz
+        | RouteId::Readyz
+        | RouteId::Metrics
+        | RouteId::Jwks
+        | RouteId::OpenidConfiguration
+        | RouteId::AuthorizationServer => Class::Exempt,
         #[cfg(feature = "test-hooks")]
         RouteId::TestFail => Class::Exempt,
         RouteId::Signup => Class::Signup,
@@ -56,6 +61,9 @@ async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, Api
         RouteId::Readyz => ops::readyz(app).await,
         RouteId::Metrics => ops::metrics(app),
         RouteId::Jwks => well_known::jwks(app, &req),
+        RouteId::OpenidConfiguration | RouteId::AuthorizationServer => well_known::discovery(app),
+        RouteId::Introspect => auth::introspect(app, req).await,
+        RouteId::Revoke => auth::revoke(app, req).await,
         RouteId::Signup => users::signup(app, req).await,
         RouteId::Login => auth::login_form(app, req).await,
         RouteId::LoginJson => auth::login_json(app, req).await,

@@ -359,3 +359,51 @@ impl TestApp {
         auth_actors::db::connect(&database_url(&self.database), Duration::from_secs(5)).await.expect("connect")
     }
 }
+
+/// Starts an instance whose key directory is `keys_dir` (for tests that change keys).
+pub async fn spawn_app_with_keys(keys_dir: &Path, customise: impl FnOnce(&mut Layers)) -> TestApp {
+    let database = fresh_database().await;
+    let mut layers = test_layers(&database, keys_dir);
+    customise(&mut layers);
+    spawn_with_layers(layers).await
+}
+
+/// Runs the binary with `args` and `env` only (plus an empty config directory).
+pub async fn run_cli(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    cmd.args(args).env_clear().env("CONFIG_DIR", temp_dir("config"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("run the binary")
+}
+
+impl TestApp {
+    /// An admin's session (the user is granted `admin` directly in the database).
+    pub async fn admin_session(&self) -> Session {
+        let user = self.new_user().await;
+        self.db()
+            .await
+            .execute(
+                "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r WHERE u.username = $1 AND r.name = 'admin'",
+                &[&user.username],
+            )
+            .await
+            .expect("grant admin");
+        self.login(&user).await
+    }
+
+    /// Introspects `token` as `caller` and returns the JSON answer.
+    pub async fn introspect(&self, caller: &str, token: &str) -> serde_json::Value {
+        let resp = self
+            .client
+            .post(self.url("/api/v1/auth/introspect"))
+            .bearer_auth(caller)
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+}

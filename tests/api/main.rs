@@ -3,14 +3,17 @@
 
 mod helpers;
 
+mod attacks;
 mod health;
 mod http;
 mod jwks;
+mod keys;
 mod limits;
 mod login;
 mod refresh;
 mod roles;
 mod sessions;
 mod signup;
+mod standards;
 mod startup;
 mod supervision;

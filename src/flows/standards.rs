@@ -1,0 +1,64 @@
+//! Token introspection (RFC 7662), token revocation (RFC 7009) and the discovery document
+//! (RFC 8414), all built on the same verifier as the protected routes.
+
+use super::authenticate;
+use super::tokens;
+use crate::app::App;
+use crate::http::ApiError;
+
+/// `{active:false}` for anything that is not a live access token of ours; the token's claims
+/// otherwise. Refresh tokens are opaque and never introspected as active.
+pub async fn introspect(app: &App, token: &str) -> Result<serde_json::Value, ApiError> {
+    let principal = match authenticate::verify(app, token).await {
+        Ok(p) => p,
+        Err(Ok(_rejected)) => return Ok(serde_json::json!({ "active": false })),
+        Err(Err(unavailable)) => return Err(unavailable),
+    };
+    let claims = &principal.claims;
+    Ok(serde_json::json!({
+        "active": true,
+        "token_type": "access_token",
+        "sub": principal.user_id,
+        "username": principal.username,
+        "email": principal.email,
+        "roles": principal.roles,
+        "iss": claims.get("iss"),
+        "aud": claims.get("aud"),
+        "exp": claims.get("exp"),
+        "iat": claims.get("iat"),
+        "nbf": claims.get("nbf"),
+        "jti": principal.jti,
+        "sid": claims.get("sid"),
+    }))
+}
+
+/// Revokes whatever `token` is: an access token of ours is blacklisted until it expires; a
+/// refresh token's whole session is revoked. Unknown tokens are ignored (the caller still gets
+/// 200, as RFC 7009 requires). The hint only decides which is tried first.
+pub async fn revoke(app: &App, token: &str, hint: Option<&str>) -> Result<(), ApiError> {
+    let refresh_first = hint == Some("refresh_token");
+    let as_refresh = tokens::decode_refresh(token);
+    if refresh_first || as_refresh.is_some() {
+        if let Some(secret) = &as_refresh {
+            app.services.users.revoke_by_token(tokens::refresh_hash(secret)).await?;
+            return Ok(());
+        }
+    }
+    super::logout::logout(app, None, Some(token)).await
+}
+
+/// The authorization-server metadata: only what this service really offers.
+pub fn metadata(app: &App) -> serde_json::Value {
+    let base = &app.config.tokens.public_url;
+    serde_json::json!({
+        "issuer": app.config.tokens.issuer,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "token_endpoint": format!("{base}/api/v1/auth/login"),
+        "token_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint": format!("{base}/api/v1/auth/introspect"),
+        "revocation_endpoint": format!("{base}/api/v1/auth/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "access_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "type", "username", "email", "roles", "sid"],
+    })
+}

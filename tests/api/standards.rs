@@ -1,0 +1,94 @@
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn both_discovery_documents_publish_the_issuer_jwks_uri_and_endpoints() {
+    let app = spawn_app().await;
+    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let doc: Value = resp.json().await.expect("json");
+        assert_eq!(doc["issuer"], "http://auth.test");
+        assert_eq!(doc["jwks_uri"], "http://auth.test/.well-known/jwks.json");
+        assert_eq!(doc["introspection_endpoint"], "http://auth.test/api/v1/auth/introspect");
+        assert_eq!(doc["revocation_endpoint"], "http://auth.test/api/v1/auth/revoke");
+        assert_eq!(doc["token_endpoint"], "http://auth.test/api/v1/auth/login");
+        assert!(doc.get("authorization_endpoint").is_none(), "no authorization endpoint exists");
+        assert!(doc.get("id_token_signing_alg_values_supported").is_none(), "no ID tokens are issued");
+    }
+}
+
+#[tokio::test]
+async fn introspection_reports_a_live_token_as_active_with_its_claims() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    let user = app.new_user().await;
+    let session = app.login(&user).await;
+    let answer = app.introspect(&admin.access, &session.access).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["sub"], user.id.as_str());
+    assert_eq!(answer["username"], user.username.as_str());
+    assert_eq!(answer["token_type"], "access_token");
+    assert!(answer["exp"].is_i64());
+}
+
+#[tokio::test]
+async fn introspection_needs_an_admin_or_service_caller() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let session = app.login(&user).await;
+    let anonymous =
+        app.client.post(app.url("/api/v1/auth/introspect")).form(&[("token", "x")]).send().await.expect("send");
+    assert_eq!(anonymous.status(), 401);
+    let plain = app
+        .client
+        .post(app.url("/api/v1/auth/introspect"))
+        .bearer_auth(&session.access)
+        .form(&[("token", session.access.as_str())])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(plain.status(), 403);
+}
+
+#[tokio::test]
+async fn introspection_answers_inactive_after_logout_all() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    let user = app.new_user().await;
+    let session = app.login(&user).await;
+    let resp =
+        app.client.post(app.url("/api/v1/auth/logout-all")).bearer_auth(&session.access).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.introspect(&admin.access, &session.access).await, serde_json::json!({"active": false}));
+}
+
+#[tokio::test]
+async fn revocation_answers_200_for_unknown_tokens_and_revokes_access_and_refresh_tokens() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    let user = app.new_user().await;
+    let session = app.login(&user).await;
+    let revoke = |token: String, hint: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/v1/auth/revoke"))
+                .form(&[("token", token.as_str()), ("token_type_hint", hint)])
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    assert_eq!(revoke("no-such-token".into(), "access_token").await, 200);
+    assert_eq!(revoke(session.access.clone(), "access_token").await, 200);
+    assert_eq!(app.introspect(&admin.access, &session.access).await["active"], false);
+    assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 401);
+    assert_eq!(revoke(session.refresh.clone(), "refresh_token").await, 200);
+    assert_eq!(app.refresh(&session.refresh).await.status(), 401);
+    let missing =
+        app.client.post(app.url("/api/v1/auth/revoke")).form(&[("token_type_hint", "x")]).send().await.expect("send");
+    assert_eq!(missing.status(), 400);
+}
