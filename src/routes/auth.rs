@@ -121,7 +121,9 @@ pub async fn logout_all(app: &App, req: Request) -> Result<Response, ApiError> {
 #[derive(Deserialize)]
 struct TokenForm {
     token: Option<String>,
-    token_type_hint: Option<String>,
+    /// Accepted as RFC 7009 and RFC 7662 define it; the token's own shape tells its kind.
+    #[serde(rename = "token_type_hint")]
+    _hint: Option<String>,
 }
 
 async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
