@@ -147,7 +147,6 @@ pub async fn introspect(app: &App, mut req: Request) -> Result<Response, ApiErro
 /// RFC 7009: 200 whatever the token was.
 pub async fn revoke(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let form = token_form(&mut req).await?;
-    crate::flows::standards::revoke(app, form.token.as_deref().unwrap_or_default(), form.token_type_hint.as_deref())
-        .await?;
+    crate::flows::standards::revoke(app, form.token.as_deref().unwrap_or_default()).await?;
     Ok(response::empty(StatusCode::OK))
 }
