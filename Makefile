@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test lint fmt clean-test-dbs
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -41,6 +41,11 @@ test: services
 	@scripts/drop-test-databases.sh || true
 	@set -o pipefail; TEST_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --features test-hooks; \
 		status=$$?; scripts/drop-test-databases.sh $(TEST_RUN_ID) || true; exit $$status
+	@scripts/interop.sh
+
+## Our tokens verified by PyJWT and node's jose against a live instance.
+interop: build
+	@scripts/interop.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

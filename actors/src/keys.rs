@@ -372,11 +372,11 @@ pub fn rotate(dir: &Path, rules: &Lifecycle, now: OffsetDateTime) -> Result<Life
             write_metadata(dir, &meta)?;
         }
         return Err(KeyError::Lifecycle(format!(
-            "key {kid} cannot be activated before it has been published for {}s (JWKS max-age {}s + reload interval {}s + clock skew {}s); try again in {}s",
-            rules.publish_delay().as_secs(),
-            rules.jwks_max_age.as_secs(),
-            rules.poll_interval.as_secs(),
-            rules.clock_skew.as_secs(),
+            "key {kid} cannot be activated before it has been published for {:.1}s (JWKS max-age {:.1}s + reload interval {:.1}s + clock skew {:.1}s); try again in {}s",
+            rules.publish_delay().as_secs_f64(),
+            rules.jwks_max_age.as_secs_f64(),
+            rules.poll_interval.as_secs_f64(),
+            rules.clock_skew.as_secs_f64(),
             seconds_until(ready_at, now)
         )));
     }
@@ -406,10 +406,10 @@ pub fn remove(dir: &Path, kid: &str, rules: &Lifecycle, now: OffsetDateTime) -> 
     let until = key.retired_at.unwrap_or(key.created_at) + rules.retire_delay();
     if now < until {
         return Err(KeyError::Lifecycle(format!(
-            "key {kid} may still have live tokens (access-token TTL {}s + clock skew {}s + reload interval {}s after retirement); try again in {}s",
-            rules.access_ttl.as_secs(),
-            rules.clock_skew.as_secs(),
-            rules.poll_interval.as_secs(),
+            "key {kid} may still have live tokens (access-token TTL {:.1}s + clock skew {:.1}s + reload interval {:.1}s after retirement); try again in {}s",
+            rules.access_ttl.as_secs_f64(),
+            rules.clock_skew.as_secs_f64(),
+            rules.poll_interval.as_secs_f64(),
             seconds_until(until, now)
         )));
     }
