@@ -66,6 +66,10 @@ pub struct Metrics {
     pub hash_rejected: Counter,
     pub active_key_age: Gauge,
     pub jwks: Family<OutcomeLabels, Counter>,
+    pub db_pool_max: Gauge,
+    pub db_pool_size: Gauge,
+    pub db_pool_available: Gauge,
+    pub db_pool_waiting: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -91,6 +95,10 @@ impl Metrics {
             hash_rejected: Counter::default(),
             active_key_age: Gauge::default(),
             jwks: Family::default(),
+            db_pool_max: Gauge::default(),
+            db_pool_size: Gauge::default(),
+            db_pool_available: Gauge::default(),
+            db_pool_waiting: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by route template, method and status", m.requests.clone());
@@ -124,6 +132,14 @@ impl Metrics {
             m.active_key_age.clone(),
         );
         registry.register("jwks_responses", "JWKS responses: served or not_modified", m.jwks.clone());
+        registry.register("db_pool_max_connections", "Configured PostgreSQL pool size", m.db_pool_max.clone());
+        registry.register("db_pool_connections", "PostgreSQL connections open in the pool", m.db_pool_size.clone());
+        registry.register(
+            "db_pool_idle_connections",
+            "PostgreSQL connections idle in the pool",
+            m.db_pool_available.clone(),
+        );
+        registry.register("db_pool_waiting", "Requests waiting for a PostgreSQL connection", m.db_pool_waiting.clone());
         Arc::new(Metrics { registry, ..m })
     }
 

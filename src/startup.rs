@@ -25,11 +25,13 @@ pub enum Exit {
 }
 
 /// Runs the service on `listener` until `shutdown` resolves or the actor tree escalates.
+/// `metrics_listener`, when given, serves `/metrics` alone (and the API then does not).
 /// `on_ready` is called with the app once the actor tree is up (the binary uses it to install
 /// the SIGHUP key-reload handler; tests ignore it).
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(&App),
 ) -> Result<Exit, StartupError> {
@@ -43,6 +45,7 @@ pub async fn run(
         .map_err(|e| StartupError::Spawn(e.to_string()))?;
     let app = App { config: Arc::new(config), services, metrics, hasher };
     on_ready(&app);
+    let metrics_server = metrics_listener.map(|l| tokio::spawn(server::serve_metrics(l, app.clone())));
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
 
     let escalated = std::sync::atomic::AtomicBool::new(false);
@@ -56,6 +59,9 @@ pub async fn run(
         }
     };
     server::serve(listener, app, stop).await;
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     let escalated = escalated.load(std::sync::atomic::Ordering::Acquire);
     if !escalated {
         supervisor.stop(Some("shutdown".into()));

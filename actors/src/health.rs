@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument;
 
 use crate::handle::{CallError, Endpoint};
 use crate::key_manager::KeyManagerHandle;
@@ -85,9 +86,12 @@ impl Actor for Health {
             }
             HealthMsg::Readiness(reply) => {
                 let args = state.args.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(probe(&args).await);
-                });
+                tokio::spawn(
+                    async move {
+                        let _ = reply.send(probe(&args).await);
+                    }
+                    .in_current_span(),
+                );
             }
             #[cfg(feature = "failure-hook")]
             HealthMsg::Fail(reason) => return Err(reason.into()),

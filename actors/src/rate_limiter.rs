@@ -12,6 +12,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use redis::Script;
 use redis::aio::ConnectionManager;
+use tracing::Instrument;
 
 use crate::handle::{CallError, Endpoint};
 use crate::metrics::ActorMetrics;
@@ -171,100 +172,121 @@ impl Actor for RateLimiter {
         let metrics = state.args.metrics.clone();
         match msg {
             RateLimiterMsg::Ping(reply) => {
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-                    let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
-                });
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
+                    }
+                    .in_current_span(),
+                );
             }
             RateLimiterMsg::Hit { key, limit, window, reply } => {
                 let key = format!("{}rl:{key}", state.args.prefix);
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<(i64, i64, i64, i64)> =
-                        GCRA.key(key).arg(limit.max(1)).arg(millis(window)).invoke_async(&mut conn).await;
-                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(
-                        |(allowed, remaining, retry, reset)| Decision {
-                            allowed: allowed == 1,
-                            limit,
-                            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
-                            retry_after: Duration::from_millis(retry.max(0) as u64),
-                            reset: Duration::from_millis(reset.max(0) as u64),
-                        },
-                    ));
-                });
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<(i64, i64, i64, i64)> =
+                            GCRA.key(key).arg(limit.max(1)).arg(millis(window)).invoke_async(&mut conn).await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(
+                            |(allowed, remaining, retry, reset)| Decision {
+                                allowed: allowed == 1,
+                                limit,
+                                remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+                                retry_after: Duration::from_millis(retry.max(0) as u64),
+                                reset: Duration::from_millis(reset.max(0) as u64),
+                            },
+                        ));
+                    }
+                    .in_current_span(),
+                );
             }
             RateLimiterMsg::BeginLogin { account, policy, reply } => {
                 let p = &state.args.prefix;
                 let keys = [format!("{p}lock:{account}"), format!("{p}att:{account}"), format!("{p}lvl:{account}")];
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<(i64, i64, i64)> = BEGIN_LOGIN
-                        .key(&keys[0])
-                        .key(&keys[1])
-                        .key(&keys[2])
-                        .arg(policy.threshold)
-                        .arg(millis(policy.max))
-                        .arg(millis(policy.base))
-                        .arg(millis(policy.max))
-                        .invoke_async(&mut conn)
-                        .await;
-                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(|(allowed, retry, started)| {
-                        if allowed == 1 {
-                            LoginGate::Allowed
-                        } else {
-                            LoginGate::Locked {
-                                retry_after: Duration::from_millis(retry.max(1) as u64),
-                                started_now: started == 1,
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<(i64, i64, i64)> = BEGIN_LOGIN
+                            .key(&keys[0])
+                            .key(&keys[1])
+                            .key(&keys[2])
+                            .arg(policy.threshold)
+                            .arg(millis(policy.max))
+                            .arg(millis(policy.base))
+                            .arg(millis(policy.max))
+                            .invoke_async(&mut conn)
+                            .await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(|(allowed, retry, started)| {
+                            if allowed == 1 {
+                                LoginGate::Allowed
+                            } else {
+                                LoginGate::Locked {
+                                    retry_after: Duration::from_millis(retry.max(1) as u64),
+                                    started_now: started == 1,
+                                }
                             }
-                        }
-                    }));
-                });
+                        }));
+                    }
+                    .in_current_span(),
+                );
             }
             RateLimiterMsg::LoginSucceeded { account, reply } => {
                 let p = state.args.prefix.clone();
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<i64> = redis::cmd("DEL")
-                        .arg(format!("{p}att:{account}"))
-                        .arg(format!("{p}lvl:{account}"))
-                        .query_async(&mut conn)
-                        .await;
-                    let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
-                });
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<i64> = redis::cmd("DEL")
+                            .arg(format!("{p}att:{account}"))
+                            .arg(format!("{p}lvl:{account}"))
+                            .query_async(&mut conn)
+                            .await;
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
+                    }
+                    .in_current_span(),
+                );
             }
             RateLimiterMsg::Blacklist { jti, ttl, reply } => {
                 let key = format!("{}bl:{jti}", state.args.prefix);
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<()> = redis::cmd("SET")
-                        .arg(key)
-                        .arg(1)
-                        .arg("PX")
-                        .arg(millis(ttl).max(1))
-                        .query_async(&mut conn)
-                        .await;
-                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
-                });
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<()> = redis::cmd("SET")
+                            .arg(key)
+                            .arg(1)
+                            .arg("PX")
+                            .arg(millis(ttl).max(1))
+                            .query_async(&mut conn)
+                            .await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
+                    }
+                    .in_current_span(),
+                );
             }
             RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply } => {
                 let key = format!("{}nb:{user}", state.args.prefix);
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<()> = redis::cmd("SET")
-                        .arg(key)
-                        .arg(at_ms)
-                        .arg("PX")
-                        .arg(millis(ttl).max(1))
-                        .query_async(&mut conn)
-                        .await;
-                    let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
-                });
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<()> = redis::cmd("SET")
+                            .arg(key)
+                            .arg(at_ms)
+                            .arg("PX")
+                            .arg(millis(ttl).max(1))
+                            .query_async(&mut conn)
+                            .await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
+                    }
+                    .in_current_span(),
+                );
             }
             RateLimiterMsg::CheckToken { jti, user, reply } => {
                 let keys = [format!("{}bl:{jti}", state.args.prefix), format!("{}nb:{user}", state.args.prefix)];
-                tokio::spawn(async move {
-                    let r: redis::RedisResult<(Option<String>, Option<i64>)> =
-                        redis::cmd("MGET").arg(&keys[0]).arg(&keys[1]).query_async(&mut conn).await;
-                    let _ = reply.send(
-                        r.map_err(|e| redis_error(&metrics, e))
-                            .map(|(bl, nb)| TokenState { blacklisted: bl.is_some(), not_before_ms: nb }),
-                    );
-                });
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<(Option<String>, Option<i64>)> =
+                            redis::cmd("MGET").arg(&keys[0]).arg(&keys[1]).query_async(&mut conn).await;
+                        let _ = reply.send(
+                            r.map_err(|e| redis_error(&metrics, e))
+                                .map(|(bl, nb)| TokenState { blacklisted: bl.is_some(), not_before_ms: nb }),
+                        );
+                    }
+                    .in_current_span(),
+                );
             }
             #[cfg(feature = "failure-hook")]
             RateLimiterMsg::Fail(reason) => return Err(reason.into()),

@@ -343,6 +343,7 @@ impl Actor for Supervisor {
         // Validate in the order an operator fixes things: keys, then PostgreSQL, then Redis.
         KeySet::load(&settings.keys_dir, settings.active_kid.as_deref()).map_err(StartupError::from)?;
         let pool = connect_postgres(&settings).await?;
+        services.users.set_pool(pool.clone());
         let redis = connect_redis(&settings).await?;
         let workers = slots.users.len();
         let mut state = SupervisorState {

@@ -289,11 +289,32 @@ impl Actor for UserStore {
 pub struct UserStoreHandle {
     workers: Arc<[Endpoint<UserStoreMsg>]>,
     next: Arc<AtomicUsize>,
+    /// The pool, once the supervisor has built it: read for the saturation metrics only.
+    pool: Arc<std::sync::OnceLock<Pool>>,
+}
+
+/// Connection-pool occupancy, for the saturation metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
 }
 
 impl UserStoreHandle {
     pub(crate) fn new(workers: Vec<Endpoint<UserStoreMsg>>) -> Self {
-        UserStoreHandle { workers: workers.into(), next: Arc::new(AtomicUsize::new(0)) }
+        UserStoreHandle { workers: workers.into(), next: Arc::new(AtomicUsize::new(0)), pool: Arc::default() }
+    }
+
+    pub(crate) fn set_pool(&self, pool: Pool) {
+        let _ = self.pool.set(pool);
+    }
+
+    /// Occupancy of the PostgreSQL pool, when it exists.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        let s = self.pool.get()?.status();
+        Some(PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting })
     }
 
     /// Picks the next worker that is up, preferring an idle one, from a rotating offset.

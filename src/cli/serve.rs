@@ -16,7 +16,17 @@ pub async fn run(layers: &Layers) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(config.log_format, &config.log_level);
     let addr = config.http.bind_addr;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let exit = startup::run(config, listener, startup::shutdown_signal(), startup::reload_keys_on_sighup).await?;
+    let metrics_listener = match config.http.metrics_bind_addr {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (METRICS_BIND_ADDR)"))?,
+        ),
+        None => None,
+    };
+    let exit =
+        startup::run(config, listener, metrics_listener, startup::shutdown_signal(), startup::reload_keys_on_sighup)
+            .await?;
     Ok(match exit {
         Exit::Requested => ExitCode::SUCCESS,
         Exit::Escalated => ExitCode::from(EXIT_ESCALATED),

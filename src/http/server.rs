@@ -158,3 +158,32 @@ fn method_label(method: &hyper::Method) -> &'static str {
         _ => "OTHER",
     }
 }
+
+/// Serves `GET /metrics` alone on its own listener (`METRICS_BIND_ADDR`), over HTTP/1.1.
+pub async fn serve_metrics(listener: TcpListener, app: App) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    let resp = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                        crate::routes::render_metrics(&app)
+                    } else {
+                        super::ApiError::NotFound("only /metrics is served here".into()).into_response()
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = conn.await;
+        });
+    }
+}

@@ -59,7 +59,10 @@ async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, Api
     match route {
         RouteId::Healthz => ops::healthz(),
         RouteId::Readyz => ops::readyz(app).await,
-        RouteId::Metrics => ops::metrics(app),
+        RouteId::Metrics if app.config.http.metrics_bind_addr.is_some() => {
+            Err(ApiError::NotFound("metrics are served on METRICS_BIND_ADDR".into()))
+        }
+        RouteId::Metrics => Ok(ops::metrics(app)),
         RouteId::Jwks => well_known::jwks(app, &req),
         RouteId::OpenidConfiguration | RouteId::AuthorizationServer => well_known::discovery(app),
         RouteId::Introspect => auth::introspect(app, req).await,
@@ -88,4 +91,9 @@ async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, Api
         #[cfg(feature = "test-hooks")]
         RouteId::TestFail => ops::test_fail(app, &req),
     }
+}
+
+/// The `/metrics` response, for the separate metrics listener.
+pub fn render_metrics(app: &App) -> Response {
+    ops::metrics(app)
 }

@@ -31,15 +31,22 @@ pub async fn readyz(app: &App) -> Result<Response, ApiError> {
     }
 }
 
-pub fn metrics(app: &App) -> Result<Response, ApiError> {
+pub fn metrics(app: &App) -> Response {
     if let Ok(keys) = app.services.keys.snapshot()
         && let Some(since) = keys.active_since()
     {
         let age = (time::OffsetDateTime::now_utc() - since).whole_seconds();
         app.metrics.active_key_age.set(age);
     }
+    if let Some(pool) = app.services.users.pool_status() {
+        let m = &app.metrics;
+        m.db_pool_max.set(pool.max_size as i64);
+        m.db_pool_size.set(pool.size as i64);
+        m.db_pool_available.set(pool.available as i64);
+        m.db_pool_waiting.set(pool.waiting as i64);
+    }
     let body = app.metrics.render();
-    Ok(response::with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", Bytes::from(body)))
+    response::with_body(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", Bytes::from(body))
 }
 
 /// Makes one actor fail, to prove supervision. Compiled only with the `test-hooks` feature.

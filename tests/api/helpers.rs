@@ -207,7 +207,7 @@ pub async fn spawn_with_layers(layers: Layers) -> TestApp {
         let shutdown = async {
             let _ = shutdown_rx.await;
         };
-        startup::run(config, listener, shutdown, move |app| {
+        startup::run(config, listener, None, shutdown, move |app| {
             let _ = app_tx.send(app.clone());
         })
         .await

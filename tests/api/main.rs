@@ -10,6 +10,8 @@ mod jwks;
 mod keys;
 mod limits;
 mod login;
+mod logs;
+mod metrics;
 mod refresh;
 mod roles;
 mod sessions;
