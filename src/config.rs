@@ -69,7 +69,7 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("LOCKOUT_MAX", Some("1h"), "Longest lockout."),
     ("MAX_BODY_BYTES", Some("65536"), "Largest accepted request body."),
     ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
-    ("REQUEST_TIMEOUT", Some("30s"), "Time a request (body included) may take."),
+    ("REQUEST_TIMEOUT", Some("30s"), "Time a client has to send its request body (408 after it)."),
     ("MAX_CONNECTIONS", Some("20000"), "Open connections accepted at once."),
     ("SHUTDOWN_GRACE", Some("10s"), "How long shutdown waits for in-flight requests."),
     ("ACTOR_CALL_TIMEOUT", Some("5s"), "Bound on every actor call."),
@@ -319,6 +319,35 @@ impl Layers {
             .unwrap_or_default()
     }
 
+    /// Only the password settings (for commands that hash without serving).
+    pub fn passwords(&self) -> Result<PasswordConfig, ConfigError> {
+        let memory_kib: u32 = self.parse("ARGON2_MEMORY_KIB")?;
+        let iterations: u32 = self.parse("ARGON2_ITERATIONS")?;
+        let parallelism: u32 = self.parse("ARGON2_PARALLELISM")?;
+        argon2::Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| ConfigError::Invalid { name: "ARGON2_MEMORY_KIB", reason: e.to_string() })?;
+        let min_length: usize = self.parse("PASSWORD_MIN_LENGTH")?;
+        let max_length: usize = self.parse("PASSWORD_MAX_LENGTH")?;
+        if min_length == 0 || max_length < min_length {
+            return Err(ConfigError::Invalid {
+                name: "PASSWORD_MAX_LENGTH",
+                reason: format!("must be at least PASSWORD_MIN_LENGTH ({min_length}), which must be positive"),
+            });
+        }
+        let concurrency: usize = self.parse("HASH_CONCURRENCY")?;
+        let concurrency =
+            if concurrency == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { concurrency };
+        Ok(PasswordConfig {
+            memory_kib,
+            iterations,
+            parallelism,
+            concurrency,
+            queue_timeout: self.duration("HASH_QUEUE_TIMEOUT")?,
+            min_length,
+            max_length,
+        })
+    }
+
     /// Builds the typed configuration, naming the first setting that is missing or invalid.
     pub fn build(&self) -> Result<Config, ConfigError> {
         let trusted_proxies = self
@@ -345,23 +374,8 @@ impl Layers {
             .map_err(|e| ConfigError::Invalid { name: "DATABASE_URL", reason: e.to_string() })?;
         let redis_url = self.required("REDIS_URL")?.to_string();
         redis_url_check(&redis_url)?;
-        let concurrency: usize = self.parse("HASH_CONCURRENCY")?;
-        let concurrency =
-            if concurrency == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { concurrency };
         let issuer = self.required("JWT_ISSUER")?.to_string();
-        let memory_kib: u32 = self.parse("ARGON2_MEMORY_KIB")?;
-        let iterations: u32 = self.parse("ARGON2_ITERATIONS")?;
-        let parallelism: u32 = self.parse("ARGON2_PARALLELISM")?;
-        argon2::Params::new(memory_kib, iterations, parallelism, None)
-            .map_err(|e| ConfigError::Invalid { name: "ARGON2_MEMORY_KIB", reason: e.to_string() })?;
-        let min_length: usize = self.parse("PASSWORD_MIN_LENGTH")?;
-        let max_length: usize = self.parse("PASSWORD_MAX_LENGTH")?;
-        if min_length == 0 || max_length < min_length {
-            return Err(ConfigError::Invalid {
-                name: "PASSWORD_MAX_LENGTH",
-                reason: format!("must be at least PASSWORD_MIN_LENGTH ({min_length}), which must be positive"),
-            });
-        }
+        let passwords = self.passwords()?;
         Ok(Config {
             http: HttpConfig {
                 bind_addr: self.parse("BIND_ADDR")?,
@@ -397,15 +411,7 @@ impl Layers {
                 jwks_max_age: self.duration("JWKS_MAX_AGE")?,
                 clock_skew: self.duration("CLOCK_SKEW")?,
             },
-            passwords: PasswordConfig {
-                memory_kib,
-                iterations,
-                parallelism,
-                concurrency,
-                queue_timeout: self.duration("HASH_QUEUE_TIMEOUT")?,
-                min_length,
-                max_length,
-            },
+            passwords,
             limits: LimitConfig {
                 enabled: self.bool("RATE_LIMIT_ENABLED")?,
                 login: self.rate("RATE_LIMIT_LOGIN")?,

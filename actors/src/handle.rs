@@ -84,8 +84,9 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let now = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.endpoint_name)).set(now as i64);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        // The gauge sums every endpoint of one kind (all UserStore workers share a label).
+        self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.endpoint_name)).dec();
     }
 }
 
@@ -119,7 +120,7 @@ impl<M: ractor::Message> Endpoint<M> {
         let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let _guard = InFlight { count: &self.in_flight, endpoint_name: self.name, metrics: &self.metrics };
-        self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.name)).set(now as i64);
+        self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.name)).inc();
         if now > self.capacity {
             self.metrics.overloaded.get_or_create(&crate::metrics::actor_label(self.name)).inc();
             return Err(CallError::Overloaded(self.name));

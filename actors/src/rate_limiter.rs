@@ -111,6 +111,8 @@ pub struct TokenState {
     pub blacklisted: bool,
     /// Tokens issued before this instant (ms since the epoch) are refused.
     pub not_before_ms: Option<i64>,
+    /// The token's session (refresh-token family) has been revoked.
+    pub session_revoked: bool,
 }
 
 /// Messages the RateLimiter/Blacklist handles.
@@ -127,8 +129,16 @@ pub enum RateLimiterMsg {
     Blacklist { jti: String, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
     /// Refuse every access token of `user` issued before `at_ms`, for `ttl`.
     SetNotBefore { user: String, at_ms: i64, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Read the blacklist entry of `jti` and the logout-all marker of `user` in one round trip.
-    CheckToken { jti: String, user: String, reply: RpcReplyPort<Result<TokenState, LimiterError>> },
+    /// Mark sessions revoked for `ttl`, so the access tokens issued to them are refused.
+    RevokeSessions { sessions: Vec<String>, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
+    /// Read the blacklist entry of `jti`, the logout-all marker of `user` and the revocation
+    /// marker of `session` in one round trip.
+    CheckToken {
+        jti: String,
+        user: String,
+        session: Option<String>,
+        reply: RpcReplyPort<Result<TokenState, LimiterError>>,
+    },
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -274,16 +284,41 @@ impl Actor for RateLimiter {
                     .in_current_span(),
                 );
             }
-            RateLimiterMsg::CheckToken { jti, user, reply } => {
-                let keys = [format!("{}bl:{jti}", state.args.prefix), format!("{}nb:{user}", state.args.prefix)];
+            RateLimiterMsg::RevokeSessions { sessions, ttl, reply } => {
+                let p = state.args.prefix.clone();
                 tokio::spawn(
                     async move {
-                        let r: redis::RedisResult<(Option<String>, Option<i64>)> =
-                            redis::cmd("MGET").arg(&keys[0]).arg(&keys[1]).query_async(&mut conn).await;
-                        let _ = reply.send(
-                            r.map_err(|e| redis_error(&metrics, e))
-                                .map(|(bl, nb)| TokenState { blacklisted: bl.is_some(), not_before_ms: nb }),
-                        );
+                        let mut pipe = redis::pipe();
+                        for sid in &sessions {
+                            pipe.cmd("SET")
+                                .arg(format!("{p}rs:{sid}"))
+                                .arg(1)
+                                .arg("PX")
+                                .arg(millis(ttl).max(1))
+                                .ignore();
+                        }
+                        let r: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
+                    }
+                    .in_current_span(),
+                );
+            }
+            RateLimiterMsg::CheckToken { jti, user, session, reply } => {
+                let p = &state.args.prefix;
+                let keys = [
+                    format!("{p}bl:{jti}"),
+                    format!("{p}nb:{user}"),
+                    format!("{p}rs:{}", session.as_deref().unwrap_or("-")),
+                ];
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<(Option<String>, Option<i64>, Option<String>)> =
+                            redis::cmd("MGET").arg(&keys[..]).query_async(&mut conn).await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(|(bl, nb, rs)| TokenState {
+                            blacklisted: bl.is_some(),
+                            not_before_ms: nb,
+                            session_revoked: rs.is_some(),
+                        }));
                     }
                     .in_current_span(),
                 );
@@ -352,8 +387,20 @@ impl RateLimiterHandle {
         self.call(|reply| RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply }).await
     }
 
-    pub async fn check_token(&self, jti: String, user: String) -> Result<TokenState, LimiterError> {
-        self.call(|reply| RateLimiterMsg::CheckToken { jti, user, reply }).await
+    pub async fn check_token(
+        &self,
+        jti: String,
+        user: String,
+        session: Option<String>,
+    ) -> Result<TokenState, LimiterError> {
+        self.call(|reply| RateLimiterMsg::CheckToken { jti, user, session, reply }).await
+    }
+
+    pub async fn revoke_sessions(&self, sessions: Vec<String>, ttl: Duration) -> Result<(), LimiterError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        self.call(|reply| RateLimiterMsg::RevokeSessions { sessions, ttl, reply }).await
     }
 
     #[cfg(feature = "failure-hook")]

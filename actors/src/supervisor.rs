@@ -33,8 +33,9 @@ use crate::metrics::{ActorMetrics, actor_label};
 use crate::rate_limiter::{RateLimiter, RateLimiterArgs, RateLimiterHandle, RateLimiterMsg};
 use crate::user_store::{UserStore, UserStoreArgs, UserStoreHandle, UserStoreMsg};
 
-/// Everything the tree needs, each actor's slice in its own field.
-#[derive(Debug, Clone)]
+/// Everything the tree needs, each actor's slice in its own field. Its `Debug` leaves out the
+/// database and Redis URLs, which may carry passwords.
+#[derive(Clone)]
 pub struct Settings {
     pub keys_dir: PathBuf,
     pub active_kid: Option<String>,
@@ -56,6 +57,19 @@ pub struct Settings {
     /// Bound on each readiness probe.
     pub probe_timeout: Duration,
     pub restart: RestartPolicy,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("keys_dir", &self.keys_dir)
+            .field("active_kid", &self.active_kid)
+            .field("database_url", &"***")
+            .field("redis_url", &"***")
+            .field("user_store_workers", &self.user_store_workers)
+            .field("restart", &self.restart)
+            .finish_non_exhaustive()
+    }
 }
 
 /// OTP-style restart policy.

@@ -73,7 +73,7 @@ pub enum UserStoreMsg {
         username: Option<String>,
         password_hash: Option<String>,
         keep_family: Option<Uuid>,
-        reply: Reply<Option<UserRecord>>,
+        reply: Reply<(Option<UserRecord>, Vec<Uuid>)>,
     },
     /// Delete a user; `actor` is the admin who did it.
     DeleteUser { id: Uuid, actor: Option<Uuid>, reply: Reply<bool> },
@@ -378,7 +378,7 @@ impl UserStoreHandle {
         username: Option<String>,
         password_hash: Option<String>,
         keep_family: Option<Uuid>,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    ) -> Result<(Option<UserRecord>, Vec<Uuid>), StoreError> {
         self.call(|reply| UserStoreMsg::UpdateProfile { id, username, password_hash, keep_family, reply }).await
     }
 

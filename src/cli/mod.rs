@@ -66,8 +66,23 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(e) => fail(&format!("{e:#}")),
+        Err(e) => fail(&one_line(&e)),
     }
+}
+
+/// The error and its causes on one line, skipping causes whose text is already included.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn fail(message: &str) -> ExitCode {

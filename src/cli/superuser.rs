@@ -44,17 +44,16 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 pub async fn run(layers: &Layers, args: Args) -> anyhow::Result<ExitCode> {
-    let config = layers.build()?;
-    let params = crate::passwords::params(&config.passwords)?;
+    let policy = layers.passwords()?;
+    let params = crate::passwords::params(&policy)?;
+    crate::flows::signup::validate_username(&args.username).map_err(|e| anyhow::anyhow!("username: {e}"))?;
+    crate::flows::signup::validate_email(&args.email).map_err(|e| anyhow::anyhow!("email: {e}"))?;
     let mut client = super::migrate::connect(layers).await?;
     db::check_schema(&client).await?;
     let password = read_password()?;
-    let policy = &config.passwords;
+    let (username, email) = (args.username.clone(), args.email.clone());
     let hash = move || {
-        let len = password.chars().count();
-        if len < policy.min_length || len > policy.max_length {
-            return Err(format!("password must be {}–{} characters", policy.min_length, policy.max_length));
-        }
+        crate::flows::signup::validate_password(&policy, &password, &username, &email).map_err(|e| e.to_string())?;
         crate::passwords::hash_with(&params, &password).map_err(|e| e.to_string())
     };
     match db::create_superuser(&mut client, &args.username, &args.email, hash).await? {

@@ -91,10 +91,9 @@ pub async fn update_profile(app: &App, principal: &Principal, input: ProfileUpda
     if username.is_none() && new_hash.is_none() {
         return Ok(current);
     }
-    users
-        .update_profile(principal.user_id, username, new_hash, principal.session)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))
+    let (user, revoked) = users.update_profile(principal.user_id, username, new_hash, principal.session).await?;
+    logout::fence_sessions(app, revoked).await?;
+    user.ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))
 }
 
 /// Deletes a user (admin). Its sessions go with it and its access tokens are fenced off.
@@ -120,5 +119,5 @@ pub async fn revoke_session(app: &App, principal: &Principal, raw_id: &str) -> R
     if !app.services.users.revoke_session(principal.user_id, id).await? {
         return Err(ApiError::NotFound("no such session".into()));
     }
-    Ok(())
+    logout::fence_sessions(app, vec![id]).await
 }

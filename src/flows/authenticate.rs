@@ -2,8 +2,8 @@
 //!
 //! A Bearer token is accepted only if the KeyManager's current keys verify it (signature with
 //! the algorithm bound to its `kid`, `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`), its `type`
-//! claim is `access`, its `jti` is not blacklisted, and it was issued after the user's
-//! logout-all marker. Redis being unreachable fails closed (503), never open.
+//! claim is `access`, its `jti` is not blacklisted, its session has not been revoked, and it
+//! was issued after the user's logout-all marker. Redis being unreachable fails closed (503), never open.
 
 use auth_actors::keys::VerifyRules;
 use uuid::Uuid;
@@ -81,10 +81,10 @@ pub async fn verify(app: &App, token: &str) -> Result<Principal, Result<Rejectio
     let state = app
         .services
         .limiter
-        .check_token(principal.jti.clone(), principal.user_id.to_string())
+        .check_token(principal.jti.clone(), principal.user_id.to_string(), principal.session.map(|s| s.to_string()))
         .await
         .map_err(|e| Err(ApiError::from(e)))?;
-    if state.blacklisted {
+    if state.blacklisted || state.session_revoked {
         return Err(Ok(Rejection::Revoked));
     }
     if let Some(marker) = state.not_before_ms {

@@ -19,9 +19,24 @@ pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> R
         blacklist(app, &p).await?;
     }
     if let Some(secret) = refresh.and_then(tokens::decode_refresh) {
-        app.services.users.revoke_by_token(tokens::refresh_hash(&secret)).await?;
+        revoke_refresh(app, &secret).await?;
     }
     Ok(())
+}
+
+/// Revokes the session of a refresh-token secret, and fences off its access tokens.
+pub async fn revoke_refresh(app: &App, secret: &[u8]) -> Result<(), ApiError> {
+    if let Some((family, _user)) = app.services.users.revoke_by_token(tokens::refresh_hash(secret)).await? {
+        fence_sessions(app, vec![family]).await?;
+    }
+    Ok(())
+}
+
+/// Refuses every access token issued to these sessions, for as long as any of them can live.
+pub async fn fence_sessions(app: &App, sessions: Vec<uuid::Uuid>) -> Result<(), ApiError> {
+    let ttl = app.config.tokens.access_ttl + app.config.tokens.clock_skew * 2;
+    let sessions = sessions.iter().map(uuid::Uuid::to_string).collect();
+    Ok(app.services.limiter.revoke_sessions(sessions, ttl).await?)
 }
 
 async fn blacklist(app: &App, p: &Principal) -> Result<(), ApiError> {

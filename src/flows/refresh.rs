@@ -57,6 +57,7 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
         RotateOutcome::ReuseDetected { user_id, family_id } => {
             count(Outcome::reuse_detected);
             tracing::warn!(user_id = %user_id, family_id = %family_id, "refresh token reuse detected; session revoked");
+            super::logout::fence_sessions(app, vec![family_id]).await?;
             return Err(ApiError::Unauthorized("refresh token reuse detected; the session has been revoked".into()));
         }
         RotateOutcome::Invalid => {

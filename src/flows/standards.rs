@@ -38,10 +38,7 @@ pub async fn introspect(app: &App, token: &str) -> Result<serde_json::Value, Api
 /// bytes, an access token a JWS), so `token_type_hint` is accepted and not needed.
 pub async fn revoke(app: &App, token: &str) -> Result<(), ApiError> {
     match tokens::decode_refresh(token) {
-        Some(secret) => {
-            app.services.users.revoke_by_token(tokens::refresh_hash(&secret)).await?;
-            Ok(())
-        }
+        Some(secret) => super::logout::revoke_refresh(app, &secret).await,
         None => super::logout::logout(app, None, Some(token)).await,
     }
 }

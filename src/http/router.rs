@@ -101,16 +101,23 @@ pub fn is_internal(template: &str) -> bool {
 /// A path that exists under another method is 405; anything else is 404.
 pub fn find(method: &Method, path: &str) -> Result<(&'static RouteDef, Vec<String>), ApiError> {
     let method = if method == Method::HEAD { &Method::GET } else { method };
-    let mut path_matched = false;
+    let mut allowed: Vec<&'static str> = Vec::new();
     for route in ROUTES {
         if let Some(params) = match_template(route.template, path) {
             if route.method == method {
                 return Ok((route, params));
             }
-            path_matched = true;
+            allowed.push(route.method.as_str());
+            if route.method == Method::GET {
+                allowed.push("HEAD");
+            }
         }
     }
-    if path_matched { Err(ApiError::MethodNotAllowed) } else { Err(ApiError::NotFound("no such route".into())) }
+    if allowed.is_empty() {
+        Err(ApiError::NotFound("no such route".into()))
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed.join(", ")))
+    }
 }
 
 fn match_template(template: &str, path: &str) -> Option<Vec<String>> {
@@ -146,7 +153,9 @@ mod tests {
 
     #[test]
     fn a_known_path_under_the_wrong_method_is_405() {
-        assert!(matches!(find(&Method::DELETE, "/api/v1/healthz"), Err(ApiError::MethodNotAllowed)));
+        assert!(
+            matches!(find(&Method::DELETE, "/api/v1/healthz"), Err(ApiError::MethodNotAllowed(a)) if a == "GET, HEAD")
+        );
         assert!(matches!(find(&Method::GET, "/nope"), Err(ApiError::NotFound(_))));
     }
 }

@@ -72,8 +72,10 @@ struct RefreshBody {
 /// The refresh token from a JSON body when one is sent, else from the cookie; and whether it
 /// came from the body.
 async fn presented_refresh(app: &App, req: &mut Request) -> Result<(Option<String>, bool), ApiError> {
-    let has_body = req.header(hyper::header::CONTENT_TYPE).is_some();
-    if has_body {
+    let json_body = req
+        .header(hyper::header::CONTENT_TYPE)
+        .is_some_and(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+    if json_body {
         let body: RefreshBody = req.json().await?;
         if let Some(token) = body.refresh_token {
             return Ok((Some(token), true));

@@ -30,6 +30,7 @@ async fn a_known_path_with_the_wrong_method_is_a_json_405() {
     let app = spawn_app().await;
     let resp = app.client.delete(app.url("/api/v1/healthz")).send().await.expect("send");
     assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD");
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "method_not_allowed");
 }

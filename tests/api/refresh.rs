@@ -27,6 +27,7 @@ async fn refresh_rotates_so_the_new_cookie_works_and_the_old_one_then_kills_the_
     assert!(body["detail"].as_str().expect("detail").contains("reuse"));
 
     assert_eq!(app.refresh(&third_token).await.status(), 401, "the whole family is dead");
+    assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 401, "and its access tokens");
     let events: i64 = app
         .db()
         .await

@@ -106,6 +106,8 @@ async fn a_password_change_needs_the_old_password_and_revokes_the_other_sessions
     assert_eq!(ok.status(), 200);
 
     assert_eq!(app.refresh(&other.refresh).await.status(), 401, "other sessions are revoked");
+    assert_eq!(app.get_with("/api/v1/sessions", &other.access).await.status(), 401, "with their access tokens");
+    assert_eq!(app.get_with("/api/v1/sessions", &this.access).await.status(), 200);
     assert_eq!(app.refresh(&this.refresh).await.status(), 200, "the current session survives");
     assert_eq!(app.login_json(&user.username, &user.password).await.status(), 401);
     assert_eq!(app.login_json(&user.username, "a brand new password").await.status(), 200);
@@ -148,6 +150,8 @@ async fn sessions_lists_live_sessions_marks_the_current_one_and_revokes_one() {
         .expect("send");
     assert_eq!(resp.status(), 204);
     assert_eq!(app.refresh(&b.refresh).await.status(), 401);
+    assert_eq!(app.get_with("/api/v1/sessions", &b.access).await.status(), 401, "its access token dies with it");
+    assert_eq!(app.get_with("/api/v1/sessions", &a.access).await.status(), 200);
 
     let stranger = app.new_user().await;
     let s = app.login(&stranger).await;

@@ -215,14 +215,16 @@ pub(crate) async fn revoke_all_in(
     user_id: Uuid,
     keep: Option<Uuid>,
     reason: &str,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let families = client
         .prepare_cached(
             "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $3
-             WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2)",
+             WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
+             RETURNING id",
         )
         .await?;
-    let n = client.execute(&families, &[&user_id, &keep, &reason]).await?;
+    let revoked: Vec<Uuid> =
+        client.query(&families, &[&user_id, &keep, &reason]).await?.iter().map(|r| r.get(0)).collect();
     let tokens = client
         .prepare_cached(
             "UPDATE refresh_tokens SET revoked_at = now()
@@ -230,13 +232,13 @@ pub(crate) async fn revoke_all_in(
         )
         .await?;
     client.execute(&tokens, &[&user_id, &keep]).await?;
-    Ok(n)
+    Ok(revoked)
 }
 
 /// Revokes every session of a user (logout-all); returns how many were live.
 pub async fn revoke_all(client: &mut deadpool_postgres::Client, user_id: Uuid) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let n = revoke_all_in(&tx, user_id, None, "logout_all").await?;
+    let n = revoke_all_in(&tx, user_id, None, "logout_all").await?.len() as u64;
     super::events::record_in(
         &tx,
         "logout_all",

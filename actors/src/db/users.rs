@@ -108,14 +108,16 @@ pub async fn set_password_hash(
 }
 
 /// Applies a profile change; a new password also revokes every session but `keep_family`.
+/// Returns the user as it now is and the sessions that were revoked.
 pub async fn update_profile(
     client: &mut deadpool_postgres::Client,
     id: Uuid,
     username: Option<&str>,
     password_hash: Option<&str>,
     keep_family: Option<Uuid>,
-) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+) -> Result<(Option<UserRecord>, Vec<Uuid>), tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    let mut revoked = Vec::new();
     if let Some(username) = username {
         let stmt = tx.prepare_cached("UPDATE users SET username = $2, updated_at = now() WHERE id = $1").await?;
         tx.execute(&stmt, &[&id, &username]).await?;
@@ -123,12 +125,12 @@ pub async fn update_profile(
     if let Some(hash) = password_hash {
         let stmt = tx.prepare_cached("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1").await?;
         tx.execute(&stmt, &[&id, &hash]).await?;
-        super::sessions::revoke_all_in(&tx, id, keep_family, "password_changed").await?;
+        revoked = super::sessions::revoke_all_in(&tx, id, keep_family, "password_changed").await?;
         super::events::record_in(&tx, "password_changed", Some(id), Some(id), None, serde_json::json!({})).await?;
     }
     let user = get_in(&tx, id).await?;
     tx.commit().await?;
-    Ok(user)
+    Ok((user, revoked))
 }
 
 /// Deletes a user (sessions and role grants go with it) and records who did it.
