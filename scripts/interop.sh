@@ -19,46 +19,13 @@ if [ ! -d "$WORK/node/node_modules/jose" ]; then
 fi
 cp tests/interop/verify.mjs "$WORK/node/verify.mjs"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-run_id="interop_$$_$(date +%s)"
-db="auth_test_${run_id}"
-admin_url=${TEST_DATABASE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-keys="$WORK/keys-$run_id"
-log="$WORK/server-$run_id.log"
+if [ "${1:-}" != "--steps" ]; then
+  export JWKS_MAX_AGE=1s KEYS_POLL_INTERVAL=100ms CLOCK_SKEW=1s RATE_LIMIT_ENABLED=false JWT_AUDIENCE=interop-audience
+  exec scripts/with-service.sh "$0" --steps
+fi
 
-export CONFIG_DIR="$WORK/empty-config"
-mkdir -p "$CONFIG_DIR"
-export DATABASE_URL="${admin_url%/*}/$db"
-export REDIS_URL=redis://127.0.0.1:6379/0
-export REDIS_KEY_PREFIX="interop:$run_id:"
-export JWT_KEYS_DIR="$keys"
-export JWT_ISSUER="http://127.0.0.1:$port"
-export JWT_AUDIENCE=interop-audience
-export BIND_ADDR="127.0.0.1:$port"
-export JWKS_MAX_AGE=1s KEYS_POLL_INTERVAL=100ms CLOCK_SKEW=1s
-export ARGON2_MEMORY_KIB=256 ARGON2_ITERATIONS=1 RATE_LIMIT_ENABLED=false
-
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  psql "$admin_url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$keys"
-}
-trap cleanup EXIT
-
-psql "$admin_url" -qc "CREATE DATABASE \"$db\""
-"$BIN" migrate >/dev/null
-"$BIN" seed-roles >/dev/null
-"$BIN" keys generate --alg RS256 >/dev/null
-"$BIN" serve >"$log" 2>&1 &
-server_pid=$!
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do
-  curl -fsS "$base/api/v1/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "$base/api/v1/readyz" >/dev/null
-
+# From here on, inside scripts/with-service.sh: the instance runs at $AUTH_URL.
+base=$AUTH_URL
 login() {
   curl -fsS -H 'content-type: application/json' -d '{"username":"interop_user","password":"interop password 1"}' \
     "$base/api/v1/auth/login-json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'

@@ -17,7 +17,7 @@ pub async fn introspect(app: &App, token: &str) -> Result<serde_json::Value, Api
     let claims = &principal.claims;
     Ok(serde_json::json!({
         "active": true,
-        "token_type": "access_token",
+        "token_type": "Bearer",
         "sub": principal.user_id,
         "username": principal.username,
         "email": principal.email,

@@ -5,6 +5,7 @@
 
 mod auth;
 mod ops;
+pub use ops::OPENAPI;
 mod roles;
 mod users;
 mod well_known;
@@ -22,6 +23,7 @@ fn class(route: RouteId) -> Class {
         RouteId::Healthz
         | RouteId::Readyz
         | RouteId::Metrics
+        | RouteId::OpenApi
         | RouteId::Jwks
         | RouteId::OpenidConfiguration
         | RouteId::AuthorizationServer => Class::Exempt,
@@ -63,6 +65,7 @@ async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, Api
             Err(ApiError::NotFound("metrics are served on METRICS_BIND_ADDR".into()))
         }
         RouteId::Metrics => Ok(ops::metrics(app)),
+        RouteId::OpenApi => Ok(ops::openapi()),
         RouteId::Jwks => well_known::jwks(app, &req),
         RouteId::OpenidConfiguration | RouteId::AuthorizationServer => well_known::discovery(app),
         RouteId::Introspect => auth::introspect(app, req).await,

@@ -49,6 +49,13 @@ pub fn metrics(app: &App) -> Response {
     response::with_body(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", Bytes::from(body))
 }
 
+/// The OpenAPI 3.1 document of this API, compiled in (`src/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub fn openapi() -> Response {
+    response::with_body(StatusCode::OK, "application/json", Bytes::from_static(OPENAPI.as_bytes()))
+}
+
 /// Makes one actor fail, to prove supervision. Compiled only with the `test-hooks` feature.
 #[cfg(feature = "test-hooks")]
 pub fn test_fail(app: &App, req: &Request) -> Result<Response, ApiError> {

@@ -12,6 +12,7 @@ mod limits;
 mod login;
 mod logs;
 mod metrics;
+mod openapi;
 mod refresh;
 mod roles;
 mod sessions;

@@ -29,7 +29,7 @@ async fn introspection_reports_a_live_token_as_active_with_its_claims() {
     assert_eq!(answer["active"], true);
     assert_eq!(answer["sub"], user.id.as_str());
     assert_eq!(answer["username"], user.username.as_str());
-    assert_eq!(answer["token_type"], "access_token");
+    assert_eq!(answer["token_type"], "Bearer");
     assert!(answer["exp"].is_i64());
 }
 
