@@ -1,19 +1,32 @@
 //! Password hashing with Argon2id, off the async runtime and bounded.
 //!
-//! At most `concurrency` hashes run at once, each on a blocking thread; a request that cannot
-//! get a slot within `queue_timeout` is refused (503 + `Retry-After`) instead of queueing
-//! without bound. Unknown users are checked against a dummy hash made with the same
-//! parameters, so a login costs the same argon2 work whether or not the user exists.
+//! A fixed pool of `concurrency` OS threads does all hashing. Each thread owns its Argon2
+//! working memory (m KiB) and reuses it for every job, so the memory of the hashing pool is
+//! allocated once and stays bounded at `concurrency × m` — never the per-hash allocations that a
+//! general allocator would keep around per thread. A request that cannot get a slot within
+//! `queue_timeout` is refused (503 + `Retry-After`) instead of queueing without bound. Unknown
+//! users are checked against a dummy hash made with the same parameters, so a login costs the
+//! same argon2 work whether or not the user exists.
+//!
+//! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), the same format the
+//! `argon2` crate writes, so hashes made elsewhere verify here and the other way round.
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use argon2::password_hash::PasswordVerifier as _;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::PasswordConfig;
 use crate::metrics::Metrics;
+
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
 
 /// Why a hash could not be computed or checked.
 #[derive(Debug, thiserror::Error)]
@@ -35,25 +48,53 @@ pub enum Verified {
     YesRehashed(String),
 }
 
+/// A unit of work for a hashing thread, given that thread's reusable memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     slots: Arc<Semaphore>,
     queue_timeout: Duration,
     dummy_hash: Arc<String>,
+    jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
 }
 
 impl PasswordHasher {
+    /// Starts the hashing threads. They end when the last clone of the hasher is dropped.
     pub fn new(config: &PasswordConfig, metrics: Arc<Metrics>) -> Result<Self, HashError> {
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
             .map_err(|e| HashError::Internal(e.to_string()))?;
-        let dummy_hash = Arc::new(hash_with(&params, "dummy password for unknown users")?);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..config.concurrency.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| HashError::Internal(e.to_string()))?;
+        }
+        let mut memory = Vec::new();
+        let dummy_hash = Arc::new(hash_with_memory(&params, "dummy password for unknown users", &mut memory)?);
         Ok(PasswordHasher {
             params,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             queue_timeout: config.queue_timeout,
             dummy_hash,
+            jobs,
             metrics,
         })
     }
@@ -61,7 +102,7 @@ impl PasswordHasher {
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let params = self.params.clone();
-        self.run(move || hash_with(&params, &password)).await
+        self.run(move |memory| hash_with_memory(&params, &password, memory)).await
     }
 
     /// Checks `password` against `stored` (or against the dummy hash when the user is
@@ -70,10 +111,12 @@ impl PasswordHasher {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_string());
         let params = self.params.clone();
-        self.run(move || {
-            let ok = verify_with(&stored, &password);
+        self.run(move |memory| {
+            let ok = verify_with_memory(&stored, &password, memory);
             Ok(match (ok, known) {
-                (true, true) if needs_rehash(&stored, &params) => Verified::YesRehashed(hash_with(&params, &password)?),
+                (true, true) if needs_rehash(&stored, &params) => {
+                    Verified::YesRehashed(hash_with_memory(&params, &password, memory)?)
+                }
                 (true, true) => Verified::Yes,
                 _ => Verified::No,
             })
@@ -83,7 +126,7 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+        job: impl FnOnce(&mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         self.metrics.hash_queue.inc();
         let permit = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await;
@@ -95,17 +138,21 @@ impl PasswordHasher {
                 return Err(HashError::Busy);
             }
         };
+        let (tx, rx) = oneshot::channel();
         let metrics = self.metrics.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let sent = self.jobs.send(Box::new(move |memory: &mut Vec<Block>| {
             let started = Instant::now();
-            let out = job();
+            let out = job(memory);
             metrics.hash_duration.observe(started.elapsed().as_secs_f64());
             drop(permit);
-            out
-        })
-        .await;
+            let _ = tx.send(out);
+        }));
+        let result = match sent {
+            Ok(()) => rx.await.map_err(|_| HashError::Internal("hashing thread ended".into())),
+            Err(_) => Err(HashError::Internal("hashing threads have stopped".into())),
+        };
         self.metrics.hash_queue.dec();
-        result.map_err(|e| HashError::Internal(e.to_string()))?
+        result?
     }
 }
 
@@ -113,17 +160,63 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-/// Hashes synchronously (CLI and blocking threads only).
-pub fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
+/// Hashes with `memory` as Argon2's working memory (grown to the parameters' size once).
+fn hash_with_memory(params: &Params, password: &str, memory: &mut Vec<Block>) -> Result<String, HashError> {
+    let mut salt = [0u8; SALT_LEN];
+    SystemRandom::new().fill(&mut salt).map_err(|_| HashError::Internal("no randomness".into()))?;
+    let mut out = [0u8; OUTPUT_LEN];
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
     argon2(params)
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Internal(e.to_string()))
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory[..params.block_count()])
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        B64.encode(salt),
+        B64.encode(out)
+    ))
 }
 
-fn verify_with(stored: &str, password: &str) -> bool {
+/// Hashes synchronously with fresh memory (CLI and tools).
+pub fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
+    hash_with_memory(params, password, &mut Vec::new())
+}
+
+/// Checks an Argon2id PHC string with reusable memory; other variants fall back to the
+/// library's own verifier.
+fn verify_with_memory(stored: &str, password: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(stored) else { return false };
-    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    if parsed.algorithm.as_str() != "argon2id" || parsed.version != Some(0x13) {
+        return Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+    }
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&parsed), parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let salt: &[u8] = salt.as_ref();
+    let expected = expected.as_bytes();
+    let Ok(params) = Params::new(params.m_cost(), params.t_cost(), params.p_cost(), Some(expected.len())) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    if argon2(&params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..params.block_count()])
+        .is_err()
+    {
+        return false;
+    }
+    aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected).is_ok()
+}
+
+#[cfg(test)]
+fn verify_with(stored: &str, password: &str) -> bool {
+    verify_with_memory(stored, password, &mut Vec::new())
 }
 
 /// Whether `stored` was made with other parameters (or another algorithm) than `params`.
@@ -157,5 +250,17 @@ mod tests {
         assert!(!verify_with(&h, "wrong horse"));
         assert!(!needs_rehash(&h, &cheap));
         assert!(needs_rehash(&h, &other));
+    }
+
+    #[test]
+    fn hashes_are_interchangeable_with_the_argon2_crate() {
+        use argon2::password_hash::PasswordHasher as _;
+        let params = Params::new(256, 1, 1, None).expect("params");
+        let ours = hash_with(&params, "correct horse").expect("hash");
+        let parsed = argon2::password_hash::phc::PasswordHash::new(&ours).expect("phc");
+        assert!(argon2(&params).verify_password(b"correct horse", &parsed).is_ok());
+        let theirs = argon2(&params).hash_password(b"correct horse").expect("hash").to_string();
+        assert!(verify_with(&theirs, "correct horse"));
+        assert!(!verify_with(&theirs, "wrong horse"));
     }
 }

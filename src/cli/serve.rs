@@ -13,7 +13,7 @@ const EXIT_ESCALATED: u8 = 3;
 
 pub async fn run(layers: &Layers) -> anyhow::Result<ExitCode> {
     let config = layers.build()?;
-    crate::telemetry::init(config.log_format, &config.log_level);
+    let _logging = crate::telemetry::init(config.log_format, &config.log_level);
     let addr = config.http.bind_addr;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let metrics_listener = match config.http.metrics_bind_addr {

@@ -9,7 +9,8 @@
 //!    - `ReuseDetected`: the token was rotated before the window; the family is revoked (and
 //!      the event recorded) in the same transaction: 401;
 //!    - `Invalid`: 401.
-//! 3. Load the user (active, current roles) and sign the access token for that session.
+//! 3. With the user the rotation returned (active, current roles), sign the access token for
+//!    that session.
 
 use auth_actors::db::sessions::{NewToken, RotateOutcome};
 use time::OffsetDateTime;
@@ -45,14 +46,14 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
         .users
         .rotate(tokens::refresh_hash(&parent), successor, sealed, app.config.tokens.reuse_grace, client.ip_string())
         .await?;
-    let (user_id, family, refresh_token) = match outcome {
-        RotateOutcome::Rotated { user_id, family_id } => {
+    let (user, family, refresh_token) = match outcome {
+        RotateOutcome::Rotated { user, family_id } => {
             count(Outcome::rotated);
-            (user_id, family_id, candidate)
+            (user, family_id, candidate)
         }
-        RotateOutcome::Retried { user_id, family_id, sealed } => {
+        RotateOutcome::Retried { user, family_id, sealed } => {
             count(Outcome::retried);
-            (user_id, family_id, tokens::unseal(&parent, &sealed).ok_or_else(invalid)?)
+            (user, family_id, tokens::unseal(&parent, &sealed).ok_or_else(invalid)?)
         }
         RotateOutcome::ReuseDetected { user_id, family_id } => {
             count(Outcome::reuse_detected);
@@ -65,10 +66,9 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
             return Err(invalid());
         }
     };
-    let user = match app.services.users.get_user(user_id).await? {
-        Some(u) if u.is_active => u,
-        _ => return Err(invalid()),
-    };
+    if !user.is_active {
+        return Err(invalid());
+    }
     let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
     Ok(Issued { access_token, expires_in, refresh_token })
 }

@@ -3,6 +3,9 @@
 //! requests with the template (never the raw path), and the OpenAPI parity test walks the same
 //! table.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use hyper::Method;
 
 use super::error::ApiError;
@@ -99,10 +102,18 @@ pub fn is_internal(template: &str) -> bool {
     template.starts_with("/api/v1/_test/")
 }
 
+/// Routes without placeholders, by method and path: the common case is one hash lookup.
+static STATIC_ROUTES: LazyLock<HashMap<(Method, &'static str), &'static RouteDef>> = LazyLock::new(|| {
+    ROUTES.iter().filter(|r| !r.template.contains('{')).map(|r| ((r.method.clone(), r.template), r)).collect()
+});
+
 /// Finds the route for `method` and `path`, with the values of its placeholders.
 /// A path that exists under another method is 405; anything else is 404.
 pub fn find(method: &Method, path: &str) -> Result<(&'static RouteDef, Vec<String>), ApiError> {
     let method = if method == Method::HEAD { &Method::GET } else { method };
+    if let Some(route) = STATIC_ROUTES.get(&(method.clone(), path)) {
+        return Ok((route, Vec::new()));
+    }
     let mut allowed: Vec<&'static str> = Vec::new();
     for route in ROUTES {
         if let Some(params) = match_template(route.template, path) {

@@ -13,6 +13,8 @@ use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::users::UserRecord;
+
 /// A refresh token to store: its id, the SHA-256 of its secret, and when it expires.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -34,11 +36,12 @@ pub struct NewSession {
 /// What presenting a refresh token led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The token was live and is now rotated; `successor` was stored.
-    Rotated { user_id: Uuid, family_id: Uuid },
+    /// The token was live and is now rotated; `successor` was stored. `user` is the token's
+    /// user as it is now (with current roles).
+    Rotated { user: UserRecord, family_id: Uuid },
     /// The token was rotated moments ago (within the grace window): the caller gets the same
     /// successor, unsealed with the token it presented.
-    Retried { user_id: Uuid, family_id: Uuid, sealed: Vec<u8> },
+    Retried { user: UserRecord, family_id: Uuid, sealed: Vec<u8> },
     /// The token was rotated before the grace window: the family is now revoked.
     ReuseDetected { user_id: Uuid, family_id: Uuid },
     /// Unknown, expired or revoked.
@@ -84,35 +87,39 @@ pub async fn rotate(
     grace: Duration,
     ip_address: Option<&str>,
 ) -> Result<RotateOutcome, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let cas = tx
+    // One statement, so one round trip and one implicit transaction: mark the presented token
+    // rotated (the compare-and-swap), store its successor, touch the session, and return the
+    // user with its current roles.
+    let cas = client
         .prepare_cached(
-            "UPDATE refresh_tokens t SET rotated_at = now(), successor_sealed = $2
-             FROM refresh_families f
-             WHERE t.token_hash = $1 AND f.id = t.family_id
-               AND t.rotated_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL
-               AND t.expires_at > now()
-             RETURNING t.id, t.family_id, t.user_id",
+            "WITH cas AS (
+                 UPDATE refresh_tokens t SET rotated_at = now(), successor_sealed = $2
+                 FROM refresh_families f
+                 WHERE t.token_hash = $1 AND f.id = t.family_id
+                   AND t.rotated_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL
+                   AND t.expires_at > now()
+                 RETURNING t.id, t.family_id, t.user_id
+             ), successor AS (
+                 INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, expires_at)
+                 SELECT $3, $4, family_id, id, user_id, $5 FROM cas
+             ), touch AS (
+                 UPDATE refresh_families SET last_used_at = now(), expires_at = $5
+                 FROM cas WHERE refresh_families.id = cas.family_id
+             )
+             SELECT cas.family_id, u.id, u.username, u.email, u.is_active, u.created_at,
+                    ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                          WHERE ur.user_id = u.id ORDER BY r.name) AS roles
+             FROM cas JOIN users u ON u.id = cas.user_id",
         )
         .await?;
-    if let Some(row) = tx.query_opt(&cas, &[&presented, &sealed]).await? {
-        let (parent, family_id, user_id): (Uuid, Uuid, Uuid) = (row.get(0), row.get(1), row.get(2));
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .await?;
-        tx.execute(&insert, &[&successor.id, &successor.hash, &family_id, &parent, &user_id, &successor.expires_at])
-            .await?;
-        let touch = tx
-            .prepare_cached("UPDATE refresh_families SET last_used_at = now(), expires_at = $2 WHERE id = $1")
-            .await?;
-        tx.execute(&touch, &[&family_id, &successor.expires_at]).await?;
-        tx.commit().await?;
-        return Ok(RotateOutcome::Rotated { user_id, family_id });
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at];
+    if let Some(row) = client.query_opt(&cas, &params).await? {
+        let family_id: Uuid = row.get(0);
+        return Ok(RotateOutcome::Rotated { user: user_from_offset(&row, 1), family_id });
     }
 
+    let tx = client.transaction().await?;
     let lookup = tx
         .prepare_cached(
             "SELECT t.family_id, t.user_id, t.rotated_at IS NOT NULL AS rotated,
@@ -143,7 +150,8 @@ pub async fn rotate(
         && successor_live
         && let Some(sealed) = sealed
     {
-        return Ok(RotateOutcome::Retried { user_id, family_id, sealed });
+        let Some(user) = super::users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
+        return Ok(RotateOutcome::Retried { user, family_id, sealed });
     }
     revoke_family_in(&tx, family_id, "reuse_detected").await?;
     super::events::record_in(
@@ -157,6 +165,18 @@ pub async fn rotate(
     .await?;
     tx.commit().await?;
     Ok(RotateOutcome::ReuseDetected { user_id, family_id })
+}
+
+/// A user from the columns `id, username, email, is_active, created_at, roles` at `at`.
+fn user_from_offset(row: &tokio_postgres::Row, at: usize) -> UserRecord {
+    UserRecord {
+        id: row.get(at),
+        username: row.get(at + 1),
+        email: row.get(at + 2),
+        is_active: row.get(at + 3),
+        created_at: row.get(at + 4),
+        roles: row.get(at + 5),
+    }
 }
 
 async fn revoke_family_in(

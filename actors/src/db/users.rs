@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// A user as the API shows it, with the names of the roles it holds now.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: Uuid,
     pub username: String,
@@ -62,7 +62,7 @@ pub async fn create(
     Ok(UserRecord { id, username: username.to_string(), email: email.to_string(), is_active: true, created_at, roles })
 }
 
-async fn get_in(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+pub(crate) async fn get_in(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1")).await?;
     Ok(client.query_opt(&stmt, &[&id]).await?.as_ref().map(user_from))
 }
