@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -51,6 +51,12 @@ interop: build
 ## Walk the whole story against a running service (make run in another shell); AUTH_URL overrides.
 demo:
 	@scripts/demo.sh
+
+## Load scenarios against the release build, with ceilings measured in the same run.
+bench: services
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || sudo apt-get install -y -qq wrk
+	$(CARGO) build --release -p auth-service -p auth-bench
+	python3 bench/run.py
 
 lint:
 	$(CARGO) fmt --all -- --check

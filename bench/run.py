@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""`make bench`: load scenarios against the release build, with ceilings measured in the same run.
+
+Starts a fresh instance with production settings (OWASP argon2 parameters, an RS256 2048-bit
+key, rate limiting off so the limiter does not throttle the load), drives each scenario with wrk
+after a warm-up, measures the ceilings on the same machine (a bare hyper server under the same
+load, argon2 hashes/s and RS256 signatures/s with every core busy), and prints one table. The
+table, the machine and the start-up and memory figures are written to docs/BENCHMARKS.md.
+
+Environment: BENCH_SECONDS (default 10), BENCH_WARMUP (default 2), TEST_DATABASE_ADMIN_URL.
+"""
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+WORK = os.path.join(ROOT, "target", "bench")
+WRK_DIR = os.path.join(ROOT, "bench", "wrk")
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
+ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "bench password 1"
+USERS = 64
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def psql(sql):
+    subprocess.run(["psql", ADMIN_URL, "-qc", sql], check=True, stdout=subprocess.DEVNULL)
+
+
+def script(name):
+    """wrk takes one script: the scenario's own code after the shared reporting code."""
+    path = os.path.join(WORK, f"{name}.lua")
+    with open(path, "w") as out:
+        for part in ("common.lua", f"{name}.lua"):
+            with open(os.path.join(WRK_DIR, part)) as f:
+                out.write(f.read() + "\n")
+    return path
+
+
+def wrk(url, scenario, threads, conns, seconds, env=None):
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", script(scenario), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[6:])
+    raise RuntimeError(f"wrk printed no result:\n{out}")
+
+
+def run_scenario(url, scenario, threads, conns, env=None):
+    if WARMUP:
+        wrk(url, scenario, threads, conns, WARMUP, {**(env or {}), "PHASE": "w"})
+    return wrk(url, scenario, threads, conns, SECONDS, {**(env or {}), "PHASE": "m"})
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sampled_peak_rss(pid, work):
+    """Runs `work()` while sampling the process's resident set every 50 ms; returns (result, peak MiB)."""
+    import threading
+    peak = [rss_mib(pid)]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib(pid))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        t.join()
+    return result, peak[0]
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    for tool in ("wrk", "psql"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is required (make bench installs wrk with apt-get)")
+    os.makedirs(WORK, exist_ok=True)
+    run = uuid.uuid4().hex[:8]
+    db = f"auth_bench_{run}"
+    keys = os.path.join(WORK, f"keys-{run}")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CONFIG_DIR": os.path.join(WORK, "empty-config"),
+        "DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + "/" + db,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_KEY_PREFIX": f"bench:{run}:",
+        "JWT_KEYS_DIR": keys,
+        "JWT_ISSUER": base,
+        "JWT_AUDIENCE": "bench",
+        "BIND_ADDR": f"127.0.0.1:{port}",
+        "RATE_LIMIT_ENABLED": "false",
+        "LOG_LEVEL": "info",
+    }
+    os.makedirs(env["CONFIG_DIR"], exist_ok=True)
+    binary = os.path.join(REL, "auth-service")
+    server = bare = None
+    psql(f'CREATE DATABASE "{db}"')
+    try:
+        for args in (["migrate"], ["seed-roles"], ["keys", "generate", "--alg", "RS256", "--bits", "2048"]):
+            subprocess.run([binary, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+        # Start-up: process start to the first readyz 200.
+        log = open(os.path.join(WORK, f"server-{run}.log"), "w")
+        started = time.perf_counter()
+        server = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                if http("GET", f"{base}/api/v1/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.perf_counter() - started > 30:
+                sys.exit("bench: the service did not become ready")
+            time.sleep(0.002)
+        startup_ms = (time.perf_counter() - started) * 1000
+
+        # Seed: users, an admin, tokens.
+        js = {"Content-Type": "application/json"}
+        for i in range(1, USERS + 1):
+            body = json.dumps({"username": f"bench_user_{i}", "email": f"bench_user_{i}@bench.example", "password": PASSWORD})
+            assert http("POST", f"{base}/api/v1/users/signup", body.encode(), js)[0] == 201
+        admin_env = {**env, "SUPERUSER_USERNAME": "bench_admin", "SUPERUSER_EMAIL": "admin@bench.example", "SUPERUSER_PASSWORD": PASSWORD}
+        subprocess.run([binary, "create-superuser"], env=admin_env, check=True, stdout=subprocess.DEVNULL)
+
+        def login(user):
+            status, headers, body = http("POST", f"{base}/api/v1/auth/login-json", json.dumps({"username": user, "password": PASSWORD}).encode(), js)
+            assert status == 200, status
+            cookie = headers.get("set-cookie") or headers.get("Set-Cookie")
+            return json.loads(body)["access_token"], cookie.split(";")[0].split("=", 1)[1]
+
+        token, _ = login("bench_user_1")
+        admin_token, _ = login("bench_admin")
+        refresh_tokens = ",".join(login(f"bench_user_{i}")[1] for i in range(1, 17))
+
+        # Ceilings, measured now, on this machine.
+        ceilings = json.loads(subprocess.run(
+            [os.path.join(REL, "ceilings"), keys, "5", "19456", "2", "1"], capture_output=True, text=True, check=True).stdout)
+        bare_port = free_port()
+        bare = subprocess.Popen([os.path.join(REL, "bare-hyper"), f"127.0.0.1:{bare_port}"])
+        time.sleep(0.3)
+        http_ceiling = run_scenario(f"http://127.0.0.1:{bare_port}/", "get", 2, 64)
+        bare.terminate()
+        bare.wait()
+        bare = None
+
+        results = []
+
+        def add(name, conns, ceiling_name, ceiling, r):
+            results.append({"scenario": name, "c": conns, "ceiling_name": ceiling_name, "ceiling": ceiling, **r,
+                            "ratio": r["rps"] / ceiling if ceiling else float("nan")})
+
+        add("JWKS", 64, "HTTP", http_ceiling["rps"], run_scenario(f"{base}/.well-known/jwks.json", "get", 2, 64))
+        add("healthz", 64, "HTTP", http_ceiling["rps"], run_scenario(f"{base}/api/v1/healthz", "get", 2, 64))
+        add("me", 64, "HTTP", http_ceiling["rps"], run_scenario(base, "me", 2, 64, {"TOKEN": token}))
+        add("introspection", 64, "HTTP", http_ceiling["rps"],
+            run_scenario(base, "introspect", 2, 64, {"TOKEN": token, "ADMIN_TOKEN": admin_token}))
+        add("login", 16, "argon2", ceilings["argon2_per_sec"],
+            run_scenario(base, "login", 2, 16, {"USERS": str(USERS), "PASSWORD": PASSWORD}))
+        add("refresh", 16, "RS256 sign", ceilings["sign_per_sec"],
+            run_scenario(base, "refresh", 16, 16, {"REFRESH_TOKENS": refresh_tokens}))
+        add("signup", 16, "argon2", ceilings["argon2_per_sec"], run_scenario(base, "signup", 2, 16, {"RUN": run}))
+        memory_run, rss = sampled_peak_rss(server.pid, lambda: run_scenario(base, "me", 2, 256, {"TOKEN": token}))
+        lifetime_rss = peak_rss_mib(server.pid)
+    finally:
+        for proc in (bare, server):
+            if proc:
+                proc.terminate()
+                proc.wait()
+        psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        shutil.rmtree(keys, ignore_errors=True)
+
+    lines = [
+        "| scenario | c | requests/s | p50 ms | p99 ms | errors | ceiling | ceiling/s | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| bare hyper (HTTP ceiling) | 64 | {http_ceiling['rps']:.0f} | {http_ceiling['p50_ms']:.2f} | {http_ceiling['p99_ms']:.2f} | "
+        f"{http_ceiling['errors'] + http_ceiling['socket_errors']} | | | |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['scenario']} | {r['c']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors'] + r['socket_errors']} | "
+            f"{r['ceiling_name']} | {r['ceiling']:.0f} | {r['ratio']:.2f} |")
+    lines.append(
+        f"| me (memory run) | 256 | {memory_run['rps']:.0f} | {memory_run['p50_ms']:.2f} | {memory_run['p99_ms']:.2f} | "
+        f"{memory_run['errors'] + memory_run['socket_errors']} | | | |")
+    table = "\n".join(lines)
+    p99_ratio = {r["scenario"]: r["p99_ms"] / http_ceiling["p99_ms"] for r in results if r["scenario"] in ("JWKS", "healthz")}
+    summary = [
+        f"- peak RSS of the service during the c=256 `me` run: {rss:.1f} MiB "
+        f"(lifetime peak over every scenario, argon2 memory included: {lifetime_rss:.1f} MiB)",
+        f"- process start to first readyz 200: {startup_ms:.0f} ms",
+        f"- p99 over the bare server's p99: JWKS {p99_ratio['JWKS']:.2f}, healthz {p99_ratio['healthz']:.2f}",
+        f"- one argon2id hash (m=19456, t=2, p=1), single thread: {ceilings['argon2_hash_ms']:.1f} ms; "
+        f"{ceilings['argon2_per_sec']:.0f} hashes/s with all {ceilings['cores']} cores busy",
+        f"- one RS256 signature (key parsed once): {ceilings['sign_ms']:.3f} ms; {ceilings['sign_per_sec']:.0f}/s with all cores busy",
+    ]
+    machine = f"{os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}"
+    print(table)
+    print("\n".join(summary))
+    print(f"- machine: {machine}")
+
+    with open(os.path.join(ROOT, "docs", "BENCHMARKS.md"), "w") as f:
+        f.write("# Benchmarks\n\n")
+        f.write("Written by `make bench` (bench/run.py). Every ratio compares a scenario with a ceiling measured in the\n"
+                "same run on the same machine: the HTTP ceiling is a bare hyper server answering a fixed body under the\n"
+                "same load generator and concurrency; the argon2 ceiling is hashes per second at the configured\n"
+                "parameters with every core busy; the signing ceiling is RS256 signatures per second with the key\n"
+                "parsed once, every core busy. The load generator (wrk) runs on the same cores as the service,\n"
+                "PostgreSQL and Redis. Non-2xx answers count as errors.\n\n")
+        f.write(f"Machine: {machine}. Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                f"{SECONDS} s per scenario after a {WARMUP} s warm-up.\n\n")
+        f.write("Service settings: OWASP argon2id (m=19456 KiB, t=2, p=1), RS256 2048-bit active key, "
+                "RATE_LIMIT_ENABLED=false, LOG_LEVEL=info (access log to a file), defaults otherwise.\n\n")
+        f.write(table + "\n\n" + "\n".join(summary) + "\n")
+        extra = os.path.join(ROOT, "bench", "NOTES.md")
+        if os.path.exists(extra):
+            with open(extra) as notes:
+                f.write("\n" + notes.read())
+
+
+if __name__ == "__main__":
+    main()
