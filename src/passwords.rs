@@ -8,6 +8,9 @@
 //! users are checked against a dummy hash made with the same parameters, so a login costs the
 //! same argon2 work whether or not the user exists.
 //!
+//! An idle thread frees its memory after a couple of seconds; with
+//! [`release_large_allocations`] in force the allocator hands it straight back to the system.
+//!
 //! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), the same format the
 //! `argon2` crate writes, so hashes made elsewhere verify here and the other way round.
 
@@ -26,6 +29,8 @@ use crate::config::PasswordConfig;
 use crate::metrics::Metrics;
 
 const SALT_LEN: usize = 16;
+/// A hashing thread that has had no job for this long frees its working memory.
+const IDLE_RELEASE: Duration = Duration::from_secs(2);
 const OUTPUT_LEN: usize = 32;
 
 /// Why a hash could not be computed or checked.
@@ -76,12 +81,14 @@ impl PasswordHasher {
                     let mut memory: Vec<Block> = Vec::new();
                     loop {
                         let job = match queue.lock() {
-                            Ok(rx) => rx.recv(),
+                            Ok(rx) => rx.recv_timeout(IDLE_RELEASE),
                             Err(_) => return,
                         };
                         match job {
                             Ok(job) => job(&mut memory),
-                            Err(_) => return,
+                            // Idle: give the working memory back (see `release_large_allocations`).
+                            Err(mpsc::RecvTimeoutError::Timeout) => memory = Vec::new(),
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
                         }
                     }
                 })
@@ -153,6 +160,18 @@ impl PasswordHasher {
         };
         self.metrics.hash_queue.dec();
         result?
+    }
+}
+
+/// Makes the allocator serve every allocation of 4 MiB or more (Argon2's working memory) with
+/// its own memory mapping, returned to the system when freed, instead of letting glibc's
+/// adaptive threshold keep such blocks in per-thread arenas for the life of the process.
+pub fn release_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts a tuning parameter of the allocator; it is called once at
+    // start-up, before any threads are spawned.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
 

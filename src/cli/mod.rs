@@ -45,12 +45,15 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    crate::passwords::release_large_allocations();
     let cli = Cli::parse();
     let layers = match Layers::load(&cli.config_dir, std::env::vars()) {
         Ok(l) => l,
         Err(e) => return fail(&e.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking threads run RSA signatures (sub-millisecond each): a few suffice, and each
+    // thread costs memory.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(8).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

@@ -127,6 +127,14 @@ impl Request {
     }
 }
 
+/// The value of cookie `name` in one `Cookie` header value (`a=1; b=2`).
+pub fn cookie_from_header(header: &str, name: &str) -> Option<String> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then(|| v.trim_matches('"').to_string())
+    })
+}
+
 /// JSON syntax errors are 400; a well-formed document with wrong or missing fields is 422.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
