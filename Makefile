@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench chaos lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -57,6 +57,12 @@ bench: services
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || sudo apt-get install -y -qq wrk
 	$(CARGO) build --release -p auth-service -p auth-bench
 	python3 bench/run.py
+
+## Faults under steady load: Redis stopped, PostgreSQL connections killed, actors failing, key reload,
+## restart-intensity escalation; prints one table and fails on any violation.
+chaos: services
+	$(CARGO) build --features test-hooks
+	python3 scripts/chaos.py
 
 lint:
 	$(CARGO) fmt --all -- --check
