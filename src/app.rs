@@ -8,12 +8,27 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
 
-/// Cheap to clone: everything inside is shared.
+/// Cheap to clone (one reference count): every request holds one.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppState>);
+
+pub struct AppState {
     pub config: Arc<Config>,
     pub services: Services,
     pub metrics: Arc<Metrics>,
     /// Bounded Argon2id hashing, off the async runtime.
     pub hasher: PasswordHasher,
+}
+
+impl App {
+    pub fn new(state: AppState) -> App {
+        App(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use auth_actors::StartupError;
 use tokio::net::TcpListener;
 
-use crate::app::App;
+use crate::app::{App, AppState};
 use crate::config::Config;
 use crate::http::server;
 use crate::metrics::Metrics;
@@ -43,7 +43,7 @@ pub async fn run(
     }
     let hasher = crate::passwords::PasswordHasher::new(&config.passwords, metrics.clone())
         .map_err(|e| StartupError::Spawn(e.to_string()))?;
-    let app = App { config: Arc::new(config), services, metrics, hasher };
+    let app = App::new(AppState { config: Arc::new(config), services, metrics, hasher });
     on_ready(&app);
     let metrics_server = metrics_listener.map(|l| tokio::spawn(server::serve_metrics(l, app.clone())));
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");

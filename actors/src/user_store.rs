@@ -79,8 +79,8 @@ pub enum UserStoreMsg {
     DeleteUser { id: Uuid, actor: Option<Uuid>, reply: Reply<bool> },
     /// Open a session and record the successful login, atomically.
     StartSession { session: NewSession, reply: Reply<()> },
-    /// Record a failed login of a known user (history row and security event).
-    RecordLoginFailure { user_id: Uuid, ip: Option<String>, user_agent: Option<String>, reply: Reply<()> },
+    /// Record a failed login (security event, and a history row for a known user).
+    RecordLoginFailure { user_id: Option<Uuid>, ip: Option<String>, user_agent: Option<String>, reply: Reply<()> },
     /// Rotate a refresh token (compare-and-swap); see [`crate::db::sessions`].
     Rotate {
         presented: Vec<u8>,
@@ -221,8 +221,8 @@ impl Actor for UserStore {
                 answer!(state, reply, Ok(sessions::start(&mut pool.get().await?, &session).await?))
             }
             UserStoreMsg::RecordLoginFailure { user_id, ip, user_agent, reply } => answer!(state, reply, {
-                let mut client = pool.get().await?;
-                Ok(history::record_failure(&mut client, user_id, ip.as_deref(), user_agent.as_deref()).await?)
+                let client = pool.get().await?;
+                Ok(history::record_failure(&client, user_id, ip.as_deref(), user_agent.as_deref()).await?)
             }),
             UserStoreMsg::Rotate { presented, successor, sealed, grace, ip, reply } => answer!(state, reply, {
                 let mut client = pool.get().await?;
@@ -392,7 +392,7 @@ impl UserStoreHandle {
 
     pub async fn record_login_failure(
         &self,
-        user_id: Uuid,
+        user_id: Option<Uuid>,
         ip: Option<String>,
         user_agent: Option<String>,
     ) -> Result<(), StoreError> {

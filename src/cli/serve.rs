@@ -11,11 +11,20 @@ use crate::startup::{self, Exit};
 /// (startup failure) so that an orchestrator's logs tell the two apart.
 const EXIT_ESCALATED: u8 = 3;
 
+/// A listener with a deep accept queue (the kernel caps it at `net.core.somaxconn`), so that a
+/// burst of connections is not dropped while the accept loop catches up.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 pub async fn run(layers: &Layers) -> anyhow::Result<ExitCode> {
     let config = layers.build()?;
     let _logging = crate::telemetry::init(config.log_format, &config.log_level);
     let addr = config.http.bind_addr;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let metrics_listener = match config.http.metrics_bind_addr {
         Some(a) => Some(
             tokio::net::TcpListener::bind(a)

@@ -56,12 +56,9 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
         }
         (found, _) => {
             app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
-            if let Some(c) = found {
-                app.services
-                    .users
-                    .record_login_failure(c.user.id, client.ip_string(), client.user_agent.clone())
-                    .await?;
-            }
+            // One statement whether or not the user exists, so a failure takes the same time.
+            let user_id = found.map(|c| c.user.id);
+            app.services.users.record_login_failure(user_id, client.ip_string(), client.user_agent.clone()).await?;
             return Err(bad_credentials());
         }
     };

@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -79,15 +80,33 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
+        let requested = Arc::new(AtomicBool::new(false));
+        let service = service_fn({
+            let requested = requested.clone();
+            move |req| {
+                requested.store(true, Ordering::Relaxed);
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
+            }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
+        let first_request_timeout = http.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection closed with an error");
+            // hyper's header-read timeout starts only once its HTTP/1 parser runs; the version
+            // sniffing of the auto builder and HTTP/2 have none. So the first request must
+            // start within HEADER_READ_TIMEOUT of the accept, or the connection is dropped.
+            let no_first_request = async {
+                tokio::time::sleep(first_request_timeout).await;
+                if requested.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "connection closed with an error");
+                },
+                () = no_first_request => tracing::debug!(%peer, "closed: no request within the header read timeout"),
             }
             drop(permit);
         });

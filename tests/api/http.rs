@@ -60,3 +60,17 @@ async fn shutdown_completes_and_reports_a_requested_exit() {
     let exit = tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await.expect("stops in time");
     assert_eq!(exit, auth_service::startup::Exit::Requested);
 }
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_read_timeout() {
+    use tokio::io::AsyncReadExt;
+    let app = crate::helpers::spawn_app_with(|l| {
+        l.set("HEADER_READ_TIMEOUT", "300ms");
+    })
+    .await;
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closes it: {read:?}");
+    assert_eq!(app.get("/api/v1/healthz").await.status(), 200);
+}

@@ -28,17 +28,27 @@ pub(crate) async fn record_in(
     Ok(())
 }
 
-/// Records a failed login of a known user, with its security event, together.
+/// Records a failed login: a `login_failed` security event, and for a known user a history
+/// row too. One statement either way, so that a failure costs the same whether or not the
+/// user exists.
 pub async fn record_failure(
-    client: &mut deadpool_postgres::Client,
-    user_id: Uuid,
+    client: &deadpool_postgres::Client,
+    user_id: Option<Uuid>,
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    record_in(&tx, user_id, ip, user_agent, false).await?;
-    super::events::record_in(&tx, "login_failed", Some(user_id), None, ip, serde_json::json!({})).await?;
-    tx.commit().await
+    let stmt = client
+        .prepare_cached(
+            "WITH history AS (
+                 INSERT INTO login_history (user_id, ip_address, user_agent, successful)
+                 SELECT $1, $2, $3, false WHERE $1::uuid IS NOT NULL
+             )
+             INSERT INTO security_events (event_type, user_id, ip_address, detail)
+             VALUES ('login_failed', $1, $2, CASE WHEN $1::uuid IS NULL THEN '{\"unknown_user\": true}'::jsonb ELSE '{}'::jsonb END)",
+        )
+        .await?;
+    client.execute(&stmt, &[&user_id, &ip, &user_agent]).await?;
+    Ok(())
 }
 
 /// One page of a user's history, newest first, and the total count.
