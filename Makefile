@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench chaos lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench chaos abuse timing lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -63,6 +63,17 @@ bench: services
 chaos: services
 	$(CARGO) build --features test-hooks
 	python3 scripts/chaos.py
+
+## Slow and abusive clients (slowloris, stalled bodies, 10 000 idle connections, huge headers,
+## HTTP/2 floods) against a release instance; prints one table.
+abuse: services
+	$(CARGO) build --release -p auth-service
+	python3 scripts/abuse.py
+
+## Login latency for an unknown user and a wrong password, with production argon2 parameters.
+timing: services
+	$(CARGO) build --release -p auth-service
+	python3 scripts/timing.py
 
 lint:
 	$(CARGO) fmt --all -- --check
