@@ -534,6 +534,13 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_documented_in_the_operations_guide() {
+        let guide = include_str!("../docs/OPERATIONS.md");
+        let missing: Vec<&str> = SETTINGS.iter().map(|(name, _, _)| *name).filter(|n| !guide.contains(n)).collect();
+        assert!(missing.is_empty(), "not in docs/OPERATIONS.md: {missing:?}");
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let c = base().build().expect("valid");
         assert!(!format!("{c:?}").contains("postgres://"));
