@@ -36,13 +36,14 @@ pub async fn run(
     on_ready: impl FnOnce(&App),
 ) -> Result<Exit, StartupError> {
     let metrics = Metrics::new();
+    // Before the actor tree, so that a failure here leaves nothing running.
+    let hasher = crate::passwords::PasswordHasher::new(&config.passwords, metrics.clone())
+        .map_err(|e| StartupError::Spawn(format!("password hashing: {e}")))?;
     let (services, supervisor, mut supervisor_done) =
         auth_actors::supervisor::start(config.actor_settings(), metrics.actors.clone()).await?;
     if !config.limits.enabled {
         tracing::warn!("RATE_LIMIT_ENABLED=false: rate limiting and lockout are off (load tests only)");
     }
-    let hasher = crate::passwords::PasswordHasher::new(&config.passwords, metrics.clone())
-        .map_err(|e| StartupError::Spawn(e.to_string()))?;
     let app = App::new(AppState { config: Arc::new(config), services, metrics, hasher });
     on_ready(&app);
     let metrics_server = metrics_listener.map(|l| tokio::spawn(server::serve_metrics(l, app.clone())));
