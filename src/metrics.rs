@@ -122,7 +122,7 @@ impl Metrics {
         registry.register("argon2_queue_depth", "Hashing jobs running or waiting", m.hash_queue.clone());
         registry.register(
             "argon2_rejected",
-            "Hashing jobs refused because the queue was full",
+            "Hashing jobs refused after waiting HASH_QUEUE_TIMEOUT for a slot",
             m.hash_rejected.clone(),
         );
         registry.register_with_unit(

@@ -2,7 +2,7 @@
 //! `RUST_LOG`, when set, wins over `LOG_LEVEL`.
 //!
 //! Lines are handed to a background thread that writes them to stdout in batches, so a
-//! request never waits on a log write. If that thread falls far behind (over 128 Ki lines
+//! request never waits on a log write. If that thread falls far behind (over 128 000 lines
 //! queued), new lines are dropped rather than slowing requests down, and counted.
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};

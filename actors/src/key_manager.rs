@@ -184,7 +184,7 @@ impl KeyManagerHandle {
 
     /// Verifies a token against the current snapshot. Verification is cheap (tens of µs) and
     /// runs inline.
-    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<serde_json::Value, SignError> {
+    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<Arc<serde_json::Value>, SignError> {
         Ok(self.snapshot()?.verify(token, rules)?)
     }
 

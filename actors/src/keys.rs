@@ -10,11 +10,12 @@
 //! verification uses `jsonwebtoken` decoding keys built from the same public components that the
 //! JWKS publishes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -148,8 +149,8 @@ pub enum KeyError {
     Generate(String),
 }
 
-/// Reads `keys.json` from `dir`. A directory without the file but with PEM files is an error
-/// (the file is the source of truth); a directory that does not exist is reported as such.
+/// Reads `keys.json` from `dir` (the source of truth: PEM files it does not list are ignored).
+/// A directory without it has no keys; a directory that does not exist is reported as such.
 pub fn read_metadata(dir: &Path) -> Result<KeyMetadata, KeyError> {
     fs::read_dir(dir).map_err(|source| KeyError::DirUnreadable { path: dir.to_path_buf(), source })?;
     let path = dir.join(METADATA_FILE);
@@ -486,7 +487,23 @@ pub struct KeySet {
     active_kid: String,
     jwks: JwksDocument,
     rng: SystemRandom,
+    /// Tokens this snapshot has already verified, so a client reusing its token costs one RSA
+    /// verification per snapshot, not one per request. Keyed by the exact token text under
+    /// the exact rules; a time check is redone on every hit; a key change makes a new
+    /// snapshot and so an empty cache. Bounded: cleared when full.
+    verified: std::sync::Mutex<HashMap<Box<str>, Verified>>,
 }
+
+/// A cached verification: the claims, and what must be re-checked against the clock.
+struct Verified {
+    rules: u64,
+    exp: i64,
+    nbf: i64,
+    claims: Arc<serde_json::Value>,
+}
+
+/// Most tokens remembered by one snapshot (about 2 KiB each).
+const VERIFIED_CACHE_MAX: usize = 1024;
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -515,7 +532,7 @@ pub enum TokenError {
 }
 
 /// What a verifier checks besides the signature.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct VerifyRules {
     /// The required `typ` header (`at+jwt` for access tokens).
     pub typ: &'static str,
@@ -523,6 +540,15 @@ pub struct VerifyRules {
     pub audience: String,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+}
+
+impl VerifyRules {
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
 }
 
 impl KeySet {
@@ -557,7 +583,7 @@ impl KeySet {
             }
         };
         let jwks = build_jwks(&keys);
-        Ok(KeySet { keys, active_kid, jwks, rng: SystemRandom::new() })
+        Ok(KeySet { keys, active_kid, jwks, rng: SystemRandom::new(), verified: Default::default() })
     }
 
     pub fn active_kid(&self) -> &str {
@@ -611,7 +637,34 @@ impl KeySet {
     /// Verifies a token's signature and registered claims. Only the algorithm that belongs to
     /// the token's `kid` is accepted, so `alg:none`, HS256 key confusion and RSA/EC swaps all
     /// fail here. Returns the claims as JSON for the caller's own checks (type, blacklist).
-    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<serde_json::Value, TokenError> {
+    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<Arc<serde_json::Value>, TokenError> {
+        let fingerprint = rules.fingerprint();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let leeway = rules.leeway.as_secs() as i64;
+        if let Ok(cache) = self.verified.lock()
+            && let Some(hit) = cache.get(token)
+            && hit.rules == fingerprint
+        {
+            if now > hit.exp + leeway {
+                return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into()));
+            }
+            if hit.nbf > now + leeway {
+                return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ImmatureSignature.into()));
+            }
+            return Ok(hit.claims.clone());
+        }
+        let claims = Arc::new(self.verify_uncached(token, rules)?);
+        let (exp, nbf) = (claims.get("exp").and_then(|v| v.as_i64()), claims.get("nbf").and_then(|v| v.as_i64()));
+        if let (Some(exp), Some(nbf), Ok(mut cache)) = (exp, nbf, self.verified.lock()) {
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(token.into(), Verified { rules: fingerprint, exp, nbf, claims: claims.clone() });
+        }
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, rules: &VerifyRules) -> Result<serde_json::Value, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKid)?;
         let key = self.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
@@ -726,6 +779,27 @@ mod tests {
         let last = bad.len() - 3;
         bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
         assert!(set.verify(&String::from_utf8(bad).expect("utf8"), &rules).is_err());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_cached_verification_is_only_reused_under_the_same_rules() {
+        let dir = temp_dir("cache");
+        generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
+        let set = KeySet::load(&dir, None).expect("load");
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now + 60, "nbf": now, "iat": now});
+        let token = set.sign("at+jwt", &claims).expect("sign");
+        let rules =
+            VerifyRules { typ: "at+jwt", issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
+        assert!(set.verify(&token, &rules).is_ok());
+        assert!(set.verify(&token, &rules).is_ok(), "served from the cache");
+        let other = VerifyRules { audience: "b".into(), ..rules.clone() };
+        assert!(set.verify(&token, &other).is_err(), "other rules are checked afresh");
+        let expired =
+            serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now - 5, "nbf": now - 60, "iat": now - 60});
+        let old = set.sign("at+jwt", &expired).expect("sign");
+        assert!(set.verify(&old, &rules).is_err());
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -1,4 +1,4 @@
-//! `auth-service keys ...`: generate and list signing keys.
+//! `auth-service keys ...`: generate, list, rotate, remove and revoke signing keys.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -23,7 +23,7 @@ pub struct Principal {
     pub exp: i64,
     pub session: Option<Uuid>,
     /// Every claim of the token, as verified.
-    pub claims: serde_json::Value,
+    pub claims: std::sync::Arc<serde_json::Value>,
 }
 
 /// Why a token was refused; all of them are 401 to the client.
@@ -52,7 +52,7 @@ pub fn verify_claims(app: &App, token: &str) -> Result<Principal, Result<Rejecti
     principal_from(claims).ok_or(Ok(Rejection::Invalid))
 }
 
-fn principal_from(claims: serde_json::Value) -> Option<Principal> {
+fn principal_from(claims: std::sync::Arc<serde_json::Value>) -> Option<Principal> {
     if claims.get("type")?.as_str()? != "access" {
         return None;
     }

@@ -65,12 +65,7 @@ impl Request {
 
     /// The value of cookie `name`, if present.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        self.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
-            |pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == name).then(|| v.trim_matches('"').to_string())
-            },
-        )
+        self.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| cookie_from_header(v, name))
     }
 
     /// A query-string parameter, percent-decoded.

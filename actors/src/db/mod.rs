@@ -41,7 +41,8 @@ pub enum DbError {
     #[error("PostgreSQL is unreachable: {0}")]
     Unreachable(String),
     #[error(
-        "database schema is not migrated (at version {current:?}, this build needs {expected}); run `auth-service migrate`"
+        "database schema is not migrated (at version {}, this build needs {expected}); run `auth-service migrate`",
+        current.map_or_else(|| "none".to_string(), |v| v.to_string())
     )]
     NotMigrated { current: Option<i32>, expected: i32 },
     #[error("migration failed: {0}")]
