@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench chaos abuse timing lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench chaos abuse timing fuzz schemathesis lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -43,6 +43,7 @@ test: services
 		status=$$?; scripts/drop-test-databases.sh $(TEST_RUN_ID) || true; exit $$status
 	@scripts/interop.sh
 	@REFRESH_REUSE_GRACE=2s DEMO_REUSE_WAIT=3 scripts/with-service.sh scripts/demo.sh
+	@scripts/fuzz.sh smoke
 
 ## Our tokens verified by PyJWT and node's jose against a live instance.
 interop: build
@@ -74,6 +75,14 @@ abuse: services
 timing: services
 	$(CARGO) build --release -p auth-service
 	python3 scripts/timing.py
+
+## Coverage-guided fuzzing of the verifier, parsers and router (cargo fuzz; FUZZ_SECONDS per target).
+fuzz:
+	@scripts/fuzz.sh long $${FUZZ_SECONDS:-300}
+
+## Schemathesis against /openapi.json and a live instance: no 5xx, responses match the document.
+schemathesis: build
+	@scripts/schemathesis.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -645,10 +645,10 @@ impl KeySet {
             && let Some(hit) = cache.get(token)
             && hit.rules == fingerprint
         {
-            if now > hit.exp + leeway {
+            if now > hit.exp.saturating_add(leeway) {
                 return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into()));
             }
-            if hit.nbf > now + leeway {
+            if hit.nbf > now.saturating_add(leeway) {
                 return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ImmatureSignature.into()));
             }
             return Ok(hit.claims.clone());
@@ -682,6 +682,12 @@ impl KeySet {
         validation.validate_nbf = true;
         validation.leeway = rules.leeway.as_secs();
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)?;
+        // jsonwebtoken does not enforce `iat` from the required list; do it here.
+        if !data.claims.get("iat").is_some_and(serde_json::Value::is_i64) {
+            return Err(TokenError::Invalid(
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim("iat".into()).into(),
+            ));
+        }
         Ok(data.claims)
     }
 }

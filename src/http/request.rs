@@ -131,11 +131,12 @@ pub fn cookie_from_header(header: &str, name: &str) -> Option<String> {
 }
 
 /// JSON syntax errors are 400; a well-formed document with wrong or missing fields is 422.
+/// The syntax is checked on its own first, so a malformed body is 400 even when a field
+/// before the error already had the wrong type.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::Unprocessable(e.to_string()),
-        _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
-    })
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

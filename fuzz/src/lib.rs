@@ -1,0 +1,18 @@
+//! Fuzz targets for auth-service, shared by the libFuzzer binaries (`fuzz_targets/`, run with
+//! `cargo fuzz`) and the stable, seeded harness (`tests/smoke.rs`), so both exercise the same
+//! code and the same oracles.
+//!
+//! - [`jwt`]: `KeySet::verify` on arbitrary token strings, on tokens assembled from a readable
+//!   header/payload/signature description, and on structured mutations of validly signed tokens.
+//! - [`parsers`]: the request-body parsers (`parse_json` into the flows' input types,
+//!   `parse_form`), `cookie_from_header`, `client_ip` with arbitrary `X-Forwarded-For` values,
+//!   and the field validators.
+//! - [`router`]: `router::find` on arbitrary methods and paths.
+//! - [`harness`]: corpus replay and a small deterministic mutator for the stable harness.
+//!
+//! Every target panics when an oracle is violated; a panic is a finding.
+
+pub mod harness;
+pub mod jwt;
+pub mod parsers;
+pub mod router;

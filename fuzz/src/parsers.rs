@@ -1,0 +1,302 @@
+//! Target `parsers`: the pure request parsers of `auth_service::http::request` and the field
+//! validators the flows apply to what they parse. Every input goes through all of them:
+//!
+//! - `parse_json` into `serde_json::Value` and into each flow's input type (`LoginInput`,
+//!   `SignupInput`, `ProfileUpdate`, `CreateRole`, `UpdateRole`, `Assign`, `Check`). Oracles:
+//!   errors are 400 or 422 only; a typed parse never succeeds on a body that is not JSON (apart
+//!   from content serde_json does not check in skipped fields); what a typed parse read agrees
+//!   with the document (including `UpdateRole`'s absent vs `null` description); a parsed `Value`
+//!   survives a serialise/parse round trip.
+//! - `parse_form` into `LoginInput` and into pairs. Oracles: errors are 422 only; the typed form
+//!   agrees with the pairs; `Page::parse` on the `page`/`size` pairs keeps its bounds.
+//! - `cookie_from_header` with the input as the header. Oracles: a found value holds no `;`; a
+//!   well-formed cookie appended to the header is found unless the header already names it.
+//! - `client_ip` with the input's lines as `X-Forwarded-For` values, under a proxy
+//!   configuration picked by the first byte. Oracles: untrusted peer or untrusted headers give
+//!   the peer; otherwise the answer is the peer or a forwarded address that is not a trusted
+//!   proxy; the answer is never an IPv4-mapped IPv6 address.
+//! - `validate_username`, `validate_email`, `validate_password`, `decode_refresh`: what they
+//!   accept keeps the documented shape.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use auth_service::config::{HttpConfig, PasswordConfig};
+use auth_service::flows::account::{Page, ProfileUpdate};
+use auth_service::flows::login::LoginInput;
+use auth_service::flows::roles::{Assign, Check, CreateRole, UpdateRole};
+use auth_service::flows::signup::{SignupInput, validate_email, validate_password, validate_username};
+use auth_service::flows::tokens::decode_refresh;
+use auth_service::http::ApiError;
+use auth_service::http::request::{client_ip, cookie_from_header, parse_form, parse_json};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hyper::StatusCode;
+use hyper::header::{HeaderMap, HeaderValue};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Runs one input through every parser; panics when an oracle is violated.
+pub fn run(data: &[u8]) {
+    json(data);
+    form(data);
+    let text = String::from_utf8_lossy(data);
+    cookies(&text);
+    forwarded(data);
+    fields(&text);
+}
+
+fn expect_status<T>(result: &Result<T, ApiError>, allowed: &[StatusCode], what: &str) {
+    if let Err(e) = result {
+        assert!(allowed.contains(&e.status()), "{what}: unexpected status {} ({e})", e.status());
+    }
+}
+
+const JSON_ERRORS: &[StatusCode] = &[StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY];
+
+fn typed<T: DeserializeOwned>(data: &[u8], doc: Option<&Value>, what: &str) -> Option<T> {
+    let parsed = parse_json::<T>(data);
+    expect_status(&parsed, JSON_ERRORS, what);
+    if parsed.is_ok() && doc.is_none() && !only_skipped_content_is_invalid(data) {
+        panic!("{what} parsed from a body that is not a JSON document");
+    }
+    parsed.ok()
+}
+
+/// serde_json does not fully check the values it skips (fields a type ignores): invalid UTF-8,
+/// lone surrogate escapes or numbers out of range there pass a typed parse while a `Value` parse
+/// rejects them. Such a body still passes serde_json's syntax-only parse (`IgnoredAny`).
+fn only_skipped_content_is_invalid(data: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok()
+}
+
+/// Equality of documents, except that floats may differ in their last bit: serde_json's
+/// default float parser is not correctly rounded (its `float_roundtrip` feature is), so a
+/// long literal can come back one ulp away after a round trip.
+fn same_document(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= x.abs().max(y.abs()) * 4.0 * f64::EPSILON,
+            _ => false,
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_document(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_document(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A struct field as the document holds it: by name in an object, by position in an array
+/// (serde's derived structs accept both).
+fn member<'a>(doc: &'a Value, key: &str, index: usize) -> Option<&'a Value> {
+    match doc {
+        Value::Object(map) => map.get(key),
+        Value::Array(items) => items.get(index),
+        _ => None,
+    }
+}
+
+fn string_member<'a>(doc: &'a Value, key: &str, index: usize) -> Option<&'a str> {
+    member(doc, key, index).and_then(Value::as_str)
+}
+
+fn json(data: &[u8]) {
+    let doc = parse_json::<Value>(data);
+    expect_status(&doc, JSON_ERRORS, "parse_json::<Value>");
+    let doc = doc.ok();
+    if let Some(v) = &doc {
+        let bytes = serde_json::to_vec(v).expect("a Value serialises");
+        let again: Value = parse_json(&bytes).unwrap_or_else(|e| panic!("re-serialised JSON does not parse: {e}"));
+        assert!(same_document(&again, v), "JSON round trip changed the document: {v} became {again}");
+    }
+    let Some(d) = doc.as_ref() else {
+        // Not a JSON document: no typed parse may succeed.
+        typed::<LoginInput>(data, None, "LoginInput");
+        typed::<SignupInput>(data, None, "SignupInput");
+        typed::<ProfileUpdate>(data, None, "ProfileUpdate");
+        typed::<CreateRole>(data, None, "CreateRole");
+        typed::<UpdateRole>(data, None, "UpdateRole");
+        typed::<Assign>(data, None, "Assign");
+        typed::<Check>(data, None, "Check");
+        return;
+    };
+    let doc = Some(d);
+
+    if let Some(login) = typed::<LoginInput>(data, doc, "LoginInput") {
+        assert_eq!(string_member(d, "username", 0), Some(login.username.as_str()), "LoginInput.username");
+        assert_eq!(string_member(d, "password", 1), Some(login.password.as_str()), "LoginInput.password");
+    }
+    if let Some(signup) = typed::<SignupInput>(data, doc, "SignupInput") {
+        assert_eq!(string_member(d, "username", 0), Some(signup.username.as_str()), "SignupInput.username");
+        assert_eq!(string_member(d, "email", 1), Some(signup.email.as_str()), "SignupInput.email");
+        assert_eq!(string_member(d, "password", 2), Some(signup.password.as_str()), "SignupInput.password");
+        let _ = validate_username(&signup.username);
+        let _ = validate_email(signup.email.trim());
+    }
+    if let Some(update) = typed::<ProfileUpdate>(data, doc, "ProfileUpdate") {
+        if let Some(map) = d.as_object() {
+            for k in map.keys() {
+                assert!(
+                    ["username", "old_password", "new_password"].contains(&k.as_str()),
+                    "ProfileUpdate denies unknown fields but accepted {k:?}"
+                );
+            }
+        }
+        assert_eq!(update.username.as_deref(), string_member(d, "username", 0), "ProfileUpdate.username");
+    }
+    if let Some(role) = typed::<CreateRole>(data, doc, "CreateRole") {
+        assert_eq!(string_member(d, "name", 0), Some(role.name.as_str()), "CreateRole.name");
+    }
+    if let Some(update) = typed::<UpdateRole>(data, doc, "UpdateRole") {
+        let expected = match member(d, "description", 1) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(v.as_str().expect("description is a string").to_string())),
+        };
+        assert_eq!(update.description, expected, "UpdateRole: absent, null and value descriptions mixed up");
+    }
+    if let Some(assign) = typed::<Assign>(data, doc, "Assign") {
+        let user_id = string_member(d, "user_id", 0).and_then(|s| s.parse::<uuid::Uuid>().ok());
+        assert_eq!(user_id, Some(assign.user_id), "Assign.user_id");
+    }
+    if let Some(check) = typed::<Check>(data, doc, "Check") {
+        assert_eq!(string_member(d, "role_name", 1), Some(check.role_name.as_str()), "Check.role_name");
+    }
+}
+
+fn form(data: &[u8]) {
+    const FORM_ERRORS: &[StatusCode] = &[StatusCode::UNPROCESSABLE_ENTITY];
+    let pairs = parse_form::<Vec<(String, String)>>(data);
+    expect_status(&pairs, FORM_ERRORS, "parse_form::<Vec<(String, String)>>");
+    let login = parse_form::<LoginInput>(data);
+    expect_status(&login, FORM_ERRORS, "parse_form::<LoginInput>");
+    if let Ok(login) = &login {
+        let pairs = pairs.as_ref().expect("a form that parses as LoginInput parses as pairs");
+        let usernames: Vec<&str> = pairs.iter().filter(|(k, _)| k == "username").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(usernames, [login.username.as_str()], "LoginInput.username disagrees with the pairs");
+    }
+    if let Ok(pairs) = pairs {
+        let find = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        if let Ok(page) = Page::parse(find("page"), find("size"), 50) {
+            assert!(page.page >= 1 && (1..=100).contains(&page.size), "Page out of bounds: {page:?}");
+            assert!(page.offset() >= 0, "negative offset for {page:?}");
+        }
+    }
+}
+
+fn cookies(text: &str) {
+    for name in ["refresh_token", "a", ""] {
+        if let Some(v) = cookie_from_header(text, name) {
+            assert!(!v.contains(';'), "cookie value holds a separator: {v:?}");
+        }
+    }
+    let named_before =
+        text.split(';').any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == "refresh_token"));
+    let value: String =
+        text.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(64).collect();
+    let header = format!("{text}; refresh_token={value}");
+    let found = cookie_from_header(&header, "refresh_token");
+    if !named_before {
+        assert_eq!(found.as_deref(), Some(value.as_str()), "appended cookie not found in {header:?}");
+    }
+}
+
+const PEERS: &[IpAddr] = &[
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0005)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+];
+
+fn proxies(choice: u8) -> Vec<IpNet> {
+    let nets: &[&str] = match choice % 4 {
+        0 => &[],
+        1 => &["10.0.0.0/8", "127.0.0.1/32", "::1/128"],
+        2 => &["0.0.0.0/0", "::/0"],
+        _ => &["10.0.0.0/8", "2001:db8::/32", "fd00::/8"],
+    };
+    nets.iter().map(|n| n.parse().expect("valid CIDR")).collect()
+}
+
+fn http_config(trust: bool, trusted_proxies: Vec<IpNet>) -> HttpConfig {
+    HttpConfig {
+        bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_bind_addr: None,
+        max_body_bytes: 64 * 1024,
+        header_read_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        max_connections: 1024,
+        shutdown_grace: Duration::from_secs(5),
+        cookie_secure: false,
+        allowed_origins: Vec::new(),
+        trust_proxy_headers: trust,
+        trusted_proxies,
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn forwarded(data: &[u8]) {
+    let first = data.first().copied().unwrap_or(0);
+    let http = http_config(first & 1 == 1, proxies(first >> 4));
+    let peer = PEERS[usize::from(first >> 1) % PEERS.len()];
+    let mut headers = HeaderMap::new();
+    let mut listed = Vec::new();
+    for line in data.get(1..).unwrap_or_default().split(|b| *b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            if let Ok(s) = value.to_str() {
+                listed.extend(s.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()).map(canonical));
+            }
+            headers.append("x-forwarded-for", value);
+        }
+    }
+    let ip = client_ip(peer, &headers, &http);
+    let trusted = |ip: IpAddr| http.trusted_proxies.iter().any(|n| n.contains(&ip));
+    let peer = canonical(peer);
+    assert!(
+        !matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()),
+        "client_ip returned an IPv4-mapped address: {ip}"
+    );
+    if !http.trust_proxy_headers || !trusted(peer) {
+        assert_eq!(ip, peer, "forwarded headers used without a trusted proxy in front");
+    } else if ip != peer {
+        assert!(listed.contains(&ip), "client_ip {ip} is neither the peer nor a forwarded address");
+        assert!(!trusted(ip), "client_ip {ip} is a trusted proxy");
+    }
+}
+
+fn fields(text: &str) {
+    if validate_username(text).is_ok() {
+        assert!((3..=64).contains(&text.len()), "username length {} accepted", text.len());
+        assert!(text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')));
+    }
+    if validate_email(text).is_ok() {
+        assert!(text.len() <= 254 && text.matches('@').count() == 1, "email {text:?} accepted");
+        assert!(!text.chars().any(char::is_whitespace), "email with whitespace accepted: {text:?}");
+    }
+    let policy = PasswordConfig {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+        concurrency: 1,
+        queue_timeout: Duration::from_secs(1),
+        min_length: 8,
+        max_length: 128,
+    };
+    if validate_password(&policy, text, "fuzz_user", "fuzz@example.com").is_ok() {
+        assert!((8..=128).contains(&text.chars().count()), "password length {} accepted", text.chars().count());
+    }
+    if let Some(secret) = decode_refresh(text) {
+        assert_eq!(secret.len(), 32, "refresh secret of {} bytes accepted", secret.len());
+        assert_eq!(B64.encode(&secret), text.trim(), "non-canonical refresh token accepted");
+    }
+}
