@@ -44,6 +44,7 @@ test: services
 	@scripts/interop.sh
 	@REFRESH_REUSE_GRACE=2s DEMO_REUSE_WAIT=3 scripts/with-service.sh scripts/demo.sh
 	@scripts/fuzz.sh smoke
+	@scripts/check-compose.sh
 
 ## Our tokens verified by PyJWT and node's jose against a live instance.
 interop: build
