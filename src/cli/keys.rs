@@ -36,6 +36,8 @@ pub enum KeysCommand {
     },
     /// Remove a retired key from the JWKS (refused while its tokens may still be live).
     Remove {
+        /// Key id. May start with `-` (kids are base64url thumbprints).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -43,6 +45,8 @@ pub enum KeysCommand {
     /// Emergency: unpublish a key at once so its tokens stop verifying. Revoking the active key
     /// activates the newest `next` key immediately.
     Revoke {
+        /// Key id. May start with `-` (kids are base64url thumbprints).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[arg(long)]
         dir: Option<PathBuf>,

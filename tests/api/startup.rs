@@ -200,3 +200,15 @@ async fn keys_generate_writes_a_private_key_readable_only_by_its_owner() {
     let list = run_ok(&["keys", "list", "--dir", &dir.display().to_string()], &[]).await;
     assert!(list.contains("ES256") && list.contains("active"), "{list}");
 }
+
+#[tokio::test]
+async fn key_commands_accept_a_kid_that_starts_with_a_hyphen() {
+    let dir = temp_dir("hyphen");
+    let out = command(&["keys", "revoke", "-8not-a-kid", "--dir", &dir.display().to_string()], &[])
+        .output()
+        .await
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown kid \"-8not-a-kid\""), "parsed as a kid, not an option: {stderr}");
+}
