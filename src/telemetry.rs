@@ -3,9 +3,9 @@
 //!
 //! Lines are handed to a background thread that writes them to stdout in batches, so a
 //! request never waits on a log write. If that thread falls far behind (over 128 000 lines
-//! queued), new lines are dropped rather than slowing requests down, and counted.
+//! queued), new lines are dropped rather than slowing requests down.
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -13,8 +13,6 @@ use crate::config::LogFormat;
 /// Keeps the log writer alive; dropping it flushes what is queued.
 pub struct Logging {
     _guard: WorkerGuard,
-    /// Lines dropped because the writer fell behind.
-    pub dropped: ErrorCounter,
 }
 
 pub fn init(format: LogFormat, level: &str) -> Logging {
@@ -25,11 +23,10 @@ pub fn init(format: LogFormat, level: &str) -> Logging {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let (writer, guard) = NonBlockingBuilder::default().lossy(true).finish(out);
-    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-    Logging { _guard: guard, dropped }
+    Logging { _guard: guard }
 }

@@ -245,7 +245,7 @@ impl Actor for UserStore {
             }
             UserStoreMsg::RecordEvent { event_type, user_id, actor_id, ip, detail, reply } => answer!(state, reply, {
                 let client = pool.get().await?;
-                Ok(events::record(&client, event_type, user_id, actor_id, ip.as_deref(), detail).await?)
+                Ok(events::record_in(&client, event_type, user_id, actor_id, ip.as_deref(), detail).await?)
             }),
             UserStoreMsg::Events { event_type, user_id, limit, offset, reply } => answer!(state, reply, {
                 let client = pool.get().await?;
@@ -336,11 +336,6 @@ impl UserStoreHandle {
 
     async fn call<R: Send + 'static>(&self, build: impl FnOnce(Reply<R>) -> UserStoreMsg) -> Result<R, StoreError> {
         self.pick()?.call(build).await?
-    }
-
-    /// Number of workers currently running.
-    pub fn workers_up(&self) -> usize {
-        self.workers.iter().filter(|w| w.is_up()).count()
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

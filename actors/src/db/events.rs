@@ -15,7 +15,8 @@ pub struct EventRow {
     pub detail: serde_json::Value,
 }
 
-pub(crate) async fn record_in(
+/// Records one event, inside whatever transaction `client` is.
+pub async fn record_in(
     client: &impl GenericClient,
     event_type: &str,
     user_id: Option<Uuid>,
@@ -30,17 +31,6 @@ pub(crate) async fn record_in(
         .await?;
     client.execute(&stmt, &[&event_type, &user_id, &actor_id, &ip, &detail]).await?;
     Ok(())
-}
-
-pub async fn record(
-    client: &deadpool_postgres::Client,
-    event_type: &str,
-    user_id: Option<Uuid>,
-    actor_id: Option<Uuid>,
-    ip: Option<&str>,
-    detail: serde_json::Value,
-) -> Result<(), tokio_postgres::Error> {
-    record_in(client, event_type, user_id, actor_id, ip, detail).await
 }
 
 /// One page of events, newest first, optionally filtered by type and user, with the total.

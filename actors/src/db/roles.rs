@@ -223,19 +223,7 @@ pub async fn users_page(
         )
         .await?;
     let count = client.prepare_cached("SELECT count(*) FROM users").await?;
-    let items = client
-        .query(&stmt, &[&limit, &offset])
-        .await?
-        .iter()
-        .map(|r| UserRecord {
-            id: r.get(0),
-            username: r.get(1),
-            email: r.get(2),
-            is_active: r.get(3),
-            created_at: r.get(4),
-            roles: r.get(5),
-        })
-        .collect();
+    let items = client.query(&stmt, &[&limit, &offset]).await?.iter().map(super::users::user_from).collect();
     let total: i64 = client.query_one(&count, &[]).await?.get(0);
     Ok((items, total))
 }

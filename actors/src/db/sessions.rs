@@ -116,7 +116,7 @@ pub async fn rotate(
         [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at];
     if let Some(row) = client.query_opt(&cas, &params).await? {
         let family_id: Uuid = row.get(0);
-        return Ok(RotateOutcome::Rotated { user: user_from_offset(&row, 1), family_id });
+        return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id });
     }
 
     let tx = client.transaction().await?;
@@ -165,18 +165,6 @@ pub async fn rotate(
     .await?;
     tx.commit().await?;
     Ok(RotateOutcome::ReuseDetected { user_id, family_id })
-}
-
-/// A user from the columns `id, username, email, is_active, created_at, roles` at `at`.
-fn user_from_offset(row: &tokio_postgres::Row, at: usize) -> UserRecord {
-    UserRecord {
-        id: row.get(at),
-        username: row.get(at + 1),
-        email: row.get(at + 2),
-        is_active: row.get(at + 3),
-        created_at: row.get(at + 4),
-        roles: row.get(at + 5),
-    }
 }
 
 async fn revoke_family_in(

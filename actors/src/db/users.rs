@@ -27,7 +27,8 @@ const USER_COLUMNS: &str = "u.id, u.username, u.email, u.is_active, u.created_at
     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
           WHERE ur.user_id = u.id ORDER BY r.name) AS roles";
 
-fn user_from(row: &Row) -> UserRecord {
+/// A user from a row with the columns `id, username, email, is_active, created_at, roles`.
+pub(crate) fn user_from(row: &Row) -> UserRecord {
     UserRecord {
         id: row.get("id"),
         username: row.get("username"),
