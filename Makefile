@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench chaos abuse timing fuzz schemathesis lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -59,6 +59,13 @@ bench: services
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || sudo apt-get install -y -qq wrk
 	$(CARGO) build --release -p auth-service -p auth-bench
 	python3 bench/run.py
+
+## Login p50 and history-page p99 on a small database and after COPY-loading 1 000 000 users and
+## 10 000 000 login-history rows (SCALE_USERS, SCALE_HISTORY); writes its section of docs/BENCHMARKS.md.
+bench-scale: services
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || sudo apt-get install -y -qq wrk
+	$(CARGO) build --release -p auth-service -p auth-bench
+	python3 bench/scale.py
 
 ## Faults under steady load: Redis stopped, PostgreSQL connections killed, actors failing, key reload,
 ## restart-intensity escalation; prints one table and fails on any violation.

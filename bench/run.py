@@ -48,6 +48,89 @@ def http(method, url, body=None, headers=None):
         return e.code, dict(e.headers), e.read()
 
 
+def service_env(run, db, keys, port):
+    """The environment of a bench instance: production settings, its own database, keys, Redis prefix and port."""
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CONFIG_DIR": os.path.join(WORK, "empty-config"),
+        "DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + "/" + db,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_KEY_PREFIX": f"bench:{run}:",
+        "JWT_KEYS_DIR": keys,
+        "JWT_ISSUER": base,
+        "JWT_AUDIENCE": "bench",
+        "BIND_ADDR": f"127.0.0.1:{port}",
+        "RATE_LIMIT_ENABLED": "false",
+        "LOG_LEVEL": "info",
+    }
+    os.makedirs(env["CONFIG_DIR"], exist_ok=True)
+    return env
+
+
+def prepare(binary, env):
+    """Migrates and seeds the (already created) database and generates the signing key."""
+    for args in (["migrate"], ["seed-roles"], ["keys", "generate", "--alg", "RS256", "--bits", "2048"]):
+        subprocess.run([binary, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def start_service(binary, env, base, log_path):
+    """Starts `serve`; returns the process and the milliseconds from process start to the first readyz 200."""
+    log = open(log_path, "w")
+    started = time.perf_counter()
+    server = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    while True:
+        try:
+            if http("GET", f"{base}/api/v1/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.perf_counter() - started > 30:
+            server.terminate()
+            server.wait()
+            sys.exit("bench: the service did not become ready")
+        time.sleep(0.002)
+    return server, (time.perf_counter() - started) * 1000
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def signup_users(base):
+    """Signs up bench_user_1..USERS through the API (the login scenario cycles through them)."""
+    for i in range(1, USERS + 1):
+        body = json.dumps({"username": f"bench_user_{i}", "email": f"bench_user_{i}@bench.example", "password": PASSWORD})
+        assert http("POST", f"{base}/api/v1/users/signup", body.encode(), JSON)[0] == 201
+
+
+def login_user(base, user):
+    """Logs `user` in; returns its access token and its refresh token (from the cookie)."""
+    status, headers, body = http("POST", f"{base}/api/v1/auth/login-json", json.dumps({"username": user, "password": PASSWORD}).encode(), JSON)
+    assert status == 200, status
+    cookie = headers.get("set-cookie") or headers.get("Set-Cookie")
+    return json.loads(body)["access_token"], cookie.split(";")[0].split("=", 1)[1]
+
+
+# `make bench-scale` (bench/scale.py) writes its own section of docs/BENCHMARKS.md between these
+# lines; `make bench` rewrites the rest of the file and keeps that section.
+BENCHMARKS = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+SCALE_BEGIN = "<!-- scale:begin -->"
+SCALE_END = "<!-- scale:end -->"
+
+
+def scale_section(path):
+    """The scale section of the file at `path`, markers included, or "" if it has none."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    begin, end = text.find(SCALE_BEGIN), text.find(SCALE_END)
+    if begin < 0 or end < begin:
+        return ""
+    return text[begin:end + len(SCALE_END)] + "\n"
+
+
 def psql(sql):
     subprocess.run(["psql", ADMIN_URL, "-qc", sql], check=True, stdout=subprocess.DEVNULL)
 
@@ -135,55 +218,23 @@ def main():
     keys = os.path.join(WORK, f"keys-{run}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CONFIG_DIR": os.path.join(WORK, "empty-config"),
-        "DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + "/" + db,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "REDIS_KEY_PREFIX": f"bench:{run}:",
-        "JWT_KEYS_DIR": keys,
-        "JWT_ISSUER": base,
-        "JWT_AUDIENCE": "bench",
-        "BIND_ADDR": f"127.0.0.1:{port}",
-        "RATE_LIMIT_ENABLED": "false",
-        "LOG_LEVEL": "info",
-    }
-    os.makedirs(env["CONFIG_DIR"], exist_ok=True)
+    env = service_env(run, db, keys, port)
     binary = os.path.join(REL, "auth-service")
     server = bare = None
     psql(f'CREATE DATABASE "{db}"')
     try:
-        for args in (["migrate"], ["seed-roles"], ["keys", "generate", "--alg", "RS256", "--bits", "2048"]):
-            subprocess.run([binary, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+        prepare(binary, env)
 
         # Start-up: process start to the first readyz 200.
-        log = open(os.path.join(WORK, f"server-{run}.log"), "w")
-        started = time.perf_counter()
-        server = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        while True:
-            try:
-                if http("GET", f"{base}/api/v1/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.perf_counter() - started > 30:
-                sys.exit("bench: the service did not become ready")
-            time.sleep(0.002)
-        startup_ms = (time.perf_counter() - started) * 1000
+        server, startup_ms = start_service(binary, env, base, os.path.join(WORK, f"server-{run}.log"))
 
         # Seed: users, an admin, tokens.
-        js = {"Content-Type": "application/json"}
-        for i in range(1, USERS + 1):
-            body = json.dumps({"username": f"bench_user_{i}", "email": f"bench_user_{i}@bench.example", "password": PASSWORD})
-            assert http("POST", f"{base}/api/v1/users/signup", body.encode(), js)[0] == 201
+        signup_users(base)
         admin_env = {**env, "SUPERUSER_USERNAME": "bench_admin", "SUPERUSER_EMAIL": "admin@bench.example", "SUPERUSER_PASSWORD": PASSWORD}
         subprocess.run([binary, "create-superuser"], env=admin_env, check=True, stdout=subprocess.DEVNULL)
 
         def login(user):
-            status, headers, body = http("POST", f"{base}/api/v1/auth/login-json", json.dumps({"username": user, "password": PASSWORD}).encode(), js)
-            assert status == 200, status
-            cookie = headers.get("set-cookie") or headers.get("Set-Cookie")
-            return json.loads(body)["access_token"], cookie.split(";")[0].split("=", 1)[1]
+            return login_user(base, user)
 
         token, _ = login("bench_user_1")
         admin_token, _ = login("bench_admin")
@@ -258,7 +309,8 @@ def main():
     print("\n".join(summary))
     print(f"- machine: {machine}")
 
-    with open(os.path.join(ROOT, "docs", "BENCHMARKS.md"), "w") as f:
+    scale = scale_section(BENCHMARKS)
+    with open(BENCHMARKS, "w") as f:
         f.write("# Benchmarks\n\n")
         f.write("Written by `make bench` (bench/run.py). Every ratio compares a scenario with a ceiling measured in the\n"
                 "same run on the same machine: the HTTP ceiling is a bare hyper server answering a fixed body under the\n"
@@ -275,6 +327,8 @@ def main():
         if os.path.exists(extra):
             with open(extra) as notes:
                 f.write("\n" + notes.read())
+        if scale:
+            f.write("\n" + scale)
 
 
 if __name__ == "__main__":
