@@ -140,6 +140,11 @@ impl Metrics {
             m.db_pool_available.clone(),
         );
         registry.register("db_pool_waiting", "Requests waiting for a PostgreSQL connection", m.db_pool_waiting.clone());
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stdout fell 16 MiB behind",
+            crate::telemetry::dropped_lines(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 

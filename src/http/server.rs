@@ -154,12 +154,13 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
         .request_duration
         .get_or_create(&RouteLabels { route: template, method: method_label })
         .observe(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            target: "access",
-            method = %method, route = template, status, latency_ms = elapsed.as_secs_f64() * 1000.0,
-            client_ip = %client_ip, "request"
-        );
+    crate::telemetry::access(&crate::telemetry::Access {
+        request_id: &id,
+        method: method.as_str(),
+        route: template,
+        status,
+        latency: elapsed,
+        client_ip,
     });
     response
 }
