@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use auth_actors::Services;
 
+use crate::authz::AuthzCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bounded Argon2id hashing, off the async runtime.
     pub hasher: PasswordHasher,
+    /// Callers' current roles, valid while the authorization epoch holds.
+    pub authz: AuthzCache,
 }
 
 impl App {

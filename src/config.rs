@@ -44,6 +44,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         Some("5m"),
         "Cache-Control max-age of the JWKS; a key must be published this long before it signs.",
     ),
+    (
+        "AUTHZ_CACHE_TTL",
+        Some("10s"),
+        "Longest an instance trusts a cached role look-up; API changes end it at once (0s disables).",
+    ),
     ("CLOCK_SKEW", Some("30s"), "Leeway on exp/nbf/iat, and extra time retired keys stay published."),
     ("LOG_FORMAT", Some("text"), "text or json."),
     ("LOG_LEVEL", Some("info"), "tracing filter, e.g. info or auth_service=debug,info."),
@@ -142,6 +147,8 @@ pub struct TokenConfig {
     pub reuse_grace: Duration,
     pub jwks_max_age: Duration,
     pub clock_skew: Duration,
+    /// How long a cached look-up of a caller's roles may be used (while the epoch holds).
+    pub authz_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -410,6 +417,7 @@ impl Layers {
                 reuse_grace: self.duration("REFRESH_REUSE_GRACE")?,
                 jwks_max_age: self.duration("JWKS_MAX_AGE")?,
                 clock_skew: self.duration("CLOCK_SKEW")?,
+                authz_cache_ttl: self.duration("AUTHZ_CACHE_TTL")?,
             },
             passwords,
             limits: LimitConfig {

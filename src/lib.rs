@@ -13,12 +13,14 @@
 //! - [`flows`]: the business logic of each request (login, refresh, ...), between HTTP and
 //!   the actors.
 //! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
+//! - [`authz`]: callers' current roles, cached under the authorization epoch.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
 //!
 //! The actors themselves (supervisor, KeyManager, UserStore, RateLimiter, Health) live in the
 //! `auth-actors` crate.
 
 pub mod app;
+pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod flows;

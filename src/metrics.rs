@@ -50,6 +50,12 @@ pub struct ClassLabels {
     pub class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
@@ -66,6 +72,7 @@ pub struct Metrics {
     pub hash_rejected: Counter,
     pub active_key_age: Gauge,
     pub jwks: Family<OutcomeLabels, Counter>,
+    pub authz_cache: Family<CacheLabels, Counter>,
     pub db_pool_max: Gauge,
     pub db_pool_size: Gauge,
     pub db_pool_available: Gauge,
@@ -95,6 +102,7 @@ impl Metrics {
             hash_rejected: Counter::default(),
             active_key_age: Gauge::default(),
             jwks: Family::default(),
+            authz_cache: Family::default(),
             db_pool_max: Gauge::default(),
             db_pool_size: Gauge::default(),
             db_pool_available: Gauge::default(),
@@ -130,6 +138,11 @@ impl Metrics {
             "Age of the active signing key",
             Unit::Seconds,
             m.active_key_age.clone(),
+        );
+        registry.register(
+            "authz_cache",
+            "Look-ups of a caller's current roles: hit (cached under the current epoch) or miss (read from PostgreSQL)",
+            m.authz_cache.clone(),
         );
         registry.register("jwks_responses", "JWKS responses: served or not_modified", m.jwks.clone());
         registry.register("db_pool_max_connections", "Configured PostgreSQL pool size", m.db_pool_max.clone());

@@ -44,7 +44,13 @@ pub async fn run(
     if !config.limits.enabled {
         tracing::warn!("RATE_LIMIT_ENABLED=false: rate limiting and lockout are off (load tests only)");
     }
-    let app = App::new(AppState { config: Arc::new(config), services, metrics, hasher });
+    let app = App::new(AppState {
+        authz: crate::authz::AuthzCache::new(config.tokens.authz_cache_ttl),
+        config: Arc::new(config),
+        services,
+        metrics,
+        hasher,
+    });
     on_ready(&app);
     let metrics_server = metrics_listener.map(|l| tokio::spawn(server::serve_metrics(l, app.clone())));
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");

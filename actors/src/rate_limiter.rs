@@ -1,5 +1,7 @@
 //! The RateLimiter/Blacklist actor: every Redis decision of the service. Rate-limit windows,
-//! the access-token `jti` blacklist and the per-user "not before" markers of logout-all.
+//! the access-token `jti` blacklist, the per-user "not before" markers of logout-all, and the
+//! authorization epoch: a random value that changes whenever any user's roles or standing
+//! change, so that every instance can cache role look-ups and still drop them at once.
 //!
 //! Redis commands are pipelined over one multiplexed connection: the actor hands each request
 //! to a short task on that connection and returns to its mailbox, so a slow Redis round trip
@@ -115,6 +117,23 @@ pub struct TokenState {
     pub session_revoked: bool,
 }
 
+/// The Redis keys of one access token: its `jti`, its user and its session.
+#[derive(Debug, Clone)]
+pub struct TokenKeys {
+    pub jti: String,
+    pub user: String,
+    pub session: Option<String>,
+}
+
+/// The state of several tokens, read in one round trip, and the authorization epoch when asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenCheck {
+    pub states: Vec<TokenState>,
+    /// The current authorization epoch; `None` if it was not asked for or could not be read
+    /// (the caller must then not use its cache). When Redis has none, a new one is started.
+    pub authz_epoch: Option<String>,
+}
+
 /// Messages the RateLimiter/Blacklist handles.
 pub enum RateLimiterMsg {
     /// `PING` Redis (readiness probe).
@@ -131,14 +150,13 @@ pub enum RateLimiterMsg {
     SetNotBefore { user: String, at_ms: i64, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
     /// Mark sessions revoked for `ttl`, so the access tokens issued to them are refused.
     RevokeSessions { sessions: Vec<String>, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Read the blacklist entry of `jti`, the logout-all marker of `user` and the revocation
-    /// marker of `session` in one round trip.
-    CheckToken {
-        jti: String,
-        user: String,
-        session: Option<String>,
-        reply: RpcReplyPort<Result<TokenState, LimiterError>>,
-    },
+    /// Read, for each token, the blacklist entry of its `jti`, the logout-all marker of its
+    /// user and the revocation marker of its session, and with `epoch` the authorization
+    /// epoch, all in one round trip.
+    CheckTokens { tokens: Vec<TokenKeys>, epoch: bool, reply: RpcReplyPort<Result<TokenCheck, LimiterError>> },
+    /// Replace the authorization epoch with a new random value: a user's roles or standing
+    /// changed, so every instance must stop trusting what it cached.
+    BumpAuthzEpoch(RpcReplyPort<Result<(), LimiterError>>),
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -303,22 +321,61 @@ impl Actor for RateLimiter {
                     .in_current_span(),
                 );
             }
-            RateLimiterMsg::CheckToken { jti, user, session, reply } => {
+            RateLimiterMsg::CheckTokens { tokens, epoch, reply } => {
                 let p = &state.args.prefix;
-                let keys = [
-                    format!("{p}bl:{jti}"),
-                    format!("{p}nb:{user}"),
-                    format!("{p}rs:{}", session.as_deref().unwrap_or("-")),
-                ];
+                let mut keys = Vec::with_capacity(tokens.len() * 3 + 1);
+                for t in &tokens {
+                    keys.push(format!("{p}bl:{}", t.jti));
+                    keys.push(format!("{p}nb:{}", t.user));
+                    keys.push(format!("{p}rs:{}", t.session.as_deref().unwrap_or("-")));
+                }
+                let epoch_key = format!("{p}{AUTHZ_EPOCH}");
+                if epoch {
+                    keys.push(epoch_key.clone());
+                }
                 tokio::spawn(
                     async move {
-                        let r: redis::RedisResult<(Option<String>, Option<i64>, Option<String>)> =
+                        let r: redis::RedisResult<Vec<Option<String>>> =
                             redis::cmd("MGET").arg(&keys[..]).query_async(&mut conn).await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(|(bl, nb, rs)| TokenState {
-                            blacklisted: bl.is_some(),
-                            not_before_ms: nb,
-                            session_revoked: rs.is_some(),
-                        }));
+                        let mut check = match r {
+                            Ok(values) => token_check(&values, tokens.len(), epoch),
+                            Err(e) => Err(redis_error(&metrics, e)),
+                        };
+                        if let Ok(c @ TokenCheck { authz_epoch: None, .. }) = &mut check
+                            && epoch
+                        {
+                            // No epoch yet (first use, or Redis lost its data): start one unless
+                            // another instance just did, and read back whichever holds. It is
+                            // read before the caller reads the database, which is all the
+                            // cache needs; if this fails, the caller reads the database uncached.
+                            let r: redis::RedisResult<((), Option<String>)> = redis::pipe()
+                                .cmd("SET")
+                                .arg(&epoch_key)
+                                .arg(new_epoch())
+                                .arg("NX")
+                                .cmd("GET")
+                                .arg(&epoch_key)
+                                .query_async(&mut conn)
+                                .await;
+                            match r {
+                                Ok((_, current)) => c.authz_epoch = current,
+                                Err(e) => {
+                                    redis_error(&metrics, e);
+                                }
+                            }
+                        }
+                        let _ = reply.send(check);
+                    }
+                    .in_current_span(),
+                );
+            }
+            RateLimiterMsg::BumpAuthzEpoch(reply) => {
+                let key = format!("{}{AUTHZ_EPOCH}", state.args.prefix);
+                tokio::spawn(
+                    async move {
+                        let r: redis::RedisResult<()> =
+                            redis::cmd("SET").arg(&key).arg(new_epoch()).query_async(&mut conn).await;
+                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
                     }
                     .in_current_span(),
                 );
@@ -330,6 +387,33 @@ impl Actor for RateLimiter {
     }
 }
 
+/// The key (after the prefix) of the authorization epoch.
+pub const AUTHZ_EPOCH: &str = "authz:epoch";
+
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Reads an MGET answer: three values per token, then the epoch if it was asked for. A
+/// logout-all marker that is not a number is an error (fail closed), not a missing marker.
+fn token_check(values: &[Option<String>], tokens: usize, epoch: bool) -> Result<TokenCheck, LimiterError> {
+    if values.len() != tokens * 3 + usize::from(epoch) {
+        return Err(LimiterError::Unavailable(format!("MGET answered {} values", values.len())));
+    }
+    let mut states = Vec::with_capacity(tokens);
+    for v in values.chunks_exact(3).take(tokens) {
+        let not_before_ms = match &v[1] {
+            Some(raw) => Some(
+                raw.parse::<i64>().map_err(|_| LimiterError::Unavailable(format!("bad logout-all marker {raw:?}")))?,
+            ),
+            None => None,
+        };
+        states.push(TokenState { blacklisted: v[0].is_some(), not_before_ms, session_revoked: v[2].is_some() });
+    }
+    let authz_epoch = if epoch { values[tokens * 3].clone() } else { None };
+    Ok(TokenCheck { states, authz_epoch })
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -337,6 +421,35 @@ fn millis(d: Duration) -> u64 {
 /// Whether `url` parses as a Redis connection URL.
 pub fn valid_url(url: &str) -> bool {
     redis::Client::open(url).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn token_checks_are_read_three_values_per_token_then_the_epoch() {
+        let check = token_check(&[None, v("17"), None, v("x"), None, v("1"), v("e1")], 2, true).expect("valid");
+        assert_eq!(
+            check.states,
+            vec![
+                TokenState { blacklisted: false, not_before_ms: Some(17), session_revoked: false },
+                TokenState { blacklisted: true, not_before_ms: None, session_revoked: true },
+            ]
+        );
+        assert_eq!(check.authz_epoch.as_deref(), Some("e1"));
+        assert_eq!(token_check(&[None, None, None], 1, false).expect("valid").authz_epoch, None);
+    }
+
+    #[test]
+    fn malformed_answers_fail_closed() {
+        assert!(token_check(&[None, v("soon"), None], 1, false).is_err());
+        assert!(token_check(&[None, None], 1, false).is_err());
+    }
 }
 
 fn redis_error(metrics: &ActorMetrics, e: redis::RedisError) -> LimiterError {
@@ -387,13 +500,14 @@ impl RateLimiterHandle {
         self.call(|reply| RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply }).await
     }
 
-    pub async fn check_token(
-        &self,
-        jti: String,
-        user: String,
-        session: Option<String>,
-    ) -> Result<TokenState, LimiterError> {
-        self.call(|reply| RateLimiterMsg::CheckToken { jti, user, session, reply }).await
+    /// The state of `tokens` and, with `epoch`, the authorization epoch, in one round trip.
+    pub async fn check_tokens(&self, tokens: Vec<TokenKeys>, epoch: bool) -> Result<TokenCheck, LimiterError> {
+        self.call(|reply| RateLimiterMsg::CheckTokens { tokens, epoch, reply }).await
+    }
+
+    /// Makes every instance drop its cached role look-ups.
+    pub async fn bump_authz_epoch(&self) -> Result<(), LimiterError> {
+        self.call(RateLimiterMsg::BumpAuthzEpoch).await
     }
 
     pub async fn revoke_sessions(&self, sessions: Vec<String>, ttl: Duration) -> Result<(), LimiterError> {

@@ -103,7 +103,7 @@ pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(
     if !app.services.users.delete_user(id, Some(admin.user_id)).await? {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    Ok(())
+    super::authenticate::standing_changed(app).await
 }
 
 pub async fn history(app: &App, principal: &Principal, page: Page) -> Result<(Vec<HistoryRow>, i64), ApiError> {

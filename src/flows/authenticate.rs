@@ -6,10 +6,13 @@
 //! was issued after the user's logout-all marker. Redis being unreachable fails closed (503), never open.
 
 use auth_actors::keys::VerifyRules;
+use auth_actors::rate_limiter::{TokenKeys, TokenState};
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::authz::Standing;
 use crate::http::ApiError;
+use crate::metrics::CacheLabels;
 
 /// The caller behind a valid access token.
 #[derive(Debug, Clone)]
@@ -75,44 +78,139 @@ fn issued_ms(jti: &str) -> Option<i64> {
     Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
 }
 
+/// The Redis keys of a verified token.
+fn token_keys(p: &Principal) -> TokenKeys {
+    TokenKeys { jti: p.jti.clone(), user: p.user_id.to_string(), session: p.session.map(|s| s.to_string()) }
+}
+
+/// Whether Redis says `principal`'s token is revoked: blacklisted, its session revoked, or
+/// issued before its user's logout-all marker.
+fn revoked(principal: &Principal, state: &TokenState) -> bool {
+    if state.blacklisted || state.session_revoked {
+        return true;
+    }
+    state.not_before_ms.is_some_and(|marker| issued_ms(&principal.jti).unwrap_or(i64::MIN) < marker)
+}
+
 /// Full verification of a token: claims, blacklist and logout-all marker.
 pub async fn verify(app: &App, token: &str) -> Result<Principal, Result<Rejection, ApiError>> {
     let principal = verify_claims(app, token)?;
-    let state = app
+    let check = app
         .services
         .limiter
-        .check_token(principal.jti.clone(), principal.user_id.to_string(), principal.session.map(|s| s.to_string()))
+        .check_tokens(vec![token_keys(&principal)], false)
         .await
         .map_err(|e| Err(ApiError::from(e)))?;
-    if state.blacklisted || state.session_revoked {
-        return Err(Ok(Rejection::Revoked));
+    match check.states.first() {
+        Some(state) if !revoked(&principal, state) => Ok(principal),
+        _ => Err(Ok(Rejection::Revoked)),
     }
-    if let Some(marker) = state.not_before_ms {
-        let issued = issued_ms(&principal.jti).unwrap_or(i64::MIN);
-        if issued < marker {
-            return Err(Ok(Rejection::Revoked));
-        }
-    }
-    Ok(principal)
 }
 
 /// The principal of a request's Bearer token, or 401 (503 when a dependency is down).
 pub async fn authenticate(app: &App, bearer: Option<&str>) -> Result<Principal, ApiError> {
     let token = bearer.ok_or(ApiError::Unauthorized(Rejection::Missing.to_string()))?;
-    verify(app, token).await.map_err(|e| match e {
-        Ok(rejection) => ApiError::Unauthorized(rejection.to_string()),
-        Err(api) => api,
-    })
+    verify(app, token).await.map_err(unauthorized)
 }
 
-/// Like [`authenticate`], then requires one of `roles` in the user's *current* roles (read
-/// from the database, so a revoked role stops working at once): 403 otherwise.
-pub async fn require_role(app: &App, bearer: Option<&str>, roles: &[&str]) -> Result<Principal, ApiError> {
-    let principal = authenticate(app, bearer).await?;
-    let user = app.services.users.get_user(principal.user_id).await?;
-    match user {
-        Some(u) if u.is_active && u.roles.iter().any(|r| roles.contains(&r.as_str())) => Ok(principal),
-        Some(u) if u.is_active => Err(ApiError::Forbidden(format!("requires role {}", roles.join(" or ")))),
-        _ => Err(ApiError::Unauthorized(Rejection::Revoked.to_string())),
+fn unauthorized(e: Result<Rejection, ApiError>) -> ApiError {
+    match e {
+        Ok(rejection) => ApiError::Unauthorized(rejection.to_string()),
+        Err(api) => api,
     }
+}
+
+/// Like [`authenticate`], then requires one of `roles` in the user's *current* roles, not the
+/// token's: 403 otherwise, and 401 if the user is gone or inactive. A role removed through the
+/// API stops working at once (see [`crate::authz`]).
+pub async fn require_role(app: &App, bearer: Option<&str>, roles: &[&str]) -> Result<Principal, ApiError> {
+    let caller = claims_of(app, bearer)?;
+    let (caller, _) = check_caller(app, caller, None, roles).await?;
+    Ok(caller)
+}
+
+/// [`require_role`] for the caller and full verification of a second token (introspection's
+/// subject), with one Redis round trip for both. The subject's verdict is returned, not raised.
+/// `caller` comes from [`claims_of`].
+pub async fn require_role_and_verify(
+    app: &App,
+    caller: Principal,
+    roles: &[&str],
+    subject: &str,
+) -> Result<(Principal, Result<Principal, Rejection>), ApiError> {
+    let subject = match verify_claims(app, subject) {
+        Ok(p) => Ok(p),
+        Err(Ok(rejection)) => Err(rejection),
+        Err(Err(api)) => return Err(api),
+    };
+    check_caller(app, caller, Some(subject), roles).await
+}
+
+/// The caller's verified claims (no Redis yet), or 401.
+pub fn claims_of(app: &App, bearer: Option<&str>) -> Result<Principal, ApiError> {
+    let token = bearer.ok_or(ApiError::Unauthorized(Rejection::Missing.to_string()))?;
+    verify_claims(app, token).map_err(unauthorized)
+}
+
+/// Checks the caller's token (and the subject's, if its claims were valid) and reads the
+/// authorization epoch in one round trip; then the caller's standing, from the cache or the
+/// database.
+async fn check_caller(
+    app: &App,
+    caller: Principal,
+    subject: Option<Result<Principal, Rejection>>,
+    roles: &[&str],
+) -> Result<(Principal, Result<Principal, Rejection>), ApiError> {
+    let mut keys = vec![token_keys(&caller)];
+    if let Some(Ok(s)) = &subject {
+        keys.push(token_keys(s));
+    }
+    let check = app.services.limiter.check_tokens(keys, true).await?;
+    let (Some(caller_state), subject_state) = (check.states.first(), check.states.get(1)) else {
+        return Err(ApiError::unavailable("redis"));
+    };
+    if revoked(&caller, caller_state) {
+        return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
+    }
+    let standing = standing(app, caller.user_id, check.authz_epoch).await?;
+    if !standing.active {
+        return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
+    }
+    if !standing.roles.iter().any(|r| roles.contains(&r.as_str())) {
+        return Err(ApiError::Forbidden(format!("requires role {}", roles.join(" or "))));
+    }
+    let subject = match (subject, subject_state) {
+        (Some(Ok(p)), Some(state)) if !revoked(&p, state) => Ok(p),
+        (Some(Err(rejection)), _) => Err(rejection),
+        (Some(Ok(_)), _) => Err(Rejection::Revoked),
+        (None, _) => Err(Rejection::Missing),
+    };
+    Ok((caller, subject))
+}
+
+/// Tells every instance that some user's roles or standing changed, after the change is
+/// committed: their cached look-ups stop being used at once. If Redis cannot be told, the change
+/// stands and the caller gets 503; caches then hold for at most `AUTHZ_CACHE_TTL`.
+pub async fn standing_changed(app: &App) -> Result<(), ApiError> {
+    Ok(app.services.limiter.bump_authz_epoch().await?)
+}
+
+/// The user's current standing: cached under the current epoch, or read from PostgreSQL and
+/// cached. Without an epoch (Redis had none), the database is read and nothing is cached.
+async fn standing(app: &App, user_id: Uuid, epoch: Option<String>) -> Result<Standing, ApiError> {
+    if let Some(epoch) = &epoch
+        && let Some(hit) = app.authz.get(user_id, epoch)
+    {
+        app.metrics.authz_cache.get_or_create(&CacheLabels { result: "hit" }).inc();
+        return Ok(hit);
+    }
+    app.metrics.authz_cache.get_or_create(&CacheLabels { result: "miss" }).inc();
+    let standing = match app.services.users.get_user(user_id).await? {
+        Some(u) => Standing { active: u.is_active, roles: u.roles },
+        None => Standing { active: false, roles: Vec::new() },
+    };
+    if let Some(epoch) = epoch {
+        app.authz.put(user_id, epoch, standing.clone());
+    }
+    Ok(standing)
 }

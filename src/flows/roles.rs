@@ -67,16 +67,22 @@ pub async fn update(app: &App, admin: &Principal, id: Uuid, input: UpdateRole) -
         validate_name(name)?;
     }
     validate_description(input.description.as_ref().and_then(|d| d.as_deref()))?;
-    app.services
+    let renamed = input.name.is_some();
+    let role = app
+        .services
         .users
         .update_role(id, input.name, input.description, admin.user_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound("no such role".into()))
+        .ok_or_else(|| ApiError::NotFound("no such role".into()))?;
+    if renamed {
+        authenticate::standing_changed(app).await?;
+    }
+    Ok(role)
 }
 
 pub async fn delete(app: &App, admin: &Principal, id: Uuid) -> Result<(), ApiError> {
     if app.services.users.delete_role(id, admin.user_id).await? {
-        Ok(())
+        authenticate::standing_changed(app).await
     } else {
         Err(ApiError::NotFound("no such role".into()))
     }
@@ -97,7 +103,10 @@ pub async fn assign(app: &App, admin: &Principal, input: Assign) -> Result<RoleR
         _ => return Err(ApiError::Unprocessable("give exactly one of role_id and role_name".into())),
     };
     match app.services.users.assign_role(input.user_id, role, admin.user_id).await? {
-        AssignOutcome::Assigned(role) => Ok(role),
+        AssignOutcome::Assigned(role) => {
+            authenticate::standing_changed(app).await?;
+            Ok(role)
+        }
         AssignOutcome::AlreadyAssigned => Err(ApiError::Conflict("the user already holds this role".into())),
         AssignOutcome::NoSuchUser => Err(ApiError::NotFound("no such user".into())),
         AssignOutcome::NoSuchRole => Err(ApiError::NotFound("no such role".into())),
@@ -106,7 +115,7 @@ pub async fn assign(app: &App, admin: &Principal, input: Assign) -> Result<RoleR
 
 pub async fn remove(app: &App, admin: &Principal, user_id: Uuid, role_id: Uuid) -> Result<(), ApiError> {
     if app.services.users.remove_role(user_id, role_id, admin.user_id).await? {
-        Ok(())
+        authenticate::standing_changed(app).await
     } else {
         Err(ApiError::NotFound("the user does not hold this role".into()))
     }

@@ -1,21 +1,21 @@
 //! Token introspection (RFC 7662), token revocation (RFC 7009) and the discovery document
 //! (RFC 8414), all built on the same verifier as the protected routes.
 
-use super::authenticate;
+use super::authenticate::{Principal, Rejection};
 use super::tokens;
 use crate::app::App;
 use crate::http::ApiError;
 
-/// `{active:false}` for anything that is not a live access token of ours; the token's claims
-/// otherwise. Refresh tokens are opaque and never introspected as active.
-pub async fn introspect(app: &App, token: &str) -> Result<serde_json::Value, ApiError> {
-    let principal = match authenticate::verify(app, token).await {
-        Ok(p) => p,
-        Err(Ok(_rejected)) => return Ok(serde_json::json!({ "active": false })),
-        Err(Err(unavailable)) => return Err(unavailable),
+/// The introspection answer for a token already put through the verifier (see
+/// [`super::authenticate::require_role_and_verify`]): `{active:false}` for anything that is not a live
+/// access token of ours; the token's claims otherwise. Refresh tokens are opaque and never
+/// introspected as active.
+pub fn introspection(verdict: Result<Principal, Rejection>) -> serde_json::Value {
+    let Ok(principal) = verdict else {
+        return serde_json::json!({ "active": false });
     };
     let claims = &principal.claims;
-    Ok(serde_json::json!({
+    serde_json::json!({
         "active": true,
         "token_type": "Bearer",
         "sub": principal.user_id,
@@ -29,7 +29,7 @@ pub async fn introspect(app: &App, token: &str) -> Result<serde_json::Value, Api
         "nbf": claims.get("nbf"),
         "jti": principal.jti,
         "sid": claims.get("sid"),
-    }))
+    })
 }
 
 /// Revokes whatever `token` is: an access token of ours is blacklisted until it expires; a

@@ -5,7 +5,7 @@ use hyper::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::flows::authenticate::{authenticate, require_role};
+use crate::flows::authenticate::{self, authenticate};
 use crate::flows::tokens::{self, Issued};
 use crate::flows::{Client, login, logout as logout_flow, refresh as refresh_flow};
 use crate::http::{ApiError, Request, Response, response};
@@ -138,9 +138,14 @@ async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
 
 /// RFC 7662: for callers holding the admin or service role.
 pub async fn introspect(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    require_role(app, req.bearer(), &["admin", "service"]).await?;
+    // The caller's signature and claims first, so that an unauthenticated caller gets 401
+    // before its body is read; then its revocation, its current roles and the subject token,
+    // in one Redis round trip.
+    let caller = authenticate::claims_of(app, req.bearer())?;
     let form = token_form(&mut req).await?;
-    let body = crate::flows::standards::introspect(app, form.token.as_deref().unwrap_or_default()).await?;
+    let subject = form.token.as_deref().unwrap_or_default();
+    let (_, verdict) = authenticate::require_role_and_verify(app, caller, &["admin", "service"], subject).await?;
+    let body = crate::flows::standards::introspection(verdict);
     let mut resp = response::json(StatusCode::OK, &body);
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)

@@ -382,6 +382,11 @@ impl TestApp {
     /// An admin's session (the user is granted `admin` directly in the database).
     pub async fn admin_session(&self) -> Session {
         let user = self.new_user().await;
+        self.admin_session_for(&user).await
+    }
+
+    /// Grants `user` the admin role directly in the database and logs it in.
+    pub async fn admin_session_for(&self, user: &TestUser) -> Session {
         self.db()
             .await
             .execute(
@@ -390,7 +395,7 @@ impl TestApp {
             )
             .await
             .expect("grant admin");
-        self.login(&user).await
+        self.login(user).await
     }
 
     /// Introspects `token` as `caller` and returns the JSON answer.

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod attacks;
+mod authz;
 mod health;
 mod http;
 mod jwks;

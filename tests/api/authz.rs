@@ -1,0 +1,155 @@
+//! Admin routes and introspection use the caller's current roles, cached per instance under the
+//! authorization epoch: changes made through the API end the cache at once, changes made in SQL
+//! within AUTHZ_CACHE_TTL or as soon as the epoch key is deleted.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{REDIS_URL, Session, TestApp, TestUser, spawn_app, spawn_app_with};
+
+async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> u16 {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    req.send().await.expect("send").status().as_u16()
+}
+
+async fn list_users(app: &TestApp, s: &Session) -> u16 {
+    call(app, Method::GET, "/api/v1/user_roles/list", &s.access, None).await
+}
+
+async fn admin(app: &TestApp) -> (TestUser, Session) {
+    let user = app.new_user().await;
+    let session = app.admin_session_for(&user).await;
+    (user, session)
+}
+
+async fn revoke_admin_in_sql(app: &TestApp, user: &TestUser) {
+    let n = app
+        .db()
+        .await
+        .execute(
+            "DELETE FROM user_roles WHERE user_id = $1::text::uuid AND role_id = (SELECT id FROM roles WHERE name = 'admin')",
+            &[&user.id],
+        )
+        .await
+        .expect("revoke");
+    assert_eq!(n, 1);
+}
+
+async fn cache(app: &TestApp, result: &str) -> f64 {
+    app.metric(&format!("auth_authz_cache_total{{result=\"{result}\"}}")).await
+}
+
+#[tokio::test]
+async fn a_callers_roles_are_read_once_and_then_served_from_the_cache() {
+    let app = spawn_app().await;
+    let (_, s) = admin(&app).await;
+    let (hits, misses) = (cache(&app, "hit").await, cache(&app, "miss").await);
+    for _ in 0..3 {
+        assert_eq!(list_users(&app, &s).await, 200);
+    }
+    assert_eq!(cache(&app, "miss").await - misses, 1.0);
+    assert_eq!(cache(&app, "hit").await - hits, 2.0);
+}
+
+#[tokio::test]
+async fn a_role_change_through_the_api_ends_every_cached_entry_at_once() {
+    let app = spawn_app().await;
+    let (_, a) = admin(&app).await;
+    let (_, b) = admin(&app).await;
+    assert_eq!(list_users(&app, &a).await, 200);
+    assert_eq!(list_users(&app, &b).await, 200);
+    let misses = cache(&app, "miss").await;
+    // B (served from the cache) gives some other user a role: A's cached roles are read again
+    // on A's next call.
+    let other = app.new_user().await;
+    let assign = json!({"user_id": other.id, "role_name": "service"});
+    assert_eq!(call(&app, Method::POST, "/api/v1/user_roles/assign", &b.access, Some(&assign)).await, 201);
+    assert_eq!(list_users(&app, &a).await, 200);
+    assert_eq!(cache(&app, "miss").await - misses, 1.0);
+}
+
+#[tokio::test]
+async fn renaming_the_admin_role_takes_effect_on_the_next_request() {
+    let app = spawn_app().await;
+    let (_, a) = admin(&app).await;
+    assert_eq!(list_users(&app, &a).await, 200);
+    let roles: Vec<Value> = app.get_with("/api/v1/roles/list", &a.access).await.json().await.expect("json");
+    let id = roles.iter().find(|r| r["name"] == "admin").expect("admin role")["id"].as_str().expect("id").to_string();
+    let rename = json!({"name": "former-admin"});
+    assert_eq!(call(&app, Method::PUT, &format!("/api/v1/roles/update/{id}"), &a.access, Some(&rename)).await, 200);
+    assert_eq!(list_users(&app, &a).await, 403);
+}
+
+#[tokio::test]
+async fn a_revocation_made_in_sql_holds_until_the_epoch_key_is_deleted() {
+    let app = spawn_app_with(|l| {
+        l.set("AUTHZ_CACHE_TTL", "1h");
+    })
+    .await;
+    let (user, s) = admin(&app).await;
+    assert_eq!(list_users(&app, &s).await, 200);
+    revoke_admin_in_sql(&app, &user).await;
+    // Documented: outside the API the cache is not told.
+    assert_eq!(list_users(&app, &s).await, 200);
+    let mut redis =
+        redis::Client::open(REDIS_URL).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let key = format!("{}authz:epoch", app.app.config.redis_prefix);
+    let deleted: i64 = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.expect("DEL");
+    assert_eq!(deleted, 1);
+    assert_eq!(list_users(&app, &s).await, 403);
+}
+
+#[tokio::test]
+async fn a_revocation_made_in_sql_holds_at_most_the_cache_ttl() {
+    let app = spawn_app_with(|l| {
+        l.set("AUTHZ_CACHE_TTL", "300ms");
+    })
+    .await;
+    let (user, s) = admin(&app).await;
+    assert_eq!(list_users(&app, &s).await, 200);
+    revoke_admin_in_sql(&app, &user).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(list_users(&app, &s).await, 403);
+}
+
+#[tokio::test]
+async fn with_the_cache_off_every_call_reads_the_database() {
+    let app = spawn_app_with(|l| {
+        l.set("AUTHZ_CACHE_TTL", "0s");
+    })
+    .await;
+    let (user, s) = admin(&app).await;
+    assert_eq!(list_users(&app, &s).await, 200);
+    revoke_admin_in_sql(&app, &user).await;
+    assert_eq!(list_users(&app, &s).await, 403);
+    assert_eq!(cache(&app, "hit").await, 0.0);
+}
+
+#[tokio::test]
+async fn introspection_checks_caller_and_subject_in_one_go_and_refuses_a_logged_out_caller() {
+    let app = spawn_app().await;
+    let (_, caller) = admin(&app).await;
+    let subject = app.login(&app.new_user().await).await;
+    assert_eq!(app.introspect(&caller.access, &subject.access).await["active"], true);
+    // The subject logs out: inactive, while the caller still works.
+    let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&subject.access).send().await.expect("send");
+    assert!(resp.status().is_success());
+    assert_eq!(app.introspect(&caller.access, &subject.access).await["active"], false);
+    // A garbage subject is inactive too.
+    assert_eq!(app.introspect(&caller.access, "not-a-token").await["active"], false);
+    // The caller logs out: its token no longer introspects anything.
+    let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&caller.access).send().await.expect("send");
+    assert!(resp.status().is_success());
+    let refused = app
+        .client
+        .post(app.url("/api/v1/auth/introspect"))
+        .bearer_auth(&caller.access)
+        .form(&[("token", subject.access.as_str())])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 401);
+}
