@@ -8,8 +8,8 @@
 //! users are checked against a dummy hash made with the same parameters, so a login costs the
 //! same argon2 work whether or not the user exists.
 //!
-//! An idle thread frees its memory after a couple of seconds; with
-//! [`release_large_allocations`] in force the allocator hands it straight back to the system.
+//! An idle thread frees its memory after a couple of seconds; the binary's allocator (jemalloc,
+//! see `main.rs`) hands freed pages back to the system about a second later.
 //!
 //! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), the same format the
 //! `argon2` crate writes, so hashes made elsewhere verify here and the other way round.
@@ -86,7 +86,7 @@ impl PasswordHasher {
                         };
                         match job {
                             Ok(job) => job(&mut memory),
-                            // Idle: give the working memory back (see `release_large_allocations`).
+                            // Idle: give the working memory back.
                             Err(mpsc::RecvTimeoutError::Timeout) => memory = Vec::new(),
                             Err(mpsc::RecvTimeoutError::Disconnected) => return,
                         }
@@ -160,18 +160,6 @@ impl PasswordHasher {
         };
         self.metrics.hash_queue.dec();
         result?
-    }
-}
-
-/// Makes the allocator serve every allocation of 4 MiB or more (Argon2's working memory) with
-/// its own memory mapping, returned to the system when freed, instead of letting glibc's
-/// adaptive threshold keep such blocks in per-thread arenas for the life of the process.
-pub fn release_large_allocations() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts a tuning parameter of the allocator; it is called once at
-    // start-up, before any threads are spawned.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
 

@@ -45,7 +45,6 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    crate::passwords::release_large_allocations();
     let cli = Cli::parse();
     let layers = match Layers::load(&cli.config_dir, std::env::vars()) {
         Ok(l) => l,
