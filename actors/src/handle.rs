@@ -115,16 +115,36 @@ impl<M: ractor::Message> Endpoint<M> {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Sends a request built by `build` and waits for the reply, at most the call timeout.
-    pub async fn call<R: Send + 'static>(&self, build: impl FnOnce(RpcReplyPort<R>) -> M) -> Result<R, CallError> {
-        let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
+    /// Counts one call in flight, or refuses it when `capacity` are already waiting.
+    fn enter(&self) -> Result<InFlight<'_>, CallError> {
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        let _guard = InFlight { count: &self.in_flight, endpoint_name: self.name, metrics: &self.metrics };
+        let guard = InFlight { count: &self.in_flight, endpoint_name: self.name, metrics: &self.metrics };
         self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.name)).inc();
         if now > self.capacity {
             self.metrics.overloaded.get_or_create(&crate::metrics::actor_label(self.name)).inc();
             return Err(CallError::Overloaded(self.name));
         }
+        Ok(guard)
+    }
+
+    /// Runs `work` in the caller's task under the rules of a call: refused at once while the
+    /// actor is down, counted against the in-flight cap, bounded by the call timeout. For reads
+    /// that use a resource the actor published (see `RateLimiterHandle::check_tokens`).
+    pub async fn run<R>(&self, work: impl std::future::Future<Output = R>) -> Result<R, CallError> {
+        if !self.is_up() {
+            return Err(CallError::Unavailable(self.name));
+        }
+        let _guard = self.enter()?;
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| {
+            self.metrics.call_timeouts.get_or_create(&crate::metrics::actor_label(self.name)).inc();
+            CallError::Timeout(self.name)
+        })
+    }
+
+    /// Sends a request built by `build` and waits for the reply, at most the call timeout.
+    pub async fn call<R: Send + 'static>(&self, build: impl FnOnce(RpcReplyPort<R>) -> M) -> Result<R, CallError> {
+        let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
+        let _guard = self.enter()?;
         match actor.call(build, Some(self.timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => {

@@ -160,6 +160,7 @@ pub struct SupervisorArgs {
     services: Services,
     slots: Slots,
     publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
+    publish_redis: Arc<watch::Sender<Option<ConnectionManager>>>,
 }
 
 pub struct SupervisorState {
@@ -167,6 +168,7 @@ pub struct SupervisorState {
     services: Services,
     slots: Slots,
     publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
+    publish_redis: Arc<watch::Sender<Option<ConnectionManager>>>,
     pool: deadpool_postgres::Pool,
     redis: ConnectionManager,
     /// Live children by actor id.
@@ -187,6 +189,8 @@ pub async fn start(
 ) -> Result<(Services, ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), StartupError> {
     let (publish, keys_rx) = watch::channel(None);
     let publish = Arc::new(publish);
+    let (publish_redis, redis_rx) = watch::channel(None);
+    let publish_redis = Arc::new(publish_redis);
     let slots = Slots {
         keys: Arc::default(),
         users: (0..settings.user_store_workers.max(1)).map(|_| Arc::default()).collect(),
@@ -207,11 +211,16 @@ pub async fn start(
         users: UserStoreHandle::new(
             slots.users.iter().map(|slot| endpoint("user_store", slot.clone(), s, m)).collect(),
         ),
-        limiter: RateLimiterHandle::new(endpoint("rate_limiter", slots.limiter.clone(), s, m)),
+        limiter: RateLimiterHandle::new(
+            endpoint("rate_limiter", slots.limiter.clone(), s, m),
+            redis_rx,
+            &settings.redis_prefix,
+            metrics.clone(),
+        ),
         health: HealthHandle::new(endpoint("health", slots.health.clone(), s, m)),
         metrics: metrics.clone(),
     };
-    let args = SupervisorArgs { settings, services: services.clone(), slots, publish };
+    let args = SupervisorArgs { settings, services: services.clone(), slots, publish, publish_redis };
     match Actor::spawn(None, Supervisor, args).await {
         Ok((actor, join)) => Ok((services, actor, join)),
         Err(SpawnErr::StartupFailed(e)) => Err(match e.downcast::<StartupError>() {
@@ -268,6 +277,7 @@ impl SupervisorState {
             Child::RateLimiter => {
                 let args = RateLimiterArgs {
                     redis: self.redis.clone(),
+                    publish: self.publish_redis.clone(),
                     prefix: self.settings.redis_prefix.clone(),
                     metrics: self.services.metrics.clone(),
                 };
@@ -353,7 +363,7 @@ impl Actor for Supervisor {
         myself: ActorRef<Self::Msg>,
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let SupervisorArgs { settings, services, slots, publish } = args;
+        let SupervisorArgs { settings, services, slots, publish, publish_redis } = args;
         // Validate in the order an operator fixes things: keys, then PostgreSQL, then Redis.
         KeySet::load(&settings.keys_dir, settings.active_kid.as_deref()).map_err(StartupError::from)?;
         let pool = connect_postgres(&settings).await?;
@@ -365,6 +375,7 @@ impl Actor for Supervisor {
             services,
             slots,
             publish,
+            publish_redis,
             pool,
             redis,
             running: HashMap::new(),
