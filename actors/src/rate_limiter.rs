@@ -480,9 +480,9 @@ impl RateLimiterHandle {
             keys.push(format!("{p}nb:{}", t.user));
             keys.push(format!("{p}rs:{}", t.session.as_deref().unwrap_or("-")));
         }
-        let epoch_key = format!("{p}{AUTHZ_EPOCH}");
-        if epoch {
-            keys.push(epoch_key.clone());
+        let epoch_key = epoch.then(|| format!("{p}{AUTHZ_EPOCH}"));
+        if let Some(key) = &epoch_key {
+            keys.push(key.clone());
         }
         let metrics = &self.metrics;
         self.endpoint
@@ -493,7 +493,7 @@ impl RateLimiterHandle {
                     .await
                     .map_err(|e| redis_error(metrics, e))?;
                 let mut check = token_check(&values, tokens.len(), epoch)?;
-                if epoch && check.authz_epoch.is_none() {
+                if let Some(epoch_key) = epoch_key.filter(|_| check.authz_epoch.is_none()) {
                     // No epoch yet (first use, or Redis lost its data): start one unless another
                     // instance just did, and read back whichever holds. It is read before the
                     // caller reads the database, which is all the cache needs; if this fails,
