@@ -770,16 +770,23 @@ mod tests {
         let _ = fs::remove_dir_all(dir);
     }
 
-    #[test]
-    fn signed_token_verifies_and_a_flipped_signature_does_not() {
-        let dir = temp_dir("sign");
-        generate_key(&dir, KeyAlg::RS256, 2048).expect("key");
+    /// A key set with one fresh key of `alg`, a token it signed (valid for a minute), the rules
+    /// that token meets, and the issue time.
+    fn signed_fixture(name: &str, alg: KeyAlg) -> (PathBuf, KeySet, String, VerifyRules, i64) {
+        let dir = temp_dir(name);
+        generate_key(&dir, alg, 2048).expect("key");
         let set = KeySet::load(&dir, None).expect("load");
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now + 60, "nbf": now, "iat": now});
         let token = set.sign("at+jwt", &claims).expect("sign");
         let rules =
             VerifyRules { typ: "at+jwt", issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
+        (dir, set, token, rules, now)
+    }
+
+    #[test]
+    fn signed_token_verifies_and_a_flipped_signature_does_not() {
+        let (dir, set, token, rules, _) = signed_fixture("sign", KeyAlg::RS256);
         assert!(set.verify(&token, &rules).is_ok());
         let mut bad = token.clone().into_bytes();
         let last = bad.len() - 3;
@@ -790,14 +797,7 @@ mod tests {
 
     #[test]
     fn a_cached_verification_is_only_reused_under_the_same_rules() {
-        let dir = temp_dir("cache");
-        generate_key(&dir, KeyAlg::ES256, 2048).expect("key");
-        let set = KeySet::load(&dir, None).expect("load");
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now + 60, "nbf": now, "iat": now});
-        let token = set.sign("at+jwt", &claims).expect("sign");
-        let rules =
-            VerifyRules { typ: "at+jwt", issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
+        let (dir, set, token, rules, now) = signed_fixture("cache", KeyAlg::ES256);
         assert!(set.verify(&token, &rules).is_ok());
         assert!(set.verify(&token, &rules).is_ok(), "served from the cache");
         let other = VerifyRules { audience: "b".into(), ..rules.clone() };

@@ -25,7 +25,15 @@ async fn admin(app: &TestApp) -> (TestUser, Session) {
     (user, session)
 }
 
-async fn revoke_admin_in_sql(app: &TestApp, user: &TestUser) {
+/// An instance with `AUTHZ_CACHE_TTL=ttl` and an admin whose roles were read (and cached, if the
+/// cache is on) before its admin role was removed in SQL, behind the API's back.
+async fn admin_revoked_in_sql(ttl: &str) -> (TestApp, Session) {
+    let app = spawn_app_with(|l| {
+        l.set("AUTHZ_CACHE_TTL", ttl);
+    })
+    .await;
+    let (user, s) = admin(&app).await;
+    assert_eq!(list_users(&app, &s).await, 200);
     let n = app
         .db()
         .await
@@ -36,6 +44,7 @@ async fn revoke_admin_in_sql(app: &TestApp, user: &TestUser) {
         .await
         .expect("revoke");
     assert_eq!(n, 1);
+    (app, s)
 }
 
 async fn cache(app: &TestApp, result: &str) -> f64 {
@@ -85,13 +94,7 @@ async fn renaming_the_admin_role_takes_effect_on_the_next_request() {
 
 #[tokio::test]
 async fn a_revocation_made_in_sql_holds_until_the_epoch_key_is_deleted() {
-    let app = spawn_app_with(|l| {
-        l.set("AUTHZ_CACHE_TTL", "1h");
-    })
-    .await;
-    let (user, s) = admin(&app).await;
-    assert_eq!(list_users(&app, &s).await, 200);
-    revoke_admin_in_sql(&app, &user).await;
+    let (app, s) = admin_revoked_in_sql("1h").await;
     // Documented: outside the API the cache is not told.
     assert_eq!(list_users(&app, &s).await, 200);
     let mut redis =
@@ -104,26 +107,14 @@ async fn a_revocation_made_in_sql_holds_until_the_epoch_key_is_deleted() {
 
 #[tokio::test]
 async fn a_revocation_made_in_sql_holds_at_most_the_cache_ttl() {
-    let app = spawn_app_with(|l| {
-        l.set("AUTHZ_CACHE_TTL", "300ms");
-    })
-    .await;
-    let (user, s) = admin(&app).await;
-    assert_eq!(list_users(&app, &s).await, 200);
-    revoke_admin_in_sql(&app, &user).await;
+    let (app, s) = admin_revoked_in_sql("300ms").await;
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(list_users(&app, &s).await, 403);
 }
 
 #[tokio::test]
 async fn with_the_cache_off_every_call_reads_the_database() {
-    let app = spawn_app_with(|l| {
-        l.set("AUTHZ_CACHE_TTL", "0s");
-    })
-    .await;
-    let (user, s) = admin(&app).await;
-    assert_eq!(list_users(&app, &s).await, 200);
-    revoke_admin_in_sql(&app, &user).await;
+    let (app, s) = admin_revoked_in_sql("0s").await;
     assert_eq!(list_users(&app, &s).await, 403);
     assert_eq!(cache(&app, "hit").await, 0.0);
 }
@@ -143,13 +134,5 @@ async fn introspection_checks_caller_and_subject_in_one_go_and_refuses_a_logged_
     // The caller logs out: its token no longer introspects anything.
     let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&caller.access).send().await.expect("send");
     assert!(resp.status().is_success());
-    let refused = app
-        .client
-        .post(app.url("/api/v1/auth/introspect"))
-        .bearer_auth(&caller.access)
-        .form(&[("token", subject.access.as_str())])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(refused.status(), 401);
+    assert_eq!(app.introspect_response(&caller.access, &subject.access).await.status(), 401);
 }

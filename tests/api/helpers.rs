@@ -398,16 +398,20 @@ impl TestApp {
         self.login(user).await
     }
 
-    /// Introspects `token` as `caller` and returns the JSON answer.
-    pub async fn introspect(&self, caller: &str, token: &str) -> serde_json::Value {
-        let resp = self
-            .client
+    /// Posts an introspection of `token` as `caller`.
+    pub async fn introspect_response(&self, caller: &str, token: &str) -> reqwest::Response {
+        self.client
             .post(self.url("/api/v1/auth/introspect"))
             .bearer_auth(caller)
             .form(&[("token", token)])
             .send()
             .await
-            .expect("send");
+            .expect("send")
+    }
+
+    /// Introspects `token` as `caller` and returns the JSON answer.
+    pub async fn introspect(&self, caller: &str, token: &str) -> serde_json::Value {
+        let resp = self.introspect_response(caller, token).await;
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("json")
     }
