@@ -5,6 +5,7 @@ mod helpers;
 
 mod attacks;
 mod authz;
+mod hardening;
 mod health;
 mod http;
 mod jwks;
