@@ -63,6 +63,7 @@ def service_env(run, db, keys, port):
         "JWT_AUDIENCE": "bench",
         "BIND_ADDR": f"127.0.0.1:{port}",
         "RATE_LIMIT_ENABLED": "false",
+        "COOKIE_SECURE": "false",
         "LOG_LEVEL": "info",
     }
     os.makedirs(env["CONFIG_DIR"], exist_ok=True)

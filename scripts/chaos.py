@@ -72,6 +72,7 @@ class Service:
             "BIND_ADDR": f"127.0.0.1:{self.port}",
             "ARGON2_MEMORY_KIB": "256",
             "ARGON2_ITERATIONS": "1",
+            "COOKIE_SECURE": "false",
             "RATE_LIMIT_LOGIN": "100000/60s",
             "RATE_LIMIT_LOGIN_ACCOUNT": "100000/60s",
             "RATE_LIMIT_SIGNUP": "100000/60s",

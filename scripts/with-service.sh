@@ -28,6 +28,8 @@ export JWT_ISSUER="http://127.0.0.1:$port"
 export JWT_AUDIENCE=${JWT_AUDIENCE:-auth-service}
 export BIND_ADDR="127.0.0.1:$port"
 export AUTH_URL="http://127.0.0.1:$port"
+# Plain HTTP on loopback: the refresh cookie is the unprefixed, non-Secure one.
+export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export ARGON2_MEMORY_KIB=${ARGON2_MEMORY_KIB:-256} ARGON2_ITERATIONS=${ARGON2_ITERATIONS:-1}
 
 server_pid=""

@@ -40,6 +40,16 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("REFRESH_TOKEN_TTL", Some("30d"), "Lifetime of refresh tokens (and of a session without use)."),
     ("REFRESH_REUSE_GRACE", Some("10s"), "Window in which a rotated refresh token may be replayed (0s disables)."),
     (
+        "REFRESH_GRACE_RETRIES",
+        Some("3"),
+        "Replays of one rotated refresh token served within the grace window; the next is reuse.",
+    ),
+    (
+        "SESSION_MAX_LIFETIME",
+        Some("90d"),
+        "Absolute lifetime of a session from its login; rotation never extends it past this.",
+    ),
+    (
         "JWKS_MAX_AGE",
         Some("5m"),
         "Cache-Control max-age of the JWKS; a key must be published this long before it signs.",
@@ -52,7 +62,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("CLOCK_SKEW", Some("30s"), "Leeway on exp/nbf/iat, and extra time retired keys stay published."),
     ("LOG_FORMAT", Some("text"), "text or json."),
     ("LOG_LEVEL", Some("info"), "tracing filter, e.g. info or auth_service=debug,info."),
-    ("COOKIE_SECURE", Some("false"), "Mark the refresh cookie Secure (set true behind HTTPS)."),
+    (
+        "COOKIE_SECURE",
+        Some("true"),
+        "Mark the refresh cookie Secure and name it __Host-refresh_token (false only for plain-HTTP development).",
+    ),
     ("ALLOWED_ORIGINS", Some(""), "Comma-separated origins allowed on cookie-authenticated POSTs."),
     ("TRUST_PROXY_HEADERS", Some("false"), "Honour X-Forwarded-For from TRUSTED_PROXY_IPS."),
     ("TRUSTED_PROXY_IPS", Some(""), "Comma-separated CIDRs of trusted reverse proxies."),
@@ -145,6 +159,10 @@ pub struct TokenConfig {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub reuse_grace: Duration,
+    /// Replays of one rotated refresh token served within the grace window.
+    pub grace_retries: u32,
+    /// No session is refreshed past this age, however often it rotates.
+    pub session_max_lifetime: Duration,
     pub jwks_max_age: Duration,
     pub clock_skew: Duration,
     /// How long a cached look-up of a caller's roles may be used (while the epoch holds).
@@ -415,6 +433,8 @@ impl Layers {
                 access_ttl: self.duration("ACCESS_TOKEN_TTL")?,
                 refresh_ttl: self.duration("REFRESH_TOKEN_TTL")?,
                 reuse_grace: self.duration("REFRESH_REUSE_GRACE")?,
+                grace_retries: self.parse("REFRESH_GRACE_RETRIES")?,
+                session_max_lifetime: self.duration("SESSION_MAX_LIFETIME")?,
                 jwks_max_age: self.duration("JWKS_MAX_AGE")?,
                 clock_skew: self.duration("CLOCK_SKEW")?,
                 authz_cache_ttl: self.duration("AUTHZ_CACHE_TTL")?,

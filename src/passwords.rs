@@ -221,8 +221,8 @@ fn verify_with_memory(stored: &str, password: &str, memory: &mut Vec<Block>) -> 
     aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected).is_ok()
 }
 
-#[cfg(test)]
-fn verify_with(stored: &str, password: &str) -> bool {
+/// Checks a password synchronously with fresh memory (CLI and tools).
+pub fn verify_with(stored: &str, password: &str) -> bool {
     verify_with_memory(stored, password, &mut Vec::new())
 }
 

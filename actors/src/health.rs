@@ -118,8 +118,9 @@ async fn probe(args: &HealthArgs) -> Readiness {
     };
     let keys = async {
         match tokio::time::timeout(t, args.keys.status()).await {
-            Ok(Ok(s)) if !s.active_kid.is_empty() => "ok".to_string(),
-            Ok(Ok(_)) => "no active key".to_string(),
+            Ok(Ok(s)) if s.active_kid.is_empty() => format!("no active key: {}", s.problems.join("; ")),
+            Ok(Ok(s)) if s.problems.is_empty() => "ok".to_string(),
+            Ok(Ok(s)) => format!("{DEGRADED}: {}", s.problems.join("; ")),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timeout".to_string(),
         }
@@ -137,9 +138,14 @@ async fn probe(args: &HealthArgs) -> Readiness {
     details.insert("redis", redis);
     details.insert("keys", keys);
     details.insert("actors", actors);
-    let ready = details.values().all(|v| v == "ok");
+    // A degraded key directory still signs and verifies with every key it publishes: the
+    // instance stays in rotation, and the detail tells the operator what to repair.
+    let ready = details.values().all(|v| v == "ok" || v.starts_with(DEGRADED));
     Readiness { ready, details }
 }
+
+/// The readiness detail of a part that serves correctly but needs an operator's attention.
+pub const DEGRADED: &str = "degraded";
 
 /// The typed handle to the Health actor.
 #[derive(Clone)]

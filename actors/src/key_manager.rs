@@ -20,12 +20,14 @@ use crate::keys::{self, JwksDocument, KeyError, KeySet, TokenError, VerifyRules}
 /// Messages the KeyManager handles.
 pub enum KeyManagerMsg {
     /// Re-read the key directory and publish the new snapshot; replies with the active kid, or
-    /// the reason the directory was refused (the previous snapshot then stays in force).
+    /// the reason the directory was refused (no active key could be loaded, or `keys.json`
+    /// could not be read, in which case the previous snapshot stays in force).
     Reload(RpcReplyPort<Result<String, String>>),
     /// Report the active kid and how many keys are published.
     Status(RpcReplyPort<KeyStatus>),
-    /// Re-read the key directory if `keys.json` changed since the last load (sent to itself
-    /// every poll interval, so that `keys rotate` on a shared volume reaches every instance).
+    /// Re-read the key directory if `keys.json` changed since the last load, or if the last
+    /// load was not whole (sent to itself every poll interval, so that `keys rotate` on a
+    /// shared volume reaches every instance, and a repaired key file is picked up).
     Poll,
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
@@ -35,8 +37,11 @@ pub enum KeyManagerMsg {
 /// What [`KeyManagerMsg::Status`] answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyStatus {
+    /// The signing key; empty when none could be loaded.
     pub active_kid: String,
     pub published: usize,
+    /// What the last reload could not load or read; empty when the key directory is whole.
+    pub problems: Vec<String>,
 }
 
 /// Startup arguments, reused on every restart.
@@ -54,8 +59,10 @@ pub struct KeyManagerArgs {
 
 pub struct KeyManagerState {
     args: KeyManagerArgs,
-    /// Fingerprint of `keys.json` at the last successful load.
+    /// Fingerprint of `keys.json` at the last load.
     stamp: Option<(std::time::SystemTime, u64)>,
+    /// Why the last reload could not read `keys.json` at all, if it could not.
+    unreadable: Option<String>,
 }
 
 pub struct KeyManager;
@@ -82,7 +89,7 @@ impl Actor for KeyManager {
         if !args.poll_interval.is_zero() {
             myself.send_interval(args.poll_interval, || KeyManagerMsg::Poll);
         }
-        Ok(KeyManagerState { args, stamp })
+        Ok(KeyManagerState { args, stamp, unreadable: None })
     }
 
     async fn handle(
@@ -96,16 +103,23 @@ impl Actor for KeyManager {
                 let _ = reply.send(reload(state));
             }
             KeyManagerMsg::Poll => {
-                if keys::metadata_stamp(&state.args.dir) != state.stamp {
+                let whole = state.unreadable.is_none()
+                    && state.args.publish.borrow().as_ref().is_some_and(|set| set.problems().is_empty());
+                if !whole || keys::metadata_stamp(&state.args.dir) != state.stamp {
                     let _ = reload(state);
                 }
             }
             KeyManagerMsg::Status(reply) => {
                 let snapshot = state.args.publish.borrow().clone();
-                let status = match snapshot {
-                    Some(set) => KeyStatus { active_kid: set.active_kid().to_string(), published: set.kids().count() },
-                    None => KeyStatus { active_kid: String::new(), published: 0 },
+                let mut status = match snapshot {
+                    Some(set) => KeyStatus {
+                        active_kid: set.active_kid().unwrap_or_default().to_string(),
+                        published: set.kids().count(),
+                        problems: set.problems().to_vec(),
+                    },
+                    None => KeyStatus { active_kid: String::new(), published: 0, problems: Vec::new() },
                 };
+                status.problems.extend(state.unreadable.iter().cloned());
                 let _ = reply.send(status);
             }
             #[cfg(feature = "failure-hook")]
@@ -115,25 +129,43 @@ impl Actor for KeyManager {
     }
 }
 
-/// Loads the key directory and publishes it; on failure the previous snapshot stays.
+/// Reloads the key directory and publishes what it holds now. Keys `keys.json` no longer
+/// publishes go at once, whatever else is wrong; a broken key file is reported (readiness, log)
+/// and retried on every poll. Only an unreadable `keys.json` leaves the previous snapshot in
+/// force, since nothing is then known to have changed.
 fn reload(state: &mut KeyManagerState) -> Result<String, String> {
     let stamp = keys::metadata_stamp(&state.args.dir);
-    match KeyManager::load(&state.args) {
+    let previous = state.args.publish.borrow().clone();
+    match KeySet::reload(&state.args.dir, state.args.active_kid.as_deref(), previous.as_deref()) {
         Ok(set) => {
-            let kid = set.active_kid().to_string();
-            let changed = state.args.publish.borrow().as_ref().is_none_or(|old| old.jwks().etag != set.jwks().etag);
-            if changed || state.args.publish.borrow().as_ref().is_some_and(|old| old.active_kid() != kid) {
-                state.args.publish.send_replace(Some(set));
-                tracing::info!(active_kid = %kid, "keys reloaded");
-            }
             state.stamp = stamp;
-            Ok(kid)
+            state.unreadable = None;
+            let kid = set.active_kid().map(str::to_string);
+            let problems = set.problems().to_vec();
+            let changed = previous.as_ref().is_none_or(|old| {
+                old.jwks().etag != set.jwks().etag || old.active_kid() != set.active_kid() || old.problems() != problems
+            });
+            if changed {
+                state.args.publish.send_replace(Some(Arc::new(set)));
+                match (&kid, problems.is_empty()) {
+                    (Some(kid), true) => tracing::info!(active_kid = %kid, "keys reloaded"),
+                    _ => tracing::error!(
+                        active_kid = kid.as_deref().unwrap_or("none"),
+                        problems = %problems.join("; "),
+                        "keys reloaded with problems; retrying on every poll"
+                    ),
+                }
+            }
+            kid.ok_or_else(|| problems.join("; "))
         }
         Err(e) => {
-            // Remember the stamp so that a bad file is reported once, not on every poll.
             state.stamp = stamp;
-            tracing::error!(error = %e, "key reload refused; keeping the previous keys");
-            Err(e.to_string())
+            let reason = e.to_string();
+            if state.unreadable.as_deref() != Some(reason.as_str()) {
+                tracing::error!(error = %reason, "key reload refused; keeping the previous keys");
+            }
+            state.unreadable = Some(reason.clone());
+            Err(reason)
         }
     }
 }

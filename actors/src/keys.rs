@@ -464,10 +464,16 @@ enum Signer {
     Ec(EcdsaKeyPair),
 }
 
-/// One published key: its public half for verification and JWKS, and (when loaded from a
-/// private key) its signer.
+/// One published key: its entry in `keys.json` and what was parsed from its file.
 struct LoadedKey {
     meta: KeyMeta,
+    material: Arc<Material>,
+}
+
+/// What a key file yields: the public half for verification and JWKS, and the signer. Shared
+/// between snapshots, so that a reload can keep a key it loaded before when its file has
+/// since become unreadable.
+struct Material {
     jwk: serde_json::Value,
     decoding: DecodingKey,
     signer: Signer,
@@ -484,7 +490,11 @@ pub struct JwksDocument {
 /// with request handlers, which sign and verify without going through a mailbox.
 pub struct KeySet {
     keys: BTreeMap<String, LoadedKey>,
-    active_kid: String,
+    /// The key that signs; `None` when a reload found no loadable active key (signing then
+    /// fails and readiness says so).
+    active_kid: Option<String>,
+    /// What a reload could not load or decide, for readiness; empty when the directory is whole.
+    problems: Vec<String>,
     jwks: JwksDocument,
     rng: SystemRandom,
     /// Tokens this snapshot has already verified, so a client reusing its token costs one RSA
@@ -552,8 +562,9 @@ impl VerifyRules {
 }
 
 impl KeySet {
-    /// Loads every published key of `dir`. `active_override` (from `JWT_ACTIVE_KID`) wins over
-    /// the metadata's active key, and must name a published key.
+    /// Loads every published key of `dir`, refusing a directory that is not whole (startup
+    /// fails fast on it). `active_override` (from `JWT_ACTIVE_KID`) wins over the metadata's
+    /// active key, and must name a published key.
     pub fn load(dir: &Path, active_override: Option<&str>) -> Result<KeySet, KeyError> {
         let meta = read_metadata(dir)?;
         let published: Vec<&KeyMeta> = meta.keys.iter().filter(|k| k.state.is_published()).collect();
@@ -565,38 +576,72 @@ impl KeySet {
             let key = load_key(dir, m)?;
             keys.insert(m.kid.clone(), key);
         }
-        let active_kid = match active_override {
-            Some(kid) => {
-                if !keys.contains_key(kid) {
-                    return Err(KeyError::ActiveKidMissing(kid.to_string()));
-                }
-                kid.to_string()
-            }
-            None => {
-                let active: Vec<&str> =
-                    keys.values().filter(|k| k.meta.state == KeyState::Active).map(|k| k.meta.kid.as_str()).collect();
-                match active.as_slice() {
-                    [] => return Err(KeyError::NoActiveKey),
-                    [one] => one.to_string(),
-                    many => return Err(KeyError::SeveralActive(many.join(", "))),
-                }
-            }
-        };
-        let jwks = build_jwks(&keys);
-        Ok(KeySet { keys, active_kid, jwks, rng: SystemRandom::new(), verified: Default::default() })
+        let active_kid = choose_active(&keys, active_override)?;
+        Ok(KeySet::new(keys, Some(active_kid), Vec::new()))
     }
 
-    pub fn active_kid(&self) -> &str {
-        &self.active_kid
+    /// Reloads `dir` while serving: exactly the keys `keys.json` publishes now, so that a
+    /// revoked or removed key goes at once even when another key's file is broken. A published
+    /// key whose file cannot be loaded keeps the material `previous` had for it, if any, and is
+    /// left out otherwise; each such failure is listed in [`KeySet::problems`]. Fails only when
+    /// `keys.json` itself cannot be read (nothing is then known to change).
+    pub fn reload(dir: &Path, active_override: Option<&str>, previous: Option<&KeySet>) -> Result<KeySet, KeyError> {
+        let meta = read_metadata(dir)?;
+        let mut keys = BTreeMap::new();
+        let mut problems = Vec::new();
+        for m in meta.keys.iter().filter(|k| k.state.is_published()) {
+            match load_key(dir, m) {
+                Ok(key) => {
+                    keys.insert(m.kid.clone(), key);
+                }
+                Err(e) => {
+                    let kept = previous.and_then(|p| p.keys.get(&m.kid)).filter(|k| k.meta.alg == m.alg);
+                    match kept {
+                        Some(k) => {
+                            problems.push(format!("{e} (the copy loaded earlier stays in use)"));
+                            keys.insert(m.kid.clone(), LoadedKey { meta: m.clone(), material: k.material.clone() });
+                        }
+                        None => problems.push(format!("{e} (left out)")),
+                    }
+                }
+            }
+        }
+        let active_kid = match choose_active(&keys, active_override) {
+            Ok(kid) => Some(kid),
+            Err(e) => {
+                problems.push(format!("{e}; nothing can be signed"));
+                None
+            }
+        };
+        Ok(KeySet::new(keys, active_kid, problems))
+    }
+
+    fn new(keys: BTreeMap<String, LoadedKey>, active_kid: Option<String>, problems: Vec<String>) -> KeySet {
+        let jwks = build_jwks(&keys);
+        KeySet { keys, active_kid, problems, jwks, rng: SystemRandom::new(), verified: Default::default() }
+    }
+
+    /// The key that signs, if there is one.
+    pub fn active_kid(&self) -> Option<&str> {
+        self.active_kid.as_deref()
+    }
+
+    /// What the last reload could not load or decide; empty when the key directory is whole.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    fn active(&self) -> Option<&LoadedKey> {
+        self.keys.get(self.active_kid.as_deref()?)
     }
 
     pub fn active_alg(&self) -> KeyAlg {
-        self.keys.get(&self.active_kid).map(|k| k.meta.alg).unwrap_or(KeyAlg::RS256)
+        self.active().map(|k| k.meta.alg).unwrap_or(KeyAlg::RS256)
     }
 
     /// When the active key started signing (for the key-age metric).
     pub fn active_since(&self) -> Option<OffsetDateTime> {
-        self.keys.get(&self.active_kid).and_then(|k| k.meta.activated_at.or(Some(k.meta.created_at)))
+        self.active().and_then(|k| k.meta.activated_at.or(Some(k.meta.created_at)))
     }
 
     pub fn jwks(&self) -> &JwksDocument {
@@ -610,7 +655,7 @@ impl KeySet {
     /// Signs `claims` with the active key as a compact JWS with header
     /// `{alg, kid, typ}`. CPU-bound for RSA: call it off the async runtime.
     pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, TokenError> {
-        let key = self.keys.get(&self.active_kid).ok_or(TokenError::UnknownKid)?;
+        let key = self.active().ok_or(TokenError::UnknownKid)?;
         let header = serde_json::json!({ "alg": key.meta.alg.as_str(), "kid": key.meta.kid, "typ": typ });
         let header = serde_json::to_vec(&header).map_err(|_| TokenError::Signing)?;
         let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
@@ -618,7 +663,7 @@ impl KeySet {
         B64.encode_string(&header, &mut out);
         out.push('.');
         B64.encode_string(&payload, &mut out);
-        let signature = match &key.signer {
+        let signature = match &key.material.signer {
             Signer::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
                 pair.sign(&lc_sig::RSA_PKCS1_SHA256, &self.rng, out.as_bytes(), &mut sig)
@@ -681,7 +726,7 @@ impl KeySet {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = rules.leeway.as_secs();
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.material.decoding, &validation)?;
         // jsonwebtoken does not enforce `iat` from the required list; do it here.
         if !data.claims.get("iat").is_some_and(serde_json::Value::is_i64) {
             return Err(TokenError::Invalid(
@@ -709,7 +754,8 @@ fn load_key(dir: &Path, meta: &KeyMeta) -> Result<LoadedKey, KeyError> {
             let pair = RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|e| malformed(e.to_string()))?;
             let (n, e) = (key.n_bytes(), key.e_bytes());
             let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-            Ok(LoadedKey { meta: meta.clone(), jwk: rsa_jwk(&n, &e), decoding, signer: Signer::Rsa(pair) })
+            let material = Material { jwk: rsa_jwk(&n, &e), decoding, signer: Signer::Rsa(pair) };
+            Ok(LoadedKey { meta: meta.clone(), material: Arc::new(material) })
         }
         KeyAlg::ES256 => {
             use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -725,8 +771,28 @@ fn load_key(dir: &Path, meta: &KeyMeta) -> Result<LoadedKey, KeyError> {
                 jwk["y"].as_str().unwrap_or_default(),
             )
             .map_err(|e| malformed(e.to_string()))?;
-            Ok(LoadedKey { meta: meta.clone(), jwk, decoding, signer: Signer::Ec(pair) })
+            Ok(LoadedKey {
+                meta: meta.clone(),
+                material: Arc::new(Material { jwk, decoding, signer: Signer::Ec(pair) }),
+            })
         }
+    }
+}
+
+/// The signing key: `active_override` if it is published, else the one key marked active.
+fn choose_active(keys: &BTreeMap<String, LoadedKey>, active_override: Option<&str>) -> Result<String, KeyError> {
+    if let Some(kid) = active_override {
+        if !keys.contains_key(kid) {
+            return Err(KeyError::ActiveKidMissing(kid.to_string()));
+        }
+        return Ok(kid.to_string());
+    }
+    let active: Vec<&str> =
+        keys.values().filter(|k| k.meta.state == KeyState::Active).map(|k| k.meta.kid.as_str()).collect();
+    match active.as_slice() {
+        [] => Err(KeyError::NoActiveKey),
+        [one] => Ok(one.to_string()),
+        many => Err(KeyError::SeveralActive(many.join(", "))),
     }
 }
 
@@ -734,7 +800,7 @@ fn build_jwks(keys: &BTreeMap<String, LoadedKey>) -> JwksDocument {
     let list: Vec<serde_json::Value> = keys
         .values()
         .map(|k| {
-            let mut jwk = k.jwk.clone();
+            let mut jwk = k.material.jwk.clone();
             if let Some(obj) = jwk.as_object_mut() {
                 obj.insert("kid".into(), k.meta.kid.clone().into());
                 obj.insert("alg".into(), k.meta.alg.as_str().into());
@@ -766,7 +832,7 @@ mod tests {
         let mode = fs::metadata(&first.path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let set = KeySet::load(&dir, None).expect("load");
-        assert_eq!(set.active_kid(), first.kid);
+        assert_eq!(set.active_kid(), Some(first.kid.as_str()));
         let _ = fs::remove_dir_all(dir);
     }
 
@@ -849,7 +915,7 @@ mod tests {
         let report = revoke(&dir, &old.kid, OffsetDateTime::now_utc()).expect("revoke");
         assert_eq!(report.activated.as_deref(), Some(new.kid.as_str()));
         let set = KeySet::load(&dir, None).expect("load");
-        assert_eq!(set.active_kid(), new.kid);
+        assert_eq!(set.active_kid(), Some(new.kid.as_str()));
         assert!(!set.kids().any(|(kid, _, _)| kid == old.kid));
         let _ = fs::remove_dir_all(dir);
     }

@@ -34,6 +34,9 @@ pub struct ActorMetrics {
     pub call_timeouts: Family<ActorLabel, Counter>,
     /// Errors returned by PostgreSQL or the pool (connection lost, timeout, query failure).
     pub postgres_errors: Counter,
+    /// Transactions PostgreSQL aborted for conflicting with concurrent ones (deadlock,
+    /// serialization failure); each was run again, up to a bound.
+    pub postgres_contention: Counter,
     /// Errors returned by Redis.
     pub redis_errors: Counter,
 }
@@ -50,6 +53,24 @@ impl ActorMetrics {
         );
         registry.register("actor_call_timeouts", "Actor calls that timed out", self.call_timeouts.clone());
         registry.register("postgres_errors", "PostgreSQL errors", self.postgres_errors.clone());
+        registry.register(
+            "postgres_contention",
+            "PostgreSQL transactions aborted by a deadlock or serialization failure (each is retried, up to a bound)",
+            self.postgres_contention.clone(),
+        );
         registry.register("redis_errors", "Redis errors", self.redis_errors.clone());
+    }
+
+    /// Creates every per-actor series at zero, so that `increase()` and absence alerts work
+    /// before the first event of each kind.
+    pub fn initialise(&self, actors: &[&'static str]) {
+        for actor in actors {
+            let label = actor_label(actor);
+            let _ = self.restarts.get_or_create(&label);
+            let _ = self.failures.get_or_create(&label);
+            let _ = self.in_flight.get_or_create(&label);
+            let _ = self.overloaded.get_or_create(&label);
+            let _ = self.call_timeouts.get_or_create(&label);
+        }
     }
 }

@@ -77,6 +77,25 @@ return {1, 0, 0}
     )
 });
 
+/// Raises a user's logout-all marker to ARGV[1] (ms since the epoch) unless it is already
+/// higher, and keeps it at least ARGV[2] ms: the marker never goes down, whichever instance's
+/// clock set it.
+static RAISE_NOT_BEFORE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = tonumber(redis.call('GET', KEYS[1]))
+local at = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+if current == nil or current < at then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+elseif redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+",
+    )
+});
+
 /// A rate-limit decision, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -112,7 +131,7 @@ pub struct LockoutPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TokenState {
     pub blacklisted: bool,
-    /// Tokens issued before this instant (ms since the epoch) are refused.
+    /// Tokens issued up to this instant (ms since the epoch) are refused.
     pub not_before_ms: Option<i64>,
     /// The token's session (refresh-token family) has been revoked.
     pub session_revoked: bool,
@@ -147,7 +166,7 @@ pub enum RateLimiterMsg {
     LoginSucceeded { account: String, reply: RpcReplyPort<Result<(), LimiterError>> },
     /// Blacklist an access token's `jti` for `ttl` (until the token's own expiry).
     Blacklist { jti: String, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Refuse every access token of `user` issued before `at_ms`, for `ttl`.
+    /// Refuse every access token of `user` issued up to `at_ms`, for `ttl` (the marker only rises).
     SetNotBefore { user: String, at_ms: i64, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
     /// Mark sessions revoked for `ttl`, so the access tokens issued to them are refused.
     RevokeSessions { sessions: Vec<String>, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
@@ -290,13 +309,8 @@ impl Actor for RateLimiter {
                 let key = format!("{}nb:{user}", state.args.prefix);
                 tokio::spawn(
                     async move {
-                        let r: redis::RedisResult<()> = redis::cmd("SET")
-                            .arg(key)
-                            .arg(at_ms)
-                            .arg("PX")
-                            .arg(millis(ttl).max(1))
-                            .query_async(&mut conn)
-                            .await;
+                        let r: redis::RedisResult<()> =
+                            RAISE_NOT_BEFORE.key(key).arg(at_ms).arg(millis(ttl).max(1)).invoke_async(&mut conn).await;
                         let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
                     }
                     .in_current_span(),

@@ -118,6 +118,9 @@ enum Child {
 }
 
 impl Child {
+    /// Every kind, as the per-actor metrics label them.
+    const KINDS: [&'static str; 4] = ["key_manager", "user_store", "rate_limiter", "health"];
+
     fn kind(self) -> &'static str {
         match self {
             Child::KeyManager => "key_manager",
@@ -187,6 +190,7 @@ pub async fn start(
     settings: Settings,
     metrics: ActorMetrics,
 ) -> Result<(Services, ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), StartupError> {
+    metrics.initialise(&Child::KINDS);
     let (publish, keys_rx) = watch::channel(None);
     let publish = Arc::new(publish);
     let (publish_redis, redis_rx) = watch::channel(None);

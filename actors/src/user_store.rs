@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -17,8 +16,8 @@ use uuid::Uuid;
 use crate::db::events::EventRow;
 use crate::db::history::HistoryRow;
 use crate::db::roles::{AssignOutcome, RoleRecord, RoleRef};
-use crate::db::sessions::{NewSession, NewToken, RotateOutcome, SessionRow};
-use crate::db::users::{Credentials, UserRecord};
+use crate::db::sessions::{NewSession, NewToken, RotateOutcome, RotationRules, SessionRow, StartOutcome};
+use crate::db::users::{Credentials, PasswordChange, ProfileOutcome, UserRecord};
 use crate::db::{self, events, history, roles, sessions, users};
 use crate::handle::{CallError, Endpoint};
 use crate::metrics::ActorMetrics;
@@ -34,10 +33,23 @@ pub enum StoreError {
     /// A unique index refused the write; names the field (`username`, `email`, `name`, ...).
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// PostgreSQL kept aborting the transaction because it conflicted with concurrent ones
+    /// (deadlock, serialization failure), after [`CONTENTION_ATTEMPTS`] tries. Nothing was
+    /// written; the database itself is fine.
+    #[error("the request kept conflicting with concurrent changes")]
+    Contention,
 }
+
+/// How many times a UserStore operation is run when PostgreSQL aborts it for conflicting with
+/// a concurrent transaction. Every operation is one transaction (or one statement), so an
+/// aborted try wrote nothing and the next starts afresh.
+pub const CONTENTION_ATTEMPTS: u32 = 4;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if db::is_contention(&e) {
+            return StoreError::Contention;
+        }
         match db::conflict_field(&e) {
             Some(field) => StoreError::Conflict(field),
             None => StoreError::Unavailable(db::error_chain(&e)),
@@ -63,22 +75,25 @@ pub enum UserStoreMsg {
     FindCredentials { login: String, reply: Reply<Option<Credentials>> },
     /// Fetch a user with its current roles.
     GetUser { id: Uuid, reply: Reply<Option<UserRecord>> },
-    /// Fetch a user's stored password hash.
-    PasswordHash { id: Uuid, reply: Reply<Option<String>> },
-    /// Replace a user's password hash (re-hash with current parameters).
-    SetPasswordHash { id: Uuid, hash: String, reply: Reply<()> },
-    /// Change username and/or password; a new password revokes every session but `keep_family`.
+    /// Fetch a user's stored password hash and password version.
+    PasswordHash { id: Uuid, reply: Reply<Option<(String, i32)>> },
+    /// Replace a user's password hash `old` by its re-hash `new` (current parameters), unless
+    /// it changed meanwhile; replies whether it was replaced.
+    RehashPassword { id: Uuid, old: String, new: String, reply: Reply<bool> },
+    /// Change username and/or password; a new password revokes every session but `keep_family`
+    /// and is applied only if the verified password version is still current.
     UpdateProfile {
         id: Uuid,
         username: Option<String>,
-        password_hash: Option<String>,
+        password: Option<PasswordChange>,
         keep_family: Option<Uuid>,
-        reply: Reply<(Option<UserRecord>, Vec<Uuid>)>,
+        reply: Reply<ProfileOutcome>,
     },
-    /// Delete a user; `actor` is the admin who did it.
-    DeleteUser { id: Uuid, actor: Option<Uuid>, reply: Reply<bool> },
-    /// Open a session and record the successful login, atomically.
-    StartSession { session: NewSession, reply: Reply<()> },
+    /// Delete a user; `actor` is the admin who did it. Replies with its sessions, or `None`.
+    DeleteUser { id: Uuid, actor: Option<Uuid>, reply: Reply<Option<Vec<Uuid>>> },
+    /// Open a session and record the successful login, atomically, if the user's password is
+    /// still the version the login verified.
+    StartSession { session: NewSession, reply: Reply<StartOutcome> },
     /// Record a failed login (security event, and a history row for a known user).
     RecordLoginFailure { user_id: Option<Uuid>, ip: Option<String>, user_agent: Option<String>, reply: Reply<()> },
     /// Rotate a refresh token (compare-and-swap); see [`crate::db::sessions`].
@@ -86,7 +101,7 @@ pub enum UserStoreMsg {
         presented: Vec<u8>,
         successor: NewToken,
         sealed: Vec<u8>,
-        grace: Duration,
+        rules: RotationRules,
         ip: Option<String>,
         reply: Reply<RotateOutcome>,
     },
@@ -94,8 +109,8 @@ pub enum UserStoreMsg {
     RevokeByToken { presented: Vec<u8>, reply: Reply<Option<(Uuid, Uuid)>> },
     /// Revoke one session of a user.
     RevokeSession { user_id: Uuid, family_id: Uuid, reply: Reply<bool> },
-    /// Revoke every session of a user.
-    RevokeAll { user_id: Uuid, reply: Reply<u64> },
+    /// Revoke every session of a user; replies with the sessions that were live.
+    RevokeAll { user_id: Uuid, reply: Reply<Vec<Uuid>> },
     /// List a user's live sessions.
     ListSessions { user_id: Uuid, reply: Reply<Vec<SessionRow>> },
     /// One page of a user's login history and the total.
@@ -160,12 +175,30 @@ pub struct UserStoreState {
 
 pub struct UserStore;
 
-/// Answers `reply` with the result of `$work`, counting database errors.
+/// Answers `reply` with the result of `$work`, counting database errors. A try that
+/// PostgreSQL aborted for conflicting with a concurrent transaction is run again (it wrote
+/// nothing), up to [`CONTENTION_ATTEMPTS`] tries.
 macro_rules! answer {
     ($state:expr, $reply:expr, $work:expr) => {{
-        let result: Result<_, StoreError> = async { $work }.await;
-        if matches!(result, Err(StoreError::Unavailable(_))) {
-            $state.metrics.postgres_errors.inc();
+        let mut attempt = 1;
+        let result: Result<_, StoreError> = loop {
+            let result: Result<_, StoreError> = async { $work }.await;
+            match result {
+                Err(StoreError::Contention) if attempt < CONTENTION_ATTEMPTS => {
+                    $state.metrics.postgres_contention.inc();
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match &result {
+            Err(StoreError::Unavailable(_)) => {
+                $state.metrics.postgres_errors.inc();
+            }
+            Err(StoreError::Contention) => {
+                $state.metrics.postgres_contention.inc();
+            }
+            _ => {}
         }
         let _ = $reply.send(result);
     }};
@@ -206,13 +239,12 @@ impl Actor for UserStore {
             UserStoreMsg::PasswordHash { id, reply } => {
                 answer!(state, reply, Ok(users::password_hash(&pool.get().await?, id).await?))
             }
-            UserStoreMsg::SetPasswordHash { id, hash, reply } => {
-                answer!(state, reply, Ok(users::set_password_hash(&pool.get().await?, id, &hash).await?))
+            UserStoreMsg::RehashPassword { id, old, new, reply } => {
+                answer!(state, reply, Ok(users::rehash_password(&pool.get().await?, id, &old, &new).await?))
             }
-            UserStoreMsg::UpdateProfile { id, username, password_hash, keep_family, reply } => answer!(state, reply, {
+            UserStoreMsg::UpdateProfile { id, username, password, keep_family, reply } => answer!(state, reply, {
                 let mut client = pool.get().await?;
-                Ok(users::update_profile(&mut client, id, username.as_deref(), password_hash.as_deref(), keep_family)
-                    .await?)
+                Ok(users::update_profile(&mut client, id, username.as_deref(), password.as_ref(), keep_family).await?)
             }),
             UserStoreMsg::DeleteUser { id, actor, reply } => {
                 answer!(state, reply, Ok(users::delete(&mut pool.get().await?, id, actor).await?))
@@ -224,9 +256,9 @@ impl Actor for UserStore {
                 let client = pool.get().await?;
                 Ok(history::record_failure(&client, user_id, ip.as_deref(), user_agent.as_deref()).await?)
             }),
-            UserStoreMsg::Rotate { presented, successor, sealed, grace, ip, reply } => answer!(state, reply, {
+            UserStoreMsg::Rotate { presented, successor, sealed, rules, ip, reply } => answer!(state, reply, {
                 let mut client = pool.get().await?;
-                Ok(sessions::rotate(&mut client, &presented, &successor, &sealed, grace, ip.as_deref()).await?)
+                Ok(sessions::rotate(&mut client, &presented, &successor, &sealed, rules, ip.as_deref()).await?)
             }),
             UserStoreMsg::RevokeByToken { presented, reply } => {
                 answer!(state, reply, Ok(sessions::revoke_by_token(&mut pool.get().await?, &presented).await?))
@@ -245,7 +277,7 @@ impl Actor for UserStore {
             }
             UserStoreMsg::RecordEvent { event_type, user_id, actor_id, ip, detail, reply } => answer!(state, reply, {
                 let client = pool.get().await?;
-                Ok(events::record_in(&client, event_type, user_id, actor_id, ip.as_deref(), detail).await?)
+                Ok(events::record_in(&client, event_type, user_id, actor_id, ip.as_deref(), detail.clone()).await?)
             }),
             UserStoreMsg::Events { event_type, user_id, limit, offset, reply } => answer!(state, reply, {
                 let client = pool.get().await?;
@@ -359,29 +391,29 @@ impl UserStoreHandle {
         self.call(|reply| UserStoreMsg::GetUser { id, reply }).await
     }
 
-    pub async fn password_hash(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+    pub async fn password_hash(&self, id: Uuid) -> Result<Option<(String, i32)>, StoreError> {
         self.call(|reply| UserStoreMsg::PasswordHash { id, reply }).await
     }
 
-    pub async fn set_password_hash(&self, id: Uuid, hash: String) -> Result<(), StoreError> {
-        self.call(|reply| UserStoreMsg::SetPasswordHash { id, hash, reply }).await
+    pub async fn rehash_password(&self, id: Uuid, old: String, new: String) -> Result<bool, StoreError> {
+        self.call(|reply| UserStoreMsg::RehashPassword { id, old, new, reply }).await
     }
 
     pub async fn update_profile(
         &self,
         id: Uuid,
         username: Option<String>,
-        password_hash: Option<String>,
+        password: Option<PasswordChange>,
         keep_family: Option<Uuid>,
-    ) -> Result<(Option<UserRecord>, Vec<Uuid>), StoreError> {
-        self.call(|reply| UserStoreMsg::UpdateProfile { id, username, password_hash, keep_family, reply }).await
+    ) -> Result<ProfileOutcome, StoreError> {
+        self.call(|reply| UserStoreMsg::UpdateProfile { id, username, password, keep_family, reply }).await
     }
 
-    pub async fn delete_user(&self, id: Uuid, actor: Option<Uuid>) -> Result<bool, StoreError> {
+    pub async fn delete_user(&self, id: Uuid, actor: Option<Uuid>) -> Result<Option<Vec<Uuid>>, StoreError> {
         self.call(|reply| UserStoreMsg::DeleteUser { id, actor, reply }).await
     }
 
-    pub async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
+    pub async fn start_session(&self, session: NewSession) -> Result<StartOutcome, StoreError> {
         self.call(|reply| UserStoreMsg::StartSession { session, reply }).await
     }
 
@@ -399,10 +431,10 @@ impl UserStoreHandle {
         presented: Vec<u8>,
         successor: NewToken,
         sealed: Vec<u8>,
-        grace: Duration,
+        rules: RotationRules,
         ip: Option<String>,
     ) -> Result<RotateOutcome, StoreError> {
-        self.call(|reply| UserStoreMsg::Rotate { presented, successor, sealed, grace, ip, reply }).await
+        self.call(|reply| UserStoreMsg::Rotate { presented, successor, sealed, rules, ip, reply }).await
     }
 
     pub async fn revoke_by_token(&self, presented: Vec<u8>) -> Result<Option<(Uuid, Uuid)>, StoreError> {
@@ -413,7 +445,7 @@ impl UserStoreHandle {
         self.call(|reply| UserStoreMsg::RevokeSession { user_id, family_id, reply }).await
     }
 
-    pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, StoreError> {
+    pub async fn revoke_all(&self, user_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
         self.call(|reply| UserStoreMsg::RevokeAll { user_id, reply }).await
     }
 

@@ -93,7 +93,7 @@ impl Fixture {
         let ec = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &pem_der(&es.path))
             .expect("P-256 PKCS#8 key");
         let _ = fs::remove_dir_all(&dir);
-        assert_eq!(set.active_kid(), rs.kid, "the first generated key is the active one");
+        assert_eq!(set.active_kid(), Some(rs.kid.as_str()), "the first generated key is the active one");
 
         let jwks = set.jwks().body.to_vec();
         let doc: Value = serde_json::from_slice(&jwks).expect("JWKS is JSON");

@@ -33,8 +33,9 @@ enum Command {
     Migrate,
     /// Insert the default roles that are missing (idempotent).
     SeedRoles,
-    /// Create an admin user, or give an existing user the admin role. The password comes from
-    /// SUPERUSER_PASSWORD or standard input, never from the command line.
+    /// Create an admin user (or, with --promote-existing, give an existing account the admin
+    /// role after checking its password). The password comes from SUPERUSER_PASSWORD or
+    /// standard input, never from the command line.
     CreateSuperuser(superuser::Args),
     /// Manage signing keys.
     #[command(subcommand)]

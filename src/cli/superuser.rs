@@ -2,14 +2,18 @@
 //!
 //! The password is read from `SUPERUSER_PASSWORD` or standard input (without echo on a
 //! terminal) and never accepted as an argument, so it cannot leak through `ps` or shell
-//! history. Running it again for an existing user gives that user the admin role and leaves
-//! its password unchanged.
+//! history.
+//!
+//! An account that already holds the username or the email is never promoted silently:
+//! anyone could have signed up as `admin` before the operator ran this. Promoting one takes
+//! `--promote-existing`, a username and an email that name that same account, and that
+//! account's own password; anything else exits non-zero with one line saying why.
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use auth_actors::db::{self, SuperuserOutcome};
+use auth_actors::db::{self, SuperuserError, SuperuserOutcome, SuperuserRequest};
 
 use crate::config::Layers;
 
@@ -21,6 +25,10 @@ pub struct Args {
     /// Email (or SUPERUSER_EMAIL).
     #[arg(long, env = "SUPERUSER_EMAIL")]
     email: String,
+    /// Give the admin role to an existing account, named by both its username and its email,
+    /// whose password is the one given.
+    #[arg(long)]
+    promote_existing: bool,
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -52,16 +60,26 @@ pub async fn run(layers: &Layers, args: Args) -> anyhow::Result<ExitCode> {
     db::check_schema(&client).await?;
     let password = read_password()?;
     let (username, email) = (args.username.clone(), args.email.clone());
+    let given = password.clone();
     let hash = move || {
         crate::flows::signup::validate_password(&policy, &password, &username, &email).map_err(|e| e.to_string())?;
         crate::passwords::hash_with(&params, &password).map_err(|e| e.to_string())
     };
-    match db::create_superuser(&mut client, &args.username, &args.email, hash).await? {
+    let verify = move |stored: &str| crate::passwords::verify_with(stored, &given);
+    let request = SuperuserRequest {
+        username: &args.username,
+        email: &args.email,
+        promote_existing: args.promote_existing,
+        hash,
+        verify,
+    };
+    match db::create_superuser(&mut client, request).await {
         Ok(SuperuserOutcome::Created(id)) => println!("created admin user {} ({id})", args.username),
         Ok(SuperuserOutcome::Promoted(id)) => {
-            println!("user {} ({id}) already exists: admin role ensured, password unchanged", args.username)
+            println!("user {} ({id}) now holds the admin role; its password is unchanged", args.username)
         }
-        Err(reason) => bail!(reason),
+        Err(SuperuserError::Refused(reason)) => bail!(reason),
+        Err(SuperuserError::Db(e)) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)
 }

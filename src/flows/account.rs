@@ -3,10 +3,11 @@
 
 use auth_actors::db::history::HistoryRow;
 use auth_actors::db::sessions::SessionRow;
-use auth_actors::db::users::UserRecord;
+use auth_actors::db::users::{PasswordChange, ProfileOutcome, UserRecord};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::Client;
 use super::authenticate::Principal;
 use super::logout;
 use super::signup::{validate_password, validate_username};
@@ -62,8 +63,15 @@ pub struct ProfileUpdate {
 }
 
 /// Applies a profile change. A password change needs the right old password and revokes every
-/// other session of the user.
-pub async fn update_profile(app: &App, principal: &Principal, input: ProfileUpdate) -> Result<UserRecord, ApiError> {
+/// other session of the user. The old password is checked like a login's: through the account's
+/// lockout gate and per-account limit (shared with the login), each failure recorded as a
+/// `password_check_failed` event; while the account is locked even the right one is refused.
+pub async fn update_profile(
+    app: &App,
+    principal: &Principal,
+    input: ProfileUpdate,
+    client: &Client,
+) -> Result<UserRecord, ApiError> {
     let users = &app.services.users;
     let current = users
         .get_user(principal.user_id)
@@ -80,29 +88,70 @@ pub async fn update_profile(app: &App, principal: &Principal, input: ProfileUpda
                 .ok_or_else(|| ApiError::Unprocessable("old_password is required to change the password".into()))?;
             let username = input.username.as_deref().unwrap_or(&current.username);
             validate_password(&app.config.passwords, &new_password, username, &current.email)?;
-            let stored = users.password_hash(principal.user_id).await?;
-            if app.hasher.verify(old, stored).await? == Verified::No {
-                return Err(ApiError::Forbidden("old password is incorrect".into()));
-            }
-            Some(app.hasher.hash(new_password).await?)
+            Some(
+                check_old_password(app, principal.user_id, old, client)
+                    .await
+                    .map(|verified| (verified, new_password))?,
+            )
         }
     };
+    let password = match new_hash {
+        Some((verified_version, new_password)) => {
+            Some(PasswordChange { verified_version, new: app.hasher.hash(new_password).await? })
+        }
+        None => None,
+    };
     let username = input.username.filter(|u| *u != current.username);
-    if username.is_none() && new_hash.is_none() {
+    if username.is_none() && password.is_none() {
         return Ok(current);
     }
-    let (user, revoked) = users.update_profile(principal.user_id, username, new_hash, principal.session).await?;
-    logout::fence_sessions(app, revoked).await?;
-    user.ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))
+    match users.update_profile(principal.user_id, username, password, Some(principal.session)).await? {
+        ProfileOutcome::Updated { user, revoked } => {
+            logout::fence_sessions(app, revoked).await?;
+            Ok(user)
+        }
+        ProfileOutcome::Gone => Err(ApiError::Unauthorized("user no longer exists".into())),
+        ProfileOutcome::PasswordChanged => {
+            Err(ApiError::Conflict("the password was changed by another request; sign in again".into()))
+        }
+    }
 }
 
-/// Deletes a user (admin). Its sessions go with it and its access tokens are fenced off.
+/// Checks the caller's old password through the login gate; returns the password version it
+/// matched, which the change then replaces only if it is still current.
+async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Client) -> Result<i32, ApiError> {
+    let account = user_id.to_string();
+    super::login::gate(app, &account, Some(user_id), client).await?;
+    let (stored, version) = app
+        .services
+        .users
+        .password_hash(user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
+    if app.hasher.verify(old, Some(stored)).await? == Verified::No {
+        let detail = serde_json::json!({});
+        app.services
+            .users
+            .record_event("password_check_failed", Some(user_id), Some(user_id), client.ip_string(), detail)
+            .await?;
+        return Err(ApiError::Forbidden("old password is incorrect".into()));
+    }
+    if app.config.limits.enabled {
+        app.services.limiter.login_succeeded(account).await?;
+    }
+    Ok(version)
+}
+
+/// Deletes a user (admin). Its sessions go with it and its access tokens are fenced off: by the
+/// logout-all marker, by the markers of every session it had (a refresh that committed just
+/// before the delete included), and by its standing, which every check now reads as gone.
 pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(), ApiError> {
     let id: Uuid = raw_id.parse().map_err(|_| ApiError::NotFound("no such user".into()))?;
     logout::fence_access_tokens(app, id).await?;
-    if !app.services.users.delete_user(id, Some(admin.user_id)).await? {
+    let Some(sessions) = app.services.users.delete_user(id, Some(admin.user_id)).await? else {
         return Err(ApiError::NotFound("no such user".into()));
-    }
+    };
+    logout::fence_sessions(app, sessions).await?;
     super::authenticate::standing_changed(app).await
 }
 

@@ -2,8 +2,14 @@
 //!
 //! A Bearer token is accepted only if the KeyManager's current keys verify it (signature with
 //! the algorithm bound to its `kid`, `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`), its `type`
-//! claim is `access`, its `jti` is not blacklisted, its session has not been revoked, and it
-//! was issued after the user's logout-all marker. Redis being unreachable fails closed (503), never open.
+//! claim is `access`, it names its session (`sid`), its `jti` is not blacklisted, its session
+//! has not been revoked, it was issued after the user's logout-all marker, and its user exists
+//! and is active *now*. The principal it yields carries the user's current roles, not the ones
+//! written in the token. Redis being unreachable fails closed (503), never open.
+//!
+//! The revocation markers and the authorization epoch are read in one `MGET`; the user's
+//! standing comes from the per-instance cache filed under that epoch (see [`crate::authz`]),
+//! so a cached user costs no PostgreSQL query.
 
 use auth_actors::keys::VerifyRules;
 use auth_actors::rate_limiter::{TokenKeys, TokenState};
@@ -20,11 +26,12 @@ pub struct Principal {
     pub user_id: Uuid,
     pub username: String,
     pub email: String,
-    /// Roles at the time the token was issued.
+    /// The user's roles now (once checked; before that, the token's claim).
     pub roles: Vec<String>,
     pub jti: String,
     pub exp: i64,
-    pub session: Option<Uuid>,
+    /// The session (refresh-token family) the token was issued to; required.
+    pub session: Uuid,
     /// Every claim of the token, as verified.
     pub claims: std::sync::Arc<serde_json::Value>,
 }
@@ -66,7 +73,8 @@ fn principal_from(claims: std::sync::Arc<serde_json::Value>) -> Option<Principal
         roles: claims.get("roles")?.as_array()?.iter().filter_map(|r| r.as_str().map(str::to_string)).collect(),
         jti: claims.get("jti")?.as_str()?.to_string(),
         exp: claims.get("exp")?.as_i64()?,
-        session: claims.get("sid").and_then(|s| s.as_str()).and_then(|s| s.parse().ok()),
+        // A token that names no session could not be revoked with its session: refuse it.
+        session: claims.get("sid")?.as_str()?.parse().ok()?,
         claims,
     })
 }
@@ -80,37 +88,33 @@ fn issued_ms(jti: &str) -> Option<i64> {
 
 /// The Redis keys of a verified token.
 fn token_keys(p: &Principal) -> TokenKeys {
-    TokenKeys { jti: p.jti.clone(), user: p.user_id.to_string(), session: p.session.map(|s| s.to_string()) }
+    TokenKeys { jti: p.jti.clone(), user: p.user_id.to_string(), session: Some(p.session.to_string()) }
 }
 
 /// Whether Redis says `principal`'s token is revoked: blacklisted, its session revoked, or
-/// issued before its user's logout-all marker.
+/// issued no later than its user's logout-all marker (a token minted in the marker's own
+/// millisecond is refused too).
 fn revoked(principal: &Principal, state: &TokenState) -> bool {
     if state.blacklisted || state.session_revoked {
         return true;
     }
-    state.not_before_ms.is_some_and(|marker| issued_ms(&principal.jti).unwrap_or(i64::MIN) < marker)
+    state.not_before_ms.is_some_and(|marker| issued_ms(&principal.jti).unwrap_or(i64::MIN) <= marker)
 }
 
-/// Full verification of a token: claims, blacklist and logout-all marker.
+/// Full verification of a token: claims, revocation markers and the user's current standing.
 pub async fn verify(app: &App, token: &str) -> Result<Principal, Result<Rejection, ApiError>> {
     let principal = verify_claims(app, token)?;
-    let check = app
-        .services
-        .limiter
-        .check_tokens(vec![token_keys(&principal)], false)
-        .await
-        .map_err(|e| Err(ApiError::from(e)))?;
-    match check.states.first() {
-        Some(state) if !revoked(&principal, state) => Ok(principal),
-        _ => Err(Ok(Rejection::Revoked)),
+    match check(app, principal, None).await {
+        Ok((principal, _)) => Ok(principal),
+        Err(ApiError::Unauthorized(_)) => Err(Ok(Rejection::Revoked)),
+        Err(other) => Err(Err(other)),
     }
 }
 
 /// The principal of a request's Bearer token, or 401 (503 when a dependency is down).
 pub async fn authenticate(app: &App, bearer: Option<&str>) -> Result<Principal, ApiError> {
-    let token = bearer.ok_or(ApiError::Unauthorized(Rejection::Missing.to_string()))?;
-    verify(app, token).await.map_err(unauthorized)
+    let caller = claims_of(app, bearer)?;
+    Ok(check(app, caller, None).await?.0)
 }
 
 fn unauthorized(e: Result<Rejection, ApiError>) -> ApiError {
@@ -124,14 +128,22 @@ fn unauthorized(e: Result<Rejection, ApiError>) -> ApiError {
 /// token's: 403 otherwise, and 401 if the user is gone or inactive. A role removed through the
 /// API stops working at once (see [`crate::authz`]).
 pub async fn require_role(app: &App, bearer: Option<&str>, roles: &[&str]) -> Result<Principal, ApiError> {
-    let caller = claims_of(app, bearer)?;
-    let (caller, _) = check_caller(app, caller, None, roles).await?;
+    let caller = authenticate(app, bearer).await?;
+    require(&caller, roles)?;
     Ok(caller)
 }
 
+fn require(caller: &Principal, roles: &[&str]) -> Result<(), ApiError> {
+    if caller.roles.iter().any(|r| roles.contains(&r.as_str())) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("requires role {}", roles.join(" or "))))
+    }
+}
+
 /// [`require_role`] for the caller and full verification of a second token (introspection's
-/// subject), with one Redis round trip for both. The subject's verdict is returned, not raised.
-/// `caller` comes from [`claims_of`].
+/// subject, whose principal then carries its user's current roles), with one Redis round trip
+/// for both. The subject's verdict is returned, not raised. `caller` comes from [`claims_of`].
 pub async fn require_role_and_verify(
     app: &App,
     caller: Principal,
@@ -143,7 +155,9 @@ pub async fn require_role_and_verify(
         Err(Ok(rejection)) => Err(rejection),
         Err(Err(api)) => return Err(api),
     };
-    check_caller(app, caller, Some(subject), roles).await
+    let (caller, subject) = check(app, caller, Some(subject)).await?;
+    require(&caller, roles)?;
+    Ok((caller, subject))
 }
 
 /// The caller's verified claims (no Redis yet), or 401.
@@ -153,13 +167,12 @@ pub fn claims_of(app: &App, bearer: Option<&str>) -> Result<Principal, ApiError>
 }
 
 /// Checks the caller's token (and the subject's, if its claims were valid) and reads the
-/// authorization epoch in one round trip; then the caller's standing, from the cache or the
-/// database.
-async fn check_caller(
+/// authorization epoch in one round trip; then each one's standing, from the cache or the
+/// database. A caller that is revoked, gone or inactive is 401; a subject that is, inactive.
+async fn check(
     app: &App,
-    caller: Principal,
+    mut caller: Principal,
     subject: Option<Result<Principal, Rejection>>,
-    roles: &[&str],
 ) -> Result<(Principal, Result<Principal, Rejection>), ApiError> {
     let mut keys = vec![token_keys(&caller)];
     if let Some(Ok(s)) = &subject {
@@ -172,20 +185,38 @@ async fn check_caller(
     if revoked(&caller, caller_state) {
         return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
     }
-    let standing = standing(app, caller.user_id, check.authz_epoch).await?;
+    let standing = standing(app, caller.user_id, check.authz_epoch.clone()).await?;
     if !standing.active {
         return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
     }
-    if !standing.roles.iter().any(|r| roles.contains(&r.as_str())) {
-        return Err(ApiError::Forbidden(format!("requires role {}", roles.join(" or "))));
-    }
+    caller.roles = standing.roles;
     let subject = match (subject, subject_state) {
-        (Some(Ok(p)), Some(state)) if !revoked(&p, state) => Ok(p),
+        (Some(Ok(p)), Some(state)) if !revoked(&p, state) => current(app, p, &caller, check.authz_epoch).await?,
         (Some(Err(rejection)), _) => Err(rejection),
         (Some(Ok(_)), _) => Err(Rejection::Revoked),
         (None, _) => Err(Rejection::Missing),
     };
     Ok((caller, subject))
+}
+
+/// A subject whose token is live, with its user's current roles; refused if the user is gone
+/// or inactive.
+async fn current(
+    app: &App,
+    mut subject: Principal,
+    caller: &Principal,
+    epoch: Option<String>,
+) -> Result<Result<Principal, Rejection>, ApiError> {
+    if subject.user_id == caller.user_id {
+        subject.roles = caller.roles.clone();
+        return Ok(Ok(subject));
+    }
+    let standing = standing(app, subject.user_id, epoch).await?;
+    if !standing.active {
+        return Ok(Err(Rejection::Revoked));
+    }
+    subject.roles = standing.roles;
+    Ok(Ok(subject))
 }
 
 /// Tells every instance that some user's roles or standing changed, after the change is

@@ -7,10 +7,13 @@
 //!    exceed the lockout threshold. The per-account rate limit is counted here too.
 //! 4. Verify the password with argon2 — against a dummy hash when the user is unknown, so both
 //!    cases cost the same work and get the same 401.
-//! 5. On success: clear the account's failures, re-hash if the parameters changed, sign the
-//!    access token, and store the session together with its history row (one transaction).
+//! 5. On success: clear the account's failures, re-hash if the parameters changed (only over
+//!    the very hash that was verified), store the session together with its history row (one
+//!    transaction, which fails if the password changed since step 2), and only then sign the
+//!    access token, so that a token is never minted for a session a concurrent logout-all or
+//!    password change could miss.
 
-use auth_actors::db::sessions::{NewSession, NewToken};
+use auth_actors::db::sessions::{NewSession, NewToken, StartOutcome};
 use auth_actors::rate_limiter::{LockoutPolicy, LoginGate};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -48,11 +51,13 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
 
     let stored = found.as_ref().map(|c| c.password_hash.clone());
     let verified = app.hasher.verify(password, stored).await?;
-    let user = match (found, verified) {
-        (Some(c), Verified::Yes) if c.user.is_active => c.user,
+    let (user, password_version) = match (found, verified) {
+        (Some(c), Verified::Yes) if c.user.is_active => (c.user, c.password_version),
         (Some(c), Verified::YesRehashed(new_hash)) if c.user.is_active => {
-            app.services.users.set_password_hash(c.user.id, new_hash).await?;
-            c.user
+            // The re-hash replaces only the hash that was verified, so it can never undo a
+            // password change; if it finds another hash, the session start below decides.
+            app.services.users.rehash_password(c.user.id, c.password_hash, new_hash).await?;
+            (c.user, c.password_version)
         }
         (found, _) => {
             app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
@@ -67,7 +72,6 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
     }
 
     let family = Uuid::now_v7();
-    let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
     let refresh_token = tokens::new_refresh_secret()?;
     let secret = tokens::decode_refresh(&refresh_token).ok_or_else(|| ApiError::unavailable("token generator"))?;
     let session = NewSession {
@@ -80,14 +84,20 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
         },
         ip_address: client.ip_string(),
         user_agent: client.user_agent.clone(),
+        password_version,
     };
-    app.services.users.start_session(session).await?;
+    if app.services.users.start_session(session).await? == StartOutcome::CredentialsChanged {
+        return Err(bad_credentials());
+    }
+    let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
     app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::success }).inc();
     Ok(Issued { access_token, expires_in, refresh_token })
 }
 
-/// Step 3: the account's lockout gate and per-account rate limit.
-async fn gate(app: &App, account: &str, user_id: Option<Uuid>, client: &Client) -> Result<(), ApiError> {
+/// Step 3: the account's lockout gate and per-account rate limit, for every check of a password
+/// (a login, and the old password of a password change). `account` is the user id of a known
+/// user, so both share one lockout.
+pub(crate) async fn gate(app: &App, account: &str, user_id: Option<Uuid>, client: &Client) -> Result<(), ApiError> {
     let limits = &app.config.limits;
     if !limits.enabled {
         return Ok(());

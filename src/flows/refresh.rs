@@ -5,14 +5,16 @@
 //! 2. Ask the UserStore to rotate (one compare-and-swap in PostgreSQL):
 //!    - `Rotated`: our candidate is the successor;
 //!    - `Retried`: another request rotated this token within the grace window; unseal its
-//!      successor, so every retry gets the same one and the family never forks;
-//!    - `ReuseDetected`: the token was rotated before the window; the family is revoked (and
-//!      the event recorded) in the same transaction: 401;
+//!      successor, so every retry gets the same one and the family never forks. Each retry
+//!      is counted on the token and recorded as a `refresh_retried` event;
+//!    - `ReuseDetected`: the token was rotated before the window, or was retried more than
+//!      `REFRESH_GRACE_RETRIES` times; the family is revoked (and the event recorded) in the
+//!      same transaction: 401;
 //!    - `Invalid`: 401.
 //! 3. With the user the rotation returned (active, current roles), sign the access token for
 //!    that session.
 
-use auth_actors::db::sessions::{NewToken, RotateOutcome};
+use auth_actors::db::sessions::{NewToken, RotateOutcome, RotationRules};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -41,11 +43,11 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
         expires_at: OffsetDateTime::now_utc() + app.config.tokens.refresh_ttl,
     };
     let sealed = tokens::seal(&parent, &candidate_secret);
-    let outcome = app
-        .services
-        .users
-        .rotate(tokens::refresh_hash(&parent), successor, sealed, app.config.tokens.reuse_grace, client.ip_string())
-        .await?;
+    let t = &app.config.tokens;
+    let rules =
+        RotationRules { grace: t.reuse_grace, grace_retries: t.grace_retries, max_lifetime: t.session_max_lifetime };
+    let outcome =
+        app.services.users.rotate(tokens::refresh_hash(&parent), successor, sealed, rules, client.ip_string()).await?;
     let (user, family, refresh_token) = match outcome {
         RotateOutcome::Rotated { user, family_id } => {
             count(Outcome::rotated);

@@ -43,10 +43,15 @@ pub async fn revoke(app: &App, token: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The authorization-server metadata: only what this service really offers.
-pub fn metadata(app: &App) -> serde_json::Value {
+/// The authorization-server metadata: only what this service really offers. The signing
+/// algorithms are those of the keys the JWKS publishes now.
+pub fn metadata(app: &App) -> Result<serde_json::Value, ApiError> {
     let base = &app.config.tokens.public_url;
-    serde_json::json!({
+    let keys = app.services.keys.snapshot()?;
+    let mut algs: Vec<&str> = keys.kids().map(|(_, alg, _)| alg.as_str()).collect();
+    algs.sort_unstable_by_key(|alg| std::cmp::Reverse(*alg));
+    algs.dedup();
+    Ok(serde_json::json!({
         "issuer": app.config.tokens.issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "token_endpoint": format!("{base}/api/v1/auth/login"),
@@ -54,7 +59,7 @@ pub fn metadata(app: &App) -> serde_json::Value {
         "introspection_endpoint": format!("{base}/api/v1/auth/introspect"),
         "revocation_endpoint": format!("{base}/api/v1/auth/revoke"),
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "access_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "access_token_signing_alg_values_supported": algs,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "type", "username", "email", "roles", "sid"],
-    })
+    }))
 }

@@ -20,8 +20,14 @@ use crate::app::App;
 use crate::config::HttpConfig;
 use crate::http::ApiError;
 
+/// The refresh cookie's name over plain HTTP (development).
 pub const REFRESH_COOKIE: &str = "refresh_token";
-/// The refresh cookie is sent only to the auth routes.
+/// Its name when Secure: the `__Host-` prefix makes browsers accept it only from this very
+/// host, over HTTPS, with `Path=/` and no `Domain`, so a sibling subdomain cannot plant or
+/// overwrite it.
+pub const HOST_REFRESH_COOKIE: &str = "__Host-refresh_token";
+/// Over plain HTTP the refresh cookie is sent only to the auth routes (a `__Host-` cookie must
+/// have `Path=/`).
 pub const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
 const SECRET_LEN: usize = 32;
 const SEAL_TAG: &[u8] = b"auth-service refresh successor seal v1";
@@ -116,13 +122,19 @@ pub fn unseal(parent_secret: &[u8], sealed: &[u8]) -> Option<String> {
     (sealed.len() == SECRET_LEN).then(|| B64.encode(seal(parent_secret, sealed)))
 }
 
+/// The name of the refresh cookie, the only one read back.
+pub fn refresh_cookie_name(http: &HttpConfig) -> &'static str {
+    if http.cookie_secure { HOST_REFRESH_COOKIE } else { REFRESH_COOKIE }
+}
+
 /// The `Set-Cookie` value carrying a refresh token.
 pub fn refresh_cookie(http: &HttpConfig, token: &str, max_age: Duration) -> String {
-    let secure = if http.cookie_secure { "; Secure" } else { "" };
-    format!(
-        "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path={REFRESH_COOKIE_PATH}; Max-Age={}{secure}",
-        max_age.as_secs()
-    )
+    let (name, path, secure) = if http.cookie_secure {
+        (HOST_REFRESH_COOKIE, "/", "; Secure")
+    } else {
+        (REFRESH_COOKIE, REFRESH_COOKIE_PATH, "")
+    };
+    format!("{name}={token}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={}{secure}", max_age.as_secs())
 }
 
 /// The `Set-Cookie` value that clears the refresh cookie.

@@ -111,6 +111,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(field) => ApiError::Conflict(format!("{field} already exists")),
+            // Not an outage: concurrent requests kept aborting this one's transaction.
+            StoreError::Contention => {
+                ApiError::Conflict("the request conflicted with concurrent changes; try again".into())
+            }
             StoreError::Call(c) => c.into(),
             StoreError::Unavailable(reason) => {
                 tracing::warn!(reason = %reason, "database unavailable");

@@ -144,22 +144,41 @@ pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The client's address: the socket peer, or, when proxy headers are trusted and the peer is
-/// a trusted proxy, the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// a trusted proxy, the first `X-Forwarded-For` entry from the right that is not itself a
+/// trusted proxy. Entries may carry a port (`ip:port`, `[v6]:port`), as several load balancers
+/// append them. An entry that cannot be parsed ends the walk: the client is then the nearest
+/// trusted hop, never an address further left, which anyone could have written.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, http: &HttpConfig) -> IpAddr {
     let peer = canonical(peer);
     let trusted = |ip: IpAddr| http.trusted_proxies.iter().any(|net: &IpNet| net.contains(&ip));
     if !http.trust_proxy_headers || !trusted(peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .map(canonical)
-        .collect();
-    hops.into_iter().rev().find(|ip| !trusted(*ip)).unwrap_or(peer)
+    let lines: Vec<Option<&str>> = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().ok()).collect();
+    let mut nearest = peer;
+    for line in lines.into_iter().rev() {
+        let Some(line) = line else { return nearest };
+        for entry in line.rsplit(',') {
+            match forwarded_hop(entry.trim()) {
+                Some(ip) if trusted(ip) => nearest = ip,
+                Some(ip) => return ip,
+                None => return nearest,
+            }
+        }
+    }
+    nearest
+}
+
+/// One `X-Forwarded-For` entry: `ip`, `ip:port`, `[v6]` or `[v6]:port`.
+fn forwarded_hop(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return Some(canonical(addr.ip()));
+    }
+    let v6 = entry.strip_prefix('[')?.strip_suffix(']')?;
+    v6.parse::<std::net::Ipv6Addr>().ok().map(|ip| canonical(IpAddr::V6(ip)))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -82,7 +82,7 @@ async fn presented_refresh(app: &App, req: &mut Request) -> Result<(Option<Strin
         }
     }
     check_origin(app, req)?;
-    Ok((req.cookie(tokens::REFRESH_COOKIE).filter(|c| !c.is_empty()), false))
+    Ok((req.cookie(tokens::refresh_cookie_name(&app.config.http)).filter(|c| !c.is_empty()), false))
 }
 
 pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> {

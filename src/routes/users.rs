@@ -43,7 +43,8 @@ pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
 
 pub async fn update_profile(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(app, req.bearer()).await?;
-    let user = account::update_profile(app, &principal, req.json().await?).await?;
+    let client = super::auth::client(&req);
+    let user = account::update_profile(app, &principal, req.json().await?, &client).await?;
     Ok(response::json(StatusCode::OK, &user_json(&user)))
 }
 
@@ -65,7 +66,7 @@ pub async fn sessions(app: &App, req: Request) -> Result<Response, ApiError> {
                 "last_used_at": rfc3339(s.last_used_at),
                 "ip_address": s.ip_address,
                 "user_agent": s.user_agent,
-                "current": principal.session == Some(s.id),
+                "current": principal.session == s.id,
             })
         })
         .collect();

@@ -120,7 +120,8 @@ pub fn test_layers(database: &str, keys_dir: &Path) -> Layers {
         .set("USER_STORE_WORKERS", "4")
         .set("RESTART_BACKOFF_INITIAL", "20ms")
         .set("RESTART_BACKOFF_MAX", "200ms")
-        .set("SHUTDOWN_GRACE", "2s");
+        .set("SHUTDOWN_GRACE", "2s")
+        .set("COOKIE_SECURE", "false");
     layers
 }
 

@@ -28,6 +28,7 @@ async fn json_logs_parse_line_by_line_and_never_contain_a_password_or_token() {
         .env("JWT_ISSUER", "http://auth.test")
         .env("JWT_AUDIENCE", "test-audience")
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("COOKIE_SECURE", "false")
         .env("METRICS_BIND_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("ARGON2_MEMORY_KIB", "256")
         .env("ARGON2_ITERATIONS", "1")

@@ -159,7 +159,7 @@ async fn seed_roles_creates_the_six_default_roles_once() {
 }
 
 #[tokio::test]
-async fn create_superuser_reads_the_password_from_the_environment_and_is_idempotent() {
+async fn create_superuser_reads_the_password_from_the_environment_and_reruns_only_with_that_password() {
     let db = fresh_database().await;
     let keys = key_dir(KeyAlg::ES256);
     let mut env = valid_env(&db, &keys);
@@ -168,9 +168,13 @@ async fn create_superuser_reads_the_password_from_the_environment_and_is_idempot
     env.push(("SUPERUSER_PASSWORD", "a long admin password".into()));
     let first = run_ok(&["create-superuser"], &env).await;
     assert!(first.contains("created admin user root"), "{first}");
-    let env2 = with(env, "SUPERUSER_PASSWORD", "a different password");
-    let second = run_ok(&["create-superuser"], &env2).await;
-    assert!(second.contains("already exists"), "{second}");
+    let again = command(&["create-superuser"], &env).output().await.expect("runs");
+    assert!(!again.status.success(), "an existing account is not touched without --promote-existing");
+    let other = with(env.clone(), "SUPERUSER_PASSWORD", "a different password");
+    let out = command(&["create-superuser", "--promote-existing"], &other).output().await.expect("runs");
+    assert!(!out.status.success(), "nor with another password");
+    let second = run_ok(&["create-superuser", "--promote-existing"], &env).await;
+    assert!(second.contains("now holds the admin role"), "{second}");
 
     let client =
         auth_actors::db::connect(&database_url(&db), std::time::Duration::from_secs(5)).await.expect("connect");

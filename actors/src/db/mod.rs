@@ -151,36 +151,72 @@ pub async fn seed_roles(client: &tokio_postgres::Client) -> Result<Vec<String>, 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SuperuserOutcome {
     Created(Uuid),
-    /// The user existed; it now holds `admin`. Its password was left as it was.
+    /// The user existed, was named by both its username and its email, and proved its
+    /// password; it now holds `admin`.
     Promoted(Uuid),
 }
 
-/// Creates `username` with the given password hash and the admin role, or gives an existing
-/// user (matched by username or email, case-insensitively) the admin role without touching its
-/// password. The `admin` role must exist (`seed-roles`).
-pub async fn create_superuser(
+/// Why `create-superuser` changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperuserError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The request was refused; the message says why, in one line.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<tokio_postgres::Error> for SuperuserError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        SuperuserError::Db(e.into())
+    }
+}
+
+/// The account `create-superuser` works on, and how to prove it is the operator's.
+pub struct SuperuserRequest<'a, H, V> {
+    pub username: &'a str,
+    pub email: &'a str,
+    /// Promote an existing account (named by both `username` and `email`, and whose password
+    /// `verify` accepts) instead of refusing.
+    pub promote_existing: bool,
+    /// Makes the password hash of a new account.
+    pub hash: H,
+    /// Checks the given password against an existing account's stored hash.
+    pub verify: V,
+}
+
+/// Creates `username` with the given password and the admin role. An account that already
+/// holds the username or the email is never promoted silently: only with `promote_existing`,
+/// only when the username and the email name that same account, and only when the password
+/// given verifies against it; otherwise nothing changes and the reason is returned. The
+/// `admin` role must exist (`seed-roles`).
+pub async fn create_superuser<H, V>(
     client: &mut tokio_postgres::Client,
-    username: &str,
-    email: &str,
-    password_hash: impl FnOnce() -> Result<String, String>,
-) -> Result<Result<SuperuserOutcome, String>, DbError> {
+    request: SuperuserRequest<'_, H, V>,
+) -> Result<SuperuserOutcome, SuperuserError>
+where
+    H: FnOnce() -> Result<String, String>,
+    V: FnOnce(&str) -> bool,
+{
+    let SuperuserRequest { username, email, promote_existing, hash, verify } = request;
+    let refuse = |why: String| Err(SuperuserError::Refused(why));
     let tx = client.transaction().await?;
     let Some(admin) = tx.query_opt("SELECT id FROM roles WHERE lower(name) = 'admin'", &[]).await? else {
-        return Ok(Err("the admin role does not exist; run `auth-service seed-roles` first".into()));
+        return refuse("the admin role does not exist; run `auth-service seed-roles` first".into());
     };
     let admin: Uuid = admin.get(0);
     let existing = tx
-        .query_opt(
-            "SELECT id FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2) LIMIT 1",
+        .query(
+            "SELECT id, lower(username) = lower($1), lower(email) = lower($2), password_hash, is_active FROM users
+             WHERE lower(username) = lower($1) OR lower(email) = lower($2) FOR UPDATE",
             &[&username, &email],
         )
         .await?;
-    let outcome = match existing {
-        Some(row) => SuperuserOutcome::Promoted(row.get(0)),
-        None => {
-            let hash = match password_hash() {
+    let outcome = match existing.as_slice() {
+        [] => {
+            let hash = match hash() {
                 Ok(h) => h,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return refuse(e),
             };
             let id = Uuid::now_v7();
             tx.execute(
@@ -190,14 +226,47 @@ pub async fn create_superuser(
             .await?;
             SuperuserOutcome::Created(id)
         }
+        _ if !promote_existing => {
+            let name_taken = existing.iter().any(|r| r.get::<_, bool>(1));
+            let email_taken = existing.iter().any(|r| r.get::<_, bool>(2));
+            let what = match (name_taken, email_taken) {
+                (true, true) => format!("username {username:?} and email {email:?} are"),
+                (true, false) => format!("username {username:?} is"),
+                _ => format!("email {email:?} is"),
+            };
+            return refuse(format!(
+                "{what} already taken; nothing changed (to make that account admin, run again with \
+                 --promote-existing and its own password)"
+            ));
+        }
+        [row] if row.get::<_, bool>(1) && row.get::<_, bool>(2) => {
+            if !row.get::<_, bool>(4) {
+                return refuse(format!("account {username:?} is inactive; nothing changed"));
+            }
+            if !verify(&row.get::<_, String>(3)) {
+                return refuse(format!("the password does not match account {username:?}; nothing changed"));
+            }
+            SuperuserOutcome::Promoted(row.get(0))
+        }
+        _ => {
+            return refuse(format!(
+                "username {username:?} and email {email:?} do not belong to the same account; nothing changed"
+            ));
+        }
     };
     let user_id = match &outcome {
         SuperuserOutcome::Created(id) | SuperuserOutcome::Promoted(id) => *id,
     };
     tx.execute("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&user_id, &admin])
         .await?;
+    let detail = serde_json::json!({ "role_id": admin, "name": "admin", "by": "create-superuser" });
+    tx.execute(
+        "INSERT INTO security_events (event_type, user_id, detail) VALUES ('role_assigned', $1, $2)",
+        &[&user_id, &detail],
+    )
+    .await?;
     tx.commit().await?;
-    Ok(Ok(outcome))
+    Ok(outcome)
 }
 
 /// Renders an error with its causes, on one line.
@@ -228,4 +297,18 @@ pub(crate) fn conflict_field(e: &tokio_postgres::Error) -> Option<&'static str> 
         Some("user_roles_pkey") => Some("role"),
         _ => Some("value"),
     }
+}
+
+/// Whether a write failed because a row it refers to was deleted concurrently.
+pub(crate) fn is_foreign_key_violation(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| db.code() == &tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+/// Whether PostgreSQL aborted a transaction because it conflicted with a concurrent one
+/// (deadlock or serialization failure): nothing was written, and running it again is safe.
+pub(crate) fn is_contention(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::T_R_DEADLOCK_DETECTED || db.code() == &SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }

@@ -4,8 +4,16 @@
 //! presented token rotated succeeds for exactly one caller, whatever the concurrency; the row
 //! lock makes every other caller wait for that winner's commit and then see its successor.
 //! A caller that loses within the grace window gets the winner's successor (sealed under the
-//! parent token, see V5); one that presents a rotated token after the window revokes the
-//! whole family.
+//! parent token, see V5), at most `grace_retries` times per token; one that presents a rotated
+//! token after the window, or once more than that, revokes the whole family. No rotation
+//! carries a session past `created_at + max_lifetime`.
+//!
+//! Locks are taken in one order everywhere: a refresh token row, then its family and user (the
+//! rotation statement). Revocation writes family rows only, never token rows, so it never
+//! waits on a token a rotation holds; user deletion revokes the families first, in a
+//! transaction of its own, then locks the user's tokens before it deletes the user. A session starts only under a share
+//! lock on its user row that still holds the password version the login verified, so it cannot
+//! slip in beside a password change.
 
 use std::time::Duration;
 
@@ -31,6 +39,29 @@ pub struct NewSession {
     pub token: NewToken,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    /// The password version the login verified: the session starts only if it is still
+    /// current, so a login that raced a password change fails.
+    pub password_version: i32,
+}
+
+/// What starting a session led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    /// The user's password changed (or the user was deleted or deactivated) after the login
+    /// read it: no session was opened.
+    CredentialsChanged,
+}
+
+/// The rules of a rotation, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationRules {
+    /// How long after its rotation a token may be replayed for its successor.
+    pub grace: Duration,
+    /// How many such replays one token is answered.
+    pub grace_retries: u32,
+    /// No session is refreshed once this old.
+    pub max_lifetime: Duration,
 }
 
 /// What presenting a refresh token led to.
@@ -59,9 +90,19 @@ pub struct SessionRow {
 }
 
 /// Opens a session: family, first token and the successful login's history row, all or
-/// nothing.
-pub async fn start(client: &mut deadpool_postgres::Client, s: &NewSession) -> Result<(), tokio_postgres::Error> {
+/// nothing; and only while the user is active and its password is still the version the login
+/// verified (a share lock on the user row keeps it so until the commit).
+pub async fn start(
+    client: &mut deadpool_postgres::Client,
+    s: &NewSession,
+) -> Result<StartOutcome, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    let current = tx
+        .prepare_cached("SELECT 1 FROM users WHERE id = $1 AND password_version = $2 AND is_active FOR SHARE")
+        .await?;
+    if tx.query_opt(&current, &[&s.user_id, &s.password_version]).await?.is_none() {
+        return Ok(StartOutcome::CredentialsChanged);
+    }
     let family = tx
         .prepare_cached(
             "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent) VALUES ($1, $2, $3, $4, $5)",
@@ -75,7 +116,8 @@ pub async fn start(client: &mut deadpool_postgres::Client, s: &NewSession) -> Re
         .await?;
     tx.execute(&token, &[&s.token.id, &s.token.hash, &s.family_id, &s.user_id, &s.token.expires_at]).await?;
     super::history::record_in(&tx, s.user_id, s.ip_address.as_deref(), s.user_agent.as_deref(), true).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(StartOutcome::Started)
 }
 
 /// Rotates the token whose secret hashes to `presented`; see the module documentation.
@@ -84,12 +126,13 @@ pub async fn rotate(
     presented: &[u8],
     successor: &NewToken,
     sealed: &[u8],
-    grace: Duration,
+    rules: RotationRules,
     ip_address: Option<&str>,
 ) -> Result<RotateOutcome, tokio_postgres::Error> {
     // One statement, so one round trip and one implicit transaction: mark the presented token
     // rotated (the compare-and-swap), store its successor, touch the session, and return the
-    // user with its current roles.
+    // user with its current roles. The successor and the session expire at the sooner of the
+    // refresh TTL and the session's absolute end.
     let cas = client
         .prepare_cached(
             "WITH cas AS (
@@ -97,13 +140,14 @@ pub async fn rotate(
                  FROM refresh_families f
                  WHERE t.token_hash = $1 AND f.id = t.family_id
                    AND t.rotated_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL
-                   AND t.expires_at > now()
-                 RETURNING t.id, t.family_id, t.user_id
+                   AND t.expires_at > now() AND f.created_at + make_interval(secs => $6) > now()
+                 RETURNING t.id, t.family_id, t.user_id,
+                           LEAST($5::timestamptz, f.created_at + make_interval(secs => $6)) AS expires_at
              ), successor AS (
                  INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, expires_at)
-                 SELECT $3, $4, family_id, id, user_id, $5 FROM cas
+                 SELECT $3, $4, family_id, id, user_id, expires_at FROM cas
              ), touch AS (
-                 UPDATE refresh_families SET last_used_at = now(), expires_at = $5
+                 UPDATE refresh_families SET last_used_at = now(), expires_at = cas.expires_at
                  FROM cas WHERE refresh_families.id = cas.family_id
              )
              SELECT cas.family_id, u.id, u.username, u.email, u.is_active, u.created_at,
@@ -112,36 +156,43 @@ pub async fn rotate(
              FROM cas JOIN users u ON u.id = cas.user_id",
         )
         .await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-        [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at];
-    if let Some(row) = client.query_opt(&cas, &params).await? {
-        let family_id: Uuid = row.get(0);
-        return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id });
+    let max_lifetime = rules.max_lifetime.as_secs_f64();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime];
+    match client.query_opt(&cas, &params).await {
+        Ok(Some(row)) => {
+            let family_id: Uuid = row.get(0);
+            return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id });
+        }
+        Ok(None) => {}
+        // The user (and so the session) was deleted while this statement ran.
+        Err(e) if super::is_foreign_key_violation(&e) => return Ok(RotateOutcome::Invalid),
+        Err(e) => return Err(e),
     }
 
     let tx = client.transaction().await?;
     let lookup = tx
         .prepare_cached(
-            "SELECT t.family_id, t.user_id, t.rotated_at IS NOT NULL AS rotated,
+            "SELECT t.id, t.family_id, t.user_id, t.rotated_at IS NOT NULL AS rotated,
                     t.rotated_at > now() - make_interval(secs => $2) AS in_grace,
                     t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL AS revoked,
                     t.successor_sealed,
-                    s.id IS NOT NULL AND s.revoked_at IS NULL AS successor_live
+                    s.id IS NOT NULL AND s.revoked_at IS NULL AND s.expires_at > now() AS successor_live
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              LEFT JOIN refresh_tokens s ON s.parent_id = t.id
              WHERE t.token_hash = $1",
         )
         .await?;
-    let Some(row) = tx.query_opt(&lookup, &[&presented, &grace.as_secs_f64()]).await? else {
+    let Some(row) = tx.query_opt(&lookup, &[&presented, &rules.grace.as_secs_f64()]).await? else {
         return Ok(RotateOutcome::Invalid);
     };
-    let (family_id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
-    let rotated: bool = row.get(2);
-    let in_grace: Option<bool> = row.get(3);
-    let revoked: bool = row.get(4);
-    let sealed: Option<Vec<u8>> = row.get(5);
-    let successor_live: bool = row.get(6);
+    let (token_id, family_id, user_id): (Uuid, Uuid, Uuid) = (row.get(0), row.get(1), row.get(2));
+    let rotated: bool = row.get(3);
+    let in_grace: Option<bool> = row.get(4);
+    let revoked: bool = row.get(5);
+    let sealed: Option<Vec<u8>> = row.get(6);
+    let successor_live: bool = row.get(7);
     if revoked || !rotated {
         // Revoked, or never rotated but expired: dead either way.
         return Ok(RotateOutcome::Invalid);
@@ -150,8 +201,29 @@ pub async fn rotate(
         && successor_live
         && let Some(sealed) = sealed
     {
-        let Some(user) = super::users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
-        return Ok(RotateOutcome::Retried { user, family_id, sealed });
+        // Count the retry; the condition makes concurrent retries unable to exceed the bound.
+        let count = tx
+            .prepare_cached(
+                "UPDATE refresh_tokens SET grace_retries = grace_retries + 1
+                 WHERE id = $1 AND grace_retries < $2 RETURNING grace_retries",
+            )
+            .await?;
+        let max = i32::try_from(rules.grace_retries).unwrap_or(i32::MAX);
+        if let Some(retry) = tx.query_opt(&count, &[&token_id, &max]).await? {
+            let retry: i32 = retry.get(0);
+            let Some(user) = super::users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
+            super::events::record_in(
+                &tx,
+                "refresh_retried",
+                Some(user_id),
+                None,
+                ip_address,
+                serde_json::json!({ "family_id": family_id, "retry": retry }),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(RotateOutcome::Retried { user, family_id, sealed });
+        }
     }
     revoke_family_in(&tx, family_id, "reuse_detected").await?;
     super::events::record_in(
@@ -167,6 +239,9 @@ pub async fn rotate(
     Ok(RotateOutcome::ReuseDetected { user_id, family_id })
 }
 
+/// Revokes a session. Only the family row is written: every rotation and look-up checks the
+/// family's revocation, and leaving its tokens' rows alone keeps revocation from ever waiting
+/// on a token a concurrent rotation holds (which waits on the family: a deadlock).
 async fn revoke_family_in(
     client: &impl GenericClient,
     family_id: Uuid,
@@ -178,10 +253,6 @@ async fn revoke_family_in(
         )
         .await?;
     client.execute(&family, &[&family_id, &reason]).await?;
-    let tokens = client
-        .prepare_cached("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
-        .await?;
-    client.execute(&tokens, &[&family_id]).await?;
     Ok(())
 }
 
@@ -231,33 +302,30 @@ pub(crate) async fn revoke_all_in(
              RETURNING id",
         )
         .await?;
-    let revoked: Vec<Uuid> =
-        client.query(&families, &[&user_id, &keep, &reason]).await?.iter().map(|r| r.get(0)).collect();
-    let tokens = client
-        .prepare_cached(
-            "UPDATE refresh_tokens SET revoked_at = now()
-             WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR family_id <> $2)",
-        )
-        .await?;
-    client.execute(&tokens, &[&user_id, &keep]).await?;
-    Ok(revoked)
+    // As in `revoke_family_in`, the families only.
+    Ok(client.query(&families, &[&user_id, &keep, &reason]).await?.iter().map(|r| r.get(0)).collect())
 }
 
-/// Revokes every session of a user (logout-all); returns how many were live.
-pub async fn revoke_all(client: &mut deadpool_postgres::Client, user_id: Uuid) -> Result<u64, tokio_postgres::Error> {
+/// Revokes every session of a user (logout-all); returns the sessions that were live, so that
+/// the caller can fence off their access tokens, including any minted by a refresh that
+/// committed just before this did.
+pub async fn revoke_all(
+    client: &mut deadpool_postgres::Client,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let n = revoke_all_in(&tx, user_id, None, "logout_all").await?.len() as u64;
+    let revoked = revoke_all_in(&tx, user_id, None, "logout_all").await?;
     super::events::record_in(
         &tx,
         "logout_all",
         Some(user_id),
         Some(user_id),
         None,
-        serde_json::json!({ "sessions": n }),
+        serde_json::json!({ "sessions": revoked.len() }),
     )
     .await?;
     tx.commit().await?;
-    Ok(n)
+    Ok(revoked)
 }
 
 /// The live sessions of a user, most recently used first.

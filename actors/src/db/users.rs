@@ -21,6 +21,8 @@ pub struct UserRecord {
 pub struct Credentials {
     pub user: UserRecord,
     pub password_hash: String,
+    /// Raised by every password change (not by a re-hash).
+    pub password_version: i32,
 }
 
 const USER_COLUMNS: &str = "u.id, u.username, u.email, u.is_active, u.created_at,
@@ -80,72 +82,124 @@ pub async fn find_credentials(
     let column = if login.contains('@') { "email" } else { "username" };
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE lower(u.{column}) = lower($1)"
+            "SELECT {USER_COLUMNS}, u.password_hash, u.password_version FROM users u WHERE lower(u.{column}) = lower($1)"
         ))
         .await?;
-    Ok(client
-        .query_opt(&stmt, &[&login])
-        .await?
-        .map(|row| Credentials { user: user_from(&row), password_hash: row.get("password_hash") }))
+    Ok(client.query_opt(&stmt, &[&login]).await?.map(|row| Credentials {
+        user: user_from(&row),
+        password_hash: row.get("password_hash"),
+        password_version: row.get("password_version"),
+    }))
 }
 
-/// The stored hash of a user, for a password change.
+/// The stored hash of a user and its password version, for a password change.
 pub async fn password_hash(
     client: &deadpool_postgres::Client,
     id: Uuid,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let stmt = client.prepare_cached("SELECT password_hash FROM users WHERE id = $1").await?;
-    Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+) -> Result<Option<(String, i32)>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached("SELECT password_hash, password_version FROM users WHERE id = $1").await?;
+    Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| (r.get(0), r.get(1))))
 }
 
-pub async fn set_password_hash(
+/// Replaces a user's password hash with its re-hash, only if it is still `old` (the hash the
+/// login verified): a password changed meanwhile is never overwritten. Returns whether it was.
+/// The password version stays: it is the same password.
+pub async fn rehash_password(
     client: &deadpool_postgres::Client,
     id: Uuid,
-    hash: &str,
-) -> Result<(), tokio_postgres::Error> {
-    let stmt = client.prepare_cached("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1").await?;
-    client.execute(&stmt, &[&id, &hash]).await?;
-    Ok(())
+    old: &str,
+    new: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached("UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2")
+        .await?;
+    Ok(client.execute(&stmt, &[&id, &old, &new]).await? == 1)
 }
 
-/// Applies a profile change; a new password also revokes every session but `keep_family`.
-/// Returns the user as it now is and the sessions that were revoked.
+/// A password change: the password version whose hash the caller's old password was verified
+/// against, and the new hash.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub verified_version: i32,
+    pub new: String,
+}
+
+/// What a profile update led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileOutcome {
+    /// Applied: the user as it now is, and the sessions a new password revoked.
+    Updated { user: UserRecord, revoked: Vec<Uuid> },
+    /// The user no longer exists.
+    Gone,
+    /// The password changed after the old one was verified: nothing was applied.
+    PasswordChanged,
+}
+
+/// Applies a profile change; a new password also revokes every session but `keep_family`. The
+/// password is replaced only if it is still the one the caller proved it knows (its version
+/// has not moved; a re-hash does not move it).
 pub async fn update_profile(
     client: &mut deadpool_postgres::Client,
     id: Uuid,
     username: Option<&str>,
-    password_hash: Option<&str>,
+    password: Option<&PasswordChange>,
     keep_family: Option<Uuid>,
-) -> Result<(Option<UserRecord>, Vec<Uuid>), tokio_postgres::Error> {
+) -> Result<ProfileOutcome, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let mut revoked = Vec::new();
+    if let Some(change) = password {
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE users SET password_hash = $3, password_version = password_version + 1, updated_at = now()
+                 WHERE id = $1 AND password_version = $2",
+            )
+            .await?;
+        if tx.execute(&stmt, &[&id, &change.verified_version, &change.new]).await? == 0 {
+            return Ok(ProfileOutcome::PasswordChanged);
+        }
+        revoked = super::sessions::revoke_all_in(&tx, id, keep_family, "password_changed").await?;
+        super::events::record_in(&tx, "password_changed", Some(id), Some(id), None, serde_json::json!({})).await?;
+    }
     if let Some(username) = username {
         let stmt = tx.prepare_cached("UPDATE users SET username = $2, updated_at = now() WHERE id = $1").await?;
         tx.execute(&stmt, &[&id, &username]).await?;
     }
-    if let Some(hash) = password_hash {
-        let stmt = tx.prepare_cached("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1").await?;
-        tx.execute(&stmt, &[&id, &hash]).await?;
-        revoked = super::sessions::revoke_all_in(&tx, id, keep_family, "password_changed").await?;
-        super::events::record_in(&tx, "password_changed", Some(id), Some(id), None, serde_json::json!({})).await?;
-    }
-    let user = get_in(&tx, id).await?;
+    let Some(user) = get_in(&tx, id).await? else { return Ok(ProfileOutcome::Gone) };
     tx.commit().await?;
-    Ok((user, revoked))
+    Ok(ProfileOutcome::Updated { user, revoked })
 }
 
-/// Deletes a user (sessions and role grants go with it) and records who did it.
+/// Deletes a user (sessions and role grants go with it) and records who did it. Returns the
+/// user's sessions, so that the caller can fence off their access tokens, or `None` if there
+/// was no such user.
+///
+/// Its sessions are revoked first, in a transaction of its own: once that commits no refresh
+/// can rotate, so the delete that follows meets at most the rotations already running, and it
+/// locks their tokens before the user row, in the order a rotation takes them.
 pub async fn delete(
     client: &mut deadpool_postgres::Client,
     id: Uuid,
     actor: Option<Uuid>,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Option<Vec<Uuid>>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    let mut sessions = super::sessions::revoke_all_in(&tx, id, None, "user_deleted").await?;
+    tx.commit().await?;
+
+    let tx = client.transaction().await?;
+    let lock = tx.prepare_cached("SELECT 1 FROM refresh_tokens WHERE user_id = $1 ORDER BY id FOR UPDATE").await?;
+    tx.execute(&lock, &[&id]).await?;
+    let families = tx.prepare_cached("SELECT id FROM refresh_families WHERE user_id = $1").await?;
+    for row in tx.query(&families, &[&id]).await? {
+        let family: Uuid = row.get(0);
+        if !sessions.contains(&family) {
+            sessions.push(family);
+        }
+    }
     let stmt = tx.prepare_cached("DELETE FROM users WHERE id = $1 RETURNING username").await?;
-    let Some(row) = tx.query_opt(&stmt, &[&id]).await? else { return Ok(false) };
+    let Some(row) = tx.query_opt(&stmt, &[&id]).await? else { return Ok(None) };
     let username: String = row.get(0);
     super::events::record_in(&tx, "user_deleted", Some(id), actor, None, serde_json::json!({ "username": username }))
         .await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(sessions))
 }
