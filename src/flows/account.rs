@@ -80,7 +80,7 @@ pub async fn update_profile(
     if let Some(username) = &input.username {
         validate_username(username)?;
     }
-    let new_hash = match input.new_password {
+    let password = match input.new_password {
         None => None,
         Some(new_password) => {
             let old = input
@@ -88,18 +88,9 @@ pub async fn update_profile(
                 .ok_or_else(|| ApiError::Unprocessable("old_password is required to change the password".into()))?;
             let username = input.username.as_deref().unwrap_or(&current.username);
             validate_password(&app.config.passwords, &new_password, username, &current.email)?;
-            Some(
-                check_old_password(app, principal.user_id, old, client)
-                    .await
-                    .map(|verified| (verified, new_password))?,
-            )
-        }
-    };
-    let password = match new_hash {
-        Some((verified_version, new_password)) => {
+            let verified_version = check_old_password(app, principal.user_id, old, client).await?;
             Some(PasswordChange { verified_version, new: app.hasher.hash(new_password).await? })
         }
-        None => None,
     };
     let username = input.username.filter(|u| *u != current.username);
     if username.is_none() && password.is_none() {

@@ -11,9 +11,9 @@
 //! Locks are taken in one order everywhere: a refresh token row, then its family and user (the
 //! rotation statement). Revocation writes family rows only, never token rows, so it never
 //! waits on a token a rotation holds; user deletion revokes the families first, in a
-//! transaction of its own, then locks the user's tokens before it deletes the user. A session starts only under a share
-//! lock on its user row that still holds the password version the login verified, so it cannot
-//! slip in beside a password change.
+//! transaction of its own, then locks the user's tokens before it deletes the user. A session
+//! starts only under a share lock on its user row that still holds the password version the
+//! login verified, so it cannot slip in beside a password change.
 
 use std::time::Duration;
 
