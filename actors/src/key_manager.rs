@@ -83,13 +83,21 @@ impl Actor for KeyManager {
         myself: ActorRef<Self::Msg>,
         args: KeyManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let stamp = keys::metadata_stamp(&args.dir);
-        let set = Self::load(&args)?;
-        args.publish.send_replace(Some(set));
-        if !args.poll_interval.is_zero() {
-            myself.send_interval(args.poll_interval, || KeyManagerMsg::Poll);
+        let first_start = args.publish.borrow().is_none();
+        let mut state = KeyManagerState { stamp: keys::metadata_stamp(&args.dir), args, unreadable: None };
+        if first_start {
+            // Startup: the directory must be whole, or the service does not start.
+            let set = Self::load(&state.args)?;
+            state.args.publish.send_replace(Some(set));
+        } else {
+            // A restart while serving reloads like a poll does: a broken key file must not
+            // keep the KeyManager (and so the service) down.
+            let _ = reload(&mut state);
         }
-        Ok(KeyManagerState { args, stamp, unreadable: None })
+        if !state.args.poll_interval.is_zero() {
+            myself.send_interval(state.args.poll_interval, || KeyManagerMsg::Poll);
+        }
+        Ok(state)
     }
 
     async fn handle(

@@ -13,8 +13,9 @@
 //!   well-formed cookie appended to the header is found unless the header already names it.
 //! - `client_ip` with the input's lines as `X-Forwarded-For` values, under a proxy
 //!   configuration picked by the first byte. Oracles: untrusted peer or untrusted headers give
-//!   the peer; otherwise the answer is the peer or a forwarded address that is not a trusted
-//!   proxy; the answer is never an IPv4-mapped IPv6 address.
+//!   the peer; otherwise, walking from the right past trusted hops, the first untrusted address
+//!   (with or without a port), or the nearest trusted hop when an entry cannot be read, never
+//!   an address further left; the answer is never an IPv4-mapped IPv6 address.
 //! - `validate_username`, `validate_email`, `validate_password`, `decode_refresh`: what they
 //!   accept keeps the documented shape.
 
@@ -245,16 +246,29 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// An `X-Forwarded-For` entry as a reader of the header takes it: `ip`, `ip:port`, `[v6]` or
+/// `[v6]:port`; `None` when it cannot be read.
+fn hop(entry: &str) -> Option<IpAddr> {
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse::<Ipv6Addr>().ok().map(IpAddr::V6))?;
+    Some(canonical(ip))
+}
+
 fn forwarded(data: &[u8]) {
     let first = data.first().copied().unwrap_or(0);
     let http = http_config(first & 1 == 1, proxies(first >> 4));
     let peer = PEERS[usize::from(first >> 1) % PEERS.len()];
     let mut headers = HeaderMap::new();
-    let mut listed = Vec::new();
+    // Every entry, left to right; a header line that is not text is one unreadable entry.
+    let mut entries: Vec<Option<IpAddr>> = Vec::new();
     for line in data.get(1..).unwrap_or_default().split(|b| *b == b'\n') {
         if let Ok(value) = HeaderValue::from_bytes(line) {
-            if let Ok(s) = value.to_str() {
-                listed.extend(s.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()).map(canonical));
+            match value.to_str() {
+                Ok(s) => entries.extend(s.split(',').map(|e| hop(e.trim()))),
+                Err(_) => entries.push(None),
             }
             headers.append("x-forwarded-for", value);
         }
@@ -268,10 +282,23 @@ fn forwarded(data: &[u8]) {
     );
     if !http.trust_proxy_headers || !trusted(peer) {
         assert_eq!(ip, peer, "forwarded headers used without a trusted proxy in front");
-    } else if ip != peer {
-        assert!(listed.contains(&ip), "client_ip {ip} is neither the peer nor a forwarded address");
-        assert!(!trusted(ip), "client_ip {ip} is a trusted proxy");
+        return;
     }
+    // From the right, past trusted hops only: the first untrusted address is the client; an
+    // unreadable entry (or the end) leaves the nearest trusted hop, never anything further left.
+    let mut nearest = peer;
+    let mut client = None;
+    for entry in entries.iter().rev() {
+        match entry {
+            Some(a) if trusted(*a) => nearest = *a,
+            Some(a) => {
+                client = Some(*a);
+                break;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(ip, client.unwrap_or(nearest), "client_ip walked the header wrongly: {entries:?}");
 }
 
 fn fields(text: &str) {

@@ -282,6 +282,50 @@ async fn deleting_a_user_while_its_sessions_refresh_answers_204_and_the_refreshe
     }
 }
 
+#[tokio::test]
+async fn a_deadlocked_delete_is_retried_and_answers_204_not_database_unavailable() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    let user = app.new_user().await;
+    app.login(&user).await;
+    let id: uuid::Uuid = user.id.parse().expect("uuid");
+
+    // Another transaction holds a key-share lock on the user row, as a rotation's insert does.
+    let mut blocker = app.db().await;
+    let tx = blocker.transaction().await.expect("begin");
+    // Let the service's side of the deadlock be the one PostgreSQL aborts.
+    tx.execute("SET LOCAL deadlock_timeout = '30s'", &[]).await.expect("set");
+    tx.query_one("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE", &[&id]).await.expect("lock user");
+
+    let delete = {
+        let (client, url, token) = (app.client.clone(), app.url(&format!("/api/v1/users/{id}")), admin.access.clone());
+        tokio::spawn(async move { client.delete(url).bearer_auth(token).send().await.expect("send") })
+    };
+    let watcher = app.db().await;
+    app.eventually("the delete waits for the user row", || async {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                 AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM users%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        waiting == 1
+    })
+    .await;
+    // Now wait for the tokens the delete holds: a deadlock, which PostgreSQL breaks by aborting
+    // the delete's transaction.
+    tx.query("SELECT 1 FROM refresh_tokens WHERE user_id = $1 FOR UPDATE", &[&id]).await.expect("lock tokens");
+    tx.rollback().await.expect("rollback");
+
+    let resp = delete.await.expect("join");
+    assert_eq!(resp.status(), 204, "the aborted try is run again: {}", resp.text().await.unwrap_or_default());
+    assert_eq!(app.metric("auth_postgres_contention_total").await, 1.0);
+    assert_eq!(app.metric("auth_postgres_errors_total").await, 0.0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. X-Forwarded-For entries with a port are parsed, and an unparseable one stops the walk.
 
@@ -361,6 +405,16 @@ async fn a_revoked_key_stops_verifying_even_when_another_key_file_is_broken() {
     let keys = ready["details"]["keys"].as_str().unwrap_or_default().to_string();
     assert!(keys.starts_with("degraded"), "readiness reports the key directory: {ready}");
     assert!(keys.contains(&broken), "and names the broken key: {keys}");
+
+    // A KeyManager that fails now restarts on the degraded directory instead of staying down.
+    let fail = app.client.post(app.url("/api/v1/_test/fail/key_manager")).send().await.expect("send");
+    assert_eq!(fail.status(), 202);
+    app.eventually("the KeyManager restarts", || async {
+        app.metric("auth_actor_restarts_total{actor=\"key_manager\"}").await == 1.0
+    })
+    .await;
+    app.eventually("ready again", || async { app.get("/api/v1/readyz").await.status() == 200 }).await;
+    assert_eq!(app.get_with("/api/v1/sessions", &old.access).await.status(), 401, "and the revoked key stays out");
 
     std::fs::write(&broken_path, pem).expect("repair");
     app.eventually("the next poll retries the broken key", || async {
