@@ -47,13 +47,20 @@ impl AuthzCache {
         AuthzCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    /// The cached standing of `user`, if it was read under `epoch` less than the TTL ago.
-    pub fn get(&self, user: Uuid, epoch: &str) -> Option<Standing> {
+    /// Applies `f` to the cached standing of `user`, if it was read under `epoch` less than the
+    /// TTL ago (without copying it).
+    pub fn read<R>(&self, user: Uuid, epoch: &str, f: impl FnOnce(&Standing) -> R) -> Option<R> {
         if self.ttl.is_zero() {
             return None;
         }
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(&user).filter(|e| e.epoch == epoch && e.at.elapsed() < self.ttl).map(|e| e.standing.clone())
+        entries.get(&user).filter(|e| e.epoch == epoch && e.at.elapsed() < self.ttl).map(|e| f(&e.standing))
+    }
+
+    /// The cached standing of `user`, if it was read under `epoch` less than the TTL ago.
+    #[cfg(test)]
+    pub fn get(&self, user: Uuid, epoch: &str) -> Option<Standing> {
+        self.read(user, epoch, Standing::clone)
     }
 
     /// Files `standing`, read from the database after `epoch` was read from Redis.

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub active_key_age: Gauge,
     pub jwks: Family<OutcomeLabels, Counter>,
     pub authz_cache: Family<CacheLabels, Counter>,
+    /// The `hit` and `miss` series of `authz_cache`, held so that the per-request path does
+    /// not look them up.
+    pub authz_cache_hits: Counter,
+    pub authz_cache_misses: Counter,
     pub db_pool_max: Gauge,
     pub db_pool_size: Gauge,
     pub db_pool_available: Gauge,
@@ -103,6 +107,8 @@ impl Metrics {
             active_key_age: Gauge::default(),
             jwks: Family::default(),
             authz_cache: Family::default(),
+            authz_cache_hits: Counter::default(),
+            authz_cache_misses: Counter::default(),
             db_pool_max: Gauge::default(),
             db_pool_size: Gauge::default(),
             db_pool_available: Gauge::default(),
@@ -158,7 +164,9 @@ impl Metrics {
             "Log lines dropped because stdout fell 16 MiB behind",
             crate::telemetry::dropped_lines(),
         );
-        Arc::new(Metrics { registry, ..m })
+        let authz_cache_hits = m.authz_cache.get_or_create(&CacheLabels { result: "hit" }).clone();
+        let authz_cache_misses = m.authz_cache.get_or_create(&CacheLabels { result: "miss" }).clone();
+        Arc::new(Metrics { registry, authz_cache_hits, authz_cache_misses, ..m })
     }
 
     /// Renders the registry in the text exposition format.

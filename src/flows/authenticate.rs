@@ -18,7 +18,6 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::authz::Standing;
 use crate::http::ApiError;
-use crate::metrics::CacheLabels;
 
 /// The caller behind a valid access token.
 #[derive(Debug, Clone)]
@@ -185,38 +184,26 @@ async fn check(
     if revoked(&caller, caller_state) {
         return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
     }
-    let standing = standing(app, caller.user_id, check.authz_epoch.clone()).await?;
-    if !standing.active {
+    let epoch = check.authz_epoch.as_deref();
+    if !current_standing(app, &mut caller, epoch).await? {
         return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
     }
-    caller.roles = standing.roles;
     let subject = match (subject, subject_state) {
-        (Some(Ok(p)), Some(state)) if !revoked(&p, state) => current(app, p, &caller, check.authz_epoch).await?,
+        (Some(Ok(mut p)), Some(state)) if !revoked(&p, state) => {
+            if p.user_id == caller.user_id {
+                p.roles.clone_from(&caller.roles);
+                Ok(p)
+            } else if current_standing(app, &mut p, epoch).await? {
+                Ok(p)
+            } else {
+                Err(Rejection::Revoked)
+            }
+        }
         (Some(Err(rejection)), _) => Err(rejection),
         (Some(Ok(_)), _) => Err(Rejection::Revoked),
         (None, _) => Err(Rejection::Missing),
     };
     Ok((caller, subject))
-}
-
-/// A subject whose token is live, with its user's current roles; refused if the user is gone
-/// or inactive.
-async fn current(
-    app: &App,
-    mut subject: Principal,
-    caller: &Principal,
-    epoch: Option<String>,
-) -> Result<Result<Principal, Rejection>, ApiError> {
-    if subject.user_id == caller.user_id {
-        subject.roles = caller.roles.clone();
-        return Ok(Ok(subject));
-    }
-    let standing = standing(app, subject.user_id, epoch).await?;
-    if !standing.active {
-        return Ok(Err(Rejection::Revoked));
-    }
-    subject.roles = standing.roles;
-    Ok(Ok(subject))
 }
 
 /// Tells every instance that some user's roles or standing changed, after the change is
@@ -226,22 +213,32 @@ pub async fn standing_changed(app: &App) -> Result<(), ApiError> {
     Ok(app.services.limiter.bump_authz_epoch().await?)
 }
 
-/// The user's current standing: cached under the current epoch, or read from PostgreSQL and
-/// cached. Without an epoch (Redis had none), the database is read and nothing is cached.
-async fn standing(app: &App, user_id: Uuid, epoch: Option<String>) -> Result<Standing, ApiError> {
-    if let Some(epoch) = &epoch
-        && let Some(hit) = app.authz.get(user_id, epoch)
+/// Gives `principal` its user's current roles and tells whether the user exists and is active:
+/// from the cache filed under the current epoch, or read from PostgreSQL and cached. Without an
+/// epoch (Redis had none), the database is read and nothing is cached. A cache hit costs no
+/// allocation when the roles are those of the token.
+async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&str>) -> Result<bool, ApiError> {
+    let user_id = principal.user_id;
+    if let Some(epoch) = epoch
+        && let Some(active) = app.authz.read(user_id, epoch, |standing| {
+            if standing.roles != principal.roles {
+                principal.roles.clone_from(&standing.roles);
+            }
+            standing.active
+        })
     {
-        app.metrics.authz_cache.get_or_create(&CacheLabels { result: "hit" }).inc();
-        return Ok(hit);
+        app.metrics.authz_cache_hits.inc();
+        return Ok(active);
     }
-    app.metrics.authz_cache.get_or_create(&CacheLabels { result: "miss" }).inc();
+    app.metrics.authz_cache_misses.inc();
     let standing = match app.services.users.get_user(user_id).await? {
         Some(u) => Standing { active: u.is_active, roles: u.roles },
         None => Standing { active: false, roles: Vec::new() },
     };
+    principal.roles.clone_from(&standing.roles);
+    let active = standing.active;
     if let Some(epoch) = epoch {
-        app.authz.put(user_id, epoch, standing.clone());
+        app.authz.put(user_id, epoch.to_string(), standing);
     }
-    Ok(standing)
+    Ok(active)
 }
