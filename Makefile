@@ -36,14 +36,14 @@ seed-roles: build
 create-superuser: build
 	$(BIN) create-superuser
 
-## Unit and integration tests against the local PostgreSQL and Redis.
+## Unit and integration tests against the local PostgreSQL and Redis (the workspace's tests include
+## the fuzz targets' smoke harness), then the interop check, the demo and the compose check.
 test: services
 	@scripts/drop-test-databases.sh || true
 	@set -o pipefail; TEST_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --features test-hooks; \
 		status=$$?; scripts/drop-test-databases.sh $(TEST_RUN_ID) || true; exit $$status
 	@scripts/interop.sh
 	@REFRESH_REUSE_GRACE=2s DEMO_REUSE_WAIT=3 scripts/with-service.sh scripts/demo.sh
-	@scripts/fuzz.sh smoke
 	@scripts/check-compose.sh
 
 ## Our tokens verified by PyJWT and node's jose against a live instance.

@@ -30,6 +30,9 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password 1"
 USERS = 64
+# The many-users scenario: more distinct tokens than TOKEN_CACHE_SIZE (4096) holds, and as many
+# users as AUTHZ_CACHE_SIZE (10 000).
+MANY_USERS = int(os.environ.get("BENCH_MANY_USERS", "10000"))
 
 
 def free_port():
@@ -133,8 +136,56 @@ def scale_section(path):
     return text[begin:end + len(SCALE_END)] + "\n"
 
 
-def psql(sql):
-    subprocess.run(["psql", ADMIN_URL, "-qc", sql], check=True, stdout=subprocess.DEVNULL)
+def psql(sql, db=None):
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + db if db else ADMIN_URL
+    return subprocess.run(["psql", url, "-qAtc", sql], check=True, capture_output=True, text=True).stdout
+
+
+def many_users_tokens(db, env):
+    """Inserts MANY_USERS users (holding `user`) straight into the database and signs one access
+    token for each with the service's key and claims type (logging each in would cost one argon2
+    hash apiece); returns the path of the file of tokens, one per line."""
+    ids = psql(f"""
+        WITH new AS (
+            INSERT INTO users (id, username, email, password_hash)
+            SELECT gen_random_uuid(), 'many_' || n, 'many_' || n || '@bench.example', 'unusable'
+            FROM generate_series(1, {MANY_USERS}) AS n RETURNING id
+        ), grant_role AS (
+            INSERT INTO user_roles (user_id, role_id) SELECT new.id, r.id FROM new, roles r WHERE r.name = 'user'
+        )
+        SELECT id FROM new""", db)
+    minted = subprocess.run(
+        [os.path.join(REL, "mint-tokens"), env["JWT_KEYS_DIR"], env["JWT_ISSUER"], env["JWT_AUDIENCE"], "3600"],
+        input=ids, capture_output=True, text=True, check=True).stdout
+    path = os.path.join(WORK, f"many-tokens-{db}.txt")
+    with open(path, "w") as f:
+        f.write(minted)
+    return path
+
+
+def counters(base, family):
+    """The `result` series of one counter family, from the service's /metrics."""
+    _, _, body = http("GET", f"{base}/metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith(f"auth_{family}_total{{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels.split('result="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
+
+
+def cache_deltas(base, work):
+    """Runs `work()`; returns its result and how the token and standing caches counted meanwhile."""
+    before = {c: counters(base, c) for c in ("token_cache", "authz_cache")}
+    result = work()
+    after = {c: counters(base, c) for c in ("token_cache", "authz_cache")}
+    deltas = {c: {k: after[c].get(k, 0) - before[c].get(k, 0) for k in ("hit", "miss", "eviction")} for c in before}
+    return result, deltas
+
+
+def hit_rate(d):
+    total = d["hit"] + d["miss"]
+    return d["hit"] / total if total else float("nan")
 
 
 def script(name):
@@ -241,6 +292,7 @@ def main():
         token, _ = login("bench_user_1")
         admin_token, _ = login("bench_admin")
         refresh_tokens = ",".join(login(f"bench_user_{i}")[1] for i in range(1, 17))
+        many_tokens = many_users_tokens(db, env)
 
         # Ceilings, measured now, on this machine.
         ceilings = json.loads(subprocess.run(
@@ -261,7 +313,11 @@ def main():
         http_runs.append(("JWKS", run_scenario(f"{base}/.well-known/jwks.json", "get", 2, 64)))
         http_runs.append(("healthz", run_scenario(f"{base}/api/v1/healthz", "get", 2, 64)))
         measure_bare()
-        http_runs.append(("me", run_scenario(base, "me", 2, 64, {"TOKEN": token})))
+        me_run, me_caches = cache_deltas(base, lambda: run_scenario(base, "me", 2, 64, {"TOKEN": token}))
+        http_runs.append(("me", me_run))
+        many_run, many_caches = cache_deltas(
+            base, lambda: run_scenario(base, "me-many", 2, 64, {"TOKENS_FILE": many_tokens}))
+        http_runs.append((f"me, {MANY_USERS} users", many_run))
         http_runs.append(("introspection", run_scenario(base, "introspect", 2, 64, {"TOKEN": token, "ADMIN_TOKEN": admin_token})))
         measure_bare()
         bare.terminate()
@@ -288,6 +344,8 @@ def main():
         time.sleep(3)
         memory_run, rss = sampled_peak_rss(server.pid, lambda: run_scenario(base, "me", 2, 256, {"TOKEN": token}))
         lifetime_rss = peak_rss_mib(server.pid)
+        cache_lib = json.loads(subprocess.run(
+            [os.path.join(REL, "caches"), "2", "4096"], capture_output=True, text=True, check=True).stdout)
     finally:
         for proc in (bare, server):
             if proc:
@@ -295,6 +353,8 @@ def main():
                 proc.wait()
         psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         shutil.rmtree(keys, ignore_errors=True)
+        if "many_tokens" in locals():
+            os.remove(many_tokens)
 
     lines = [
         "| scenario | c | requests/s | p50 ms | p99 ms | errors | ceiling | ceiling/s | ratio |",
@@ -322,6 +382,25 @@ def main():
         f"{ceilings['argon2_per_sec']:.0f} hashes/s with all {ceilings['cores']} cores busy",
         f"- one RS256 signature (key parsed once): {ceilings['sign_ms']:.3f} ms; {ceilings['sign_per_sec']:.0f}/s with all cores busy",
     ]
+    for name, d in (("me", me_caches), (f"me, {MANY_USERS} users", many_caches)):
+        t, a = d["token_cache"], d["authz_cache"]
+        summary.append(
+            f"- caches during `{name}`: verified tokens {hit_rate(t):.3f} hits ({t['miss']:.0f} signature checks, "
+            f"{t['eviction']:.0f} evictions), standing {hit_rate(a):.3f} hits ({a['miss']:.0f} database reads, "
+            f"{a['eviction']:.0f} evictions)")
+    cache_table = [
+        "",
+        f"Cache libraries, every core looking up and inserting on a miss, capacity {cache_lib['capacity']} "
+        "(bench/src/bin/caches.rs; `hot`: one key; `cycle`: 10 000 keys in turn; `skewed`: 90 % of look-ups over "
+        "1 000 regular keys among one-off keys, hit rate of the regular keys):",
+        "",
+        "| pattern | quick_cache ns/look-up | quick_cache hit rate | moka ns/look-up | moka hit rate |",
+        "|---|---|---|---|---|",
+    ]
+    for pattern in ("hot", "cycle", "skewed"):
+        q, m = cache_lib[f"{pattern}/quick_cache"], cache_lib[f"{pattern}/moka"]
+        cache_table.append(f"| {pattern} | {q['ns_per_op']:.0f} | {q['hit_rate']:.3f} | {m['ns_per_op']:.0f} | {m['hit_rate']:.3f} |")
+    summary.extend(cache_table)
     machine = f"{os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}"
     print(table)
     print("\n".join(summary))

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fuzzing of the token verifier, the request parsers and the router (the crate in fuzz/).
+# Fuzzing of the token verifier, the request parsers and the router (the code in fuzz/targets,
+# a member of the main workspace; the cargo-fuzz crate in fuzz/ wraps it for libFuzzer).
 #
 #   scripts/fuzz.sh smoke            Stable toolchain, no nightly features: replays every file of
 #                                    fuzz/corpus/<target> and then a fixed number of seeded random
-#                                    mutations through the same target code (fuzz/tests/smoke.rs).
-#                                    Bounded (a few seconds once built); meant for `make test`.
+#                                    mutations through the same target code
+#                                    (fuzz/targets/tests/smoke.rs), on the main workspace's build.
+#                                    Bounded (a few seconds once built). `cargo test --workspace`
+#                                    (so `make test`) runs the same harness.
 #   scripts/fuzz.sh long [SECONDS]   Coverage-guided libFuzzer: `cargo fuzz build` (stable toolchain
 #                                    with RUSTC_BOOTSTRAP=1, AddressSanitizer; cargo-fuzz is
 #                                    installed if missing), then each target for SECONDS (default
@@ -22,7 +25,6 @@ cd "$(dirname "$0")/.."
 
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 TARGETS=${FUZZ_TARGETS:-"jwt_verify parsers router"}
-STABLE_TARGET_DIR=target/fuzz
 LIBFUZZER_TARGET_DIR=target/fuzz-libfuzzer
 
 usage() {
@@ -31,7 +33,8 @@ usage() {
 }
 
 stable_harness() {
-  CARGO_TARGET_DIR=$STABLE_TARGET_DIR cargo test --manifest-path fuzz/Cargo.toml --test smoke -- --test-threads=2 --nocapture
+  # The main workspace's features, so that the build is the one `make test` already made.
+  cargo test -p auth-service-fuzz --features auth-service/test-hooks --test smoke -- --test-threads=2 --nocapture
 }
 
 smoke() {

@@ -25,7 +25,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("DATABASE_POOL_SIZE", Some("16"), "Connections in the PostgreSQL pool."),
     ("USER_STORE_WORKERS", Some("16"), "UserStore worker actors."),
     ("REDIS_URL", None, "Redis URL, e.g. redis://127.0.0.1:6379/0. Secret: never logged."),
-    ("REDIS_KEY_PREFIX", Some("auth:"), "Prefix of every Redis key this service writes."),
+    (
+        "REDIS_KEY_PREFIX",
+        Some("auth:"),
+        "Prefix of every Redis key this service writes; no braces (they would move the keys' hash slots).",
+    ),
     ("JWT_KEYS_DIR", None, "Directory holding the signing keys and keys.json."),
     ("JWT_ACTIVE_KID", None, "Overrides which published key signs (normally keys.json decides)."),
     (
@@ -58,6 +62,16 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "AUTHZ_CACHE_TTL",
         Some("10s"),
         "Longest an instance trusts a cached role look-up; API changes end it at once (0s disables).",
+    ),
+    (
+        "AUTHZ_CACHE_SIZE",
+        Some("10000"),
+        "Users whose current standing each instance caches (least useful evicted first).",
+    ),
+    (
+        "TOKEN_CACHE_SIZE",
+        Some("4096"),
+        "Access tokens each instance remembers as verified, so a reused token skips its signature check.",
     ),
     ("CLOCK_SKEW", Some("30s"), "Leeway on exp/nbf/iat, and extra time retired keys stay published."),
     ("LOG_FORMAT", Some("text"), "text or json."),
@@ -167,6 +181,10 @@ pub struct TokenConfig {
     pub clock_skew: Duration,
     /// How long a cached look-up of a caller's roles may be used (while the epoch holds).
     pub authz_cache_ttl: Duration,
+    /// Users whose standing each instance caches.
+    pub authz_cache_size: usize,
+    /// Tokens each key snapshot remembers as verified.
+    pub token_cache_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -201,7 +219,8 @@ pub struct Config {
     pub database_pool_size: usize,
     pub user_store_workers: usize,
     pub redis_url: Secret,
-    pub redis_prefix: String,
+    /// Every Redis key, under `REDIS_KEY_PREFIX`.
+    pub redis_keys: auth_actors::keyspace::Keyspace,
     pub tokens: TokenConfig,
     pub passwords: PasswordConfig,
     pub limits: LimitConfig,
@@ -422,7 +441,8 @@ impl Layers {
             database_pool_size: self.parse("DATABASE_POOL_SIZE")?,
             user_store_workers: self.parse("USER_STORE_WORKERS")?,
             redis_url: Secret::new(redis_url),
-            redis_prefix: self.get("REDIS_KEY_PREFIX").unwrap_or_default().to_string(),
+            redis_keys: auth_actors::keyspace::Keyspace::new(self.get("REDIS_KEY_PREFIX").unwrap_or_default())
+                .map_err(|reason| ConfigError::Invalid { name: "REDIS_KEY_PREFIX", reason })?,
             tokens: TokenConfig {
                 keys_dir: PathBuf::from(self.required("JWT_KEYS_DIR")?),
                 active_kid: self.get("JWT_ACTIVE_KID").map(str::to_string),
@@ -438,6 +458,8 @@ impl Layers {
                 jwks_max_age: self.duration("JWKS_MAX_AGE")?,
                 clock_skew: self.duration("CLOCK_SKEW")?,
                 authz_cache_ttl: self.duration("AUTHZ_CACHE_TTL")?,
+                authz_cache_size: self.parse("AUTHZ_CACHE_SIZE")?,
+                token_cache_size: self.parse("TOKEN_CACHE_SIZE")?,
             },
             passwords,
             limits: LimitConfig {
@@ -503,11 +525,12 @@ impl Config {
             keys_dir: self.tokens.keys_dir.clone(),
             active_kid: self.tokens.active_kid.clone(),
             keys_poll_interval: self.tokens.keys_poll_interval,
+            token_cache_size: self.tokens.token_cache_size,
             database_url: self.database_url.expose().to_string(),
             database_pool_size: self.database_pool_size,
             user_store_workers: self.user_store_workers,
             redis_url: self.redis_url.expose().to_string(),
-            redis_prefix: self.redis_prefix.clone(),
+            keyspace: self.redis_keys.clone(),
             dependency_timeout: self.dependency_timeout,
             call_timeout: self.call_timeout,
             mailbox_capacity: self.mailbox_capacity,

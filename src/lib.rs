@@ -6,10 +6,13 @@
 //! - [`cli`]: the commands of the one binary (`serve`, `migrate`, `seed-roles`,
 //!   `create-superuser`, `keys ...`, `hash calibrate`). `main.rs` only calls [`cli::main`].
 //! - [`config`]: typed configuration, layered defaults < `config/*.toml` < environment.
+//! - [`domain`]: the checked values (username, email, role name, password) the API and the CLI
+//!   both parse.
 //! - [`startup`]: runs one instance — actor tree, HTTP server, shutdown.
 //! - [`http`]: the raw hyper front end — accept loop, routing table, request/response
 //!   helpers, and the one mapping from errors to status codes.
-//! - [`routes`]: one handler per route; each parses, calls a flow or an actor, renders.
+//! - [`routes`]: one handler per route; each parses, calls a flow, renders. The dispatcher
+//!   applies the route's rate limit and access first.
 //! - [`flows`]: the business logic of each request (login, refresh, ...), between HTTP and
 //!   the actors.
 //! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
@@ -23,6 +26,7 @@ pub mod app;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod metrics;

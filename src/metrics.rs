@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use auth_actors::cache::CacheLabel;
 use auth_actors::metrics::ActorMetrics;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -50,12 +51,6 @@ pub struct ClassLabels {
     pub class: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CacheLabels {
-    /// `hit` or `miss`.
-    pub result: &'static str,
-}
-
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
@@ -72,11 +67,8 @@ pub struct Metrics {
     pub hash_rejected: Counter,
     pub active_key_age: Gauge,
     pub jwks: Family<OutcomeLabels, Counter>,
-    pub authz_cache: Family<CacheLabels, Counter>,
-    /// The `hit` and `miss` series of `authz_cache`, held so that the per-request path does
-    /// not look them up.
-    pub authz_cache_hits: Counter,
-    pub authz_cache_misses: Counter,
+    /// Look-ups of callers' standing: hit, miss, eviction (the cache holds its series).
+    pub authz_cache: Family<CacheLabel, Counter>,
     pub db_pool_max: Gauge,
     pub db_pool_size: Gauge,
     pub db_pool_available: Gauge,
@@ -107,8 +99,6 @@ impl Metrics {
             active_key_age: Gauge::default(),
             jwks: Family::default(),
             authz_cache: Family::default(),
-            authz_cache_hits: Counter::default(),
-            authz_cache_misses: Counter::default(),
             db_pool_max: Gauge::default(),
             db_pool_size: Gauge::default(),
             db_pool_available: Gauge::default(),
@@ -147,7 +137,7 @@ impl Metrics {
         );
         registry.register(
             "authz_cache",
-            "Look-ups of a caller's current roles: hit (cached under the current epoch) or miss (read from PostgreSQL)",
+            "Look-ups of a caller's current roles: hit (cached under the current epoch), miss (read from PostgreSQL), eviction",
             m.authz_cache.clone(),
         );
         registry.register("jwks_responses", "JWKS responses: served or not_modified", m.jwks.clone());
@@ -164,9 +154,7 @@ impl Metrics {
             "Log lines dropped because stdout fell 16 MiB behind",
             crate::telemetry::dropped_lines(),
         );
-        let authz_cache_hits = m.authz_cache.get_or_create(&CacheLabels { result: "hit" }).clone();
-        let authz_cache_misses = m.authz_cache.get_or_create(&CacheLabels { result: "miss" }).clone();
-        Arc::new(Metrics { registry, authz_cache_hits, authz_cache_misses, ..m })
+        Arc::new(Metrics { registry, ..m })
     }
 
     /// Renders the registry in the text exposition format.

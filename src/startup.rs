@@ -45,7 +45,11 @@ pub async fn run(
         tracing::warn!("RATE_LIMIT_ENABLED=false: rate limiting and lockout are off (load tests only)");
     }
     let app = App::new(AppState {
-        authz: crate::authz::AuthzCache::new(config.tokens.authz_cache_ttl),
+        authz: crate::authz::AuthzCache::new(
+            config.tokens.authz_cache_ttl,
+            config.tokens.authz_cache_size,
+            auth_actors::cache::CacheCounters::of(&metrics.authz_cache),
+        ),
         config: Arc::new(config),
         services,
         metrics,
@@ -98,15 +102,16 @@ pub async fn shutdown_signal() {
 
 /// Reloads the keys on every SIGHUP, for the lifetime of the process.
 pub fn reload_keys_on_sighup(app: &App) {
+    use auth_actors::key_manager::ReloadError;
     use tokio::signal::unix::{SignalKind, signal};
     let keys = app.services.keys.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
             match keys.reload().await {
-                Ok(Ok(kid)) => tracing::info!(active_kid = %kid, "SIGHUP: keys reloaded"),
-                Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: key reload refused"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: key manager unavailable"),
+                Ok(kid) => tracing::info!(active_kid = %kid, "SIGHUP: keys reloaded"),
+                Err(ReloadError::Refused(e)) => tracing::error!(error = %e, "SIGHUP: key reload refused"),
+                Err(ReloadError::Call(e)) => tracing::error!(error = %e, "SIGHUP: key manager unavailable"),
             }
         }
     });

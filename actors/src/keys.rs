@@ -10,7 +10,8 @@
 //! verification uses `jsonwebtoken` decoding keys built from the same public components that the
 //! JWKS publishes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -23,9 +24,12 @@ use aws_lc_rs::signature::{self as lc_sig, EcdsaKeyPair, KeyPair as _, RsaKeyPai
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+use crate::cache::{BoundedCache, CacheCounters};
 
 /// The file beside the keys that records their lifecycle.
 pub const METADATA_FILE: &str = "keys.json";
@@ -498,22 +502,47 @@ pub struct KeySet {
     jwks: JwksDocument,
     rng: SystemRandom,
     /// Tokens this snapshot has already verified, so a client reusing its token costs one RSA
-    /// verification per snapshot, not one per request. Keyed by the exact token text under
-    /// the exact rules; a time check is redone on every hit; a key change makes a new
-    /// snapshot and so an empty cache. Bounded: cleared when full.
-    verified: std::sync::Mutex<HashMap<Box<str>, Verified>>,
+    /// verification per snapshot, not one per request. Keyed by the exact token text; the rules
+    /// and the claims type must match, and the time check is redone on every hit; a key change
+    /// makes a new snapshot and so an empty cache. Bounded, with real eviction (see
+    /// [`crate::cache`]).
+    verified: BoundedCache<Box<str>, Arc<Verified>>,
 }
 
-/// A cached verification: the claims, and what must be re-checked against the clock.
+/// A cached verification: the claims (of whichever type they were decoded into), and what must
+/// be re-checked against the clock.
 struct Verified {
     rules: u64,
     exp: i64,
     nbf: i64,
-    claims: Arc<serde_json::Value>,
+    claims: Arc<dyn Any + Send + Sync>,
 }
 
-/// Most tokens remembered by one snapshot (about 2 KiB each).
-const VERIFIED_CACHE_MAX: usize = 1024;
+/// Tokens remembered by one snapshot when the KeyManager does not say otherwise.
+pub const DEFAULT_VERIFIED_CACHE: usize = 4096;
+
+/// What a verified token decodes into: its own type, with the registered claims the verifier
+/// re-checks against the clock on every cache hit. A verification whose `exp` or `nbf` is not
+/// a whole number of seconds is not cached.
+pub trait Claims: DeserializeOwned + Send + Sync + 'static {
+    fn exp(&self) -> Option<i64>;
+    fn nbf(&self) -> Option<i64>;
+    /// `iat`, which must be present (jsonwebtoken does not enforce it).
+    fn iat(&self) -> Option<i64>;
+}
+
+/// Any JSON claims set (tools and fuzzing).
+impl Claims for serde_json::Value {
+    fn exp(&self) -> Option<i64> {
+        self.get("exp").and_then(serde_json::Value::as_i64)
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.get("nbf").and_then(serde_json::Value::as_i64)
+    }
+    fn iat(&self) -> Option<i64> {
+        self.get("iat").and_then(serde_json::Value::as_i64)
+    }
+}
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -618,7 +647,14 @@ impl KeySet {
 
     fn new(keys: BTreeMap<String, LoadedKey>, active_kid: Option<String>, problems: Vec<String>) -> KeySet {
         let jwks = build_jwks(&keys);
-        KeySet { keys, active_kid, problems, jwks, rng: SystemRandom::new(), verified: Default::default() }
+        let verified = BoundedCache::new(DEFAULT_VERIFIED_CACHE, CacheCounters::default());
+        KeySet { keys, active_kid, problems, jwks, rng: SystemRandom::new(), verified }
+    }
+
+    /// The same snapshot with a verification cache of `capacity` tokens counted in `counters`.
+    pub fn with_cache(mut self, capacity: usize, counters: CacheCounters) -> KeySet {
+        self.verified = BoundedCache::new(capacity, counters);
+        self
     }
 
     /// The key that signs, if there is one.
@@ -679,16 +715,17 @@ impl KeySet {
         Ok(out)
     }
 
-    /// Verifies a token's signature and registered claims. Only the algorithm that belongs to
-    /// the token's `kid` is accepted, so `alg:none`, HS256 key confusion and RSA/EC swaps all
-    /// fail here. Returns the claims as JSON for the caller's own checks (type, blacklist).
-    pub fn verify(&self, token: &str, rules: &VerifyRules) -> Result<Arc<serde_json::Value>, TokenError> {
+    /// Verifies a token's signature and registered claims, and decodes its claims into `C`.
+    /// Only the algorithm that belongs to the token's `kid` is accepted, so `alg:none`, HS256
+    /// key confusion and RSA/EC swaps all fail here. A claims set that does not decode into `C`
+    /// is invalid.
+    pub fn verify<C: Claims>(&self, token: &str, rules: &VerifyRules) -> Result<Arc<C>, TokenError> {
         let fingerprint = rules.fingerprint();
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let leeway = rules.leeway.as_secs() as i64;
-        if let Ok(cache) = self.verified.lock()
-            && let Some(hit) = cache.get(token)
-            && hit.rules == fingerprint
+        let hit = self.verified.get(token, |v| v.rules == fingerprint && v.claims.is::<C>());
+        if let Some(hit) = hit
+            && let Ok(claims) = hit.claims.clone().downcast::<C>()
         {
             if now > hit.exp.saturating_add(leeway) {
                 return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into()));
@@ -696,20 +733,17 @@ impl KeySet {
             if hit.nbf > now.saturating_add(leeway) {
                 return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ImmatureSignature.into()));
             }
-            return Ok(hit.claims.clone());
+            return Ok(claims);
         }
-        let claims = Arc::new(self.verify_uncached(token, rules)?);
-        let (exp, nbf) = (claims.get("exp").and_then(|v| v.as_i64()), claims.get("nbf").and_then(|v| v.as_i64()));
-        if let (Some(exp), Some(nbf), Ok(mut cache)) = (exp, nbf, self.verified.lock()) {
-            if cache.len() >= VERIFIED_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(token.into(), Verified { rules: fingerprint, exp, nbf, claims: claims.clone() });
+        let claims: Arc<C> = Arc::new(self.verify_uncached(token, rules)?);
+        if let (Some(exp), Some(nbf)) = (claims.exp(), claims.nbf()) {
+            let entry = Verified { rules: fingerprint, exp, nbf, claims: claims.clone() };
+            self.verified.insert(token.into(), Arc::new(entry));
         }
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str, rules: &VerifyRules) -> Result<serde_json::Value, TokenError> {
+    fn verify_uncached<C: Claims>(&self, token: &str, rules: &VerifyRules) -> Result<C, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKid)?;
         let key = self.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
@@ -726,9 +760,9 @@ impl KeySet {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = rules.leeway.as_secs();
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.material.decoding, &validation)?;
+        let data = jsonwebtoken::decode::<C>(token, &key.material.decoding, &validation)?;
         // jsonwebtoken does not enforce `iat` from the required list; do it here.
-        if !data.claims.get("iat").is_some_and(serde_json::Value::is_i64) {
+        if data.claims.iat().is_none() {
             return Err(TokenError::Invalid(
                 jsonwebtoken::errors::ErrorKind::MissingRequiredClaim("iat".into()).into(),
             ));
@@ -853,25 +887,25 @@ mod tests {
     #[test]
     fn signed_token_verifies_and_a_flipped_signature_does_not() {
         let (dir, set, token, rules, _) = signed_fixture("sign", KeyAlg::RS256);
-        assert!(set.verify(&token, &rules).is_ok());
+        assert!(set.verify::<serde_json::Value>(&token, &rules).is_ok());
         let mut bad = token.clone().into_bytes();
         let last = bad.len() - 3;
         bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
-        assert!(set.verify(&String::from_utf8(bad).expect("utf8"), &rules).is_err());
+        assert!(set.verify::<serde_json::Value>(&String::from_utf8(bad).expect("utf8"), &rules).is_err());
         let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_cached_verification_is_only_reused_under_the_same_rules() {
         let (dir, set, token, rules, now) = signed_fixture("cache", KeyAlg::ES256);
-        assert!(set.verify(&token, &rules).is_ok());
-        assert!(set.verify(&token, &rules).is_ok(), "served from the cache");
+        assert!(set.verify::<serde_json::Value>(&token, &rules).is_ok());
+        assert!(set.verify::<serde_json::Value>(&token, &rules).is_ok(), "served from the cache");
         let other = VerifyRules { audience: "b".into(), ..rules.clone() };
-        assert!(set.verify(&token, &other).is_err(), "other rules are checked afresh");
+        assert!(set.verify::<serde_json::Value>(&token, &other).is_err(), "other rules are checked afresh");
         let expired =
             serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now - 5, "nbf": now - 60, "iat": now - 60});
         let old = set.sign("at+jwt", &expired).expect("sign");
-        assert!(set.verify(&old, &rules).is_err());
+        assert!(set.verify::<serde_json::Value>(&old, &rules).is_err());
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -10,21 +10,26 @@
 //!   and verify tokens and carry the cached JWKS.
 //! - [`user_store`]: a pool of workers over PostgreSQL.
 //! - [`rate_limiter`]: rate limits, the access-token blacklist and logout-all markers in Redis.
+//! - [`keyspace`]: every Redis key, built from the prefix and typed ids, in the hash-slot layout
+//!   Redis Cluster needs.
 //! - [`health`]: readiness, from the supervisor's view of the children and live probes.
 //! - [`handle`]: the calling side of every actor: slots that survive restarts, timeouts, and a
 //!   bound on calls in flight.
 //! - [`keys`] and [`db`]: the key files and the database plumbing, also used by the
 //!   operator commands that run without the actor tree.
+//! - [`cache`]: the bounded, counted cache both per-instance caches use.
 //! - [`metrics`]: what the actors count.
 //!
 //! Architecture Invariant: nothing here knows about HTTP. Callers see typed handles with
 //! plain async methods; no message type is built outside its actor's module.
 
+pub mod cache;
 pub mod db;
 pub mod handle;
 pub mod health;
 pub mod key_manager;
 pub mod keys;
+pub mod keyspace;
 pub mod metrics;
 pub mod rate_limiter;
 pub mod supervisor;

@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::cache::{CacheCounters, CacheLabel};
+
 /// The one label of per-actor metrics: the actor kind (`key_manager`, `user_store`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActorLabel {
@@ -39,9 +41,16 @@ pub struct ActorMetrics {
     pub postgres_contention: Counter,
     /// Errors returned by Redis.
     pub redis_errors: Counter,
+    /// The key snapshots' caches of verified tokens: hits, misses, evictions.
+    pub token_cache: Family<CacheLabel, Counter>,
 }
 
 impl ActorMetrics {
+    /// The series of the verified-token caches.
+    pub fn token_counters(&self) -> CacheCounters {
+        CacheCounters::of(&self.token_cache)
+    }
+
     pub fn register(&self, registry: &mut Registry) {
         registry.register("actor_restarts", "Actor restarts performed by the supervisor", self.restarts.clone());
         registry.register("actor_failures", "Actor failures seen by the supervisor", self.failures.clone());
@@ -59,11 +68,17 @@ impl ActorMetrics {
             self.postgres_contention.clone(),
         );
         registry.register("redis_errors", "Redis errors", self.redis_errors.clone());
+        registry.register(
+            "token_cache",
+            "Verified-token cache of the key snapshot: hit, miss (a signature check), eviction",
+            self.token_cache.clone(),
+        );
     }
 
     /// Creates every per-actor series at zero, so that `increase()` and absence alerts work
     /// before the first event of each kind.
     pub fn initialise(&self, actors: &[&'static str]) {
+        let _ = self.token_counters();
         for actor in actors {
             let label = actor_label(actor);
             let _ = self.restarts.get_or_create(&label);

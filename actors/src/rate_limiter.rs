@@ -1,13 +1,19 @@
 //! The RateLimiter/Blacklist actor: every Redis decision of the service. Rate-limit windows,
-//! the access-token `jti` blacklist, the per-user "not before" markers of logout-all, and the
-//! authorization epoch: a random value that changes whenever any user's roles or standing
-//! change, so that every instance can cache role look-ups and still drop them at once.
+//! the login gate (lockouts), the access-token `jti` blacklist, the per-user "not before"
+//! markers of logout-all, the per-session revocation markers, and the authorization epoch: a
+//! random value that changes whenever any user's roles or standing change, so that every
+//! instance can cache role look-ups and still drop them at once.
 //!
-//! Redis commands are pipelined over one multiplexed connection: the actor hands each request
-//! to a short task on that connection and returns to its mailbox, so a slow Redis round trip
-//! never queues the requests behind it. Every key carries the configured prefix, so several
-//! deployments (or test runs) can share one Redis without colliding.
+//! Each request is one [`Command`]: a struct whose `run` is its Redis work. The actor hands
+//! every command to a short task on its one multiplexed connection and returns to its mailbox,
+//! so a slow Redis round trip never queues the requests behind it; the reply goes back through
+//! the same generic path for every command. Every key comes from the [`Keyspace`], under the
+//! configured prefix, so several deployments (or test runs) can share one Redis without
+//! colliding, and the keys of one script share a hash slot.
 
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -16,8 +22,10 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::handle::{CallError, Endpoint};
+use crate::keyspace::{Account, Keyspace, LimitClass, Subject};
 use crate::metrics::ActorMetrics;
 
 /// Failures of a Redis-backed decision.
@@ -137,12 +145,12 @@ pub struct TokenState {
     pub session_revoked: bool,
 }
 
-/// The Redis keys of one access token: its `jti`, its user and its session.
-#[derive(Debug, Clone)]
-pub struct TokenKeys {
-    pub jti: String,
-    pub user: String,
-    pub session: Option<String>,
+/// An access token as far as revocation is concerned: its user, its `jti`, its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef {
+    pub user: Uuid,
+    pub jti: Uuid,
+    pub session: Uuid,
 }
 
 /// The state of several tokens, read in one round trip, and the authorization epoch when asked.
@@ -154,25 +162,205 @@ pub struct TokenCheck {
     pub authz_epoch: Option<String>,
 }
 
+/// One request to Redis: its fields are its arguments, `run` its commands. The actor runs every
+/// command the same way (a task on the shared connection, the reply sent back, errors counted).
+pub trait Command: Send + 'static {
+    type Output: Send + 'static;
+
+    fn run(
+        self,
+        conn: ConnectionManager,
+        keys: Keyspace,
+    ) -> impl Future<Output = redis::RedisResult<Self::Output>> + Send;
+}
+
+/// A command with its reply port, its output type erased.
+pub trait RedisJob: Send {
+    /// Starts the command on `conn`; the returned future sends the reply when it completes.
+    fn start(
+        self: Box<Self>,
+        conn: ConnectionManager,
+        keys: Keyspace,
+        metrics: ActorMetrics,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+struct Pending<C: Command> {
+    command: C,
+    reply: RpcReplyPort<Result<C::Output, LimiterError>>,
+}
+
+impl<C: Command> RedisJob for Pending<C> {
+    fn start(
+        self: Box<Self>,
+        conn: ConnectionManager,
+        keys: Keyspace,
+        metrics: ActorMetrics,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let Pending { command, reply } = *self;
+        Box::pin(async move {
+            let _ = reply.send(command.run(conn, keys).await.map_err(|e| redis_error(&metrics, e)));
+        })
+    }
+}
+
+/// `PING` (readiness probe).
+pub struct Ping;
+
+impl Command for Ping {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, _: Keyspace) -> redis::RedisResult<()> {
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Counts one event of `class` for `subject` against `limit` per `window`.
+pub struct Hit {
+    pub class: LimitClass,
+    pub subject: Subject,
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl Command for Hit {
+    type Output = Decision;
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<Decision> {
+        let key = keys.rate(self.class, &self.subject);
+        let limit = self.limit;
+        let (allowed, remaining, retry, reset): (i64, i64, i64, i64) =
+            GCRA.key(key).arg(limit.max(1)).arg(millis(self.window)).invoke_async(&mut conn).await?;
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit,
+            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+            retry_after: Duration::from_millis(retry.max(0) as u64),
+            reset: Duration::from_millis(reset.max(0) as u64),
+        })
+    }
+}
+
+/// Reserves a password check for `account`, or reports its lockout.
+pub struct BeginLogin {
+    pub account: Account,
+    pub policy: LockoutPolicy,
+}
+
+impl Command for BeginLogin {
+    type Output = LoginGate;
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<LoginGate> {
+        let k = keys.lockout(&self.account);
+        let policy = self.policy;
+        let (allowed, retry, started): (i64, i64, i64) = BEGIN_LOGIN
+            .key(&k.lock)
+            .key(&k.attempts)
+            .key(&k.level)
+            .arg(policy.threshold)
+            .arg(millis(policy.max))
+            .arg(millis(policy.base))
+            .arg(millis(policy.max))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if allowed == 1 {
+            LoginGate::Allowed
+        } else {
+            LoginGate::Locked { retry_after: Duration::from_millis(retry.max(1) as u64), started_now: started == 1 }
+        })
+    }
+}
+
+/// A password check of `account` succeeded: clear its failure count and lockout level.
+pub struct LoginSucceeded {
+    pub account: Account,
+}
+
+impl Command for LoginSucceeded {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+        let k = keys.lockout(&self.account);
+        let _: i64 = redis::cmd("DEL").arg(&k.attempts).arg(&k.level).query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Blacklists the access token `jti` of `user` for `ttl` (past the token's own acceptance).
+pub struct Blacklist {
+    pub user: Uuid,
+    pub jti: Uuid,
+    pub ttl: Duration,
+}
+
+impl Command for Blacklist {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+        let key = keys.blacklist(self.user, self.jti);
+        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async(&mut conn).await
+    }
+}
+
+/// Refuses every access token of `user` issued up to `at_ms`, for `ttl`. The marker only
+/// rises (an atomic max), so an instance whose clock is behind cannot lower it.
+pub struct SetNotBefore {
+    pub user: Uuid,
+    pub at_ms: i64,
+    pub ttl: Duration,
+}
+
+impl Command for SetNotBefore {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+        let key = keys.not_before(self.user);
+        RAISE_NOT_BEFORE.key(key).arg(self.at_ms).arg(millis(self.ttl).max(1)).invoke_async(&mut conn).await
+    }
+}
+
+/// Marks sessions of `user` revoked for `ttl`, so the access tokens issued to them are refused.
+pub struct RevokeSessions {
+    pub user: Uuid,
+    pub sessions: Vec<Uuid>,
+    pub ttl: Duration,
+}
+
+impl Command for RevokeSessions {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for sid in &self.sessions {
+            pipe.cmd("SET")
+                .arg(keys.session_revoked(self.user, *sid))
+                .arg(1)
+                .arg("PX")
+                .arg(millis(self.ttl).max(1))
+                .ignore();
+        }
+        pipe.query_async(&mut conn).await
+    }
+}
+
+/// Replaces the authorization epoch with a new random value: a user's roles or standing
+/// changed, so every instance must stop trusting what it cached.
+pub struct BumpAuthzEpoch;
+
+impl Command for BumpAuthzEpoch {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+        let key = keys.authz_epoch();
+        redis::cmd("SET").arg(key).arg(new_epoch()).query_async(&mut conn).await
+    }
+}
+
 /// Messages the RateLimiter/Blacklist handles.
 pub enum RateLimiterMsg {
-    /// `PING` Redis (readiness probe).
-    Ping(RpcReplyPort<Result<(), LimiterError>>),
-    /// Count one event against `limit` per `window` for `key` (e.g. `login:ip:1.2.3.4`).
-    Hit { key: String, limit: u32, window: Duration, reply: RpcReplyPort<Result<Decision, LimiterError>> },
-    /// Reserve a password check for `account`, or report its lockout.
-    BeginLogin { account: String, policy: LockoutPolicy, reply: RpcReplyPort<Result<LoginGate, LimiterError>> },
-    /// A password check of `account` succeeded: clear its failure count and lockout level.
-    LoginSucceeded { account: String, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Blacklist an access token's `jti` for `ttl` (until the token's own expiry).
-    Blacklist { jti: String, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Refuse every access token of `user` issued up to `at_ms`, for `ttl` (the marker only rises).
-    SetNotBefore { user: String, at_ms: i64, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Mark sessions revoked for `ttl`, so the access tokens issued to them are refused.
-    RevokeSessions { sessions: Vec<String>, ttl: Duration, reply: RpcReplyPort<Result<(), LimiterError>> },
-    /// Replace the authorization epoch with a new random value: a user's roles or standing
-    /// changed, so every instance must stop trusting what it cached.
-    BumpAuthzEpoch(RpcReplyPort<Result<(), LimiterError>>),
+    /// Run one command and reply with its result.
+    Run(Box<dyn RedisJob>),
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
     Fail(String),
@@ -184,8 +372,7 @@ pub struct RateLimiterArgs {
     pub redis: ConnectionManager,
     /// Where the actor publishes its connection for the token checks its handle runs.
     pub publish: Arc<watch::Sender<Option<ConnectionManager>>>,
-    /// Prepended to every key this actor touches.
-    pub prefix: String,
+    pub keys: Keyspace,
     pub metrics: ActorMetrics,
 }
 
@@ -215,136 +402,10 @@ impl Actor for RateLimiter {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let mut conn = state.args.redis.clone();
-        let metrics = state.args.metrics.clone();
         match msg {
-            RateLimiterMsg::Ping(reply) => {
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-                        let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::Hit { key, limit, window, reply } => {
-                let key = format!("{}rl:{key}", state.args.prefix);
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<(i64, i64, i64, i64)> =
-                            GCRA.key(key).arg(limit.max(1)).arg(millis(window)).invoke_async(&mut conn).await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(
-                            |(allowed, remaining, retry, reset)| Decision {
-                                allowed: allowed == 1,
-                                limit,
-                                remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
-                                retry_after: Duration::from_millis(retry.max(0) as u64),
-                                reset: Duration::from_millis(reset.max(0) as u64),
-                            },
-                        ));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::BeginLogin { account, policy, reply } => {
-                let p = &state.args.prefix;
-                let keys = [format!("{p}lock:{account}"), format!("{p}att:{account}"), format!("{p}lvl:{account}")];
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<(i64, i64, i64)> = BEGIN_LOGIN
-                            .key(&keys[0])
-                            .key(&keys[1])
-                            .key(&keys[2])
-                            .arg(policy.threshold)
-                            .arg(millis(policy.max))
-                            .arg(millis(policy.base))
-                            .arg(millis(policy.max))
-                            .invoke_async(&mut conn)
-                            .await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)).map(|(allowed, retry, started)| {
-                            if allowed == 1 {
-                                LoginGate::Allowed
-                            } else {
-                                LoginGate::Locked {
-                                    retry_after: Duration::from_millis(retry.max(1) as u64),
-                                    started_now: started == 1,
-                                }
-                            }
-                        }));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::LoginSucceeded { account, reply } => {
-                let p = state.args.prefix.clone();
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<i64> = redis::cmd("DEL")
-                            .arg(format!("{p}att:{account}"))
-                            .arg(format!("{p}lvl:{account}"))
-                            .query_async(&mut conn)
-                            .await;
-                        let _ = reply.send(r.map(|_| ()).map_err(|e| redis_error(&metrics, e)));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::Blacklist { jti, ttl, reply } => {
-                let key = format!("{}bl:{jti}", state.args.prefix);
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<()> = redis::cmd("SET")
-                            .arg(key)
-                            .arg(1)
-                            .arg("PX")
-                            .arg(millis(ttl).max(1))
-                            .query_async(&mut conn)
-                            .await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply } => {
-                let key = format!("{}nb:{user}", state.args.prefix);
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<()> =
-                            RAISE_NOT_BEFORE.key(key).arg(at_ms).arg(millis(ttl).max(1)).invoke_async(&mut conn).await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::RevokeSessions { sessions, ttl, reply } => {
-                let p = state.args.prefix.clone();
-                tokio::spawn(
-                    async move {
-                        let mut pipe = redis::pipe();
-                        for sid in &sessions {
-                            pipe.cmd("SET")
-                                .arg(format!("{p}rs:{sid}"))
-                                .arg(1)
-                                .arg("PX")
-                                .arg(millis(ttl).max(1))
-                                .ignore();
-                        }
-                        let r: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
-                    }
-                    .in_current_span(),
-                );
-            }
-            RateLimiterMsg::BumpAuthzEpoch(reply) => {
-                let key = format!("{}{AUTHZ_EPOCH}", state.args.prefix);
-                tokio::spawn(
-                    async move {
-                        let r: redis::RedisResult<()> =
-                            redis::cmd("SET").arg(&key).arg(new_epoch()).query_async(&mut conn).await;
-                        let _ = reply.send(r.map_err(|e| redis_error(&metrics, e)));
-                    }
-                    .in_current_span(),
-                );
+            RateLimiterMsg::Run(job) => {
+                let a = &state.args;
+                tokio::spawn(job.start(a.redis.clone(), a.keys.clone(), a.metrics.clone()).in_current_span());
             }
             #[cfg(feature = "failure-hook")]
             RateLimiterMsg::Fail(reason) => return Err(reason.into()),
@@ -353,21 +414,19 @@ impl Actor for RateLimiter {
     }
 }
 
-/// The key (after the prefix) of the authorization epoch.
-pub const AUTHZ_EPOCH: &str = "authz:epoch";
-
 fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Reads an MGET answer: three values per token, then the epoch if it was asked for. A
-/// logout-all marker that is not a number is an error (fail closed), not a missing marker.
-fn token_check(values: &[Option<String>], tokens: usize, epoch: bool) -> Result<TokenCheck, LimiterError> {
-    if values.len() != tokens * 3 + usize::from(epoch) {
-        return Err(LimiterError::Unavailable(format!("MGET answered {} values", values.len())));
+/// Reads the answer of a token check: one `MGET` of three values per token, then (when asked)
+/// one of the epoch. A logout-all marker that is not a number is an error (fail closed), not a
+/// missing marker.
+fn token_check(answers: &[Vec<Option<String>>], tokens: usize, epoch: bool) -> Result<TokenCheck, LimiterError> {
+    if answers.len() != tokens + usize::from(epoch) || answers[..tokens].iter().any(|a| a.len() != 3) {
+        return Err(LimiterError::Unavailable("unexpected answer to a token check".into()));
     }
     let mut states = Vec::with_capacity(tokens);
-    for v in values.chunks_exact(3).take(tokens) {
+    for v in &answers[..tokens] {
         let not_before_ms = match &v[1] {
             Some(raw) => Some(
                 raw.parse::<i64>().map_err(|_| LimiterError::Unavailable(format!("bad logout-all marker {raw:?}")))?,
@@ -376,7 +435,7 @@ fn token_check(values: &[Option<String>], tokens: usize, epoch: bool) -> Result<
         };
         states.push(TokenState { blacklisted: v[0].is_some(), not_before_ms, session_revoked: v[2].is_some() });
     }
-    let authz_epoch = if epoch { values[tokens * 3].clone() } else { None };
+    let authz_epoch = if epoch { answers[tokens].first().cloned().flatten() } else { None };
     Ok(TokenCheck { states, authz_epoch })
 }
 
@@ -389,35 +448,6 @@ pub fn valid_url(url: &str) -> bool {
     redis::Client::open(url).is_ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(s: &str) -> Option<String> {
-        Some(s.to_string())
-    }
-
-    #[test]
-    fn token_checks_are_read_three_values_per_token_then_the_epoch() {
-        let check = token_check(&[None, v("17"), None, v("x"), None, v("1"), v("e1")], 2, true).expect("valid");
-        assert_eq!(
-            check.states,
-            vec![
-                TokenState { blacklisted: false, not_before_ms: Some(17), session_revoked: false },
-                TokenState { blacklisted: true, not_before_ms: None, session_revoked: true },
-            ]
-        );
-        assert_eq!(check.authz_epoch.as_deref(), Some("e1"));
-        assert_eq!(token_check(&[None, None, None], 1, false).expect("valid").authz_epoch, None);
-    }
-
-    #[test]
-    fn malformed_answers_fail_closed() {
-        assert!(token_check(&[None, v("soon"), None], 1, false).is_err());
-        assert!(token_check(&[None, None], 1, false).is_err());
-    }
-}
-
 fn redis_error(metrics: &ActorMetrics, e: redis::RedisError) -> LimiterError {
     metrics.redis_errors.inc();
     LimiterError::Unavailable(e.to_string())
@@ -426,15 +456,15 @@ fn redis_error(metrics: &ActorMetrics, e: redis::RedisError) -> LimiterError {
 /// The typed handle to the RateLimiter/Blacklist.
 ///
 /// Token checks, the one Redis read on every authenticated request, do not travel through the
-/// mailbox: the handle runs their `MGET` in the caller's task on the connection the actor
-/// published, under the same rules as a call (refused at once while the actor is down, bounded
-/// in number, timed out, counted). That saves two task hand-offs per request. Everything that
-/// writes goes through the actor.
+/// mailbox: the handle runs them in the caller's task on the connection the actor published,
+/// under the same rules as a call (refused at once while the actor is down, bounded in number,
+/// timed out, counted). That saves two task hand-offs per request. Everything that writes goes
+/// through the actor, as a [`Command`].
 #[derive(Clone)]
 pub struct RateLimiterHandle {
     endpoint: Endpoint<RateLimiterMsg>,
     conn: watch::Receiver<Option<ConnectionManager>>,
-    prefix: Arc<str>,
+    keys: Keyspace,
     metrics: ActorMetrics,
 }
 
@@ -442,71 +472,64 @@ impl RateLimiterHandle {
     pub(crate) fn new(
         endpoint: Endpoint<RateLimiterMsg>,
         conn: watch::Receiver<Option<ConnectionManager>>,
-        prefix: &str,
+        keys: Keyspace,
         metrics: ActorMetrics,
     ) -> Self {
-        RateLimiterHandle { endpoint, conn, prefix: prefix.into(), metrics }
+        RateLimiterHandle { endpoint, conn, keys, metrics }
     }
 
-    async fn call<R: Send + 'static>(
-        &self,
-        build: impl FnOnce(RpcReplyPort<Result<R, LimiterError>>) -> RateLimiterMsg,
-    ) -> Result<R, LimiterError> {
-        self.endpoint.call(build).await?
+    /// The keyspace every command of this handle uses.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keys
+    }
+
+    /// Runs one command through the actor, within the call timeout.
+    pub async fn run<C: Command>(&self, command: C) -> Result<C::Output, LimiterError> {
+        self.endpoint.call(|reply| RateLimiterMsg::Run(Box::new(Pending { command, reply }))).await?
     }
 
     pub async fn ping(&self) -> Result<(), LimiterError> {
-        self.call(RateLimiterMsg::Ping).await
+        self.run(Ping).await
     }
 
-    /// Counts one event for `key` against `limit` per `window`.
-    pub async fn hit(&self, key: String, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
-        self.call(|reply| RateLimiterMsg::Hit { key, limit, window, reply }).await
+    /// Counts one request of `class` from `ip`.
+    pub async fn hit_ip(
+        &self,
+        class: LimitClass,
+        ip: IpAddr,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Decision, LimiterError> {
+        self.run(Hit { class, subject: Subject::Ip(ip), limit, window }).await
     }
 
-    pub async fn begin_login(&self, account: String, policy: LockoutPolicy) -> Result<LoginGate, LimiterError> {
-        self.call(|reply| RateLimiterMsg::BeginLogin { account, policy, reply }).await
-    }
-
-    pub async fn login_succeeded(&self, account: String) -> Result<(), LimiterError> {
-        self.call(|reply| RateLimiterMsg::LoginSucceeded { account, reply }).await
-    }
-
-    pub async fn blacklist(&self, jti: String, ttl: Duration) -> Result<(), LimiterError> {
-        self.call(|reply| RateLimiterMsg::Blacklist { jti, ttl, reply }).await
-    }
-
-    pub async fn set_not_before(&self, user: String, at_ms: i64, ttl: Duration) -> Result<(), LimiterError> {
-        self.call(|reply| RateLimiterMsg::SetNotBefore { user, at_ms, ttl, reply }).await
+    /// Makes every instance drop its cached role look-ups.
+    pub async fn bump_authz_epoch(&self) -> Result<(), LimiterError> {
+        self.run(BumpAuthzEpoch).await
     }
 
     /// Reads, for each token, the blacklist entry of its `jti`, the logout-all marker of its
-    /// user and the revocation marker of its session, and with `epoch` the authorization epoch,
-    /// all in one `MGET`.
-    pub async fn check_tokens(&self, tokens: Vec<TokenKeys>, epoch: bool) -> Result<TokenCheck, LimiterError> {
+    /// user and the revocation marker of its session (one `MGET` per token, in its user's hash
+    /// slot), and with `epoch` the authorization epoch, all in one pipelined round trip.
+    pub async fn check_tokens(&self, tokens: &[TokenRef], epoch: bool) -> Result<TokenCheck, LimiterError> {
         let Some(mut conn) = self.conn.borrow().clone() else {
             return Err(CallError::Unavailable(self.endpoint.name()).into());
         };
-        let p = &self.prefix;
-        let mut keys = Vec::with_capacity(tokens.len() * 3 + 1);
-        for t in &tokens {
-            keys.push(format!("{p}bl:{}", t.jti));
-            keys.push(format!("{p}nb:{}", t.user));
-            keys.push(format!("{p}rs:{}", t.session.as_deref().unwrap_or("-")));
+        let mut pipe = redis::pipe();
+        for t in tokens {
+            let k = self.keys.token(t.user, t.jti, t.session);
+            pipe.cmd("MGET").arg(&k.blacklist).arg(&k.not_before).arg(&k.session);
         }
-        let epoch_key = epoch.then(|| format!("{p}{AUTHZ_EPOCH}"));
+        let epoch_key = epoch.then(|| self.keys.authz_epoch());
         if let Some(key) = &epoch_key {
-            keys.push(key.clone());
+            pipe.cmd("MGET").arg(key);
         }
         let metrics = &self.metrics;
         self.endpoint
             .run(async move {
-                let values: Vec<Option<String>> = redis::cmd("MGET")
-                    .arg(&keys[..])
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| redis_error(metrics, e))?;
-                let mut check = token_check(&values, tokens.len(), epoch)?;
+                let answers: Vec<Vec<Option<String>>> =
+                    pipe.query_async(&mut conn).await.map_err(|e| redis_error(metrics, e))?;
+                let mut check = token_check(&answers, tokens.len(), epoch)?;
                 if let Some(epoch_key) = epoch_key.filter(|_| check.authz_epoch.is_none()) {
                     // No epoch yet (first use, or Redis lost its data): start one unless another
                     // instance just did, and read back whichever holds. It is read before the
@@ -533,20 +556,39 @@ impl RateLimiterHandle {
             .await?
     }
 
-    /// Makes every instance drop its cached role look-ups.
-    pub async fn bump_authz_epoch(&self) -> Result<(), LimiterError> {
-        self.call(RateLimiterMsg::BumpAuthzEpoch).await
-    }
-
-    pub async fn revoke_sessions(&self, sessions: Vec<String>, ttl: Duration) -> Result<(), LimiterError> {
-        if sessions.is_empty() {
-            return Ok(());
-        }
-        self.call(|reply| RateLimiterMsg::RevokeSessions { sessions, ttl, reply }).await
-    }
-
     #[cfg(feature = "failure-hook")]
     pub fn fail(&self, reason: &str) -> Result<(), CallError> {
         self.endpoint.cast(RateLimiterMsg::Fail(reason.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn token_checks_are_read_three_values_per_token_then_the_epoch() {
+        let answers = vec![vec![None, v("17"), None], vec![v("x"), None, v("1")], vec![v("e1")]];
+        let check = token_check(&answers, 2, true).expect("valid");
+        assert_eq!(
+            check.states,
+            vec![
+                TokenState { blacklisted: false, not_before_ms: Some(17), session_revoked: false },
+                TokenState { blacklisted: true, not_before_ms: None, session_revoked: true },
+            ]
+        );
+        assert_eq!(check.authz_epoch.as_deref(), Some("e1"));
+        assert_eq!(token_check(&[vec![None, None, None]], 1, false).expect("valid").authz_epoch, None);
+    }
+
+    #[test]
+    fn malformed_answers_fail_closed() {
+        assert!(token_check(&[vec![None, v("soon"), None]], 1, false).is_err());
+        assert!(token_check(&[vec![None, None]], 1, false).is_err());
+        assert!(token_check(&[vec![None, None, None]], 1, true).is_err());
     }
 }

@@ -41,13 +41,16 @@ pub struct Settings {
     pub active_kid: Option<String>,
     /// How often the KeyManager checks `keys.json` for changes (zero: only on reload).
     pub keys_poll_interval: Duration,
+    /// Tokens each key snapshot remembers as verified.
+    pub token_cache_size: usize,
     pub database_url: String,
     /// Connections in the PostgreSQL pool.
     pub database_pool_size: usize,
     /// UserStore worker actors.
     pub user_store_workers: usize,
     pub redis_url: String,
-    pub redis_prefix: String,
+    /// Every Redis key, under the configured prefix.
+    pub keyspace: crate::keyspace::Keyspace,
     /// Bound on connecting to PostgreSQL/Redis and on each of their operations.
     pub dependency_timeout: Duration,
     /// Bound on every actor call.
@@ -210,17 +213,19 @@ pub async fn start(
         Endpoint::new(name, slot, s.call_timeout, s.mailbox_capacity, m.clone())
     }
     let (s, m) = (&settings, &metrics);
+    let limiter = RateLimiterHandle::new(
+        endpoint("rate_limiter", slots.limiter.clone(), s, m),
+        redis_rx,
+        settings.keyspace.clone(),
+        metrics.clone(),
+    );
     let services = Services {
         keys: KeyManagerHandle::new(endpoint("key_manager", slots.keys.clone(), s, m), keys_rx),
         users: UserStoreHandle::new(
             slots.users.iter().map(|slot| endpoint("user_store", slot.clone(), s, m)).collect(),
+            limiter.clone(),
         ),
-        limiter: RateLimiterHandle::new(
-            endpoint("rate_limiter", slots.limiter.clone(), s, m),
-            redis_rx,
-            &settings.redis_prefix,
-            metrics.clone(),
-        ),
+        limiter,
         health: HealthHandle::new(endpoint("health", slots.health.clone(), s, m)),
         metrics: metrics.clone(),
     };
@@ -267,6 +272,8 @@ impl SupervisorState {
                     active_kid: self.settings.active_kid.clone(),
                     publish: self.publish.clone(),
                     poll_interval: self.settings.keys_poll_interval,
+                    cache_capacity: self.settings.token_cache_size,
+                    cache_counters: self.services.metrics.token_counters(),
                 };
                 let (actor, _) = Actor::spawn_linked(None, KeyManager, args, cell).await?;
                 self.slots.keys.set(Some(actor.clone()));
@@ -282,7 +289,7 @@ impl SupervisorState {
                 let args = RateLimiterArgs {
                     redis: self.redis.clone(),
                     publish: self.publish_redis.clone(),
-                    prefix: self.settings.redis_prefix.clone(),
+                    keys: self.settings.keyspace.clone(),
                     metrics: self.services.metrics.clone(),
                 };
                 let (actor, _) = Actor::spawn_linked(None, RateLimiter, args, cell).await?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use auth_actors::db::events::{self, SecurityEvent};
 use auth_actors::keys::{self, KeyAlg};
 use clap::Subcommand;
 
@@ -64,39 +65,36 @@ fn lifecycle(layers: &Layers) -> anyhow::Result<keys::Lifecycle> {
 
 /// Prints what changed and records it as security events when the database is reachable.
 async fn report(layers: &Layers, report: keys::LifecycleReport) {
-    let mut events: Vec<(&'static str, String)> = Vec::new();
+    let mut events = Vec::new();
     if let Some(kid) = &report.activated {
         println!("activated {kid}");
-        events.push(("key_activated", kid.clone()));
+        events.push(SecurityEvent::KeyActivated { kid: kid.clone() });
     }
     if let Some(kid) = &report.retired {
         println!("retired {kid} (published until its tokens have expired)");
-        events.push(("key_retired", kid.clone()));
+        events.push(SecurityEvent::KeyRetired { kid: kid.clone() });
     }
     for kid in &report.removed {
         println!("removed {kid}");
-        events.push(("key_removed", kid.clone()));
+        events.push(SecurityEvent::KeyRemoved { kid: kid.clone() });
     }
     if let Some(kid) = &report.revoked {
         println!("revoked {kid}: unpublished now; tokens it signed no longer verify");
-        events.push(("key_revoked", kid.clone()));
+        events.push(SecurityEvent::KeyRevoked { kid: kid.clone() });
     }
     println!("running instances pick this up within KEYS_POLL_INTERVAL, or at once on SIGHUP");
     if events.is_empty() {
         return;
     }
-    let client = match super::migrate::connect(layers).await {
+    let client = match super::migrate::connect_pooled(layers).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("warning: key events not recorded (database unavailable: {e})");
             return;
         }
     };
-    for (kind, kid) in events {
-        let detail = serde_json::json!({ "kid": kid });
-        let r =
-            client.execute("INSERT INTO security_events (event_type, detail) VALUES ($1, $2)", &[&kind, &detail]).await;
-        if let Err(e) = r {
+    for event in events {
+        if let Err(e) = events::record_in(&client, &event, None).await {
             eprintln!("warning: key event not recorded: {e}");
         }
     }

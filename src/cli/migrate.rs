@@ -7,9 +7,18 @@ use auth_actors::db;
 
 use crate::config::Layers;
 
+fn database_url(layers: &Layers) -> anyhow::Result<&str> {
+    layers.value("DATABASE_URL").ok_or_else(|| anyhow::anyhow!("missing setting DATABASE_URL"))
+}
+
 pub(super) async fn connect(layers: &Layers) -> anyhow::Result<tokio_postgres::Client> {
-    let url = layers.value("DATABASE_URL").ok_or_else(|| anyhow::anyhow!("missing setting DATABASE_URL"))?;
-    Ok(db::connect(url, Duration::from_secs(5)).await?)
+    Ok(db::connect(database_url(layers)?, Duration::from_secs(5)).await?)
+}
+
+/// One connection from a pool of one, for the commands that run the store's own operations and
+/// event writes (which take pooled connections).
+pub(super) async fn connect_pooled(layers: &Layers) -> anyhow::Result<db::PooledClient> {
+    Ok(db::connect_pooled(database_url(layers)?, Duration::from_secs(5)).await?)
 }
 
 pub async fn migrate(layers: &Layers) -> anyhow::Result<ExitCode> {

@@ -16,6 +16,7 @@ use anyhow::{Context as _, bail};
 use auth_actors::db::{self, SuperuserError, SuperuserOutcome, SuperuserRequest};
 
 use crate::config::Layers;
+use crate::domain::{Email, Password, PasswordPolicy, Username};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -52,31 +53,32 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 pub async fn run(layers: &Layers, args: Args) -> anyhow::Result<ExitCode> {
-    let policy = layers.passwords()?;
-    let params = crate::passwords::params(&policy)?;
-    crate::flows::signup::validate_username(&args.username).map_err(|e| anyhow::anyhow!("username: {e}"))?;
-    crate::flows::signup::validate_email(&args.email).map_err(|e| anyhow::anyhow!("email: {e}"))?;
-    let mut client = super::migrate::connect(layers).await?;
+    let config = layers.passwords()?;
+    let params = crate::passwords::params(&config)?;
+    let policy = PasswordPolicy::from(&config);
+    let username = Username::parse(args.username).map_err(|e| anyhow::anyhow!("username: {e}"))?;
+    let email = Email::parse(args.email).map_err(|e| anyhow::anyhow!("email: {e}"))?;
+    let mut client = super::migrate::connect_pooled(layers).await?;
     db::check_schema(&client).await?;
     let password = read_password()?;
-    let (username, email) = (args.username.clone(), args.email.clone());
     let given = password.clone();
+    let (name, address) = (username.as_str().to_string(), email.as_str().to_string());
     let hash = move || {
-        crate::flows::signup::validate_password(&policy, &password, &username, &email).map_err(|e| e.to_string())?;
-        crate::passwords::hash_with(&params, &password).map_err(|e| e.to_string())
+        let password = Password::new(policy, password, &name, &address).map_err(|e| e.to_string())?;
+        crate::passwords::hash_with(&params, password.expose()).map_err(|e| e.to_string())
     };
     let verify = move |stored: &str| crate::passwords::verify_with(stored, &given);
     let request = SuperuserRequest {
-        username: &args.username,
-        email: &args.email,
+        username: username.as_str(),
+        email: email.as_str(),
         promote_existing: args.promote_existing,
         hash,
         verify,
     };
     match db::create_superuser(&mut client, request).await {
-        Ok(SuperuserOutcome::Created(id)) => println!("created admin user {} ({id})", args.username),
+        Ok(SuperuserOutcome::Created(id)) => println!("created admin user {} ({id})", username.as_str()),
         Ok(SuperuserOutcome::Promoted(id)) => {
-            println!("user {} ({id}) now holds the admin role; its password is unchanged", args.username)
+            println!("user {} ({id}) now holds the admin role; its password is unchanged", username.as_str())
         }
         Err(SuperuserError::Refused(reason)) => bail!(reason),
         Err(SuperuserError::Db(e)) => return Err(e.into()),

@@ -1,18 +1,21 @@
 //! The caller's own account: profile update, login history, sessions; and user deletion by an
 //! admin.
 
-use auth_actors::db::history::HistoryRow;
-use auth_actors::db::sessions::SessionRow;
-use auth_actors::db::users::{PasswordChange, ProfileOutcome, UserRecord};
+use auth_actors::db::events::{self, SecurityEvent};
+use auth_actors::db::history::{self, HistoryRow};
+use auth_actors::db::sessions::{self, SessionRow};
+use auth_actors::db::users::{self, PasswordChange, ProfileOutcome, UserRecord};
+use auth_actors::keyspace::Account;
+use auth_actors::rate_limiter::LoginSucceeded;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::Client;
 use super::authenticate::Principal;
+use super::error::{Entity, FlowError};
 use super::logout;
-use super::signup::{validate_password, validate_username};
 use crate::app::App;
-use crate::http::ApiError;
+use crate::domain::{FieldError, Password, Username};
 use crate::passwords::Verified;
 
 /// `page` ≥ 1 and `size` 1–100 (422 otherwise), from the query string.
@@ -23,22 +26,22 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn parse(page: Option<String>, size: Option<String>, default_size: i64) -> Result<Page, ApiError> {
-        let number = |raw: Option<String>, name: &str, default: i64| -> Result<i64, ApiError> {
+    pub fn parse(page: Option<String>, size: Option<String>, default_size: i64) -> Result<Page, FieldError> {
+        let number = |raw: Option<String>, name: &'static str, default: i64| -> Result<i64, FieldError> {
             match raw {
                 None => Ok(default),
                 Some(v) => {
-                    v.trim().parse::<i64>().map_err(|_| ApiError::Unprocessable(format!("{name} must be an integer")))
+                    v.trim().parse::<i64>().map_err(|_| FieldError::new(name, format!("{name} must be an integer")))
                 }
             }
         };
         let page = number(page, "page", 1)?;
         let size = number(size, "size", default_size)?;
         if page < 1 {
-            return Err(ApiError::Unprocessable("page must be at least 1".into()));
+            return Err(FieldError::new("page", "page must be at least 1"));
         }
         if !(1..=100).contains(&size) {
-            return Err(ApiError::Unprocessable("size must be between 1 and 100".into()));
+            return Err(FieldError::new("size", "size must be between 1 and 100"));
         }
         Ok(Page { page, size })
     }
@@ -57,7 +60,7 @@ impl Page {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
-    pub username: Option<String>,
+    pub username: Option<Username>,
     pub old_password: Option<String>,
     pub new_password: Option<String>,
 }
@@ -71,64 +74,52 @@ pub async fn update_profile(
     principal: &Principal,
     input: ProfileUpdate,
     client: &Client,
-) -> Result<UserRecord, ApiError> {
-    let users = &app.services.users;
-    let current = users
-        .get_user(principal.user_id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
-    if let Some(username) = &input.username {
-        validate_username(username)?;
-    }
+) -> Result<UserRecord, FlowError> {
+    let store = &app.services.users;
+    let current = store.run(users::Get { id: principal.user_id }).await?.ok_or(FlowError::UserGone)?;
     let password = match input.new_password {
         None => None,
         Some(new_password) => {
             let old = input
                 .old_password
-                .ok_or_else(|| ApiError::Unprocessable("old_password is required to change the password".into()))?;
-            let username = input.username.as_deref().unwrap_or(&current.username);
-            validate_password(&app.config.passwords, &new_password, username, &current.email)?;
+                .ok_or_else(|| FieldError::new("old_password", "old_password is required to change the password"))?;
+            let username = input.username.as_ref().map_or(current.username.as_str(), Username::as_str);
+            let policy = (&app.config.passwords).into();
+            let new_password = Password::new(policy, new_password, username, &current.email)?;
             let verified_version = check_old_password(app, principal.user_id, old, client).await?;
-            Some(PasswordChange { verified_version, new: app.hasher.hash(new_password).await? })
+            Some(PasswordChange { verified_version, new: app.hasher.hash(new_password.into_inner()).await? })
         }
     };
-    let username = input.username.filter(|u| *u != current.username);
+    let username = input.username.map(Username::into_inner).filter(|u| *u != current.username);
     if username.is_none() && password.is_none() {
         return Ok(current);
     }
-    match users.update_profile(principal.user_id, username, password, Some(principal.session)).await? {
+    let update =
+        users::UpdateProfile { id: principal.user_id, username, password, keep_family: Some(principal.session) };
+    match store.run(update).await? {
         ProfileOutcome::Updated { user, revoked } => {
-            logout::fence_sessions(app, revoked).await?;
+            logout::fence_sessions(app, user.id, revoked).await?;
             Ok(user)
         }
-        ProfileOutcome::Gone => Err(ApiError::Unauthorized("user no longer exists".into())),
-        ProfileOutcome::PasswordChanged => {
-            Err(ApiError::Conflict("the password was changed by another request; sign in again".into()))
-        }
+        ProfileOutcome::Gone => Err(FlowError::UserGone),
+        ProfileOutcome::PasswordChanged => Err(FlowError::PasswordChangedMeanwhile),
     }
 }
 
 /// Checks the caller's old password through the login gate; returns the password version it
 /// matched, which the change then replaces only if it is still current.
-async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Client) -> Result<i32, ApiError> {
-    let account = user_id.to_string();
-    super::login::gate(app, &account, Some(user_id), client).await?;
-    let (stored, version) = app
-        .services
-        .users
-        .password_hash(user_id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
+async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Client) -> Result<i32, FlowError> {
+    let account = Account::User(user_id);
+    super::login::gate(app, &account, client).await?;
+    let store = &app.services.users;
+    let (stored, version) = store.run(users::PasswordHash { id: user_id }).await?.ok_or(FlowError::UserGone)?;
     if app.hasher.verify(old, Some(stored)).await? == Verified::No {
-        let detail = serde_json::json!({});
-        app.services
-            .users
-            .record_event("password_check_failed", Some(user_id), Some(user_id), client.ip_string(), detail)
-            .await?;
-        return Err(ApiError::Forbidden("old password is incorrect".into()));
+        let event = SecurityEvent::PasswordCheckFailed { user: user_id };
+        store.run(events::Record { event, ip: client.ip_string() }).await?;
+        return Err(FlowError::WrongPassword);
     }
     if app.config.limits.enabled {
-        app.services.limiter.login_succeeded(account).await?;
+        app.services.limiter.run(LoginSucceeded { account }).await?;
     }
     Ok(version)
 }
@@ -136,28 +127,28 @@ async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Clie
 /// Deletes a user (admin). Its sessions go with it and its access tokens are fenced off: by the
 /// logout-all marker, by the markers of every session it had (a refresh that committed just
 /// before the delete included), and by its standing, which every check now reads as gone.
-pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(), ApiError> {
-    let id: Uuid = raw_id.parse().map_err(|_| ApiError::NotFound("no such user".into()))?;
+pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(), FlowError> {
+    let id: Uuid = raw_id.parse().map_err(|_| FlowError::NotFound(Entity::User))?;
     logout::fence_access_tokens(app, id).await?;
-    let Some(sessions) = app.services.users.delete_user(id, Some(admin.user_id)).await? else {
-        return Err(ApiError::NotFound("no such user".into()));
-    };
-    logout::fence_sessions(app, sessions).await?;
-    super::authenticate::standing_changed(app).await
+    let delete = users::Delete { id, actor: Some(admin.user_id) };
+    let sessions = app.services.users.run(delete).await?.ok_or(FlowError::NotFound(Entity::User))?;
+    logout::fence_sessions(app, id, sessions).await
 }
 
-pub async fn history(app: &App, principal: &Principal, page: Page) -> Result<(Vec<HistoryRow>, i64), ApiError> {
-    Ok(app.services.users.history(principal.user_id, page.size, page.offset()).await?)
+pub async fn history(app: &App, principal: &Principal, page: Page) -> Result<(Vec<HistoryRow>, i64), FlowError> {
+    let query = history::Page { user_id: principal.user_id, limit: page.size, offset: page.offset() };
+    Ok(app.services.users.run(query).await?)
 }
 
-pub async fn sessions(app: &App, principal: &Principal) -> Result<Vec<SessionRow>, ApiError> {
-    Ok(app.services.users.list_sessions(principal.user_id).await?)
+pub async fn sessions(app: &App, principal: &Principal) -> Result<Vec<SessionRow>, FlowError> {
+    Ok(app.services.users.run(sessions::List { user_id: principal.user_id }).await?)
 }
 
-pub async fn revoke_session(app: &App, principal: &Principal, raw_id: &str) -> Result<(), ApiError> {
-    let id: Uuid = raw_id.parse().map_err(|_| ApiError::NotFound("no such session".into()))?;
-    if !app.services.users.revoke_session(principal.user_id, id).await? {
-        return Err(ApiError::NotFound("no such session".into()));
+pub async fn revoke_session(app: &App, principal: &Principal, raw_id: &str) -> Result<(), FlowError> {
+    let id: Uuid = raw_id.parse().map_err(|_| FlowError::NotFound(Entity::Session))?;
+    let revoke = sessions::RevokeOne { user_id: principal.user_id, family_id: id };
+    if !app.services.users.run(revoke).await? {
+        return Err(FlowError::NotFound(Entity::Session));
     }
-    logout::fence_sessions(app, vec![id]).await
+    logout::fence_sessions(app, principal.user_id, vec![id]).await
 }

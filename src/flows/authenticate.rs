@@ -1,42 +1,117 @@
-//! The one verifier every protected route (and introspection) uses.
+//! Who is calling: the one verifier every protected route and introspection use, and the
+//! access rules the route table declares.
 //!
 //! A Bearer token is accepted only if the KeyManager's current keys verify it (signature with
-//! the algorithm bound to its `kid`, `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`), its `type`
-//! claim is `access`, it names its session (`sid`), its `jti` is not blacklisted, its session
-//! has not been revoked, it was issued after the user's logout-all marker, and its user exists
-//! and is active *now*. The principal it yields carries the user's current roles, not the ones
-//! written in the token. Redis being unreachable fails closed (503), never open.
+//! the algorithm bound to its `kid`, `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`), its claims
+//! decode as [`AccessClaims`] of `type: access`, it names its user and its session (`sid`), its
+//! `jti` is not blacklisted, its session has not been revoked, it was issued after the user's
+//! logout-all marker, and its user exists and is active *now*. The principal it yields carries
+//! the user's current roles, not the ones written in the token. Redis being unreachable fails
+//! closed (503), never open.
 //!
-//! The revocation markers and the authorization epoch are read in one `MGET`; the user's
-//! standing comes from the per-instance cache filed under that epoch (see [`crate::authz`]),
-//! so a cached user costs no PostgreSQL query.
+//! The revocation markers and the authorization epoch are read in one pipelined round trip;
+//! the user's standing comes from the per-instance cache filed under that epoch (see
+//! [`crate::authz`]), so a cached user costs no PostgreSQL query.
+//!
+//! Every route declares its [`Access`] in the route table; the dispatcher calls [`authorize`]
+//! before the handler runs and hands the handler the resulting [`Caller`].
+
+use std::sync::Arc;
 
 use auth_actors::keys::VerifyRules;
-use auth_actors::rate_limiter::{TokenKeys, TokenState};
+use auth_actors::rate_limiter::{TokenRef, TokenState};
 use uuid::Uuid;
 
+use super::error::FlowError;
+use super::tokens::AccessClaims;
 use crate::app::App;
 use crate::authz::Standing;
-use crate::http::ApiError;
+
+/// Who may call a route. Every entry of the route table names one, so a route cannot be added
+/// without deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (probes, documents, signup, login, refresh, logout, revocation by token holders).
+    Public,
+    /// A valid access token of an active user.
+    Bearer,
+    /// A valid token if one is sent; anyone else is the guest.
+    OptionalBearer,
+    /// A Bearer of a user who holds `admin` now.
+    Admin,
+    /// A Bearer of a user who holds `admin` or `service` now.
+    AdminOrService,
+    /// [`Access::AdminOrService`], with the request's `token` form field (the subject of an
+    /// introspection) verified in the same Redis round trip as the caller.
+    Introspector,
+}
+
+impl Access {
+    /// The roles this access needs, if any.
+    pub fn roles(self) -> Option<&'static [&'static str]> {
+        match self {
+            Access::Admin => Some(&["admin"]),
+            Access::AdminOrService | Access::Introspector => Some(&["admin", "service"]),
+            Access::Public | Access::Bearer | Access::OptionalBearer => None,
+        }
+    }
+}
 
 /// The caller behind a valid access token.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
-    pub username: String,
-    pub email: String,
+    /// The session (refresh-token family) the token was issued to.
+    pub session: Uuid,
     /// The user's roles now (once checked; before that, the token's claim).
     pub roles: Vec<String>,
-    pub jti: String,
-    pub exp: i64,
-    /// The session (refresh-token family) the token was issued to; required.
-    pub session: Uuid,
     /// Every claim of the token, as verified.
-    pub claims: std::sync::Arc<serde_json::Value>,
+    pub claims: Arc<AccessClaims>,
+}
+
+impl Principal {
+    pub fn username(&self) -> &str {
+        self.claims.username.as_deref().unwrap_or_default()
+    }
+
+    pub fn email(&self) -> &str {
+        self.claims.email.as_deref().unwrap_or_default()
+    }
+
+    pub fn jti(&self) -> Uuid {
+        self.claims.jti
+    }
+
+    fn token(&self) -> TokenRef {
+        TokenRef { user: self.user_id, jti: self.claims.jti, session: self.session }
+    }
+}
+
+/// What the dispatcher hands a handler, per the route's [`Access`].
+#[derive(Debug)]
+pub enum Caller {
+    /// A public route, or an optional-Bearer route called without a valid token.
+    Anonymous,
+    User(Principal),
+    /// An introspector and the verdict on the token it asked about.
+    Introspector {
+        caller: Principal,
+        subject: Verdict,
+    },
+}
+
+impl Caller {
+    /// The authenticated user; a route whose access admits no anonymous caller always has one.
+    pub fn principal(self) -> Result<Principal, FlowError> {
+        match self {
+            Caller::User(p) | Caller::Introspector { caller: p, .. } => Ok(p),
+            Caller::Anonymous => Err(FlowError::Token(Rejection::Missing)),
+        }
+    }
 }
 
 /// Why a token was refused; all of them are 401 to the client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("missing bearer token")]
     Missing,
@@ -46,48 +121,35 @@ pub enum Rejection {
     Revoked,
 }
 
+/// The verdict on a token someone else presented (introspection's subject).
+#[derive(Debug)]
+pub enum Verdict {
+    Active(Principal),
+    Inactive(Rejection),
+}
+
 pub fn rules(app: &App) -> VerifyRules {
     let t = &app.config.tokens;
     VerifyRules { typ: "at+jwt", issuer: t.issuer.clone(), audience: t.audience.clone(), leeway: t.clock_skew }
 }
 
 /// Checks signature and claims only (no Redis): a token that passes is ours and current.
-pub fn verify_claims(app: &App, token: &str) -> Result<Principal, Result<Rejection, ApiError>> {
-    let claims = match app.services.keys.verify(token, &rules(app)) {
+/// A refused token is [`FlowError::Token`]; anything else is an outage.
+pub fn verify_claims(app: &App, token: &str) -> Result<Principal, FlowError> {
+    let claims = match app.services.keys.verify::<AccessClaims>(token, &rules(app)) {
         Ok(c) => c,
-        Err(auth_actors::key_manager::SignError::Call(e)) => return Err(Err(e.into())),
-        Err(_) => return Err(Ok(Rejection::Invalid)),
+        Err(auth_actors::key_manager::SignError::Call(e)) => return Err(e.into()),
+        Err(_) => return Err(FlowError::Token(Rejection::Invalid)),
     };
-    principal_from(claims).ok_or(Ok(Rejection::Invalid))
+    principal_from(claims).ok_or(FlowError::Token(Rejection::Invalid))
 }
 
-fn principal_from(claims: std::sync::Arc<serde_json::Value>) -> Option<Principal> {
-    if claims.get("type")?.as_str()? != "access" {
-        return None;
-    }
-    Some(Principal {
-        user_id: claims.get("sub")?.as_str()?.parse().ok()?,
-        username: claims.get("username")?.as_str()?.to_string(),
-        email: claims.get("email")?.as_str()?.to_string(),
-        roles: claims.get("roles")?.as_array()?.iter().filter_map(|r| r.as_str().map(str::to_string)).collect(),
-        jti: claims.get("jti")?.as_str()?.to_string(),
-        exp: claims.get("exp")?.as_i64()?,
-        // A token that names no session could not be revoked with its session: refuse it.
-        session: claims.get("sid")?.as_str()?.parse().ok()?,
-        claims,
-    })
-}
-
-/// Milliseconds since the epoch at which a token was issued, from its v7 `jti`.
-fn issued_ms(jti: &str) -> Option<i64> {
-    let uuid: Uuid = jti.parse().ok()?;
-    let (secs, nanos) = uuid.get_timestamp()?.to_unix();
-    Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
-}
-
-/// The Redis keys of a verified token.
-fn token_keys(p: &Principal) -> TokenKeys {
-    TokenKeys { jti: p.jti.clone(), user: p.user_id.to_string(), session: Some(p.session.to_string()) }
+fn principal_from(claims: Arc<AccessClaims>) -> Option<Principal> {
+    // A token that names no session could not be revoked with its session: refuse it. The
+    // user fields are in every token issued to a user.
+    claims.username.as_ref()?;
+    claims.email.as_ref()?;
+    Some(Principal { user_id: claims.sub.parse().ok()?, session: claims.sid?, roles: claims.roles.clone()?, claims })
 }
 
 /// Whether Redis says `principal`'s token is revoked: blacklisted, its session revoked, or
@@ -97,72 +159,76 @@ fn revoked(principal: &Principal, state: &TokenState) -> bool {
     if state.blacklisted || state.session_revoked {
         return true;
     }
-    state.not_before_ms.is_some_and(|marker| issued_ms(&principal.jti).unwrap_or(i64::MIN) <= marker)
+    state.not_before_ms.is_some_and(|marker| principal.claims.issued_ms().unwrap_or(i64::MIN) <= marker)
 }
 
 /// Full verification of a token: claims, revocation markers and the user's current standing.
-pub async fn verify(app: &App, token: &str) -> Result<Principal, Result<Rejection, ApiError>> {
+pub async fn verify(app: &App, token: &str) -> Result<Principal, FlowError> {
     let principal = verify_claims(app, token)?;
-    match check(app, principal, None).await {
-        Ok((principal, _)) => Ok(principal),
-        Err(ApiError::Unauthorized(_)) => Err(Ok(Rejection::Revoked)),
-        Err(other) => Err(Err(other)),
+    Ok(check(app, principal, None).await?.0)
+}
+
+/// The principal of a request's Bearer token: refused (401) when missing, invalid or revoked;
+/// 503 when a dependency is down.
+pub async fn authenticate(app: &App, bearer: Option<&str>) -> Result<Principal, FlowError> {
+    verify(app, bearer.ok_or(FlowError::Token(Rejection::Missing))?).await
+}
+
+fn require(caller: &Principal, roles: &'static [&'static str]) -> Result<(), FlowError> {
+    if caller.roles.iter().any(|r| roles.contains(&r.as_str())) { Ok(()) } else { Err(FlowError::MissingRole(roles)) }
+}
+
+/// Decides `access` for a request with this Bearer token. ([`Access::Introspector`] is decided
+/// by [`introspector`], with its subject; here it is checked like `AdminOrService`, with no
+/// subject.)
+pub async fn authorize(app: &App, access: Access, bearer: Option<&str>) -> Result<Caller, FlowError> {
+    match access {
+        Access::Public => Ok(Caller::Anonymous),
+        Access::OptionalBearer => match bearer {
+            None => Ok(Caller::Anonymous),
+            Some(token) => match verify(app, token).await {
+                Ok(p) => Ok(Caller::User(p)),
+                Err(FlowError::Token(_)) => Ok(Caller::Anonymous),
+                Err(outage) => Err(outage),
+            },
+        },
+        Access::Bearer | Access::Admin | Access::AdminOrService => {
+            let caller = authenticate(app, bearer).await?;
+            if let Some(roles) = access.roles() {
+                require(&caller, roles)?;
+            }
+            Ok(Caller::User(caller))
+        }
+        Access::Introspector => {
+            let caller = authenticate(app, bearer).await?;
+            require(&caller, Access::Introspector.roles().unwrap_or_default())?;
+            Ok(Caller::Introspector { caller, subject: Verdict::Inactive(Rejection::Missing) })
+        }
     }
 }
 
-/// The principal of a request's Bearer token, or 401 (503 when a dependency is down).
-pub async fn authenticate(app: &App, bearer: Option<&str>) -> Result<Principal, ApiError> {
-    let caller = claims_of(app, bearer)?;
-    Ok(check(app, caller, None).await?.0)
+/// The caller's verified claims (no Redis yet): the first step of [`Access::Introspector`],
+/// taken before the body is read, so that an unauthenticated caller is refused at once.
+pub fn caller_claims(app: &App, bearer: Option<&str>) -> Result<Principal, FlowError> {
+    verify_claims(app, bearer.ok_or(FlowError::Token(Rejection::Missing))?)
 }
 
-fn unauthorized(e: Result<Rejection, ApiError>) -> ApiError {
-    match e {
-        Ok(rejection) => ApiError::Unauthorized(rejection.to_string()),
-        Err(api) => api,
-    }
-}
-
-/// Like [`authenticate`], then requires one of `roles` in the user's *current* roles, not the
-/// token's: 403 otherwise, and 401 if the user is gone or inactive. A role removed through the
-/// API stops working at once (see [`crate::authz`]).
-pub async fn require_role(app: &App, bearer: Option<&str>, roles: &[&str]) -> Result<Principal, ApiError> {
-    let caller = authenticate(app, bearer).await?;
-    require(&caller, roles)?;
-    Ok(caller)
-}
-
-fn require(caller: &Principal, roles: &[&str]) -> Result<(), ApiError> {
-    if caller.roles.iter().any(|r| roles.contains(&r.as_str())) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!("requires role {}", roles.join(" or "))))
-    }
-}
-
-/// [`require_role`] for the caller and full verification of a second token (introspection's
-/// subject, whose principal then carries its user's current roles), with one Redis round trip
-/// for both. The subject's verdict is returned, not raised. `caller` comes from [`claims_of`].
-pub async fn require_role_and_verify(
-    app: &App,
-    caller: Principal,
-    roles: &[&str],
-    subject: &str,
-) -> Result<(Principal, Result<Principal, Rejection>), ApiError> {
+/// [`Access::Introspector`]: the caller (from [`caller_claims`]) must hold admin or service
+/// now; the subject token is fully verified, its principal carrying its user's current roles.
+/// One Redis round trip for both.
+pub async fn introspector(app: &App, caller: Principal, subject: &str) -> Result<Caller, FlowError> {
     let subject = match verify_claims(app, subject) {
         Ok(p) => Ok(p),
-        Err(Ok(rejection)) => Err(rejection),
-        Err(Err(api)) => return Err(api),
+        Err(FlowError::Token(rejection)) => Err(rejection),
+        Err(outage) => return Err(outage),
     };
     let (caller, subject) = check(app, caller, Some(subject)).await?;
-    require(&caller, roles)?;
-    Ok((caller, subject))
-}
-
-/// The caller's verified claims (no Redis yet), or 401.
-pub fn claims_of(app: &App, bearer: Option<&str>) -> Result<Principal, ApiError> {
-    let token = bearer.ok_or(ApiError::Unauthorized(Rejection::Missing.to_string()))?;
-    verify_claims(app, token).map_err(unauthorized)
+    require(&caller, Access::Introspector.roles().unwrap_or_default())?;
+    let subject = match subject {
+        Ok(p) => Verdict::Active(p),
+        Err(rejection) => Verdict::Inactive(rejection),
+    };
+    Ok(Caller::Introspector { caller, subject })
 }
 
 /// Checks the caller's token (and the subject's, if its claims were valid) and reads the
@@ -172,21 +238,25 @@ async fn check(
     app: &App,
     mut caller: Principal,
     subject: Option<Result<Principal, Rejection>>,
-) -> Result<(Principal, Result<Principal, Rejection>), ApiError> {
-    let mut keys = vec![token_keys(&caller)];
-    if let Some(Ok(s)) = &subject {
-        keys.push(token_keys(s));
-    }
-    let check = app.services.limiter.check_tokens(keys, true).await?;
+) -> Result<(Principal, Result<Principal, Rejection>), FlowError> {
+    let mut tokens = [caller.token(), caller.token()];
+    let count = match &subject {
+        Some(Ok(s)) => {
+            tokens[1] = s.token();
+            2
+        }
+        _ => 1,
+    };
+    let check = app.services.limiter.check_tokens(&tokens[..count], true).await?;
     let (Some(caller_state), subject_state) = (check.states.first(), check.states.get(1)) else {
-        return Err(ApiError::unavailable("redis"));
+        return Err(FlowError::Unavailable(super::error::Dependency::Redis));
     };
     if revoked(&caller, caller_state) {
-        return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
+        return Err(FlowError::Token(Rejection::Revoked));
     }
     let epoch = check.authz_epoch.as_deref();
     if !current_standing(app, &mut caller, epoch).await? {
-        return Err(ApiError::Unauthorized(Rejection::Revoked.to_string()));
+        return Err(FlowError::Token(Rejection::Revoked));
     }
     let subject = match (subject, subject_state) {
         (Some(Ok(mut p)), Some(state)) if !revoked(&p, state) => {
@@ -206,32 +276,21 @@ async fn check(
     Ok((caller, subject))
 }
 
-/// Tells every instance that some user's roles or standing changed, after the change is
-/// committed: their cached look-ups stop being used at once. If Redis cannot be told, the change
-/// stands and the caller gets 503; caches then hold for at most `AUTHZ_CACHE_TTL`.
-pub async fn standing_changed(app: &App) -> Result<(), ApiError> {
-    Ok(app.services.limiter.bump_authz_epoch().await?)
-}
-
 /// Gives `principal` its user's current roles and tells whether the user exists and is active:
 /// from the cache filed under the current epoch, or read from PostgreSQL and cached. Without an
 /// epoch (Redis had none), the database is read and nothing is cached. A cache hit costs no
 /// allocation when the roles are those of the token.
-async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&str>) -> Result<bool, ApiError> {
+async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&str>) -> Result<bool, FlowError> {
     let user_id = principal.user_id;
     if let Some(epoch) = epoch
-        && let Some(active) = app.authz.read(user_id, epoch, |standing| {
-            if standing.roles != principal.roles {
-                principal.roles.clone_from(&standing.roles);
-            }
-            standing.active
-        })
+        && let Some(standing) = app.authz.get(user_id, epoch)
     {
-        app.metrics.authz_cache_hits.inc();
-        return Ok(active);
+        if standing.roles != principal.roles {
+            principal.roles.clone_from(&standing.roles);
+        }
+        return Ok(standing.active);
     }
-    app.metrics.authz_cache_misses.inc();
-    let standing = match app.services.users.get_user(user_id).await? {
+    let standing = match app.services.users.run(auth_actors::db::users::Get { id: user_id }).await? {
         Some(u) => Standing { active: u.is_active, roles: u.roles },
         None => Standing { active: false, roles: Vec::new() },
     };

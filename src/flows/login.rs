@@ -13,16 +13,20 @@
 //!    access token, so that a token is never minted for a session a concurrent logout-all or
 //!    password change could miss.
 
-use auth_actors::db::sessions::{NewSession, NewToken, StartOutcome};
-use auth_actors::rate_limiter::{LockoutPolicy, LoginGate};
+use auth_actors::db::history::RecordFailure;
+use auth_actors::db::sessions::{self, NewSession, NewToken, StartOutcome};
+use auth_actors::db::users::{FindCredentials, Rehash};
+use auth_actors::db::{events, events::SecurityEvent};
+use auth_actors::keyspace::{Account, LimitClass, Subject};
+use auth_actors::rate_limiter::{BeginLogin, Hit, LockoutPolicy, LoginGate, LoginSucceeded};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Client;
+use super::error::{Dependency, FlowError};
 use super::tokens::{self, Issued};
 use crate::app::App;
-use crate::http::ApiError;
 use crate::metrics::{Outcome, OutcomeLabels};
 use crate::passwords::Verified;
 
@@ -32,48 +36,48 @@ pub struct LoginInput {
     pub password: String,
 }
 
-/// The one answer to every failed credential check, whatever the reason.
-pub fn bad_credentials() -> ApiError {
-    ApiError::Unauthorized("invalid username or password".into())
-}
-
-pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issued, ApiError> {
+pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issued, FlowError> {
     let LoginInput { username: login, password } = input;
     if login.is_empty() || login.len() > 254 || password.len() > 4 * app.config.passwords.max_length {
-        return Err(bad_credentials());
+        return Err(FlowError::BadCredentials);
     }
-    let found = app.services.users.find_credentials(login.clone()).await?;
+    let users = &app.services.users;
+    let found = users.run(FindCredentials { login: login.clone() }).await?;
     let account = match &found {
-        Some(c) => c.user.id.to_string(),
-        None => format!("unknown:{}", login.to_lowercase()),
+        Some(c) => Account::User(c.user.id),
+        None => Account::unknown(&login),
     };
-    gate(app, &account, found.as_ref().map(|c| c.user.id), client).await?;
+    gate(app, &account, client).await?;
 
     let stored = found.as_ref().map(|c| c.password_hash.clone());
     let verified = app.hasher.verify(password, stored).await?;
     let (user, password_version) = match (found, verified) {
         (Some(c), Verified::Yes) if c.user.is_active => (c.user, c.password_version),
-        (Some(c), Verified::YesRehashed(new_hash)) if c.user.is_active => {
+        (Some(c), Verified::YesRehashed(new)) if c.user.is_active => {
             // The re-hash replaces only the hash that was verified, so it can never undo a
             // password change; if it finds another hash, the session start below decides.
-            app.services.users.rehash_password(c.user.id, c.password_hash, new_hash).await?;
+            users.run(Rehash { id: c.user.id, old: c.password_hash, new }).await?;
             (c.user, c.password_version)
         }
         (found, _) => {
             app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
             // One statement whether or not the user exists, so a failure takes the same time.
-            let user_id = found.map(|c| c.user.id);
-            app.services.users.record_login_failure(user_id, client.ip_string(), client.user_agent.clone()).await?;
-            return Err(bad_credentials());
+            let failure = RecordFailure {
+                user_id: found.map(|c| c.user.id),
+                ip: client.ip_string(),
+                user_agent: client.user_agent.clone(),
+            };
+            users.run(failure).await?;
+            return Err(FlowError::BadCredentials);
         }
     };
     if app.config.limits.enabled {
-        app.services.limiter.login_succeeded(account).await?;
+        app.services.limiter.run(LoginSucceeded { account }).await?;
     }
 
     let family = Uuid::now_v7();
     let refresh_token = tokens::new_refresh_secret()?;
-    let secret = tokens::decode_refresh(&refresh_token).ok_or_else(|| ApiError::unavailable("token generator"))?;
+    let secret = tokens::decode_refresh(&refresh_token).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
     let session = NewSession {
         user_id: user.id,
         family_id: family,
@@ -86,8 +90,8 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
         user_agent: client.user_agent.clone(),
         password_version,
     };
-    if app.services.users.start_session(session).await? == StartOutcome::CredentialsChanged {
-        return Err(bad_credentials());
+    if users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
+        return Err(FlowError::BadCredentials);
     }
     let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
     app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::success }).inc();
@@ -95,32 +99,42 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
 }
 
 /// Step 3: the account's lockout gate and per-account rate limit, for every check of a password
-/// (a login, and the old password of a password change). `account` is the user id of a known
-/// user, so both share one lockout.
-pub(crate) async fn gate(app: &App, account: &str, user_id: Option<Uuid>, client: &Client) -> Result<(), ApiError> {
+/// (a login, and the old password of a password change). A known user's account is its id, so
+/// both share one lockout.
+pub(crate) async fn gate(app: &App, account: &Account, client: &Client) -> Result<(), FlowError> {
     let limits = &app.config.limits;
     if !limits.enabled {
         return Ok(());
     }
     let policy =
         LockoutPolicy { threshold: limits.lockout_threshold, base: limits.lockout_base, max: limits.lockout_max };
+    let limiter = &app.services.limiter;
     if let LoginGate::Locked { retry_after, started_now } =
-        app.services.limiter.begin_login(account.to_string(), policy).await?
+        limiter.run(BeginLogin { account: account.clone(), policy }).await?
     {
         app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::locked }).inc();
         if started_now {
             app.metrics.lockouts.inc();
-            let detail = serde_json::json!({ "retry_after_secs": retry_after.as_secs() });
-            app.services.users.record_event("lockout", user_id, None, client.ip_string(), detail).await?;
+            let user = match account {
+                Account::User(id) => Some(*id),
+                Account::Unknown(_) => None,
+            };
+            let event = SecurityEvent::Lockout { user, retry_after_secs: retry_after.as_secs() };
+            app.services.users.run(events::Record { event, ip: client.ip_string() }).await?;
         }
-        return Err(ApiError::RateLimited { retry_after });
+        return Err(FlowError::Throttled { retry_after });
     }
     let per_account = limits.login_account;
-    let decision =
-        app.services.limiter.hit(format!("login_account:{account}"), per_account.limit, per_account.window).await?;
+    let hit = Hit {
+        class: LimitClass::LoginAccount,
+        subject: Subject::Account(account.clone()),
+        limit: per_account.limit,
+        window: per_account.window,
+    };
+    let decision = limiter.run(hit).await?;
     if !decision.allowed {
-        app.metrics.rate_limited.get_or_create(&crate::metrics::ClassLabels { class: "login_account" }).inc();
-        return Err(ApiError::RateLimited { retry_after: decision.retry_after });
+        super::limits::denied(app, LimitClass::LoginAccount);
+        return Err(FlowError::Throttled { retry_after: decision.retry_after });
     }
     Ok(())
 }

@@ -1,18 +1,22 @@
-//! Logout (one session) and logout-all (every session of the user).
+//! Logout (one session) and logout-all (every session of the user), and the Redis fences that
+//! make revocation reach access tokens.
 
 use std::time::Duration;
 
+use auth_actors::db::sessions::{RevokeAll, RevokeByToken};
+use auth_actors::rate_limiter::{Blacklist, RevokeSessions, SetNotBefore};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::authenticate::{self, Principal};
+use super::error::FlowError;
 use super::tokens;
 use crate::app::App;
-use crate::http::ApiError;
 
 /// Revokes the family of `refresh` (when given and known) and blacklists the presented access
 /// token until it expires (when it is a valid token of ours). Succeeds even when there is
 /// nothing to revoke: logging out twice is not an error.
-pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> Result<(), ApiError> {
+pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> Result<(), FlowError> {
     if let Some(token) = bearer
         && let Ok(p) = authenticate::verify_claims(app, token)
     {
@@ -25,9 +29,10 @@ pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> R
 }
 
 /// Revokes the session of a refresh-token secret, and fences off its access tokens.
-pub async fn revoke_refresh(app: &App, secret: &[u8]) -> Result<(), ApiError> {
-    if let Some((family, _user)) = app.services.users.revoke_by_token(tokens::refresh_hash(secret)).await? {
-        fence_sessions(app, vec![family]).await?;
+pub async fn revoke_refresh(app: &App, secret: &[u8]) -> Result<(), FlowError> {
+    let revoke = RevokeByToken { presented: tokens::refresh_hash(secret) };
+    if let Some((family, user)) = app.services.users.run(revoke).await? {
+        fence_sessions(app, user, vec![family]).await?;
     }
     Ok(())
 }
@@ -38,36 +43,42 @@ fn past_acceptance(app: &App) -> Duration {
     app.config.tokens.clock_skew + Duration::from_secs(1)
 }
 
-/// Refuses every access token issued to these sessions, for as long as any of them can live:
-/// one minted at this very moment lives `access_ttl`, and is accepted a leeway past that.
-pub async fn fence_sessions(app: &App, sessions: Vec<uuid::Uuid>) -> Result<(), ApiError> {
-    let ttl = app.config.tokens.access_ttl + app.config.tokens.clock_skew + past_acceptance(app);
-    let sessions = sessions.iter().map(uuid::Uuid::to_string).collect();
-    Ok(app.services.limiter.revoke_sessions(sessions, ttl).await?)
+/// How long a fence must stand: a token minted at this very moment lives `access_ttl`, and is
+/// accepted a leeway past that.
+fn fence_ttl(app: &App) -> Duration {
+    app.config.tokens.access_ttl + app.config.tokens.clock_skew + past_acceptance(app)
 }
 
-async fn blacklist(app: &App, p: &Principal) -> Result<(), ApiError> {
-    let remaining = p.exp - OffsetDateTime::now_utc().unix_timestamp();
+/// Refuses every access token issued to these sessions of `user`, for as long as any of them
+/// can live.
+pub async fn fence_sessions(app: &App, user: Uuid, sessions: Vec<Uuid>) -> Result<(), FlowError> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    Ok(app.services.limiter.run(RevokeSessions { user, sessions, ttl: fence_ttl(app) }).await?)
+}
+
+async fn blacklist(app: &App, p: &Principal) -> Result<(), FlowError> {
+    let remaining = p.claims.exp - OffsetDateTime::now_utc().unix_timestamp();
     let ttl = Duration::from_secs(remaining.max(0) as u64) + past_acceptance(app);
-    Ok(app.services.limiter.blacklist(p.jti.clone(), ttl).await?)
+    Ok(app.services.limiter.run(Blacklist { user: p.user_id, jti: p.jti(), ttl }).await?)
 }
 
 /// Fences off every access token of `user_id` issued until now, for as long as any of them
 /// can live. The marker only ever rises (an atomic max in Redis), so an instance whose clock
 /// is behind cannot lower it.
-pub async fn fence_access_tokens(app: &App, user_id: uuid::Uuid) -> Result<(), ApiError> {
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let ttl = app.config.tokens.access_ttl + app.config.tokens.clock_skew + past_acceptance(app);
-    Ok(app.services.limiter.set_not_before(user_id.to_string(), now_ms, ttl).await?)
+pub async fn fence_access_tokens(app: &App, user_id: Uuid) -> Result<(), FlowError> {
+    let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    Ok(app.services.limiter.run(SetNotBefore { user: user_id, at_ms, ttl: fence_ttl(app) }).await?)
 }
 
 /// Revokes every session of the caller and fences off its access tokens: those issued until
 /// now by the logout-all marker, and, by their session markers, any that a refresh committed
 /// just before the revocation mints afterwards (whatever the instances' clocks say).
-pub async fn logout_all(app: &App, principal: &Principal) -> Result<u64, ApiError> {
+pub async fn logout_all(app: &App, principal: &Principal) -> Result<u64, FlowError> {
     fence_access_tokens(app, principal.user_id).await?;
-    let sessions = app.services.users.revoke_all(principal.user_id).await?;
+    let sessions = app.services.users.run(RevokeAll { user_id: principal.user_id }).await?;
     let count = sessions.len() as u64;
-    fence_sessions(app, sessions).await?;
+    fence_sessions(app, principal.user_id, sessions).await?;
     Ok(count)
 }

@@ -1,13 +1,18 @@
 //! The business logic of each request, one module per flow, between HTTP and the actors.
-//! A flow takes parsed input, sends actor messages (always through typed handles, always with
-//! a timeout), and returns plain data or an [`ApiError`](crate::http::ApiError); it knows
-//! nothing of status codes or headers beyond that error.
+//! A flow takes parsed input (whose values are already valid, see [`crate::domain`]), runs
+//! actor operations (always through typed handles, always with a timeout), and returns plain
+//! data or a [`FlowError`](error::FlowError), which says what went wrong in the domain's terms;
+//! it knows nothing of status codes or headers.
+//!
+//! Architecture Invariant: nothing under `flows` names an HTTP status or builds a response;
+//! `crate::http::error` is the only mapping from a [`FlowError`](error::FlowError) to one.
 //!
 //! - [`signup`]: validate → hash → store.
 //! - [`login`]: rate limit → look up → reserve an attempt → verify → sign → store session.
 //! - [`refresh`]: hash the presented token → compare-and-swap rotation → sign.
 //! - [`logout`]: revoke a family or all of them, blacklist or fence off access tokens.
-//! - [`authenticate`]: the one verifier every protected route uses.
+//! - [`authenticate`]: the one verifier every protected route uses, and the access rules.
+//! - [`error`]: the domain error every flow returns.
 //! - [`account`]: profile update, user deletion, history, sessions.
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
 //! - [`standards`]: introspection, revocation and discovery metadata.
@@ -16,6 +21,7 @@
 
 pub mod account;
 pub mod authenticate;
+pub mod error;
 pub mod limits;
 pub mod login;
 pub mod logout;

@@ -14,29 +14,24 @@
 //! 3. With the user the rotation returned (active, current roles), sign the access token for
 //!    that session.
 
-use auth_actors::db::sessions::{NewToken, RotateOutcome, RotationRules};
+use auth_actors::db::sessions::{NewToken, Rotate, RotateOutcome, RotationRules};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Client;
+use super::error::{Dependency, FlowError};
 use super::tokens::{self, Issued};
 use crate::app::App;
-use crate::http::ApiError;
 use crate::metrics::{Outcome, OutcomeLabels};
 
-fn invalid() -> ApiError {
-    ApiError::Unauthorized("invalid or expired refresh token".into())
-}
-
-pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issued, ApiError> {
+pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issued, FlowError> {
     let count = |outcome| app.metrics.refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
     let Some(parent) = tokens::decode_refresh(presented) else {
         count(Outcome::invalid);
-        return Err(invalid());
+        return Err(FlowError::RefreshInvalid);
     };
     let candidate = tokens::new_refresh_secret()?;
-    let candidate_secret =
-        tokens::decode_refresh(&candidate).ok_or_else(|| ApiError::unavailable("token generator"))?;
+    let candidate_secret = tokens::decode_refresh(&candidate).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
     let successor = NewToken {
         id: Uuid::now_v7(),
         hash: tokens::refresh_hash(&candidate_secret),
@@ -46,30 +41,29 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
     let t = &app.config.tokens;
     let rules =
         RotationRules { grace: t.reuse_grace, grace_retries: t.grace_retries, max_lifetime: t.session_max_lifetime };
-    let outcome =
-        app.services.users.rotate(tokens::refresh_hash(&parent), successor, sealed, rules, client.ip_string()).await?;
-    let (user, family, refresh_token) = match outcome {
+    let rotate = Rotate { presented: tokens::refresh_hash(&parent), successor, sealed, rules, ip: client.ip_string() };
+    let (user, family, refresh_token) = match app.services.users.run(rotate).await? {
         RotateOutcome::Rotated { user, family_id } => {
             count(Outcome::rotated);
             (user, family_id, candidate)
         }
         RotateOutcome::Retried { user, family_id, sealed } => {
             count(Outcome::retried);
-            (user, family_id, tokens::unseal(&parent, &sealed).ok_or_else(invalid)?)
+            (user, family_id, tokens::unseal(&parent, &sealed).ok_or(FlowError::RefreshInvalid)?)
         }
         RotateOutcome::ReuseDetected { user_id, family_id } => {
             count(Outcome::reuse_detected);
             tracing::warn!(user_id = %user_id, family_id = %family_id, "refresh token reuse detected; session revoked");
-            super::logout::fence_sessions(app, vec![family_id]).await?;
-            return Err(ApiError::Unauthorized("refresh token reuse detected; the session has been revoked".into()));
+            super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
+            return Err(FlowError::RefreshReused);
         }
         RotateOutcome::Invalid => {
             count(Outcome::invalid);
-            return Err(invalid());
+            return Err(FlowError::RefreshInvalid);
         }
     };
     if !user.is_active {
-        return Err(invalid());
+        return Err(FlowError::RefreshInvalid);
     }
     let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
     Ok(Issued { access_token, expires_in, refresh_token })

@@ -1,17 +1,17 @@
 //! Token introspection (RFC 7662), token revocation (RFC 7009) and the discovery document
 //! (RFC 8414), all built on the same verifier as the protected routes.
 
-use super::authenticate::{Principal, Rejection};
+use super::authenticate::Verdict;
+use super::error::FlowError;
 use super::tokens;
 use crate::app::App;
-use crate::http::ApiError;
 
 /// The introspection answer for a token already put through the verifier (see
-/// [`super::authenticate::require_role_and_verify`]): `{active:false}` for anything that is not a live
-/// access token of ours; the token's claims otherwise. Refresh tokens are opaque and never
-/// introspected as active.
-pub fn introspection(verdict: Result<Principal, Rejection>) -> serde_json::Value {
-    let Ok(principal) = verdict else {
+/// [`super::authenticate::introspector`]): `{active:false}` for anything that is not a live
+/// access token of ours; its claims, with its user's current roles, otherwise. Refresh tokens
+/// are opaque and never introspected as active.
+pub fn introspection(verdict: &Verdict) -> serde_json::Value {
+    let Verdict::Active(principal) = verdict else {
         return serde_json::json!({ "active": false });
     };
     let claims = &principal.claims;
@@ -19,16 +19,16 @@ pub fn introspection(verdict: Result<Principal, Rejection>) -> serde_json::Value
         "active": true,
         "token_type": "Bearer",
         "sub": principal.user_id,
-        "username": principal.username,
-        "email": principal.email,
+        "username": principal.username(),
+        "email": principal.email(),
         "roles": principal.roles,
-        "iss": claims.get("iss"),
-        "aud": claims.get("aud"),
-        "exp": claims.get("exp"),
-        "iat": claims.get("iat"),
-        "nbf": claims.get("nbf"),
-        "jti": principal.jti,
-        "sid": claims.get("sid"),
+        "iss": claims.iss,
+        "aud": claims.aud,
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "nbf": claims.nbf,
+        "jti": claims.jti,
+        "sid": claims.sid,
     })
 }
 
@@ -36,7 +36,7 @@ pub fn introspection(verdict: Result<Principal, Rejection>) -> serde_json::Value
 /// refresh token's whole session is revoked. Unknown tokens are ignored (the caller still gets
 /// 200, as RFC 7009 requires). The two kinds cannot be confused (a refresh token is 32 opaque
 /// bytes, an access token a JWS), so `token_type_hint` is accepted and not needed.
-pub async fn revoke(app: &App, token: &str) -> Result<(), ApiError> {
+pub async fn revoke(app: &App, token: &str) -> Result<(), FlowError> {
     match tokens::decode_refresh(token) {
         Some(secret) => super::logout::revoke_refresh(app, &secret).await,
         None => super::logout::logout(app, None, Some(token)).await,
@@ -45,7 +45,7 @@ pub async fn revoke(app: &App, token: &str) -> Result<(), ApiError> {
 
 /// The authorization-server metadata: only what this service really offers. The signing
 /// algorithms are those of the keys the JWKS publishes now.
-pub fn metadata(app: &App) -> Result<serde_json::Value, ApiError> {
+pub fn metadata(app: &App) -> Result<serde_json::Value, FlowError> {
     let base = &app.config.tokens.public_url;
     let keys = app.services.keys.snapshot()?;
     let mut algs: Vec<&str> = keys.kids().map(|(_, alg, _)| alg.as_str()).collect();

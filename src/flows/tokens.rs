@@ -1,5 +1,5 @@
-//! Token material: access-token claims (RFC 9068 shape), opaque refresh-token secrets, and the
-//! refresh cookie.
+//! Token material: access-token claims (RFC 9068 shape, one struct for signing and for
+//! verifying), opaque refresh-token secrets, and the refresh cookie.
 //!
 //! A refresh token is 32 random bytes, base64url-encoded. The database keeps only its SHA-256.
 //! When a token is rotated, its successor's secret is stored sealed with a pad derived from the
@@ -12,13 +12,13 @@ use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::error::{Dependency, FlowError};
 use crate::app::App;
 use crate::config::HttpConfig;
-use crate::http::ApiError;
 
 /// The refresh cookie's name over plain HTTP (development).
 pub const REFRESH_COOKIE: &str = "refresh_token";
@@ -32,8 +32,18 @@ pub const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
 const SECRET_LEN: usize = 32;
 const SEAL_TAG: &[u8] = b"auth-service refresh successor seal v1";
 
-/// The claims of an access token.
-#[derive(Debug, Serialize)]
+/// The `type` claim: this service's own guard against a token of another kind (an ID token, a
+/// refresh token) being accepted where an access token is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+}
+
+/// The claims of an access token, as signed and as verified: a token whose claims do not
+/// decode into this struct is not one of ours. The user fields are present in every token
+/// issued to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,
@@ -41,14 +51,40 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iat: i64,
     pub nbf: i64,
-    pub jti: String,
+    /// A v7 uuid: it carries its issue time in milliseconds, which the logout-all marker uses.
+    pub jti: Uuid,
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub username: String,
-    pub email: String,
-    pub roles: Vec<String>,
+    pub kind: TokenKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The user's roles when the token was issued (checks use the current ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
     /// The session (refresh-token family) this token belongs to.
-    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+impl auth_actors::keys::Claims for AccessClaims {
+    fn exp(&self) -> Option<i64> {
+        Some(self.exp)
+    }
+    fn nbf(&self) -> Option<i64> {
+        Some(self.nbf)
+    }
+    fn iat(&self) -> Option<i64> {
+        Some(self.iat)
+    }
+}
+
+impl AccessClaims {
+    /// Milliseconds since the epoch at which the token was issued, from its v7 `jti`.
+    pub fn issued_ms(&self) -> Option<i64> {
+        let (secs, nanos) = self.jti.get_timestamp()?.to_unix();
+        Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
+    }
 }
 
 /// What a successful login or refresh hands back.
@@ -64,7 +100,7 @@ pub async fn issue_access(
     app: &App,
     user: &auth_actors::db::users::UserRecord,
     family: Uuid,
-) -> Result<(String, u64), ApiError> {
+) -> Result<(String, u64), FlowError> {
     let t = &app.config.tokens;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let ttl = t.access_ttl.as_secs();
@@ -75,13 +111,12 @@ pub async fn issue_access(
         exp: now + ttl as i64,
         iat: now,
         nbf: now,
-        // A v7 uuid carries its issue time in milliseconds, which the logout-all marker uses.
-        jti: Uuid::now_v7().to_string(),
-        kind: "access",
-        username: user.username.clone(),
-        email: user.email.clone(),
-        roles: user.roles.clone(),
-        sid: family.to_string(),
+        jti: Uuid::now_v7(),
+        kind: TokenKind::Access,
+        username: Some(user.username.clone()),
+        email: Some(user.email.clone()),
+        roles: Some(user.roles.clone()),
+        sid: Some(family),
     };
     let token = app.services.keys.sign("at+jwt", claims).await?;
     app.metrics.tokens_issued.inc();
@@ -89,9 +124,9 @@ pub async fn issue_access(
 }
 
 /// A new refresh-token secret, as sent to the client.
-pub fn new_refresh_secret() -> Result<String, ApiError> {
+pub fn new_refresh_secret() -> Result<String, FlowError> {
     let mut bytes = [0u8; SECRET_LEN];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| ApiError::unavailable("random number generator"))?;
+    SystemRandom::new().fill(&mut bytes).map_err(|_| FlowError::Unavailable(Dependency::Randomness))?;
     Ok(B64.encode(bytes))
 }
 
@@ -156,6 +191,38 @@ mod tests {
         assert_eq!(unseal(&parent, &sealed).as_deref(), Some(successor_token.as_str()));
         let other = decode_refresh(&new_refresh_secret().expect("secret")).expect("decode");
         assert_ne!(unseal(&other, &sealed).as_deref(), Some(successor_token.as_str()));
+    }
+
+    #[test]
+    fn access_claims_keep_their_shape_and_refuse_other_kinds() {
+        let claims = AccessClaims {
+            iss: "http://auth.test".into(),
+            sub: Uuid::now_v7().to_string(),
+            aud: "aud".into(),
+            exp: 2,
+            iat: 1,
+            nbf: 1,
+            jti: Uuid::now_v7(),
+            kind: TokenKind::Access,
+            username: Some("alice".into()),
+            email: Some("a@b.io".into()),
+            roles: Some(vec!["user".into()]),
+            sid: Some(Uuid::now_v7()),
+        };
+        let json = serde_json::to_value(&claims).expect("json");
+        let mut keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["aud", "email", "exp", "iat", "iss", "jti", "nbf", "roles", "sid", "sub", "type", "username"]
+        );
+        assert_eq!(json["type"], "access");
+        assert_eq!(serde_json::from_value::<AccessClaims>(json.clone()).expect("round trip"), claims);
+        let mut refresh = json;
+        refresh["type"] = "refresh".into();
+        assert!(serde_json::from_value::<AccessClaims>(refresh).is_err());
+        let issued = claims.issued_ms().expect("v7");
+        assert!((issued - OffsetDateTime::now_utc().unix_timestamp() * 1000).abs() < 5_000);
     }
 
     #[test]

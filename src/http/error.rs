@@ -1,17 +1,16 @@
 //! `ApiError`: the one place where failures become HTTP status codes and JSON bodies
-//! `{"error": CODE, "detail": TEXT}`. Handlers and flows return `Result<_, ApiError>` and never
-//! pick a status code for an error themselves.
+//! `{"error": CODE, "detail": TEXT}`. Flows return a [`FlowError`] and this module alone maps
+//! it (see `From<FlowError>`); the front end adds its own failures (malformed bodies, wrong
+//! media types, limits of the transport).
 
 use std::time::Duration;
 
 use auth_actors::CallError;
-use auth_actors::key_manager::SignError;
-use auth_actors::rate_limiter::LimiterError;
-use auth_actors::user_store::StoreError;
 use hyper::StatusCode;
 
 use super::response::{self, Response};
-use crate::passwords::HashError;
+use crate::domain::FieldError;
+use crate::flows::error::FlowError;
 
 /// Every way a request can fail, as the client should see it.
 #[derive(Debug, thiserror::Error)]
@@ -107,65 +106,39 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+/// The one mapping of a flow's failure to what the client is told.
+impl From<FlowError> for ApiError {
+    fn from(e: FlowError) -> Self {
+        let detail = e.to_string();
         match e {
-            StoreError::Conflict(field) => ApiError::Conflict(format!("{field} already exists")),
-            // Not an outage: concurrent requests kept aborting this one's transaction.
-            StoreError::Contention => {
-                ApiError::Conflict("the request conflicted with concurrent changes; try again".into())
-            }
-            StoreError::Call(c) => c.into(),
-            StoreError::Unavailable(reason) => {
-                tracing::warn!(reason = %reason, "database unavailable");
-                ApiError::unavailable("database")
+            FlowError::Field(_) => ApiError::Unprocessable(detail),
+            FlowError::BadCredentials
+            | FlowError::Token(_)
+            | FlowError::UserGone
+            | FlowError::RefreshInvalid
+            | FlowError::RefreshReused => ApiError::Unauthorized(detail),
+            FlowError::WrongPassword | FlowError::MissingRole(_) => ApiError::Forbidden(detail),
+            FlowError::NotFound(_) | FlowError::RoleNotHeld => ApiError::NotFound(detail),
+            FlowError::RoleAlreadyHeld
+            | FlowError::Taken(_)
+            | FlowError::PasswordChangedMeanwhile
+            | FlowError::Contention => ApiError::Conflict(detail),
+            FlowError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
+            FlowError::Unavailable(what) => {
+                ApiError::Unavailable { what: what.to_string(), retry_after: Duration::from_secs(1) }
             }
         }
     }
 }
 
-impl From<LimiterError> for ApiError {
-    fn from(e: LimiterError) -> Self {
-        match e {
-            LimiterError::Call(c) => c.into(),
-            LimiterError::Unavailable(reason) => {
-                tracing::warn!(reason = %reason, "redis unavailable");
-                ApiError::unavailable("redis")
-            }
-        }
-    }
-}
-
-impl From<SignError> for ApiError {
-    fn from(e: SignError) -> Self {
-        match e {
-            SignError::Call(c) => c.into(),
-            SignError::Token(t) => {
-                tracing::error!(error = %t, "token signing failed");
-                ApiError::unavailable("token signing")
-            }
-        }
-    }
-}
-
-impl From<HashError> for ApiError {
-    fn from(e: HashError) -> Self {
-        match e {
-            HashError::Busy => {
-                ApiError::Unavailable { what: "password hashing".into(), retry_after: Duration::from_secs(1) }
-            }
-            HashError::Internal(reason) => {
-                tracing::error!(reason = %reason, "password hashing failed");
-                ApiError::unavailable("password hashing")
-            }
-        }
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        FlowError::from(e).into()
     }
 }
 
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
-        match e {
-            CallError::Unavailable(a) | CallError::Timeout(a) | CallError::Overloaded(a) => ApiError::unavailable(a),
-        }
+        FlowError::from(e).into()
     }
 }

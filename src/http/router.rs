@@ -1,7 +1,11 @@
-//! The route table and the matcher. One table lists every route as (method, template, id);
-//! the dispatcher in `crate::routes` matches on the id, the access log and metrics label
-//! requests with the template (never the raw path), and the OpenAPI parity test walks the same
-//! table.
+//! The route table and the matcher. One table lists every route as (method, template, id,
+//! access, rate-limit class); the dispatcher in `crate::routes` applies the limit, decides the
+//! access and then calls the handler the id names; the access log and metrics label requests
+//! with the template (never the raw path); the OpenAPI parity test and the access test walk the
+//! same table.
+//!
+//! Architecture Invariant: a route's access is declared here and nowhere else. [`def`] takes
+//! it as an argument, so a route without one does not compile, and no handler checks roles.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -9,6 +13,8 @@ use std::sync::LazyLock;
 use hyper::Method;
 
 use super::error::ApiError;
+use crate::flows::authenticate::Access;
+use crate::flows::limits::Class;
 
 /// Every route the service answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,46 +61,57 @@ pub struct RouteDef {
     /// Path with `{name}` placeholders, as in the OpenAPI document.
     pub template: &'static str,
     pub id: RouteId,
+    /// Who may call it, decided before the handler runs.
+    pub access: Access,
+    /// Which per-IP rate limit it counts against.
+    pub class: Class,
 }
 
-const fn def(method: Method, template: &'static str, id: RouteId) -> RouteDef {
-    RouteDef { method, template, id }
+const fn def(method: Method, template: &'static str, id: RouteId, access: Access, class: Class) -> RouteDef {
+    RouteDef { method, template, id, access, class }
+}
+
+use Access::{Admin, AdminOrService, Bearer, Introspector, OptionalBearer, Public};
+use auth_actors::keyspace::LimitClass::{Default as DEFAULT, Login as LOGIN, Refresh as REFRESH, Signup as SIGNUP};
+const EXEMPT: Class = Class::Exempt;
+const fn limited(class: auth_actors::keyspace::LimitClass) -> Class {
+    Class::Limited(class)
 }
 
 /// The route table.
 pub static ROUTES: &[RouteDef] = &[
-    def(Method::GET, "/api/v1/healthz", RouteId::Healthz),
-    def(Method::GET, "/api/v1/readyz", RouteId::Readyz),
-    def(Method::GET, "/metrics", RouteId::Metrics),
-    def(Method::GET, "/openapi.json", RouteId::OpenApi),
-    def(Method::GET, "/.well-known/jwks.json", RouteId::Jwks),
-    def(Method::GET, "/.well-known/openid-configuration", RouteId::OpenidConfiguration),
-    def(Method::GET, "/.well-known/oauth-authorization-server", RouteId::AuthorizationServer),
-    def(Method::POST, "/api/v1/auth/introspect", RouteId::Introspect),
-    def(Method::POST, "/api/v1/auth/revoke", RouteId::Revoke),
-    def(Method::POST, "/api/v1/users/signup", RouteId::Signup),
-    def(Method::POST, "/api/v1/auth/login", RouteId::Login),
-    def(Method::POST, "/api/v1/auth/login-json", RouteId::LoginJson),
-    def(Method::POST, "/api/v1/auth/refresh", RouteId::Refresh),
-    def(Method::POST, "/api/v1/auth/logout", RouteId::Logout),
-    def(Method::POST, "/api/v1/auth/logout-all", RouteId::LogoutAll),
-    def(Method::GET, "/api/v1/users/user/history", RouteId::LoginHistory),
-    def(Method::PATCH, "/api/v1/users/auth/update", RouteId::UpdateProfile),
-    def(Method::DELETE, "/api/v1/users/{user_id}", RouteId::DeleteUser),
-    def(Method::GET, "/api/v1/sessions", RouteId::Sessions),
-    def(Method::DELETE, "/api/v1/sessions/{id}", RouteId::RevokeSession),
-    def(Method::POST, "/api/v1/roles/create", RouteId::CreateRole),
-    def(Method::GET, "/api/v1/roles/list", RouteId::ListRoles),
-    def(Method::PUT, "/api/v1/roles/update/{role_id}", RouteId::UpdateRole),
-    def(Method::DELETE, "/api/v1/roles/delete/{role_id}", RouteId::DeleteRole),
-    def(Method::POST, "/api/v1/user_roles/assign", RouteId::AssignRole),
-    def(Method::DELETE, "/api/v1/user_roles/{user_id}/roles/{role_id}", RouteId::RemoveRole),
-    def(Method::POST, "/api/v1/user_roles/check", RouteId::CheckRole),
-    def(Method::GET, "/api/v1/user_roles/me", RouteId::Me),
-    def(Method::GET, "/api/v1/user_roles/list", RouteId::ListUserRoles),
-    def(Method::GET, "/api/v1/admin/events", RouteId::AdminEvents),
+    def(Method::GET, "/api/v1/healthz", RouteId::Healthz, Public, EXEMPT),
+    def(Method::GET, "/api/v1/readyz", RouteId::Readyz, Public, EXEMPT),
+    def(Method::GET, "/metrics", RouteId::Metrics, Public, EXEMPT),
+    def(Method::GET, "/openapi.json", RouteId::OpenApi, Public, EXEMPT),
+    def(Method::GET, "/.well-known/jwks.json", RouteId::Jwks, Public, EXEMPT),
+    def(Method::GET, "/.well-known/openid-configuration", RouteId::OpenidConfiguration, Public, EXEMPT),
+    def(Method::GET, "/.well-known/oauth-authorization-server", RouteId::AuthorizationServer, Public, EXEMPT),
+    def(Method::POST, "/api/v1/auth/introspect", RouteId::Introspect, Introspector, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/auth/revoke", RouteId::Revoke, Public, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/users/signup", RouteId::Signup, Public, limited(SIGNUP)),
+    def(Method::POST, "/api/v1/auth/login", RouteId::Login, Public, limited(LOGIN)),
+    def(Method::POST, "/api/v1/auth/login-json", RouteId::LoginJson, Public, limited(LOGIN)),
+    def(Method::POST, "/api/v1/auth/refresh", RouteId::Refresh, Public, limited(REFRESH)),
+    def(Method::POST, "/api/v1/auth/logout", RouteId::Logout, Public, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/auth/logout-all", RouteId::LogoutAll, Bearer, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/users/user/history", RouteId::LoginHistory, Bearer, limited(DEFAULT)),
+    def(Method::PATCH, "/api/v1/users/auth/update", RouteId::UpdateProfile, Bearer, limited(DEFAULT)),
+    def(Method::DELETE, "/api/v1/users/{user_id}", RouteId::DeleteUser, Admin, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/sessions", RouteId::Sessions, Bearer, limited(DEFAULT)),
+    def(Method::DELETE, "/api/v1/sessions/{id}", RouteId::RevokeSession, Bearer, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/roles/create", RouteId::CreateRole, Admin, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/roles/list", RouteId::ListRoles, Bearer, limited(DEFAULT)),
+    def(Method::PUT, "/api/v1/roles/update/{role_id}", RouteId::UpdateRole, Admin, limited(DEFAULT)),
+    def(Method::DELETE, "/api/v1/roles/delete/{role_id}", RouteId::DeleteRole, Admin, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/user_roles/assign", RouteId::AssignRole, Admin, limited(DEFAULT)),
+    def(Method::DELETE, "/api/v1/user_roles/{user_id}/roles/{role_id}", RouteId::RemoveRole, Admin, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/user_roles/check", RouteId::CheckRole, AdminOrService, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/user_roles/me", RouteId::Me, OptionalBearer, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/user_roles/list", RouteId::ListUserRoles, Admin, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/admin/events", RouteId::AdminEvents, Admin, limited(DEFAULT)),
     #[cfg(feature = "test-hooks")]
-    def(Method::POST, "/api/v1/_test/fail/{actor}", RouteId::TestFail),
+    def(Method::POST, "/api/v1/_test/fail/{actor}", RouteId::TestFail, Public, EXEMPT),
 ];
 
 /// Routes that are not part of the public API (left out of the OpenAPI document).

@@ -138,7 +138,7 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     let (template, mut response) = match router::find(&method, &request.path) {
         Ok((route, params)) => {
             request.params = params;
-            let result = crate::routes::dispatch(&app, route.id, request).instrument(span.clone()).await;
+            let result = crate::routes::dispatch(&app, route, request).instrument(span.clone()).await;
             (route.template, result.unwrap_or_else(|e| e.into_response()))
         }
         Err(e) => ("unmatched", e.into_response()),

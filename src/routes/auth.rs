@@ -5,7 +5,7 @@ use hyper::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::flows::authenticate::{self, authenticate};
+use crate::flows::authenticate::{Caller, Principal};
 use crate::flows::tokens::{self, Issued};
 use crate::flows::{Client, login, logout as logout_flow, refresh as refresh_flow};
 use crate::http::{ApiError, Request, Response, response};
@@ -88,7 +88,7 @@ async fn presented_refresh(app: &App, req: &mut Request) -> Result<(Option<Strin
 pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let (token, from_body) = presented_refresh(app, &mut req).await?;
     let token = token.ok_or_else(|| ApiError::Unauthorized("missing refresh token".into()))?;
-    let result = refresh_flow::refresh(app, &token, &client(&req)).await;
+    let result = refresh_flow::refresh(app, &token, &client(&req)).await.map_err(ApiError::from);
     match result {
         Ok(tokens) => Ok(issued(app, tokens, from_body)),
         Err(e @ ApiError::Unauthorized(_)) => {
@@ -109,8 +109,7 @@ pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
-pub async fn logout_all(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(app, req.bearer()).await?;
+pub async fn logout_all(app: &App, principal: Principal) -> Result<Response, ApiError> {
     let revoked = logout_flow::logout_all(app, &principal).await?;
     let mut resp = response::json(
         StatusCode::OK,
@@ -120,32 +119,31 @@ pub async fn logout_all(app: &App, req: Request) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
+/// The form of introspection and revocation (RFC 7662 §2.1, RFC 7009 §2.1).
 #[derive(Deserialize)]
-struct TokenForm {
-    token: Option<String>,
+pub struct TokenForm {
+    #[serde(default)]
+    pub token: String,
     /// Accepted as RFC 7009 and RFC 7662 define it; the token's own shape tells its kind.
     #[serde(rename = "token_type_hint")]
     _hint: Option<String>,
 }
 
-async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
+pub async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
     let form: TokenForm = req.form().await?;
-    if form.token.as_deref().is_none_or(str::is_empty) {
+    if form.token.is_empty() {
         return Err(ApiError::BadRequest("the token parameter is required".into()));
     }
     Ok(form)
 }
 
-/// RFC 7662: for callers holding the admin or service role.
-pub async fn introspect(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    // The caller's signature and claims first, so that an unauthenticated caller gets 401
-    // before its body is read; then its revocation, its current roles and the subject token,
-    // in one Redis round trip.
-    let caller = authenticate::claims_of(app, req.bearer())?;
-    let form = token_form(&mut req).await?;
-    let subject = form.token.as_deref().unwrap_or_default();
-    let (_, verdict) = authenticate::require_role_and_verify(app, caller, &["admin", "service"], subject).await?;
-    let body = crate::flows::standards::introspection(verdict);
+/// RFC 7662, for callers holding the admin or service role; the dispatcher has already
+/// checked the caller and the subject token (in one Redis round trip).
+pub fn introspect(caller: Caller) -> Result<Response, ApiError> {
+    let Caller::Introspector { subject, .. } = caller else {
+        return Err(ApiError::Forbidden("requires role admin or service".into()));
+    };
+    let body = crate::flows::standards::introspection(&subject);
     let mut resp = response::json(StatusCode::OK, &body);
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
@@ -154,6 +152,6 @@ pub async fn introspect(app: &App, mut req: Request) -> Result<Response, ApiErro
 /// RFC 7009: 200 whatever the token was.
 pub async fn revoke(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let form = token_form(&mut req).await?;
-    crate::flows::standards::revoke(app, form.token.as_deref().unwrap_or_default()).await?;
+    crate::flows::standards::revoke(app, &form.token).await?;
     Ok(response::empty(StatusCode::OK))
 }

@@ -1,7 +1,8 @@
 //! Route handlers: one async function per route, each a thin expression that parses the
-//! request, calls a flow or an actor handle, and renders the reply. Before a handler runs, the
-//! dispatcher counts the request against its route class's rate limit and afterwards reports
-//! the decision in `RateLimit-*` headers.
+//! request, calls a flow, and renders the reply. Before a handler runs, the dispatcher counts
+//! the request against its route's rate-limit class, then decides the route's access (both as
+//! the route table declares them) and hands the handler the caller; afterwards it reports the
+//! limit decision in `RateLimit-*` headers.
 
 mod auth;
 mod ops;
@@ -14,39 +15,37 @@ use auth_actors::rate_limiter::Decision;
 use hyper::header::HeaderValue;
 
 use crate::app::App;
-use crate::flows::limits::{self, Class};
-use crate::http::router::RouteId;
+use crate::flows::authenticate::{self, Access, Caller};
+use crate::flows::limits;
+use crate::http::router::{RouteDef, RouteId};
 use crate::http::{ApiError, Request, Response};
 
-fn class(route: RouteId) -> Class {
-    match route {
-        RouteId::Healthz
-        | RouteId::Readyz
-        | RouteId::Metrics
-        | RouteId::OpenApi
-        | RouteId::Jwks
-        | RouteId::OpenidConfiguration
-        | RouteId::AuthorizationServer => Class::Exempt,
-        #[cfg(feature = "test-hooks")]
-        RouteId::TestFail => Class::Exempt,
-        RouteId::Signup => Class::Signup,
-        RouteId::Login | RouteId::LoginJson => Class::Login,
-        RouteId::Refresh => Class::Refresh,
-        _ => Class::Default,
-    }
-}
-
-/// Applies the route's rate limit, calls its handler, and adds the limit headers.
-pub async fn dispatch(app: &App, route: RouteId, req: Request) -> Result<Response, ApiError> {
-    let decision = limits::check(app, class(route), req.client_ip).await?;
+/// Applies the route's rate limit and access, calls its handler, and adds the limit headers.
+pub async fn dispatch(app: &App, route: &RouteDef, mut req: Request) -> Result<Response, ApiError> {
+    let decision = limits::check(app, route.class, req.client_ip).await?;
     let mut resp = match decision {
         Some(d) if !d.allowed => ApiError::RateLimited { retry_after: d.retry_after }.into_response(),
-        _ => handle(app, route, req).await.unwrap_or_else(ApiError::into_response),
+        _ => match authorize(app, route.access, &mut req).await {
+            Ok(caller) => handle(app, route.id, req, caller).await.unwrap_or_else(ApiError::into_response),
+            Err(e) => e.into_response(),
+        },
     };
     if let Some(d) = decision {
         rate_limit_headers(&mut resp, &d);
     }
     Ok(resp)
+}
+
+/// The caller, as the route's access requires it: 401 or 403 otherwise, before the handler
+/// runs. An introspector's subject token is read from the form only once the caller's own token
+/// has passed its signature check, and both are checked in one Redis round trip.
+async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Caller, ApiError> {
+    if access == Access::Introspector {
+        let caller = authenticate::caller_claims(app, req.bearer())?;
+        let form = auth::token_form(req).await?;
+        return Ok(authenticate::introspector(app, caller, &form.token).await?);
+    }
+    Ok(authenticate::authorize(app, access, req.bearer()).await?)
 }
 
 fn rate_limit_headers(resp: &mut Response, d: &Decision) {
@@ -57,7 +56,7 @@ fn rate_limit_headers(resp: &mut Response, d: &Decision) {
     h.insert("ratelimit-reset", secs(d.reset));
 }
 
-async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, ApiError> {
+async fn handle(app: &App, route: RouteId, req: Request, caller: Caller) -> Result<Response, ApiError> {
     match route {
         RouteId::Healthz => ops::healthz(),
         RouteId::Readyz => ops::readyz(app).await,
@@ -68,27 +67,27 @@ async fn handle(app: &App, route: RouteId, req: Request) -> Result<Response, Api
         RouteId::OpenApi => Ok(ops::openapi()),
         RouteId::Jwks => well_known::jwks(app, &req),
         RouteId::OpenidConfiguration | RouteId::AuthorizationServer => well_known::discovery(app),
-        RouteId::Introspect => auth::introspect(app, req).await,
+        RouteId::Introspect => auth::introspect(caller),
         RouteId::Revoke => auth::revoke(app, req).await,
         RouteId::Signup => users::signup(app, req).await,
         RouteId::Login => auth::login_form(app, req).await,
         RouteId::LoginJson => auth::login_json(app, req).await,
         RouteId::Refresh => auth::refresh(app, req).await,
         RouteId::Logout => auth::logout(app, req).await,
-        RouteId::LogoutAll => auth::logout_all(app, req).await,
-        RouteId::LoginHistory => users::history(app, req).await,
-        RouteId::UpdateProfile => users::update_profile(app, req).await,
-        RouteId::DeleteUser => users::delete(app, req).await,
-        RouteId::Sessions => users::sessions(app, req).await,
-        RouteId::RevokeSession => users::revoke_session(app, req).await,
-        RouteId::CreateRole => roles::create(app, req).await,
-        RouteId::ListRoles => roles::list(app, req).await,
-        RouteId::UpdateRole => roles::update(app, req).await,
-        RouteId::DeleteRole => roles::delete(app, req).await,
-        RouteId::AssignRole => roles::assign(app, req).await,
-        RouteId::RemoveRole => roles::remove(app, req).await,
+        RouteId::LogoutAll => auth::logout_all(app, caller.principal()?).await,
+        RouteId::LoginHistory => users::history(app, req, caller.principal()?).await,
+        RouteId::UpdateProfile => users::update_profile(app, req, caller.principal()?).await,
+        RouteId::DeleteUser => users::delete(app, req, caller.principal()?).await,
+        RouteId::Sessions => users::sessions(app, caller.principal()?).await,
+        RouteId::RevokeSession => users::revoke_session(app, req, caller.principal()?).await,
+        RouteId::CreateRole => roles::create(app, req, caller.principal()?).await,
+        RouteId::ListRoles => roles::list(app).await,
+        RouteId::UpdateRole => roles::update(app, req, caller.principal()?).await,
+        RouteId::DeleteRole => roles::delete(app, req, caller.principal()?).await,
+        RouteId::AssignRole => roles::assign(app, req, caller.principal()?).await,
+        RouteId::RemoveRole => roles::remove(app, req, caller.principal()?).await,
         RouteId::CheckRole => roles::check(app, req).await,
-        RouteId::Me => roles::me(app, req).await,
+        RouteId::Me => roles::me(app, caller).await,
         RouteId::ListUserRoles => roles::users(app, req).await,
         RouteId::AdminEvents => roles::events(app, req).await,
         #[cfg(feature = "test-hooks")]

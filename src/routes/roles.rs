@@ -6,7 +6,8 @@ use hyper::StatusCode;
 use super::users::{rfc3339, user_json};
 use crate::app::App;
 use crate::flows::account::Page;
-use crate::flows::authenticate::{authenticate, require_role};
+use crate::flows::authenticate::{Caller, Principal};
+use crate::flows::error::Entity;
 use crate::flows::roles::{self, path_id};
 use crate::http::{ApiError, Request, Response, response};
 
@@ -14,33 +15,28 @@ fn role_json(r: &RoleRecord) -> serde_json::Value {
     serde_json::json!({ "id": r.id, "name": r.name, "description": r.description, "created_at": rfc3339(r.created_at) })
 }
 
-pub async fn create(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let admin = require_role(app, req.bearer(), &["admin"]).await?;
+pub async fn create(app: &App, mut req: Request, admin: Principal) -> Result<Response, ApiError> {
     let role = roles::create(app, &admin, req.json().await?).await?;
     Ok(response::json(StatusCode::CREATED, &role_json(&role)))
 }
 
-pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
-    authenticate(app, req.bearer()).await?;
-    let all = app.services.users.list_roles().await?;
+pub async fn list(app: &App) -> Result<Response, ApiError> {
+    let all = roles::list(app).await?;
     Ok(response::json(StatusCode::OK, &all.iter().map(role_json).collect::<Vec<_>>()))
 }
 
-pub async fn update(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let admin = require_role(app, req.bearer(), &["admin"]).await?;
-    let id = path_id(req.params.first(), "role")?;
+pub async fn update(app: &App, mut req: Request, admin: Principal) -> Result<Response, ApiError> {
+    let id = path_id(req.params.first(), Entity::Role)?;
     let role = roles::update(app, &admin, id, req.json().await?).await?;
     Ok(response::json(StatusCode::OK, &role_json(&role)))
 }
 
-pub async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
-    let admin = require_role(app, req.bearer(), &["admin"]).await?;
-    roles::delete(app, &admin, path_id(req.params.first(), "role")?).await?;
+pub async fn delete(app: &App, req: Request, admin: Principal) -> Result<Response, ApiError> {
+    roles::delete(app, &admin, path_id(req.params.first(), Entity::Role)?).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
-pub async fn assign(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let admin = require_role(app, req.bearer(), &["admin"]).await?;
+pub async fn assign(app: &App, mut req: Request, admin: Principal) -> Result<Response, ApiError> {
     let input: roles::Assign = req.json().await?;
     let user_id = input.user_id;
     let role = roles::assign(app, &admin, input).await?;
@@ -50,26 +46,23 @@ pub async fn assign(app: &App, mut req: Request) -> Result<Response, ApiError> {
     ))
 }
 
-pub async fn remove(app: &App, req: Request) -> Result<Response, ApiError> {
-    let admin = require_role(app, req.bearer(), &["admin"]).await?;
-    let user_id = path_id(req.params.first(), "user")?;
-    let role_id = path_id(req.params.get(1), "role")?;
+pub async fn remove(app: &App, req: Request, admin: Principal) -> Result<Response, ApiError> {
+    let user_id = path_id(req.params.first(), Entity::User)?;
+    let role_id = path_id(req.params.get(1), Entity::Role)?;
     roles::remove(app, &admin, user_id, role_id).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
 pub async fn check(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    require_role(app, req.bearer(), &["admin", "service"]).await?;
     let allowed = roles::check(app, req.json().await?).await?;
     Ok(response::json(StatusCode::OK, &serde_json::json!({ "allowed": allowed })))
 }
 
-pub async fn me(app: &App, req: Request) -> Result<Response, ApiError> {
-    Ok(response::json(StatusCode::OK, &roles::me(app, req.bearer()).await?))
+pub async fn me(app: &App, caller: Caller) -> Result<Response, ApiError> {
+    Ok(response::json(StatusCode::OK, &roles::me(app, caller).await?))
 }
 
 pub async fn users(app: &App, req: Request) -> Result<Response, ApiError> {
-    require_role(app, req.bearer(), &["admin"]).await?;
     let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
     let (rows, total) = roles::users(app, page).await?;
     let items = rows
@@ -84,7 +77,6 @@ pub async fn users(app: &App, req: Request) -> Result<Response, ApiError> {
 }
 
 pub async fn events(app: &App, req: Request) -> Result<Response, ApiError> {
-    require_role(app, req.bearer(), &["admin"]).await?;
     let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
     let (rows, total) = roles::events(app, req.query_param("type"), req.query_param("user_id"), page).await?;
     let items = rows

@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::app::App;
 use crate::flows::account::{self, Page};
-use crate::flows::authenticate::{authenticate, require_role};
+use crate::flows::authenticate::Principal;
 use crate::flows::signup;
 use crate::http::{ApiError, Request, Response, response};
 
@@ -23,8 +23,7 @@ pub async fn signup(app: &App, mut req: Request) -> Result<Response, ApiError> {
     Ok(response::json(StatusCode::CREATED, &user_json(&user)))
 }
 
-pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(app, req.bearer()).await?;
+pub async fn history(app: &App, req: Request, principal: Principal) -> Result<Response, ApiError> {
     let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
     let (rows, total) = account::history(app, &principal, page).await?;
     let items = rows
@@ -41,21 +40,18 @@ pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
     Ok(response::json(StatusCode::OK, &page.envelope(items, total)))
 }
 
-pub async fn update_profile(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(app, req.bearer()).await?;
+pub async fn update_profile(app: &App, mut req: Request, principal: Principal) -> Result<Response, ApiError> {
     let client = super::auth::client(&req);
     let user = account::update_profile(app, &principal, req.json().await?, &client).await?;
     Ok(response::json(StatusCode::OK, &user_json(&user)))
 }
 
-pub async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
-    let admin = require_role(app, req.bearer(), &["admin"]).await?;
+pub async fn delete(app: &App, req: Request, admin: Principal) -> Result<Response, ApiError> {
     account::delete_user(app, &admin, req.params.first().map(String::as_str).unwrap_or_default()).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
-pub async fn sessions(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(app, req.bearer()).await?;
+pub async fn sessions(app: &App, principal: Principal) -> Result<Response, ApiError> {
     let rows = account::sessions(app, &principal).await?;
     let items: Vec<serde_json::Value> = rows
         .iter()
@@ -73,8 +69,7 @@ pub async fn sessions(app: &App, req: Request) -> Result<Response, ApiError> {
     Ok(response::json(StatusCode::OK, &items))
 }
 
-pub async fn revoke_session(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(app, req.bearer()).await?;
+pub async fn revoke_session(app: &App, req: Request, principal: Principal) -> Result<Response, ApiError> {
     account::revoke_session(app, &principal, req.params.first().map(String::as_str).unwrap_or_default()).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }

@@ -99,7 +99,7 @@ async fn a_revocation_made_in_sql_holds_until_the_epoch_key_is_deleted() {
     assert_eq!(list_users(&app, &s).await, 200);
     let mut redis =
         redis::Client::open(REDIS_URL).expect("url").get_multiplexed_async_connection().await.expect("redis");
-    let key = format!("{}authz:epoch", app.app.config.redis_prefix);
+    let key = app.app.config.redis_keys.authz_epoch();
     let deleted: i64 = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.expect("DEL");
     assert_eq!(deleted, 1);
     assert_eq!(list_users(&app, &s).await, 403);

@@ -560,7 +560,8 @@ async fn a_blacklist_entry_outlives_the_token_and_the_leeway() {
     };
     let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&session.access).send().await.expect("send");
     assert_eq!(resp.status(), 200);
-    let key = format!("{}bl:{}", app.app.config.redis_prefix, claims["jti"].as_str().expect("jti"));
+    let user_id = claims["sub"].as_str().expect("sub").parse().expect("uuid");
+    let key = app.app.config.redis_keys.blacklist(user_id, claims["jti"].as_str().expect("jti").parse().expect("uuid"));
     let mut redis =
         redis::Client::open(REDIS_URL).expect("url").get_multiplexed_async_connection().await.expect("redis");
     let before_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;

@@ -186,7 +186,7 @@ async fn an_emergency_revoke_unpublishes_the_key_and_its_tokens_stop_verifying()
     assert!(ok, "{out}");
     let (ok, out) = cli(&["keys", "revoke", &first], &env).await;
     assert!(ok, "{out}");
-    assert_eq!(app.app.services.keys.reload().await.expect("call").map(|_| ()), Ok(()), "what SIGHUP does");
+    assert!(app.app.services.keys.reload().await.is_ok(), "what SIGHUP does");
 
     let jwks: serde_json::Value = app.get("/.well-known/jwks.json").await.json().await.expect("jwks");
     assert!(!kids_in(&jwks).contains(&first));

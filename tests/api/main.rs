@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access;
 mod attacks;
 mod authz;
 mod hardening;

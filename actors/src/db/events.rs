@@ -1,8 +1,176 @@
-//! Security events, kept for the admin endpoint.
+//! Security events, kept for the admin endpoint. Every event the service records is a variant
+//! of [`SecurityEvent`], and this module is the only place that writes them: the variant fixes
+//! the stored `event_type`, the columns it fills and the shape of its `detail`.
 
 use deadpool_postgres::GenericClient;
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::Operation;
+
+/// Something an operator may need to see later.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecurityEvent {
+    /// A login failed; `user` is `None` when the name matched nobody.
+    LoginFailed {
+        user: Option<Uuid>,
+    },
+    /// Too many failed password checks locked the account.
+    Lockout {
+        user: Option<Uuid>,
+        retry_after_secs: u64,
+    },
+    /// The old password given with a password change was wrong.
+    PasswordCheckFailed {
+        user: Uuid,
+    },
+    PasswordChanged {
+        user: Uuid,
+    },
+    /// A rotated refresh token was presented again within the grace window and was served.
+    RefreshRetried {
+        user: Uuid,
+        family: Uuid,
+        retry: i32,
+    },
+    /// A rotated refresh token was presented after the grace window: the session is revoked.
+    RefreshReuseDetected {
+        user: Uuid,
+        family: Uuid,
+    },
+    LogoutAll {
+        user: Uuid,
+        sessions: usize,
+    },
+    UserDeleted {
+        user: Uuid,
+        username: String,
+        by: Option<Uuid>,
+    },
+    RoleCreated {
+        role: Uuid,
+        name: String,
+        by: Uuid,
+    },
+    RoleUpdated {
+        role: Uuid,
+        name: String,
+        by: Uuid,
+    },
+    RoleDeleted {
+        role: Uuid,
+        name: String,
+        by: Uuid,
+    },
+    /// `by` is the admin, or `None` with `via` naming the operator command.
+    RoleAssigned {
+        user: Uuid,
+        role: Uuid,
+        name: String,
+        by: Option<Uuid>,
+        via: Option<&'static str>,
+    },
+    RoleRemoved {
+        user: Uuid,
+        role: Uuid,
+        name: String,
+        by: Uuid,
+    },
+    KeyActivated {
+        kid: String,
+    },
+    KeyRetired {
+        kid: String,
+    },
+    KeyRemoved {
+        kid: String,
+    },
+    KeyRevoked {
+        kid: String,
+    },
+}
+
+impl SecurityEvent {
+    /// The stored (and listed) type name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            SecurityEvent::LoginFailed { .. } => "login_failed",
+            SecurityEvent::Lockout { .. } => "lockout",
+            SecurityEvent::PasswordCheckFailed { .. } => "password_check_failed",
+            SecurityEvent::PasswordChanged { .. } => "password_changed",
+            SecurityEvent::RefreshRetried { .. } => "refresh_retried",
+            SecurityEvent::RefreshReuseDetected { .. } => "refresh_reuse_detected",
+            SecurityEvent::LogoutAll { .. } => "logout_all",
+            SecurityEvent::UserDeleted { .. } => "user_deleted",
+            SecurityEvent::RoleCreated { .. } => "role_created",
+            SecurityEvent::RoleUpdated { .. } => "role_updated",
+            SecurityEvent::RoleDeleted { .. } => "role_deleted",
+            SecurityEvent::RoleAssigned { .. } => "role_assigned",
+            SecurityEvent::RoleRemoved { .. } => "role_removed",
+            SecurityEvent::KeyActivated { .. } => "key_activated",
+            SecurityEvent::KeyRetired { .. } => "key_retired",
+            SecurityEvent::KeyRemoved { .. } => "key_removed",
+            SecurityEvent::KeyRevoked { .. } => "key_revoked",
+        }
+    }
+
+    /// The user the event is about.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            SecurityEvent::LoginFailed { user } | SecurityEvent::Lockout { user, .. } => *user,
+            SecurityEvent::PasswordCheckFailed { user }
+            | SecurityEvent::PasswordChanged { user }
+            | SecurityEvent::RefreshRetried { user, .. }
+            | SecurityEvent::RefreshReuseDetected { user, .. }
+            | SecurityEvent::LogoutAll { user, .. }
+            | SecurityEvent::UserDeleted { user, .. }
+            | SecurityEvent::RoleAssigned { user, .. }
+            | SecurityEvent::RoleRemoved { user, .. } => Some(*user),
+            _ => None,
+        }
+    }
+
+    /// Who made it happen, when that is a user.
+    pub fn actor_id(&self) -> Option<Uuid> {
+        match self {
+            SecurityEvent::PasswordCheckFailed { user }
+            | SecurityEvent::PasswordChanged { user }
+            | SecurityEvent::LogoutAll { user, .. } => Some(*user),
+            SecurityEvent::UserDeleted { by, .. } | SecurityEvent::RoleAssigned { by, .. } => *by,
+            SecurityEvent::RoleCreated { by, .. }
+            | SecurityEvent::RoleUpdated { by, .. }
+            | SecurityEvent::RoleDeleted { by, .. }
+            | SecurityEvent::RoleRemoved { by, .. } => Some(*by),
+            _ => None,
+        }
+    }
+
+    /// The event's own details, as listed in `detail`.
+    pub fn detail(&self) -> serde_json::Value {
+        match self {
+            SecurityEvent::LoginFailed { user: None } => json!({ "unknown_user": true }),
+            SecurityEvent::Lockout { retry_after_secs, .. } => json!({ "retry_after_secs": retry_after_secs }),
+            SecurityEvent::RefreshRetried { family, retry, .. } => json!({ "family_id": family, "retry": retry }),
+            SecurityEvent::RefreshReuseDetected { family, .. } => json!({ "family_id": family }),
+            SecurityEvent::LogoutAll { sessions, .. } => json!({ "sessions": sessions }),
+            SecurityEvent::UserDeleted { username, .. } => json!({ "username": username }),
+            SecurityEvent::RoleCreated { role, name, .. }
+            | SecurityEvent::RoleUpdated { role, name, .. }
+            | SecurityEvent::RoleDeleted { role, name, .. }
+            | SecurityEvent::RoleRemoved { role, name, .. } => json!({ "role_id": role, "name": name }),
+            SecurityEvent::RoleAssigned { role, name, via: Some(via), .. } => {
+                json!({ "role_id": role, "name": name, "by": via })
+            }
+            SecurityEvent::RoleAssigned { role, name, .. } => json!({ "role_id": role, "name": name }),
+            SecurityEvent::KeyActivated { kid }
+            | SecurityEvent::KeyRetired { kid }
+            | SecurityEvent::KeyRemoved { kid }
+            | SecurityEvent::KeyRevoked { kid } => json!({ "kid": kid }),
+            _ => json!({}),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -15,54 +183,103 @@ pub struct EventRow {
     pub detail: serde_json::Value,
 }
 
-/// Records one event, inside whatever transaction `client` is.
+/// Records one event from `ip` (when a request caused it), inside whatever transaction
+/// `client` is.
 pub async fn record_in(
     client: &impl GenericClient,
-    event_type: &str,
-    user_id: Option<Uuid>,
-    actor_id: Option<Uuid>,
+    event: &SecurityEvent,
     ip: Option<&str>,
-    detail: serde_json::Value,
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = client
         .prepare_cached(
             "INSERT INTO security_events (event_type, user_id, actor_id, ip_address, detail) VALUES ($1, $2, $3, $4, $5)",
         )
         .await?;
-    client.execute(&stmt, &[&event_type, &user_id, &actor_id, &ip, &detail]).await?;
+    let (user, actor, detail) = (event.user_id(), event.actor_id(), event.detail());
+    client.execute(&stmt, &[&event.event_type(), &user, &actor, &ip, &detail]).await?;
     Ok(())
 }
 
+/// Records a security event on its own.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub event: SecurityEvent,
+    pub ip: Option<String>,
+}
+
+impl Operation for Record {
+    type Output = ();
+    const NAME: &'static str = "record_event";
+
+    async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        record_in(&*client, &self.event, self.ip.as_deref()).await
+    }
+}
+
 /// One page of events, newest first, optionally filtered by type and user, with the total.
-pub async fn page(
-    client: &deadpool_postgres::Client,
-    event_type: Option<&str>,
-    user_id: Option<Uuid>,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<EventRow>, i64), tokio_postgres::Error> {
-    let filter = "($1::text IS NULL OR event_type = $1) AND ($2::uuid IS NULL OR user_id = $2)";
-    let rows = client
-        .prepare_cached(&format!(
-            "SELECT id, created_at, event_type, user_id, actor_id, ip_address, detail FROM security_events
-             WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-        ))
-        .await?;
-    let count = client.prepare_cached(&format!("SELECT count(*) FROM security_events WHERE {filter}")).await?;
-    let items = client
-        .query(&rows, &[&event_type, &user_id, &limit, &offset])
-        .await?
-        .iter()
-        .map(|r| EventRow {
-            id: r.get(0),
-            created_at: r.get(1),
-            event_type: r.get(2),
-            user_id: r.get(3),
-            actor_id: r.get(4),
-            ip_address: r.get(5),
-            detail: r.get(6),
-        })
-        .collect();
-    let total: i64 = client.query_one(&count, &[&event_type, &user_id]).await?.get(0);
-    Ok((items, total))
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub event_type: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Operation for Page {
+    type Output = (Vec<EventRow>, i64);
+    const NAME: &'static str = "events";
+
+    async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<Self::Output, tokio_postgres::Error> {
+        let filter = "($1::text IS NULL OR event_type = $1) AND ($2::uuid IS NULL OR user_id = $2)";
+        let rows = client
+            .prepare_cached(&format!(
+                "SELECT id, created_at, event_type, user_id, actor_id, ip_address, detail FROM security_events
+                 WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+            ))
+            .await?;
+        let count = client.prepare_cached(&format!("SELECT count(*) FROM security_events WHERE {filter}")).await?;
+        let items = client
+            .query(&rows, &[&self.event_type, &self.user_id, &self.limit, &self.offset])
+            .await?
+            .iter()
+            .map(|r| EventRow {
+                id: r.get(0),
+                created_at: r.get(1),
+                event_type: r.get(2),
+                user_id: r.get(3),
+                actor_id: r.get(4),
+                ip_address: r.get(5),
+                detail: r.get(6),
+            })
+            .collect();
+        let total: i64 = client.query_one(&count, &[&self.event_type, &self.user_id]).await?.get(0);
+        Ok((items, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_keep_the_stored_shape() {
+        let user = Uuid::now_v7();
+        let unknown = SecurityEvent::LoginFailed { user: None };
+        assert_eq!(
+            (unknown.event_type(), unknown.user_id(), unknown.detail()),
+            ("login_failed", None, json!({ "unknown_user": true }))
+        );
+        assert_eq!(SecurityEvent::LoginFailed { user: Some(user) }.detail(), json!({}));
+        let change = SecurityEvent::PasswordChanged { user };
+        assert_eq!((change.user_id(), change.actor_id()), (Some(user), Some(user)));
+        let bootstrap = SecurityEvent::RoleAssigned {
+            user,
+            role: user,
+            name: "admin".into(),
+            by: None,
+            via: Some("create-superuser"),
+        };
+        assert_eq!(bootstrap.detail()["by"], "create-superuser");
+        assert_eq!(bootstrap.actor_id(), None);
+    }
 }

@@ -12,6 +12,7 @@ pub mod roles;
 pub mod sessions;
 pub mod users;
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,8 +20,55 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+use self::events::SecurityEvent;
+
+/// A pooled PostgreSQL connection, as every [`Operation`] takes one.
+pub use deadpool_postgres::Client as PooledClient;
+
 mod embedded {
     refinery::embed_migrations!("../migrations");
+}
+
+/// One UserStore operation: a struct whose fields are its arguments and whose [`run`] is its
+/// SQL. This is the whole definition of an operation: the UserStore's workers run any of them
+/// (with the pool, the contention retries, the timeouts and the metrics every operation shares),
+/// and callers send one with `UserStoreHandle::run`.
+///
+/// `run` may be called more than once: when PostgreSQL aborts a try because it conflicted with
+/// a concurrent transaction, the try wrote nothing and the operation runs again. So each run is
+/// one transaction (or one statement), and takes its arguments by reference.
+///
+/// [`run`]: Operation::run
+pub trait Operation: Send + Sync + 'static {
+    type Output: Send + 'static;
+    /// The operation's name in logs.
+    const NAME: &'static str;
+
+    /// Whether a successful run changed some user's roles or standing: the UserStore then
+    /// replaces the authorization epoch after the commit, so that no instance goes on trusting
+    /// what it cached (see the service's `authz` module).
+    fn changes_standing(_output: &Self::Output) -> bool {
+        false
+    }
+
+    fn run(
+        &self,
+        client: &mut deadpool_postgres::Client,
+    ) -> impl Future<Output = Result<Self::Output, tokio_postgres::Error>> + Send;
+}
+
+/// `SELECT 1` on a pooled connection (the readiness probe).
+#[derive(Debug, Clone, Copy)]
+pub struct Ping;
+
+impl Operation for Ping {
+    type Output = ();
+    const NAME: &'static str = "ping";
+
+    async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
 }
 
 /// The roles every installation starts with.
@@ -86,6 +134,13 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<tokio_postgres::Cli
         }
     });
     Ok(client)
+}
+
+/// One connection from a pool of one (operator commands that write through the same code as
+/// the UserStore).
+pub async fn connect_pooled(url: &str, timeout: Duration) -> Result<deadpool_postgres::Client, DbError> {
+    let pool = build_pool(url, 1, timeout)?;
+    pool.get().await.map_err(|e| DbError::Unreachable(error_chain(&e)))
 }
 
 /// The newest migration version this build embeds.
@@ -191,7 +246,7 @@ pub struct SuperuserRequest<'a, H, V> {
 /// given verifies against it; otherwise nothing changes and the reason is returned. The
 /// `admin` role must exist (`seed-roles`).
 pub async fn create_superuser<H, V>(
-    client: &mut tokio_postgres::Client,
+    client: &mut deadpool_postgres::Client,
     request: SuperuserRequest<'_, H, V>,
 ) -> Result<SuperuserOutcome, SuperuserError>
 where
@@ -259,12 +314,14 @@ where
     };
     tx.execute("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&user_id, &admin])
         .await?;
-    let detail = serde_json::json!({ "role_id": admin, "name": "admin", "by": "create-superuser" });
-    tx.execute(
-        "INSERT INTO security_events (event_type, user_id, detail) VALUES ('role_assigned', $1, $2)",
-        &[&user_id, &detail],
-    )
-    .await?;
+    let event = SecurityEvent::RoleAssigned {
+        user: user_id,
+        role: admin,
+        name: "admin".into(),
+        by: None,
+        via: Some("create-superuser"),
+    };
+    events::record_in(&tx, &event, None).await?;
     tx.commit().await?;
     Ok(outcome)
 }

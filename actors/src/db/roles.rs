@@ -1,11 +1,12 @@
 //! Roles and user-role grants. Every change records a security event in the same transaction.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use time::OffsetDateTime;
-use tokio_postgres::Row;
+use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
-use super::events::record_in;
+use super::Operation;
+use super::events::{SecurityEvent, record_in};
 use super::users::UserRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,97 +37,125 @@ pub enum AssignOutcome {
     NoSuchRole,
 }
 
-pub async fn create(
-    client: &mut deadpool_postgres::Client,
-    name: &str,
-    description: Option<&str>,
-    actor: Uuid,
-) -> Result<RoleRecord, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO roles (id, name, description) VALUES ($1, $2, $3) RETURNING id, name, description, created_at",
-        )
-        .await?;
-    let role = role_from(&tx.query_one(&stmt, &[&Uuid::now_v7(), &name, &description]).await?);
-    record_in(
-        &tx,
-        "role_created",
-        None,
-        Some(actor),
-        None,
-        serde_json::json!({ "role_id": role.id, "name": role.name }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(role)
+const ROLE_COLUMNS: &str = "id, name, description, created_at";
+
+/// Creates a role; `actor` is the admin.
+#[derive(Debug, Clone)]
+pub struct Create {
+    pub name: String,
+    pub description: Option<String>,
+    pub actor: Uuid,
 }
 
-pub async fn list(client: &deadpool_postgres::Client) -> Result<Vec<RoleRecord>, tokio_postgres::Error> {
-    let stmt = client.prepare_cached("SELECT id, name, description, created_at FROM roles ORDER BY name").await?;
-    Ok(client.query(&stmt, &[]).await?.iter().map(role_from).collect())
+impl Operation for Create {
+    type Output = RoleRecord;
+    const NAME: &'static str = "create_role";
+
+    async fn run(&self, client: &mut Client) -> Result<RoleRecord, Error> {
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO roles (id, name, description) VALUES ($1, $2, $3) RETURNING {ROLE_COLUMNS}"
+            ))
+            .await?;
+        let role = role_from(&tx.query_one(&stmt, &[&Uuid::now_v7(), &self.name, &self.description]).await?);
+        let event = SecurityEvent::RoleCreated { role: role.id, name: role.name.clone(), by: self.actor };
+        record_in(&tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(role)
+    }
 }
 
-/// Partial update; `description: Some(None)` clears it. `None` when there is no such role.
-pub async fn update(
-    client: &mut deadpool_postgres::Client,
-    id: Uuid,
-    name: Option<&str>,
-    description: Option<Option<&str>>,
-    actor: Uuid,
-) -> Result<Option<RoleRecord>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE roles SET name = COALESCE($2, name),
-                              description = CASE WHEN $3 THEN $4 ELSE description END
-             WHERE id = $1 RETURNING id, name, description, created_at",
-        )
-        .await?;
-    let (set_description, description) = match description {
-        Some(d) => (true, d),
-        None => (false, None),
-    };
-    let Some(row) = tx.query_opt(&stmt, &[&id, &name, &set_description, &description]).await? else { return Ok(None) };
-    let role = role_from(&row);
-    record_in(
-        &tx,
-        "role_updated",
-        None,
-        Some(actor),
-        None,
-        serde_json::json!({ "role_id": role.id, "name": role.name }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(role))
+/// Every role, by name.
+#[derive(Debug, Clone, Copy)]
+pub struct List;
+
+impl Operation for List {
+    type Output = Vec<RoleRecord>;
+    const NAME: &'static str = "list_roles";
+
+    async fn run(&self, client: &mut Client) -> Result<Vec<RoleRecord>, Error> {
+        let stmt = client.prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY name")).await?;
+        Ok(client.query(&stmt, &[]).await?.iter().map(role_from).collect())
+    }
+}
+
+/// Partial update; `description: Some(None)` clears it. `None` when there is no such role. A
+/// rename changes the standing of everyone who holds the role.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub actor: Uuid,
+}
+
+impl Operation for Update {
+    type Output = Option<RoleRecord>;
+    const NAME: &'static str = "update_role";
+
+    fn changes_standing(output: &Self::Output) -> bool {
+        output.is_some()
+    }
+
+    async fn run(&self, client: &mut Client) -> Result<Option<RoleRecord>, Error> {
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "UPDATE roles SET name = COALESCE($2, name),
+                                  description = CASE WHEN $3 THEN $4 ELSE description END
+                 WHERE id = $1 RETURNING {ROLE_COLUMNS}"
+            ))
+            .await?;
+        let (set_description, description) = match &self.description {
+            Some(d) => (true, d.as_deref()),
+            None => (false, None),
+        };
+        let Some(row) = tx.query_opt(&stmt, &[&self.id, &self.name, &set_description, &description]).await? else {
+            return Ok(None);
+        };
+        let role = role_from(&row);
+        let event = SecurityEvent::RoleUpdated { role: role.id, name: role.name.clone(), by: self.actor };
+        record_in(&tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(Some(role))
+    }
 }
 
 /// Deletes a role; grants of it go with it. False when there is no such role.
-pub async fn delete(
-    client: &mut deadpool_postgres::Client,
-    id: Uuid,
-    actor: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx.prepare_cached("DELETE FROM roles WHERE id = $1 RETURNING name").await?;
-    let Some(row) = tx.query_opt(&stmt, &[&id]).await? else { return Ok(false) };
-    let name: String = row.get(0);
-    record_in(&tx, "role_deleted", None, Some(actor), None, serde_json::json!({ "role_id": id, "name": name })).await?;
-    tx.commit().await?;
-    Ok(true)
+#[derive(Debug, Clone, Copy)]
+pub struct Delete {
+    pub id: Uuid,
+    pub actor: Uuid,
 }
 
-async fn find_role(client: &impl GenericClient, role: &RoleRef) -> Result<Option<RoleRecord>, tokio_postgres::Error> {
+impl Operation for Delete {
+    type Output = bool;
+    const NAME: &'static str = "delete_role";
+
+    fn changes_standing(deleted: &bool) -> bool {
+        *deleted
+    }
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let tx = client.transaction().await?;
+        let stmt = tx.prepare_cached("DELETE FROM roles WHERE id = $1 RETURNING name").await?;
+        let Some(row) = tx.query_opt(&stmt, &[&self.id]).await? else { return Ok(false) };
+        record_in(&tx, &SecurityEvent::RoleDeleted { role: self.id, name: row.get(0), by: self.actor }, None).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+async fn find_role(client: &impl GenericClient, role: &RoleRef) -> Result<Option<RoleRecord>, Error> {
     let row = match role {
         RoleRef::Id(id) => {
-            let stmt =
-                client.prepare_cached("SELECT id, name, description, created_at FROM roles WHERE id = $1").await?;
+            let stmt = client.prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE id = $1")).await?;
             client.query_opt(&stmt, &[id]).await?
         }
         RoleRef::Name(name) => {
             let stmt = client
-                .prepare_cached("SELECT id, name, description, created_at FROM roles WHERE lower(name) = lower($1)")
+                .prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE lower(name) = lower($1)"))
                 .await?;
             client.query_opt(&stmt, &[name]).await?
         }
@@ -134,102 +163,143 @@ async fn find_role(client: &impl GenericClient, role: &RoleRef) -> Result<Option
     Ok(row.as_ref().map(role_from))
 }
 
-pub async fn assign(
-    client: &mut deadpool_postgres::Client,
-    user_id: Uuid,
-    role: &RoleRef,
-    actor: Uuid,
-) -> Result<AssignOutcome, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let user = tx.prepare_cached("SELECT 1 FROM users WHERE id = $1").await?;
-    if tx.query_opt(&user, &[&user_id]).await?.is_none() {
-        return Ok(AssignOutcome::NoSuchUser);
-    }
-    let Some(role) = find_role(&tx, role).await? else { return Ok(AssignOutcome::NoSuchRole) };
-    let stmt =
-        tx.prepare_cached("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING").await?;
-    if tx.execute(&stmt, &[&user_id, &role.id]).await? == 0 {
-        return Ok(AssignOutcome::AlreadyAssigned);
-    }
-    record_in(
-        &tx,
-        "role_assigned",
-        Some(user_id),
-        Some(actor),
-        None,
-        serde_json::json!({ "role_id": role.id, "name": role.name }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(AssignOutcome::Assigned(role))
+/// Grants a role (by id or name) to a user.
+#[derive(Debug, Clone)]
+pub struct Assign {
+    pub user_id: Uuid,
+    pub role: RoleRef,
+    pub actor: Uuid,
 }
 
-/// Removes a grant; false when the user did not hold that role.
-pub async fn remove(
-    client: &mut deadpool_postgres::Client,
-    user_id: Uuid,
-    role_id: Uuid,
-    actor: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "DELETE FROM user_roles ur USING roles r WHERE ur.user_id = $1 AND ur.role_id = $2 AND r.id = ur.role_id
-             RETURNING r.name",
-        )
-        .await?;
-    let Some(row) = tx.query_opt(&stmt, &[&user_id, &role_id]).await? else { return Ok(false) };
-    let name: String = row.get(0);
-    record_in(
-        &tx,
-        "role_removed",
-        Some(user_id),
-        Some(actor),
-        None,
-        serde_json::json!({ "role_id": role_id, "name": name }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+impl Operation for Assign {
+    type Output = AssignOutcome;
+    const NAME: &'static str = "assign_role";
+
+    fn changes_standing(output: &AssignOutcome) -> bool {
+        matches!(output, AssignOutcome::Assigned(_))
+    }
+
+    async fn run(&self, client: &mut Client) -> Result<AssignOutcome, Error> {
+        let tx = client.transaction().await?;
+        let user = tx.prepare_cached("SELECT 1 FROM users WHERE id = $1").await?;
+        if tx.query_opt(&user, &[&self.user_id]).await?.is_none() {
+            return Ok(AssignOutcome::NoSuchUser);
+        }
+        let Some(role) = find_role(&tx, &self.role).await? else { return Ok(AssignOutcome::NoSuchRole) };
+        let stmt = tx
+            .prepare_cached("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .await?;
+        if tx.execute(&stmt, &[&self.user_id, &role.id]).await? == 0 {
+            return Ok(AssignOutcome::AlreadyAssigned);
+        }
+        let event = SecurityEvent::RoleAssigned {
+            user: self.user_id,
+            role: role.id,
+            name: role.name.clone(),
+            by: Some(self.actor),
+            via: None,
+        };
+        record_in(&tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(AssignOutcome::Assigned(role))
+    }
+}
+
+/// Withdraws a role from a user; false when the user did not hold it.
+#[derive(Debug, Clone, Copy)]
+pub struct Remove {
+    pub user_id: Uuid,
+    pub role_id: Uuid,
+    pub actor: Uuid,
+}
+
+impl Operation for Remove {
+    type Output = bool;
+    const NAME: &'static str = "remove_role";
+
+    fn changes_standing(removed: &bool) -> bool {
+        *removed
+    }
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM user_roles ur USING roles r WHERE ur.user_id = $1 AND ur.role_id = $2 AND r.id = ur.role_id
+                 RETURNING r.name",
+            )
+            .await?;
+        let Some(row) = tx.query_opt(&stmt, &[&self.user_id, &self.role_id]).await? else { return Ok(false) };
+        let event =
+            SecurityEvent::RoleRemoved { user: self.user_id, role: self.role_id, name: row.get(0), by: self.actor };
+        record_in(&tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 /// Whether `user_id` holds a role named `role_name` now.
-pub async fn check(
-    client: &deadpool_postgres::Client,
-    user_id: Uuid,
-    role_name: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                            WHERE ur.user_id = $1 AND lower(r.name) = lower($2))",
-        )
-        .await?;
-    Ok(client.query_one(&stmt, &[&user_id, &role_name]).await?.get(0))
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub user_id: Uuid,
+    pub role_name: String,
+}
+
+impl Operation for Check {
+    type Output = bool;
+    const NAME: &'static str = "check_role";
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let stmt = client
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                                WHERE ur.user_id = $1 AND lower(r.name) = lower($2))",
+            )
+            .await?;
+        Ok(client.query_one(&stmt, &[&self.user_id, &self.role_name]).await?.get(0))
+    }
 }
 
 /// One page of users with their roles, oldest account first, and the total.
-pub async fn users_page(
-    client: &deadpool_postgres::Client,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<UserRecord>, i64), tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT u.id, u.username, u.email, u.is_active, u.created_at,
-                    ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                          WHERE ur.user_id = u.id ORDER BY r.name) AS roles
-             FROM users u ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2",
-        )
-        .await?;
-    let count = client.prepare_cached("SELECT count(*) FROM users").await?;
-    let items = client.query(&stmt, &[&limit, &offset]).await?.iter().map(super::users::user_from).collect();
-    let total: i64 = client.query_one(&count, &[]).await?.get(0);
-    Ok((items, total))
+#[derive(Debug, Clone, Copy)]
+pub struct UsersPage {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Operation for UsersPage {
+    type Output = (Vec<UserRecord>, i64);
+    const NAME: &'static str = "users_page";
+
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
+        let stmt = client
+            .prepare_cached(
+                "SELECT u.id, u.username, u.email, u.is_active, u.created_at,
+                        ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                              WHERE ur.user_id = u.id ORDER BY r.name) AS roles
+                 FROM users u ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2",
+            )
+            .await?;
+        let count = client.prepare_cached("SELECT count(*) FROM users").await?;
+        let items =
+            client.query(&stmt, &[&self.limit, &self.offset]).await?.iter().map(super::users::user_from).collect();
+        let total: i64 = client.query_one(&count, &[]).await?.get(0);
+        Ok((items, total))
+    }
 }
 
 /// Whether a role of this name exists (for the guest principal).
-pub async fn exists(client: &deadpool_postgres::Client, name: &str) -> Result<bool, tokio_postgres::Error> {
-    let stmt = client.prepare_cached("SELECT EXISTS (SELECT 1 FROM roles WHERE lower(name) = lower($1))").await?;
-    Ok(client.query_one(&stmt, &[&name]).await?.get(0))
+#[derive(Debug, Clone)]
+pub struct Exists {
+    pub name: String,
+}
+
+impl Operation for Exists {
+    type Output = bool;
+    const NAME: &'static str = "role_exists";
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let stmt = client.prepare_cached("SELECT EXISTS (SELECT 1 FROM roles WHERE lower(name) = lower($1))").await?;
+        Ok(client.query_one(&stmt, &[&self.name]).await?.get(0))
+    }
 }

@@ -17,10 +17,13 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use time::OffsetDateTime;
+use tokio_postgres::Error;
 use uuid::Uuid;
 
+use super::Operation;
+use super::events::{self, SecurityEvent};
 use super::users::UserRecord;
 
 /// A refresh token to store: its id, the SHA-256 of its secret, and when it expires.
@@ -92,10 +95,19 @@ pub struct SessionRow {
 /// Opens a session: family, first token and the successful login's history row, all or
 /// nothing; and only while the user is active and its password is still the version the login
 /// verified (a share lock on the user row keeps it so until the commit).
-pub async fn start(
-    client: &mut deadpool_postgres::Client,
-    s: &NewSession,
-) -> Result<StartOutcome, tokio_postgres::Error> {
+#[derive(Debug, Clone)]
+pub struct Start(pub NewSession);
+
+impl Operation for Start {
+    type Output = StartOutcome;
+    const NAME: &'static str = "start_session";
+
+    async fn run(&self, client: &mut Client) -> Result<StartOutcome, Error> {
+        start(client, &self.0).await
+    }
+}
+
+async fn start(client: &mut Client, s: &NewSession) -> Result<StartOutcome, Error> {
     let tx = client.transaction().await?;
     let current = tx
         .prepare_cached("SELECT 1 FROM users WHERE id = $1 AND password_version = $2 AND is_active FOR SHARE")
@@ -120,15 +132,35 @@ pub async fn start(
     Ok(StartOutcome::Started)
 }
 
-/// Rotates the token whose secret hashes to `presented`; see the module documentation.
-pub async fn rotate(
-    client: &mut deadpool_postgres::Client,
+/// Rotates the token whose secret hashes to `presented`, storing `successor` (whose secret is
+/// `sealed` under the presented one); see the module documentation. `ip` is the caller's, for
+/// the events a replay records.
+#[derive(Debug, Clone)]
+pub struct Rotate {
+    pub presented: Vec<u8>,
+    pub successor: NewToken,
+    pub sealed: Vec<u8>,
+    pub rules: RotationRules,
+    pub ip: Option<String>,
+}
+
+impl Operation for Rotate {
+    type Output = RotateOutcome;
+    const NAME: &'static str = "rotate";
+
+    async fn run(&self, client: &mut Client) -> Result<RotateOutcome, Error> {
+        rotate(client, &self.presented, &self.successor, &self.sealed, self.rules, self.ip.as_deref()).await
+    }
+}
+
+async fn rotate(
+    client: &mut Client,
     presented: &[u8],
     successor: &NewToken,
     sealed: &[u8],
     rules: RotationRules,
     ip_address: Option<&str>,
-) -> Result<RotateOutcome, tokio_postgres::Error> {
+) -> Result<RotateOutcome, Error> {
     // One statement, so one round trip and one implicit transaction: mark the presented token
     // rotated (the compare-and-swap), store its successor, touch the session, and return the
     // user with its current roles. The successor and the session expire at the sooner of the
@@ -212,29 +244,15 @@ pub async fn rotate(
         if let Some(retry) = tx.query_opt(&count, &[&token_id, &max]).await? {
             let retry: i32 = retry.get(0);
             let Some(user) = super::users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
-            super::events::record_in(
-                &tx,
-                "refresh_retried",
-                Some(user_id),
-                None,
-                ip_address,
-                serde_json::json!({ "family_id": family_id, "retry": retry }),
-            )
-            .await?;
+            let event = SecurityEvent::RefreshRetried { user: user_id, family: family_id, retry };
+            events::record_in(&tx, &event, ip_address).await?;
             tx.commit().await?;
             return Ok(RotateOutcome::Retried { user, family_id, sealed });
         }
     }
     revoke_family_in(&tx, family_id, "reuse_detected").await?;
-    super::events::record_in(
-        &tx,
-        "refresh_reuse_detected",
-        Some(user_id),
-        None,
-        ip_address,
-        serde_json::json!({ "family_id": family_id }),
-    )
-    .await?;
+    let event = SecurityEvent::RefreshReuseDetected { user: user_id, family: family_id };
+    events::record_in(&tx, &event, ip_address).await?;
     tx.commit().await?;
     Ok(RotateOutcome::ReuseDetected { user_id, family_id })
 }
@@ -242,11 +260,7 @@ pub async fn rotate(
 /// Revokes a session. Only the family row is written: every rotation and look-up checks the
 /// family's revocation, and leaving its tokens' rows alone keeps revocation from ever waiting
 /// on a token a concurrent rotation holds (which waits on the family: a deadlock).
-async fn revoke_family_in(
-    client: &impl GenericClient,
-    family_id: Uuid,
-    reason: &str,
-) -> Result<(), tokio_postgres::Error> {
+async fn revoke_family_in(client: &impl GenericClient, family_id: Uuid, reason: &str) -> Result<(), Error> {
     let family = client
         .prepare_cached(
             "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
@@ -258,35 +272,49 @@ async fn revoke_family_in(
 
 /// Revokes the family of the token whose secret hashes to `presented` (logout). Returns the
 /// family and its user when the token was known.
-pub async fn revoke_by_token(
-    client: &mut deadpool_postgres::Client,
-    presented: &[u8],
-) -> Result<Option<(Uuid, Uuid)>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx.prepare_cached("SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1").await?;
-    let Some(row) = tx.query_opt(&stmt, &[&presented]).await? else { return Ok(None) };
-    let (family_id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
-    revoke_family_in(&tx, family_id, "logout").await?;
-    tx.commit().await?;
-    Ok(Some((family_id, user_id)))
+#[derive(Debug, Clone)]
+pub struct RevokeByToken {
+    pub presented: Vec<u8>,
+}
+
+impl Operation for RevokeByToken {
+    type Output = Option<(Uuid, Uuid)>;
+    const NAME: &'static str = "revoke_by_token";
+
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
+        let tx = client.transaction().await?;
+        let stmt = tx.prepare_cached("SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1").await?;
+        let Some(row) = tx.query_opt(&stmt, &[&self.presented]).await? else { return Ok(None) };
+        let (family_id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
+        revoke_family_in(&tx, family_id, "logout").await?;
+        tx.commit().await?;
+        Ok(Some((family_id, user_id)))
+    }
 }
 
 /// Revokes one session of `user_id`; false when it is not that user's live session.
-pub async fn revoke_one(
-    client: &mut deadpool_postgres::Client,
-    user_id: Uuid,
-    family_id: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare_cached("SELECT 1 FROM refresh_families WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-        .await?;
-    if tx.query_opt(&stmt, &[&family_id, &user_id]).await?.is_none() {
-        return Ok(false);
+#[derive(Debug, Clone, Copy)]
+pub struct RevokeOne {
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+}
+
+impl Operation for RevokeOne {
+    type Output = bool;
+    const NAME: &'static str = "revoke_session";
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached("SELECT 1 FROM refresh_families WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+            .await?;
+        if tx.query_opt(&stmt, &[&self.family_id, &self.user_id]).await?.is_none() {
+            return Ok(false);
+        }
+        revoke_family_in(&tx, self.family_id, "session_revoked").await?;
+        tx.commit().await?;
+        Ok(true)
     }
-    revoke_family_in(&tx, family_id, "session_revoked").await?;
-    tx.commit().await?;
-    Ok(true)
 }
 
 pub(crate) async fn revoke_all_in(
@@ -294,7 +322,7 @@ pub(crate) async fn revoke_all_in(
     user_id: Uuid,
     keep: Option<Uuid>,
     reason: &str,
-) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+) -> Result<Vec<Uuid>, Error> {
     let families = client
         .prepare_cached(
             "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $3
@@ -309,44 +337,54 @@ pub(crate) async fn revoke_all_in(
 /// Revokes every session of a user (logout-all); returns the sessions that were live, so that
 /// the caller can fence off their access tokens, including any minted by a refresh that
 /// committed just before this did.
-pub async fn revoke_all(
-    client: &mut deadpool_postgres::Client,
-    user_id: Uuid,
-) -> Result<Vec<Uuid>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let revoked = revoke_all_in(&tx, user_id, None, "logout_all").await?;
-    super::events::record_in(
-        &tx,
-        "logout_all",
-        Some(user_id),
-        Some(user_id),
-        None,
-        serde_json::json!({ "sessions": revoked.len() }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(revoked)
+#[derive(Debug, Clone, Copy)]
+pub struct RevokeAll {
+    pub user_id: Uuid,
+}
+
+impl Operation for RevokeAll {
+    type Output = Vec<Uuid>;
+    const NAME: &'static str = "revoke_all";
+
+    async fn run(&self, client: &mut Client) -> Result<Vec<Uuid>, Error> {
+        let tx = client.transaction().await?;
+        let revoked = revoke_all_in(&tx, self.user_id, None, "logout_all").await?;
+        let event = SecurityEvent::LogoutAll { user: self.user_id, sessions: revoked.len() };
+        events::record_in(&tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
 }
 
 /// The live sessions of a user, most recently used first.
-pub async fn list(client: &deadpool_postgres::Client, user_id: Uuid) -> Result<Vec<SessionRow>, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT id, created_at, last_used_at, ip_address, user_agent FROM refresh_families
-             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-             ORDER BY last_used_at DESC LIMIT 1000",
-        )
-        .await?;
-    Ok(client
-        .query(&stmt, &[&user_id])
-        .await?
-        .iter()
-        .map(|r| SessionRow {
-            id: r.get(0),
-            created_at: r.get(1),
-            last_used_at: r.get(2),
-            ip_address: r.get(3),
-            user_agent: r.get(4),
-        })
-        .collect())
+#[derive(Debug, Clone, Copy)]
+pub struct List {
+    pub user_id: Uuid,
+}
+
+impl Operation for List {
+    type Output = Vec<SessionRow>;
+    const NAME: &'static str = "list_sessions";
+
+    async fn run(&self, client: &mut Client) -> Result<Vec<SessionRow>, Error> {
+        let stmt = client
+            .prepare_cached(
+                "SELECT id, created_at, last_used_at, ip_address, user_agent FROM refresh_families
+                 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+                 ORDER BY last_used_at DESC LIMIT 1000",
+            )
+            .await?;
+        Ok(client
+            .query(&stmt, &[&self.user_id])
+            .await?
+            .iter()
+            .map(|r| SessionRow {
+                id: r.get(0),
+                created_at: r.get(1),
+                last_used_at: r.get(2),
+                ip_address: r.get(3),
+                user_agent: r.get(4),
+            })
+            .collect())
+    }
 }

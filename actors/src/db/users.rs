@@ -1,9 +1,12 @@
 //! Users and their role names.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use time::OffsetDateTime;
-use tokio_postgres::Row;
+use tokio_postgres::{Error, Row};
 use uuid::Uuid;
+
+use super::Operation;
+use super::events::{self, SecurityEvent};
 
 /// A user as the API shows it, with the names of the roles it holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,78 +45,130 @@ pub(crate) fn user_from(row: &Row) -> UserRecord {
 }
 
 /// Inserts a user holding the `user` role (when that role exists).
-pub async fn create(
-    client: &mut deadpool_postgres::Client,
-    username: &str,
-    email: &str,
-    password_hash: &str,
-) -> Result<UserRecord, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let id = Uuid::now_v7();
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING created_at",
-        )
-        .await?;
-    let created_at: OffsetDateTime = tx.query_one(&insert, &[&id, &username, &email, &password_hash]).await?.get(0);
-    let grant = tx
-        .prepare_cached("INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE lower(name) = 'user'")
-        .await?;
-    let granted = tx.execute(&grant, &[&id]).await?;
-    tx.commit().await?;
-    let roles = if granted == 1 { vec!["user".to_string()] } else { Vec::new() };
-    Ok(UserRecord { id, username: username.to_string(), email: email.to_string(), is_active: true, created_at, roles })
+#[derive(Debug, Clone)]
+pub struct Create {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
 }
 
-pub(crate) async fn get_in(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+impl Operation for Create {
+    type Output = UserRecord;
+    const NAME: &'static str = "create_user";
+
+    async fn run(&self, client: &mut Client) -> Result<UserRecord, Error> {
+        let tx = client.transaction().await?;
+        let id = Uuid::now_v7();
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING created_at",
+            )
+            .await?;
+        let created_at: OffsetDateTime =
+            tx.query_one(&insert, &[&id, &self.username, &self.email, &self.password_hash]).await?.get(0);
+        let grant = tx
+            .prepare_cached(
+                "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE lower(name) = 'user'",
+            )
+            .await?;
+        let granted = tx.execute(&grant, &[&id]).await?;
+        tx.commit().await?;
+        let roles = if granted == 1 { vec!["user".to_string()] } else { Vec::new() };
+        Ok(UserRecord {
+            id,
+            username: self.username.clone(),
+            email: self.email.clone(),
+            is_active: true,
+            created_at,
+            roles,
+        })
+    }
+}
+
+pub(crate) async fn get_in(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, Error> {
     let stmt = client.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1")).await?;
     Ok(client.query_opt(&stmt, &[&id]).await?.as_ref().map(user_from))
 }
 
-pub async fn get(client: &deadpool_postgres::Client, id: Uuid) -> Result<Option<UserRecord>, tokio_postgres::Error> {
-    get_in(client, id).await
+/// A user with its current roles.
+#[derive(Debug, Clone, Copy)]
+pub struct Get {
+    pub id: Uuid,
 }
 
-/// Looks a user up by username or, when `login` contains `@`, by email; case-insensitively.
-pub async fn find_credentials(
-    client: &deadpool_postgres::Client,
-    login: &str,
-) -> Result<Option<Credentials>, tokio_postgres::Error> {
-    let column = if login.contains('@') { "email" } else { "username" };
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {USER_COLUMNS}, u.password_hash, u.password_version FROM users u WHERE lower(u.{column}) = lower($1)"
-        ))
-        .await?;
-    Ok(client.query_opt(&stmt, &[&login]).await?.map(|row| Credentials {
-        user: user_from(&row),
-        password_hash: row.get("password_hash"),
-        password_version: row.get("password_version"),
-    }))
+impl Operation for Get {
+    type Output = Option<UserRecord>;
+    const NAME: &'static str = "get_user";
+
+    async fn run(&self, client: &mut Client) -> Result<Option<UserRecord>, Error> {
+        get_in(&*client, self.id).await
+    }
+}
+
+/// Looks a user up by username or, when `login` contains `@`, by email; case-insensitively;
+/// with its password hash.
+#[derive(Debug, Clone)]
+pub struct FindCredentials {
+    pub login: String,
+}
+
+impl Operation for FindCredentials {
+    type Output = Option<Credentials>;
+    const NAME: &'static str = "find_credentials";
+
+    async fn run(&self, client: &mut Client) -> Result<Option<Credentials>, Error> {
+        let column = if self.login.contains('@') { "email" } else { "username" };
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, u.password_hash, u.password_version FROM users u WHERE lower(u.{column}) = lower($1)"
+            ))
+            .await?;
+        Ok(client.query_opt(&stmt, &[&self.login]).await?.map(|row| Credentials {
+            user: user_from(&row),
+            password_hash: row.get("password_hash"),
+            password_version: row.get("password_version"),
+        }))
+    }
 }
 
 /// The stored hash of a user and its password version, for a password change.
-pub async fn password_hash(
-    client: &deadpool_postgres::Client,
-    id: Uuid,
-) -> Result<Option<(String, i32)>, tokio_postgres::Error> {
-    let stmt = client.prepare_cached("SELECT password_hash, password_version FROM users WHERE id = $1").await?;
-    Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| (r.get(0), r.get(1))))
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHash {
+    pub id: Uuid,
+}
+
+impl Operation for PasswordHash {
+    type Output = Option<(String, i32)>;
+    const NAME: &'static str = "password_hash";
+
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
+        let stmt = client.prepare_cached("SELECT password_hash, password_version FROM users WHERE id = $1").await?;
+        Ok(client.query_opt(&stmt, &[&self.id]).await?.map(|r| (r.get(0), r.get(1))))
+    }
 }
 
 /// Replaces a user's password hash with its re-hash, only if it is still `old` (the hash the
 /// login verified): a password changed meanwhile is never overwritten. Returns whether it was.
 /// The password version stays: it is the same password.
-pub async fn rehash_password(
-    client: &deadpool_postgres::Client,
-    id: Uuid,
-    old: &str,
-    new: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached("UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2")
-        .await?;
-    Ok(client.execute(&stmt, &[&id, &old, &new]).await? == 1)
+#[derive(Debug, Clone)]
+pub struct Rehash {
+    pub id: Uuid,
+    pub old: String,
+    pub new: String,
+}
+
+impl Operation for Rehash {
+    type Output = bool;
+    const NAME: &'static str = "rehash_password";
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let stmt = client
+            .prepare_cached(
+                "UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&self.id, &self.old, &self.new]).await? == 1)
+    }
 }
 
 /// A password change: the password version whose hash the caller's old password was verified
@@ -138,68 +193,87 @@ pub enum ProfileOutcome {
 /// Applies a profile change; a new password also revokes every session but `keep_family`. The
 /// password is replaced only if it is still the one the caller proved it knows (its version
 /// has not moved; a re-hash does not move it).
-pub async fn update_profile(
-    client: &mut deadpool_postgres::Client,
-    id: Uuid,
-    username: Option<&str>,
-    password: Option<&PasswordChange>,
-    keep_family: Option<Uuid>,
-) -> Result<ProfileOutcome, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let mut revoked = Vec::new();
-    if let Some(change) = password {
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE users SET password_hash = $3, password_version = password_version + 1, updated_at = now()
-                 WHERE id = $1 AND password_version = $2",
-            )
-            .await?;
-        if tx.execute(&stmt, &[&id, &change.verified_version, &change.new]).await? == 0 {
-            return Ok(ProfileOutcome::PasswordChanged);
-        }
-        revoked = super::sessions::revoke_all_in(&tx, id, keep_family, "password_changed").await?;
-        super::events::record_in(&tx, "password_changed", Some(id), Some(id), None, serde_json::json!({})).await?;
-    }
-    if let Some(username) = username {
-        let stmt = tx.prepare_cached("UPDATE users SET username = $2, updated_at = now() WHERE id = $1").await?;
-        tx.execute(&stmt, &[&id, &username]).await?;
-    }
-    let Some(user) = get_in(&tx, id).await? else { return Ok(ProfileOutcome::Gone) };
-    tx.commit().await?;
-    Ok(ProfileOutcome::Updated { user, revoked })
+#[derive(Debug, Clone)]
+pub struct UpdateProfile {
+    pub id: Uuid,
+    pub username: Option<String>,
+    pub password: Option<PasswordChange>,
+    pub keep_family: Option<Uuid>,
 }
 
-/// Deletes a user (sessions and role grants go with it) and records who did it. Returns the
-/// user's sessions, so that the caller can fence off their access tokens, or `None` if there
-/// was no such user.
+impl Operation for UpdateProfile {
+    type Output = ProfileOutcome;
+    const NAME: &'static str = "update_profile";
+
+    async fn run(&self, client: &mut Client) -> Result<ProfileOutcome, Error> {
+        let id = self.id;
+        let tx = client.transaction().await?;
+        let mut revoked = Vec::new();
+        if let Some(change) = &self.password {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE users SET password_hash = $3, password_version = password_version + 1, updated_at = now()
+                     WHERE id = $1 AND password_version = $2",
+                )
+                .await?;
+            if tx.execute(&stmt, &[&id, &change.verified_version, &change.new]).await? == 0 {
+                return Ok(ProfileOutcome::PasswordChanged);
+            }
+            revoked = super::sessions::revoke_all_in(&tx, id, self.keep_family, "password_changed").await?;
+            events::record_in(&tx, &SecurityEvent::PasswordChanged { user: id }, None).await?;
+        }
+        if let Some(username) = &self.username {
+            let stmt = tx.prepare_cached("UPDATE users SET username = $2, updated_at = now() WHERE id = $1").await?;
+            tx.execute(&stmt, &[&id, username]).await?;
+        }
+        let Some(user) = get_in(&tx, id).await? else { return Ok(ProfileOutcome::Gone) };
+        tx.commit().await?;
+        Ok(ProfileOutcome::Updated { user, revoked })
+    }
+}
+
+/// Deletes a user (sessions and role grants go with it) and records who did it (`actor`).
+/// Returns the user's sessions, so that the caller can fence off their access tokens, or
+/// `None` if there was no such user. A deletion changes the user's standing.
 ///
 /// Its sessions are revoked first, in a transaction of its own: once that commits no refresh
 /// can rotate, so the delete that follows meets at most the rotations already running, and it
 /// locks their tokens before the user row, in the order a rotation takes them.
-pub async fn delete(
-    client: &mut deadpool_postgres::Client,
-    id: Uuid,
-    actor: Option<Uuid>,
-) -> Result<Option<Vec<Uuid>>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let mut sessions = super::sessions::revoke_all_in(&tx, id, None, "user_deleted").await?;
-    tx.commit().await?;
+#[derive(Debug, Clone, Copy)]
+pub struct Delete {
+    pub id: Uuid,
+    pub actor: Option<Uuid>,
+}
 
-    let tx = client.transaction().await?;
-    let lock = tx.prepare_cached("SELECT 1 FROM refresh_tokens WHERE user_id = $1 ORDER BY id FOR UPDATE").await?;
-    tx.execute(&lock, &[&id]).await?;
-    let families = tx.prepare_cached("SELECT id FROM refresh_families WHERE user_id = $1").await?;
-    for row in tx.query(&families, &[&id]).await? {
-        let family: Uuid = row.get(0);
-        if !sessions.contains(&family) {
-            sessions.push(family);
-        }
+impl Operation for Delete {
+    type Output = Option<Vec<Uuid>>;
+    const NAME: &'static str = "delete_user";
+
+    fn changes_standing(output: &Self::Output) -> bool {
+        output.is_some()
     }
-    let stmt = tx.prepare_cached("DELETE FROM users WHERE id = $1 RETURNING username").await?;
-    let Some(row) = tx.query_opt(&stmt, &[&id]).await? else { return Ok(None) };
-    let username: String = row.get(0);
-    super::events::record_in(&tx, "user_deleted", Some(id), actor, None, serde_json::json!({ "username": username }))
-        .await?;
-    tx.commit().await?;
-    Ok(Some(sessions))
+
+    async fn run(&self, client: &mut Client) -> Result<Option<Vec<Uuid>>, Error> {
+        let id = self.id;
+        let tx = client.transaction().await?;
+        let mut sessions = super::sessions::revoke_all_in(&tx, id, None, "user_deleted").await?;
+        tx.commit().await?;
+
+        let tx = client.transaction().await?;
+        let lock = tx.prepare_cached("SELECT 1 FROM refresh_tokens WHERE user_id = $1 ORDER BY id FOR UPDATE").await?;
+        tx.execute(&lock, &[&id]).await?;
+        let families = tx.prepare_cached("SELECT id FROM refresh_families WHERE user_id = $1").await?;
+        for row in tx.query(&families, &[&id]).await? {
+            let family: Uuid = row.get(0);
+            if !sessions.contains(&family) {
+                sessions.push(family);
+            }
+        }
+        let stmt = tx.prepare_cached("DELETE FROM users WHERE id = $1 RETURNING username").await?;
+        let Some(row) = tx.query_opt(&stmt, &[&id]).await? else { return Ok(None) };
+        let event = SecurityEvent::UserDeleted { user: id, username: row.get(0), by: self.actor };
+        events::record_in(&tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(Some(sessions))
+    }
 }

@@ -16,17 +16,18 @@
 //!   the peer; otherwise, walking from the right past trusted hops, the first untrusted address
 //!   (with or without a port), or the nearest trusted hop when an entry cannot be read, never
 //!   an address further left; the answer is never an IPv4-mapped IPv6 address.
-//! - `validate_username`, `validate_email`, `validate_password`, `decode_refresh`: what they
-//!   accept keeps the documented shape.
+//! - `Username`, `Email`, `Password` (the checked values of `auth_service::domain`) and
+//!   `decode_refresh`: what they accept keeps the documented shape.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use auth_service::config::{HttpConfig, PasswordConfig};
+use auth_service::config::HttpConfig;
+use auth_service::domain::{Email, Password, PasswordPolicy, Username};
 use auth_service::flows::account::{Page, ProfileUpdate};
 use auth_service::flows::login::LoginInput;
 use auth_service::flows::roles::{Assign, Check, CreateRole, UpdateRole};
-use auth_service::flows::signup::{SignupInput, validate_email, validate_password, validate_username};
+use auth_service::flows::signup::SignupInput;
 use auth_service::flows::tokens::decode_refresh;
 use auth_service::http::ApiError;
 use auth_service::http::request::{client_ip, cookie_from_header, parse_form, parse_json};
@@ -131,10 +132,11 @@ fn json(data: &[u8]) {
     }
     if let Some(signup) = typed::<SignupInput>(data, doc, "SignupInput") {
         assert_eq!(string_member(d, "username", 0), Some(signup.username.as_str()), "SignupInput.username");
-        assert_eq!(string_member(d, "email", 1), Some(signup.email.as_str()), "SignupInput.email");
+        let email = string_member(d, "email", 1).map(str::trim);
+        assert_eq!(email, Some(signup.email.as_str()), "SignupInput.email");
         assert_eq!(string_member(d, "password", 2), Some(signup.password.as_str()), "SignupInput.password");
-        let _ = validate_username(&signup.username);
-        let _ = validate_email(signup.email.trim());
+        fields(signup.username.as_str());
+        fields(signup.email.as_str());
     }
     if let Some(update) = typed::<ProfileUpdate>(data, doc, "ProfileUpdate") {
         if let Some(map) = d.as_object() {
@@ -145,10 +147,11 @@ fn json(data: &[u8]) {
                 );
             }
         }
-        assert_eq!(update.username.as_deref(), string_member(d, "username", 0), "ProfileUpdate.username");
+        let username = update.username.as_ref().map(Username::as_str);
+        assert_eq!(username, string_member(d, "username", 0), "ProfileUpdate.username");
     }
     if let Some(role) = typed::<CreateRole>(data, doc, "CreateRole") {
-        assert_eq!(string_member(d, "name", 0), Some(role.name.as_str()), "CreateRole.name");
+        assert_eq!(string_member(d, "name", 0), Some(role.name.into_inner().as_str()), "CreateRole.name");
     }
     if let Some(update) = typed::<UpdateRole>(data, doc, "UpdateRole") {
         let expected = match member(d, "description", 1) {
@@ -156,7 +159,8 @@ fn json(data: &[u8]) {
             Some(Value::Null) => Some(None),
             Some(v) => Some(Some(v.as_str().expect("description is a string").to_string())),
         };
-        assert_eq!(update.description, expected, "UpdateRole: absent, null and value descriptions mixed up");
+        let got = update.description.map(|d| d.map(|d| d.into_inner()));
+        assert_eq!(got, expected, "UpdateRole: absent, null and value descriptions mixed up");
     }
     if let Some(assign) = typed::<Assign>(data, doc, "Assign") {
         let user_id = string_member(d, "user_id", 0).and_then(|s| s.parse::<uuid::Uuid>().ok());
@@ -302,24 +306,18 @@ fn forwarded(data: &[u8]) {
 }
 
 fn fields(text: &str) {
-    if validate_username(text).is_ok() {
+    if Username::parse(text).is_ok() {
         assert!((3..=64).contains(&text.len()), "username length {} accepted", text.len());
         assert!(text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')));
     }
-    if validate_email(text).is_ok() {
-        assert!(text.len() <= 254 && text.matches('@').count() == 1, "email {text:?} accepted");
-        assert!(!text.chars().any(char::is_whitespace), "email with whitespace accepted: {text:?}");
+    if let Ok(email) = Email::parse(text) {
+        let email = email.as_str();
+        assert!(email.len() <= 254 && email.matches('@').count() == 1, "email {email:?} accepted");
+        assert!(!email.chars().any(char::is_whitespace), "email with whitespace accepted: {email:?}");
+        assert_eq!(email, text.trim(), "an email is the text without its surrounding whitespace");
     }
-    let policy = PasswordConfig {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-        concurrency: 1,
-        queue_timeout: Duration::from_secs(1),
-        min_length: 8,
-        max_length: 128,
-    };
-    if validate_password(&policy, text, "fuzz_user", "fuzz@example.com").is_ok() {
+    let policy = PasswordPolicy { min_length: 8, max_length: 128 };
+    if Password::new(policy, text.to_string(), "fuzz_user", "fuzz@example.com").is_ok() {
         assert!((8..=128).contains(&text.chars().count()), "password length {} accepted", text.chars().count());
     }
     if let Some(secret) = decode_refresh(text) {

@@ -121,8 +121,9 @@ impl Fixture {
         let valid =
             [set.sign("at+jwt", &claims).expect("sign RS256"), es_set.sign("at+jwt", &claims).expect("sign ES256")];
         for token in &valid {
-            let verified =
-                set.verify(token, &rules).unwrap_or_else(|e| panic!("a freshly signed token must verify: {e}"));
+            let verified = set
+                .verify::<Value>(token, &rules)
+                .unwrap_or_else(|e| panic!("a freshly signed token must verify: {e}"));
             assert_eq!(*verified, claims, "verify returns the signed claims");
         }
         Fixture { keys: set, rules, rs_kid: rs.kid, es_kid: es.kid, rsa, ec, rsa_n, jwks, valid }
@@ -131,8 +132,8 @@ impl Fixture {
     /// Verifies `token` twice: `KeySet` remembers tokens it has verified, so the second call
     /// takes the cached path, and both must give the same answer.
     fn verify(&self, token: &str) -> Outcome {
-        let first = self.keys.verify(token, &self.rules);
-        let second = self.keys.verify(token, &self.rules);
+        let first = self.keys.verify::<Value>(token, &self.rules);
+        let second = self.keys.verify::<Value>(token, &self.rules);
         match (first, second) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a, b, "a repeated verification returned other claims for {token}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Where the fuzz crate lives (corpus, dictionaries, artifacts).
 pub fn fuzz_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Every file of `fuzz/corpus/<target>`, sorted by name.

@@ -1,0 +1,176 @@
+//! [`FlowError`]: why a flow did not succeed, in the domain's own terms. Flows never pick a
+//! status code; `crate::http::error` is the one place that turns these into HTTP answers.
+//!
+//! The failures of the actors (PostgreSQL, Redis, keys, hashing) arrive here through `From`,
+//! which keeps what the domain cares about (a name was taken, the database could not answer,
+//! contention) and logs the cause of an outage once.
+
+use std::time::Duration;
+
+use auth_actors::CallError;
+use auth_actors::key_manager::SignError;
+use auth_actors::rate_limiter::LimiterError;
+use auth_actors::user_store::StoreError;
+
+use super::authenticate::Rejection;
+use crate::domain::FieldError;
+use crate::passwords::HashError;
+
+/// What a request was about, when it named something that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    User,
+    Role,
+    Session,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::User => "user",
+            Entity::Role => "role",
+            Entity::Session => "session",
+        })
+    }
+}
+
+/// A part the service depends on, when it cannot serve now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Database,
+    Redis,
+    /// An actor that is restarting, saturated or slow.
+    Actor(&'static str),
+    PasswordHashing,
+    TokenSigning,
+    Randomness,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dependency::Database => "database",
+            Dependency::Redis => "redis",
+            Dependency::Actor(name) => name,
+            Dependency::PasswordHashing => "password hashing",
+            Dependency::TokenSigning => "token signing",
+            Dependency::Randomness => "random number generator",
+        })
+    }
+}
+
+/// Every way a flow can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// A value broke its rule.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// Wrong password, unknown or inactive user: one answer for all of them.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// The old password given to change the password is wrong (the caller is authenticated).
+    #[error("old password is incorrect")]
+    WrongPassword,
+    /// The account is locked, or a limit is used up; retry after `retry_after`.
+    #[error("too many requests")]
+    Throttled { retry_after: Duration },
+    /// The Bearer token was missing, invalid or revoked.
+    #[error("{0}")]
+    Token(Rejection),
+    /// The caller's token is valid but its user no longer exists.
+    #[error("user no longer exists")]
+    UserGone,
+    /// The caller does not hold any of the roles the route needs.
+    #[error("requires role {}", .0.join(" or "))]
+    MissingRole(&'static [&'static str]),
+    #[error("invalid or expired refresh token")]
+    RefreshInvalid,
+    #[error("refresh token reuse detected; the session has been revoked")]
+    RefreshReused,
+    #[error("no such {0}")]
+    NotFound(Entity),
+    #[error("the user does not hold this role")]
+    RoleNotHeld,
+    #[error("the user already holds this role")]
+    RoleAlreadyHeld,
+    /// A unique value (`username`, `email`, `name`, ...) is already taken.
+    #[error("{0} already exists")]
+    Taken(&'static str),
+    /// The password changed between its check and the change that relied on it.
+    #[error("the password was changed by another request; sign in again")]
+    PasswordChangedMeanwhile,
+    /// Concurrent requests kept aborting this one's transaction; nothing was written.
+    #[error("the request conflicted with concurrent changes; try again")]
+    Contention,
+    #[error("{0} unavailable")]
+    Unavailable(Dependency),
+}
+
+impl FlowError {
+    /// How long a client should wait before retrying, when that is part of the answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FlowError::Throttled { retry_after } => Some(*retry_after),
+            FlowError::Unavailable(_) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(field) => FlowError::Taken(field),
+            StoreError::Contention => FlowError::Contention,
+            StoreError::Call(c) => c.into(),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(reason = %reason, "database unavailable");
+                FlowError::Unavailable(Dependency::Database)
+            }
+            StoreError::Unannounced(e) => e.into(),
+        }
+    }
+}
+
+impl From<LimiterError> for FlowError {
+    fn from(e: LimiterError) -> Self {
+        match e {
+            LimiterError::Call(c) => c.into(),
+            LimiterError::Unavailable(reason) => {
+                tracing::warn!(reason = %reason, "redis unavailable");
+                FlowError::Unavailable(Dependency::Redis)
+            }
+        }
+    }
+}
+
+impl From<SignError> for FlowError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Call(c) => c.into(),
+            SignError::Token(t) => {
+                tracing::error!(error = %t, "token signing failed");
+                FlowError::Unavailable(Dependency::TokenSigning)
+            }
+        }
+    }
+}
+
+impl From<HashError> for FlowError {
+    fn from(e: HashError) -> Self {
+        if let HashError::Internal(reason) = &e {
+            tracing::error!(reason = %reason, "password hashing failed");
+        }
+        FlowError::Unavailable(Dependency::PasswordHashing)
+    }
+}
+
+impl From<CallError> for FlowError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unavailable(a) | CallError::Timeout(a) | CallError::Overloaded(a) => {
+                FlowError::Unavailable(Dependency::Actor(a))
+            }
+        }
+    }
+}
