@@ -41,28 +41,29 @@ impl CacheCounters {
     }
 }
 
+/// Collects the keys an insert pushed out. quick_cache reports a value replaced under its own
+/// key through the same hook as an eviction; [`BoundedCache::insert`] tells them apart.
 #[derive(Clone)]
-struct CountEvictions(Counter);
+struct Collect;
 
-impl<K, V> Lifecycle<K, V> for CountEvictions {
-    type RequestState = ();
+impl<K, V> Lifecycle<K, V> for Collect {
+    type RequestState = Vec<K>;
 
-    fn on_evict(&self, _state: &mut (), _key: K, _val: V) {
-        self.0.inc();
+    fn on_evict(&self, state: &mut Vec<K>, key: K, _val: V) {
+        state.push(key);
     }
 }
 
 /// At most `capacity` entries; values are cloned out, so they should be cheap to clone.
 pub struct BoundedCache<K, V> {
-    inner: Cache<K, V, UnitWeighter, DefaultHashBuilder, CountEvictions>,
+    inner: Cache<K, V, UnitWeighter, DefaultHashBuilder, Collect>,
     counters: CacheCounters,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     pub fn new(capacity: usize, counters: CacheCounters) -> Self {
         let capacity = capacity.max(1);
-        let lifecycle = CountEvictions(counters.evictions.clone());
-        let inner = Cache::with(capacity, capacity as u64, UnitWeighter, DefaultHashBuilder::default(), lifecycle);
+        let inner = Cache::with(capacity, capacity as u64, UnitWeighter, DefaultHashBuilder::default(), Collect);
         BoundedCache { inner, counters }
     }
 
@@ -84,8 +85,14 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
         }
     }
 
+    /// Stores `value` under `key`, evicting what the policy chooses when the cache is full.
     pub fn insert(&self, key: K, value: V) {
-        self.inner.insert(key, value);
+        let mut pushed_out = Vec::new();
+        self.inner.insert_with_lifecycle(key.clone(), value, &mut pushed_out);
+        let evicted = pushed_out.iter().filter(|k| **k != key).count();
+        if evicted > 0 {
+            self.counters.evictions.inc_by(evicted as u64);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -115,6 +122,18 @@ mod tests {
         assert!(cache.len() <= 1000 + 1000 / 10, "bounded: {}", cache.len());
         assert!(counters.evictions.get() > 18_000);
         assert_eq!(counters.hits.get(), 19_999);
+    }
+
+    #[test]
+    fn a_replaced_value_is_not_an_eviction() {
+        let counters = CacheCounters::default();
+        let cache = BoundedCache::new(100, counters.clone());
+        for i in 0..50u64 {
+            cache.insert(1u64, i);
+            cache.insert(i, i);
+        }
+        assert_eq!(counters.evictions.get(), 0);
+        assert_eq!(cache.get(&1, |_| true), Some(49));
     }
 
     #[test]
