@@ -23,6 +23,31 @@ impl FieldError {
     }
 }
 
+/// The accessors of a checked string value, and its way in through serde (`#[serde(try_from)]`),
+/// which applies the value's own `parse`.
+macro_rules! checked_string {
+    ($($name:ident),*) => {$(
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = FieldError;
+            fn try_from(raw: String) -> Result<Self, FieldError> {
+                $name::parse(raw)
+            }
+        }
+    )*};
+}
+
+checked_string!(Username, Email, RoleName, RoleDescription);
+
 /// 3–64 characters of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -36,21 +61,6 @@ impl Username {
             return Err(FieldError::new("username", "username must be 3-64 characters of letters, digits, _ . -"));
         }
         Ok(Username(raw))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn into_inner(self) -> String {
-        self.0
-    }
-}
-
-impl TryFrom<String> for Username {
-    type Error = FieldError;
-    fn try_from(raw: String) -> Result<Self, FieldError> {
-        Username::parse(raw)
     }
 }
 
@@ -75,21 +85,6 @@ impl Email {
         }
         Ok(Email(email.to_string()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn into_inner(self) -> String {
-        self.0
-    }
-}
-
-impl TryFrom<String> for Email {
-    type Error = FieldError;
-    fn try_from(raw: String) -> Result<Self, FieldError> {
-        Email::parse(raw)
-    }
 }
 
 /// 1–64 characters of `[A-Za-z0-9_.:-]`.
@@ -106,17 +101,6 @@ impl RoleName {
         }
         Ok(RoleName(raw))
     }
-
-    pub fn into_inner(self) -> String {
-        self.0
-    }
-}
-
-impl TryFrom<String> for RoleName {
-    type Error = FieldError;
-    fn try_from(raw: String) -> Result<Self, FieldError> {
-        RoleName::parse(raw)
-    }
 }
 
 /// At most 500 characters.
@@ -125,14 +109,8 @@ impl TryFrom<String> for RoleName {
 pub struct RoleDescription(String);
 
 impl RoleDescription {
-    pub fn into_inner(self) -> String {
-        self.0
-    }
-}
-
-impl TryFrom<String> for RoleDescription {
-    type Error = FieldError;
-    fn try_from(raw: String) -> Result<Self, FieldError> {
+    pub fn parse(raw: impl Into<String>) -> Result<RoleDescription, FieldError> {
+        let raw = raw.into();
         if raw.chars().count() > 500 {
             return Err(FieldError::new("description", "description must be at most 500 characters"));
         }

@@ -66,17 +66,13 @@ impl Actor for Health {
     type State = HealthState;
     type Arguments = HealthArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: HealthArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: HealthArgs) -> Result<Self::State, ActorProcessingErr> {
         Ok(HealthState { args })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {

@@ -502,11 +502,12 @@ pub struct KeySet {
     jwks: JwksDocument,
     rng: SystemRandom,
     /// Tokens this snapshot has already verified, so a client reusing its token costs one RSA
-    /// verification per snapshot, not one per request. Keyed by the exact token text; the rules
-    /// and the claims type must match, and the time check is redone on every hit; a key change
-    /// makes a new snapshot and so an empty cache. Bounded, with real eviction (see
+    /// verification per snapshot, not one per request. Keyed by the SHA-256 of the exact token
+    /// text (32 bytes instead of the token's kilobyte, so many more fit in the same memory); the
+    /// rules and the claims type must match, and the time check is redone on every hit; a key
+    /// change makes a new snapshot and so an empty cache. Bounded, with real eviction (see
     /// [`crate::cache`]).
-    verified: BoundedCache<Box<str>, Arc<Verified>>,
+    verified: BoundedCache<[u8; 32], Arc<Verified>>,
 }
 
 /// A cached verification: the claims (of whichever type they were decoded into), and what must
@@ -519,7 +520,14 @@ struct Verified {
 }
 
 /// Tokens remembered by one snapshot when the KeyManager does not say otherwise.
-pub const DEFAULT_VERIFIED_CACHE: usize = 4096;
+pub const DEFAULT_VERIFIED_CACHE: usize = 16_384;
+
+/// The cache key of a token: the digest of its exact text.
+fn token_key(token: &str) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+    key
+}
 
 /// What a verified token decodes into: its own type, with the registered claims the verifier
 /// re-checks against the clock on every cache hit. A verification whose `exp` or `nbf` is not
@@ -723,7 +731,8 @@ impl KeySet {
         let fingerprint = rules.fingerprint();
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let leeway = rules.leeway.as_secs() as i64;
-        let hit = self.verified.get(token, |v| v.rules == fingerprint && v.claims.is::<C>());
+        let key = token_key(token);
+        let hit = self.verified.get(&key, |v| v.rules == fingerprint && v.claims.is::<C>());
         if let Some(hit) = hit
             && let Ok(claims) = hit.claims.clone().downcast::<C>()
         {
@@ -738,7 +747,7 @@ impl KeySet {
         let claims: Arc<C> = Arc::new(self.verify_uncached(token, rules)?);
         if let (Some(exp), Some(nbf)) = (claims.exp(), claims.nbf()) {
             let entry = Verified { rules: fingerprint, exp, nbf, claims: claims.clone() };
-            self.verified.insert(token.into(), Arc::new(entry));
+            self.verified.insert(key, Arc::new(entry));
         }
         Ok(claims)
     }

@@ -389,7 +389,7 @@ impl Actor for RateLimiter {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         args: RateLimiterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         args.publish.send_replace(Some(args.redis.clone()));
@@ -398,7 +398,7 @@ impl Actor for RateLimiter {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {

@@ -137,7 +137,7 @@ impl UserStoreState {
         match &result {
             Err(StoreError::Unavailable(reason)) => {
                 self.metrics.postgres_errors.inc();
-                tracing::debug!(operation = O::NAME, reason = %reason, "database operation failed");
+                tracing::debug!(operation = std::any::type_name::<O>(), reason = %reason, "database operation failed");
             }
             Err(StoreError::Contention) => {
                 self.metrics.postgres_contention.inc();
@@ -155,17 +155,13 @@ impl Actor for UserStore {
     type State = UserStoreState;
     type Arguments = UserStoreArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: UserStoreArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: UserStoreArgs) -> Result<Self::State, ActorProcessingErr> {
         Ok(UserStoreState { pool: args.pool, metrics: args.metrics })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {

@@ -5,7 +5,7 @@
 use auth_service::flows::authenticate::Access;
 use auth_service::http::router::{ROUTES, RouteDef};
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app_setting, spawn_app_with};
 
 /// The route's path with a fresh uuid in every placeholder.
 fn concrete(route: &RouteDef) -> String {
@@ -26,12 +26,8 @@ fn request(client: &reqwest::Client, route: &RouteDef, url: String) -> reqwest::
 #[tokio::test]
 async fn every_route_that_is_not_public_refuses_an_anonymous_caller_and_a_caller_without_its_role() {
     // Arrange: a caller whose token is valid but who holds only the `user` role.
-    let app = spawn_app_with(|l| {
-        l.set("RATE_LIMIT_ENABLED", "false");
-    })
-    .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let app = spawn_app_setting("RATE_LIMIT_ENABLED", "false").await;
+    let (_user, session) = app.user_session().await;
     let mut checked = (0, 0);
 
     for route in ROUTES {

@@ -48,8 +48,7 @@ async fn signed(app: &TestApp, claims: Value) -> String {
 async fn forged_and_misused_tokens_are_refused_everywhere() {
     let app = spawn_app().await;
     let admin = app.admin_session().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (user, session) = app.user_session().await;
     let (kid, dir) = active_kid().await;
     let sub = user.id.as_str();
 

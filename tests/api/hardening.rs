@@ -10,8 +10,8 @@ use auth_actors::keys::{KeyAlg, read_metadata};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    REDIS_URL, Session, TestApp, TestUser, database_url, key_dir, refresh_cookie, run_cli, spawn_app, spawn_app_on,
-    spawn_app_with, spawn_app_with_keys,
+    REDIS_URL, TestApp, TestUser, database_url, key_dir, refresh_cookie, run_cli, spawn_app, spawn_app_on,
+    spawn_app_setting, spawn_app_with, spawn_app_with_keys,
 };
 
 fn no_limits(l: &mut auth_service::config::Layers) {
@@ -119,8 +119,7 @@ async fn wrong_old_passwords_lock_the_account_and_then_even_the_right_one_is_ref
         l.set("LOCKOUT_THRESHOLD", "3").set("LOCKOUT_BASE", "60s");
     })
     .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (user, session) = app.user_session().await;
     let change = |old: &str| json!({"old_password": old, "new_password": "a brand new password"});
 
     let mut statuses = Vec::new();
@@ -142,10 +141,7 @@ async fn wrong_old_passwords_lock_the_account_and_then_even_the_right_one_is_ref
 
 #[tokio::test]
 async fn introspection_reports_current_roles_and_inactive_users_are_refused_everywhere() {
-    let app = spawn_app_with(|l| {
-        l.set("AUTHZ_CACHE_TTL", "0s");
-    })
-    .await;
+    let app = spawn_app_setting("AUTHZ_CACHE_TTL", "0s").await;
     let admin = app.admin_session().await;
     let user = app.new_user().await;
     let assign = app
@@ -378,8 +374,7 @@ async fn a_revoked_key_stops_verifying_even_when_another_key_file_is_broken() {
     })
     .await;
     let env = [("JWT_KEYS_DIR", dir.display().to_string()), ("JWKS_MAX_AGE", "1s".to_string())];
-    let user = app.new_user().await;
-    let old = app.login(&user).await;
+    let (user, old) = app.user_session().await;
 
     let broken = auth_actors::keys::generate_key(&dir, KeyAlg::RS256, 2048).expect("generate").kid;
     let good = auth_actors::keys::generate_key(&dir, KeyAlg::RS256, 2048).expect("generate").kid;
@@ -482,12 +477,8 @@ async fn a_token_without_a_session_id_is_refused() {
 
 #[tokio::test]
 async fn a_session_cannot_be_refreshed_past_its_absolute_lifetime() {
-    let app = spawn_app_with(|l| {
-        l.set("SESSION_MAX_LIFETIME", "2s");
-    })
-    .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let app = spawn_app_setting("SESSION_MAX_LIFETIME", "2s").await;
+    let (_, session) = app.user_session().await;
     let resp = app.refresh(&session.refresh).await;
     assert_eq!(resp.status(), 200);
     let successor = refresh_cookie(&resp).expect("cookie");
@@ -497,12 +488,8 @@ async fn a_session_cannot_be_refreshed_past_its_absolute_lifetime() {
 
 #[tokio::test]
 async fn grace_window_retries_are_counted_recorded_and_bounded() {
-    let app = spawn_app_with(|l| {
-        l.set("REFRESH_GRACE_RETRIES", "2");
-    })
-    .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let app = spawn_app_setting("REFRESH_GRACE_RETRIES", "2").await;
+    let (user, session) = app.user_session().await;
     let first = app.refresh(&session.refresh).await;
     assert_eq!(first.status(), 200);
     let successor = refresh_cookie(&first).expect("cookie");
@@ -527,10 +514,7 @@ async fn a_secure_refresh_cookie_uses_the_host_prefix_and_secure_is_the_default(
     let dev = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).expect("dev config");
     assert!(dev.lines().any(|l| l.replace(' ', "") == "cookie_secure=false"), "the development config turns it off");
 
-    let app = spawn_app_with(|l| {
-        l.set("COOKIE_SECURE", "true");
-    })
-    .await;
+    let app = spawn_app_setting("COOKIE_SECURE", "true").await;
     let user = app.new_user().await;
     let resp = app.login_json(&user.username, &user.password).await;
     let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").to_string();
@@ -546,12 +530,8 @@ async fn a_secure_refresh_cookie_uses_the_host_prefix_and_secure_is_the_default(
 
 #[tokio::test]
 async fn a_blacklist_entry_outlives_the_token_and_the_leeway() {
-    let app = spawn_app_with(|l| {
-        l.set("CLOCK_SKEW", "2s");
-    })
-    .await;
-    let user = app.new_user().await;
-    let session: Session = app.login(&user).await;
+    let app = spawn_app_setting("CLOCK_SKEW", "2s").await;
+    let (_, session) = app.user_session().await;
     let claims: Value = {
         use base64::Engine as _;
         let payload = session.access.split('.').nth(1).expect("payload");

@@ -3,18 +3,16 @@ use crate::helpers::{CuttableProxy, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn healthz_returns_200_ok() {
     let app = spawn_app().await;
-    let resp = app.get("/api/v1/healthz").await;
-    assert_eq!(resp.status(), 200);
-    let body: serde_json::Value = resp.json().await.expect("json");
+    let (status, body) = app.get_json("/api/v1/healthz").await;
+    assert_eq!(status, 200);
     assert_eq!(body, serde_json::json!({"status": "ok"}));
 }
 
 #[tokio::test]
 async fn readyz_returns_200_with_every_part_ok() {
     let app = spawn_app().await;
-    let resp = app.get("/api/v1/readyz").await;
-    assert_eq!(resp.status(), 200);
-    let body: serde_json::Value = resp.json().await.expect("json");
+    let (status, body) = app.get_json("/api/v1/readyz").await;
+    assert_eq!(status, 200);
     assert_eq!(
         body,
         serde_json::json!({"status": "ready", "details": {"postgres": "ok", "redis": "ok", "keys": "ok", "actors": "ok"}})

@@ -183,6 +183,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts an instance on its own database and key directory, after `customise` has adjusted
 /// the settings.
+/// An instance with one setting changed from the test defaults.
+pub async fn spawn_app_setting(name: &str, value: &str) -> TestApp {
+    spawn_app_with(|l| {
+        l.set(name, value);
+    })
+    .await
+}
+
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Layers)) -> TestApp {
     let database = fresh_database().await;
     let keys_dir = shared_keys().await;
@@ -333,6 +341,20 @@ impl TestApp {
     }
 
     /// Logs `user` in and returns its session.
+    /// A new user, logged in.
+    pub async fn user_session(&self) -> (TestUser, Session) {
+        let user = self.new_user().await;
+        let session = self.login(&user).await;
+        (user, session)
+    }
+
+    /// A GET's status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self.get(path).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("json"))
+    }
+
     pub async fn login(&self, user: &TestUser) -> Session {
         let resp = self.login_json(&user.username, &user.password).await;
         assert_eq!(resp.status(), 200, "login");

@@ -18,9 +18,8 @@ async fn a_request_without_an_id_gets_a_generated_one() {
 #[tokio::test]
 async fn an_unknown_path_is_a_json_404() {
     let app = spawn_app().await;
-    let resp = app.get("/api/v1/nothing-here").await;
-    assert_eq!(resp.status(), 404);
-    let body: serde_json::Value = resp.json().await.expect("json");
+    let (status, body) = app.get_json("/api/v1/nothing-here").await;
+    assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");
     assert!(body["detail"].is_string());
 }

@@ -176,8 +176,7 @@ async fn an_emergency_revoke_unpublishes_the_key_and_its_tokens_stop_verifying()
     let first = read_metadata(&dir).expect("meta").keys[0].kid.clone();
     let app = spawn(&dir).await;
     let env = lifecycle_env(&dir, &app);
-    let user = app.new_user().await;
-    let old = app.login(&user).await;
+    let (user, old) = app.user_session().await;
     assert_eq!(app.get_with("/api/v1/sessions", &old.access).await.status(), 200);
 
     let (ok, out) = cli(&["keys", "revoke", &first], &env).await;

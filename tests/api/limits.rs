@@ -1,4 +1,4 @@
-use crate::helpers::{CuttableProxy, spawn_app_with};
+use crate::helpers::{CuttableProxy, spawn_app_setting, spawn_app_with};
 
 #[tokio::test]
 async fn thirty_parallel_wrong_passwords_cannot_exceed_the_lockout_threshold() {
@@ -45,10 +45,7 @@ async fn thirty_parallel_wrong_passwords_cannot_exceed_the_lockout_threshold() {
 
 #[tokio::test]
 async fn the_login_limit_per_ip_answers_429_with_ratelimit_headers() {
-    let app = spawn_app_with(|l| {
-        l.set("RATE_LIMIT_LOGIN", "3/60s");
-    })
-    .await;
+    let app = spawn_app_setting("RATE_LIMIT_LOGIN", "3/60s").await;
     for remaining in [2, 1, 0] {
         let resp = app.login_json("someone", "some password").await;
         assert_eq!(resp.status(), 401);
@@ -124,8 +121,7 @@ async fn login_and_refresh_answer_503_when_redis_is_unreachable() {
         l.set("REDIS_URL", format!("redis://127.0.0.1:{port}/0"));
     })
     .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (user, session) = app.user_session().await;
 
     proxy.cut();
     let login = app.login_json(&user.username, &user.password).await;

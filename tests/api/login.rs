@@ -75,8 +75,7 @@ async fn login_returns_422_when_the_form_lacks_a_password_and_415_for_json_sent_
 #[tokio::test]
 async fn the_access_token_carries_the_rfc_9068_header_and_the_claims_of_the_spec() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (user, session) = app.user_session().await;
     let header = jsonwebtoken::decode_header(&session.access).expect("header");
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -127,8 +126,7 @@ async fn login_history_records_successes_and_failures_newest_first() {
 #[tokio::test]
 async fn login_history_rejects_invalid_pagination_with_422() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_user, session) = app.user_session().await;
     for query in ["page=0", "size=0", "size=101", "page=abc"] {
         let resp = app.get_with(&format!("/api/v1/users/user/history?{query}"), &session.access).await;
         assert_eq!(resp.status(), 422, "{query}");

@@ -54,8 +54,7 @@ async fn counters_move_by_the_expected_amounts_after_a_scripted_sequence() {
 #[tokio::test]
 async fn metrics_are_openmetrics_text_with_route_templates_as_labels() {
     let app = spawn_app_with(|_| {}).await;
-    let user = app.new_user().await;
-    let s = app.login(&user).await;
+    let (_, s) = app.user_session().await;
     let sessions: Vec<serde_json::Value> =
         app.get_with("/api/v1/sessions", &s.access).await.json().await.expect("json");
     let id = sessions[0]["id"].as_str().expect("id");

@@ -1,13 +1,9 @@
-use crate::helpers::{refresh_cookie, spawn_app, spawn_app_with};
+use crate::helpers::{refresh_cookie, spawn_app, spawn_app_setting};
 
 #[tokio::test]
 async fn refresh_rotates_so_the_new_cookie_works_and_the_old_one_then_kills_the_family() {
-    let app = spawn_app_with(|l| {
-        l.set("REFRESH_REUSE_GRACE", "0s");
-    })
-    .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let app = spawn_app_setting("REFRESH_REUSE_GRACE", "0s").await;
+    let (_, session) = app.user_session().await;
 
     let first = app.refresh(&session.refresh).await;
     assert_eq!(first.status(), 200);
@@ -45,8 +41,7 @@ async fn fifty_concurrent_refreshes_of_one_token_rotate_once_and_all_get_the_sam
         l.set("REFRESH_GRACE_RETRIES", "49");
     })
     .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (user, session) = app.user_session().await;
 
     let responses = futures::future::join_all((0..50).map(|_| app.refresh(&session.refresh))).await;
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
@@ -72,8 +67,7 @@ async fn fifty_concurrent_refreshes_of_one_token_rotate_once_and_all_get_the_sam
 #[tokio::test]
 async fn a_retry_within_the_grace_window_gets_the_same_successor_without_revoking_the_family() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     let first = refresh_cookie(&app.refresh(&session.refresh).await).expect("successor");
     let retry = app.refresh(&session.refresh).await;
     assert_eq!(retry.status(), 200);
@@ -83,12 +77,8 @@ async fn a_retry_within_the_grace_window_gets_the_same_successor_without_revokin
 
 #[tokio::test]
 async fn a_replay_after_the_grace_window_revokes_the_family() {
-    let app = spawn_app_with(|l| {
-        l.set("REFRESH_REUSE_GRACE", "1s");
-    })
-    .await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let app = spawn_app_setting("REFRESH_REUSE_GRACE", "1s").await;
+    let (_, session) = app.user_session().await;
     let successor = refresh_cookie(&app.refresh(&session.refresh).await).expect("successor");
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
     assert_eq!(app.refresh(&session.refresh).await.status(), 401);
@@ -98,8 +88,7 @@ async fn a_replay_after_the_grace_window_revokes_the_family() {
 #[tokio::test]
 async fn refresh_accepts_the_token_in_a_json_body_and_answers_with_the_successor_in_the_body() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     let resp = app.post_json("/api/v1/auth/refresh", &serde_json::json!({"refresh_token": session.refresh})).await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.expect("json");
@@ -110,8 +99,7 @@ async fn refresh_accepts_the_token_in_a_json_body_and_answers_with_the_successor
 #[tokio::test]
 async fn refresh_refuses_a_cookie_sent_from_a_foreign_origin() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     let resp = app
         .client
         .post(app.url("/api/v1/auth/refresh"))

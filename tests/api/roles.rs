@@ -57,8 +57,7 @@ async fn create_role(app: &TestApp, token: &str, name: &str) -> Value {
 async fn every_admin_route_is_401_without_a_token_403_for_a_plain_user_and_works_for_an_admin() {
     let app = spawn_app().await;
     let (_, admin_session) = admin(&app).await;
-    let plain = app.new_user().await;
-    let plain_session = app.login(&plain).await;
+    let (_plain, plain_session) = app.user_session().await;
     let target = app.new_user().await;
     let role = create_role(&app, &admin_session.access, "route_check").await;
     let role_id = role["id"].as_str().expect("id").to_string();
@@ -102,8 +101,7 @@ async fn every_admin_route_is_401_without_a_token_403_for_a_plain_user_and_works
 async fn roles_list_needs_any_valid_token() {
     let app = spawn_app().await;
     assert_eq!(call(&app, Method::GET, "/api/v1/roles/list", None, None).await.status(), 401);
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_user, session) = app.user_session().await;
     let resp = call(&app, Method::GET, "/api/v1/roles/list", Some(&session.access), None).await;
     assert_eq!(resp.status(), 200);
     let roles: Vec<Value> = resp.json().await.expect("json");

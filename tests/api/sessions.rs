@@ -34,8 +34,7 @@ async fn make_admin(app: &TestApp, user: &TestUser) {
 #[tokio::test]
 async fn logout_revokes_the_session_blacklists_the_access_token_and_clears_the_cookie() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 200);
 
     let resp = logout(&app, &session).await;
@@ -50,8 +49,7 @@ async fn logout_revokes_the_session_blacklists_the_access_token_and_clears_the_c
 #[tokio::test]
 async fn logout_all_revokes_every_session_and_refuses_access_tokens_issued_before_it() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let laptop = app.login(&user).await;
+    let (user, laptop) = app.user_session().await;
     let phone = app.login(&user).await;
 
     let resp =
@@ -80,8 +78,7 @@ async fn logout_all_requires_a_bearer_token() {
 #[tokio::test]
 async fn a_password_change_needs_the_old_password_and_revokes_the_other_sessions() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let this = app.login(&user).await;
+    let (user, this) = app.user_session().await;
     let other = app.login(&user).await;
 
     let wrong = patch_profile(
@@ -130,8 +127,7 @@ async fn a_username_change_is_refused_with_409_when_taken() {
 #[tokio::test]
 async fn sessions_lists_live_sessions_marks_the_current_one_and_revokes_one() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let a = app.login(&user).await;
+    let (user, a) = app.user_session().await;
     let b = app.login(&user).await;
 
     let list: Vec<serde_json::Value> = app.get_with("/api/v1/sessions", &a.access).await.json().await.expect("json");
@@ -153,8 +149,7 @@ async fn sessions_lists_live_sessions_marks_the_current_one_and_revokes_one() {
     assert_eq!(app.get_with("/api/v1/sessions", &b.access).await.status(), 401, "its access token dies with it");
     assert_eq!(app.get_with("/api/v1/sessions", &a.access).await.status(), 200);
 
-    let stranger = app.new_user().await;
-    let s = app.login(&stranger).await;
+    let (_, s) = app.user_session().await;
     let mine: Vec<serde_json::Value> = app.get_with("/api/v1/sessions", &a.access).await.json().await.expect("json");
     let my_id = mine[0]["id"].as_str().expect("id");
     let resp = app
@@ -172,8 +167,7 @@ async fn deleting_a_user_needs_admin_and_kills_that_users_tokens() {
     let app = spawn_app().await;
     let admin = app.new_user().await;
     make_admin(&app, &admin).await;
-    let victim = app.new_user().await;
-    let victim_session = app.login(&victim).await;
+    let (victim, victim_session) = app.user_session().await;
     let admin_session = app.login(&admin).await;
     let path = format!("/api/v1/users/{}", victim.id);
 

@@ -23,8 +23,7 @@ async fn both_discovery_documents_publish_the_issuer_jwks_uri_and_endpoints() {
 async fn introspection_reports_a_live_token_as_active_with_its_claims() {
     let app = spawn_app().await;
     let admin = app.admin_session().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (user, session) = app.user_session().await;
     let answer = app.introspect(&admin.access, &session.access).await;
     assert_eq!(answer["active"], true);
     assert_eq!(answer["sub"], user.id.as_str());
@@ -36,8 +35,7 @@ async fn introspection_reports_a_live_token_as_active_with_its_claims() {
 #[tokio::test]
 async fn introspection_needs_an_admin_or_service_caller() {
     let app = spawn_app().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     let anonymous =
         app.client.post(app.url("/api/v1/auth/introspect")).form(&[("token", "x")]).send().await.expect("send");
     assert_eq!(anonymous.status(), 401);
@@ -48,8 +46,7 @@ async fn introspection_needs_an_admin_or_service_caller() {
 async fn introspection_answers_inactive_after_logout_all() {
     let app = spawn_app().await;
     let admin = app.admin_session().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     let resp =
         app.client.post(app.url("/api/v1/auth/logout-all")).bearer_auth(&session.access).send().await.expect("send");
     assert_eq!(resp.status(), 200);
@@ -60,8 +57,7 @@ async fn introspection_answers_inactive_after_logout_all() {
 async fn revocation_answers_200_for_unknown_tokens_and_revokes_access_and_refresh_tokens() {
     let app = spawn_app().await;
     let admin = app.admin_session().await;
-    let user = app.new_user().await;
-    let session = app.login(&user).await;
+    let (_, session) = app.user_session().await;
     let revoke = |token: String, hint: &'static str| {
         let app = &app;
         async move {

@@ -190,13 +190,13 @@ pub async fn record_in(
     event: &SecurityEvent,
     ip: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO security_events (event_type, user_id, actor_id, ip_address, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .await?;
     let (user, actor, detail) = (event.user_id(), event.actor_id(), event.detail());
-    client.execute(&stmt, &[&event.event_type(), &user, &actor, &ip, &detail]).await?;
+    super::run(
+        client,
+        "INSERT INTO security_events (event_type, user_id, actor_id, ip_address, detail) VALUES ($1, $2, $3, $4, $5)",
+        &[&event.event_type(), &user, &actor, &ip, &detail],
+    )
+    .await?;
     Ok(())
 }
 
@@ -209,7 +209,6 @@ pub struct Record {
 
 impl Operation for Record {
     type Output = ();
-    const NAME: &'static str = "record_event";
 
     async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
         record_in(&*client, &self.event, self.ip.as_deref()).await
@@ -227,33 +226,25 @@ pub struct Page {
 
 impl Operation for Page {
     type Output = (Vec<EventRow>, i64);
-    const NAME: &'static str = "events";
 
     async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<Self::Output, tokio_postgres::Error> {
-        let filter = "($1::text IS NULL OR event_type = $1) AND ($2::uuid IS NULL OR user_id = $2)";
-        let rows = client
-            .prepare_cached(&format!(
-                "SELECT id, created_at, event_type, user_id, actor_id, ip_address, detail FROM security_events
-                 WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-            ))
-            .await?;
-        let count = client.prepare_cached(&format!("SELECT count(*) FROM security_events WHERE {filter}")).await?;
-        let items = client
-            .query(&rows, &[&self.event_type, &self.user_id, &self.limit, &self.offset])
-            .await?
-            .iter()
-            .map(|r| EventRow {
-                id: r.get(0),
-                created_at: r.get(1),
-                event_type: r.get(2),
-                user_id: r.get(3),
-                actor_id: r.get(4),
-                ip_address: r.get(5),
-                detail: r.get(6),
-            })
-            .collect();
-        let total: i64 = client.query_one(&count, &[&self.event_type, &self.user_id]).await?.get(0);
-        Ok((items, total))
+        let page = super::Paged {
+            columns: "id, created_at, event_type, user_id, actor_id, ip_address, detail",
+            from: "security_events WHERE ($1::text IS NULL OR event_type = $1) AND ($2::uuid IS NULL OR user_id = $2)",
+            order: "created_at DESC, id DESC",
+            limit: self.limit,
+            offset: self.offset,
+        };
+        page.fetch(&*client, &[&self.event_type, &self.user_id], |r| EventRow {
+            id: r.get(0),
+            created_at: r.get(1),
+            event_type: r.get(2),
+            user_id: r.get(3),
+            actor_id: r.get(4),
+            ip_address: r.get(5),
+            detail: r.get(6),
+        })
+        .await
     }
 }
 

@@ -16,8 +16,9 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Error as PgError, NoTls, Row};
 use uuid::Uuid;
 
 use self::events::SecurityEvent;
@@ -41,8 +42,6 @@ mod embedded {
 /// [`run`]: Operation::run
 pub trait Operation: Send + Sync + 'static {
     type Output: Send + 'static;
-    /// The operation's name in logs.
-    const NAME: &'static str;
 
     /// Whether a successful run changed some user's roles or standing: the UserStore then
     /// replaces the authorization epoch after the commit, so that no instance goes on trusting
@@ -57,13 +56,66 @@ pub trait Operation: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, tokio_postgres::Error>> + Send;
 }
 
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Runs one statement (prepared once per connection) for its one row.
+pub(crate) async fn one(client: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Row, PgError> {
+    let stmt = client.prepare_cached(sql).await?;
+    client.query_one(&stmt, params).await
+}
+
+/// Runs one statement for its row, if there is one.
+pub(crate) async fn opt(client: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Option<Row>, PgError> {
+    let stmt = client.prepare_cached(sql).await?;
+    client.query_opt(&stmt, params).await
+}
+
+/// Runs one statement for all its rows.
+pub(crate) async fn all(client: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<Row>, PgError> {
+    let stmt = client.prepare_cached(sql).await?;
+    client.query(&stmt, params).await
+}
+
+/// Runs one statement for the number of rows it changed.
+pub(crate) async fn run(client: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64, PgError> {
+    let stmt = client.prepare_cached(sql).await?;
+    client.execute(&stmt, params).await
+}
+
+/// One page of the rows of `from` (a table, with any `WHERE` on the filter parameters) and how
+/// many rows there are in all.
+pub(crate) struct Paged<'a> {
+    pub columns: &'a str,
+    pub from: &'a str,
+    pub order: &'a str,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Paged<'_> {
+    pub(crate) async fn fetch<T>(
+        &self,
+        client: &impl GenericClient,
+        filter: Params<'_>,
+        map: impl Fn(&Row) -> T,
+    ) -> Result<(Vec<T>, i64), PgError> {
+        let (n, from) = (filter.len(), self.from);
+        let sql =
+            format!("SELECT {} FROM {from} ORDER BY {} LIMIT ${} OFFSET ${}", self.columns, self.order, n + 1, n + 2);
+        let mut params = filter.to_vec();
+        params.extend([&self.limit as &(dyn ToSql + Sync), &self.offset]);
+        let items = all(client, &sql, &params).await?.iter().map(map).collect();
+        let total: i64 = one(client, &format!("SELECT count(*) FROM {from}"), filter).await?.get(0);
+        Ok((items, total))
+    }
+}
+
 /// `SELECT 1` on a pooled connection (the readiness probe).
 #[derive(Debug, Clone, Copy)]
 pub struct Ping;
 
 impl Operation for Ping {
     type Output = ();
-    const NAME: &'static str = "ping";
 
     async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
         client.query_one("SELECT 1", &[]).await?;

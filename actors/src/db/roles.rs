@@ -49,16 +49,17 @@ pub struct Create {
 
 impl Operation for Create {
     type Output = RoleRecord;
-    const NAME: &'static str = "create_role";
 
     async fn run(&self, client: &mut Client) -> Result<RoleRecord, Error> {
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached(&format!(
-                "INSERT INTO roles (id, name, description) VALUES ($1, $2, $3) RETURNING {ROLE_COLUMNS}"
-            ))
-            .await?;
-        let role = role_from(&tx.query_one(&stmt, &[&Uuid::now_v7(), &self.name, &self.description]).await?);
+        let role = role_from(
+            &super::one(
+                &tx,
+                &format!("INSERT INTO roles (id, name, description) VALUES ($1, $2, $3) RETURNING {ROLE_COLUMNS}"),
+                &[&Uuid::now_v7(), &self.name, &self.description],
+            )
+            .await?,
+        );
         let event = SecurityEvent::RoleCreated { role: role.id, name: role.name.clone(), by: self.actor };
         record_in(&tx, &event, None).await?;
         tx.commit().await?;
@@ -72,11 +73,13 @@ pub struct List;
 
 impl Operation for List {
     type Output = Vec<RoleRecord>;
-    const NAME: &'static str = "list_roles";
 
     async fn run(&self, client: &mut Client) -> Result<Vec<RoleRecord>, Error> {
-        let stmt = client.prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY name")).await?;
-        Ok(client.query(&stmt, &[]).await?.iter().map(role_from).collect())
+        Ok(super::all(&*client, &format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY name"), &[])
+            .await?
+            .iter()
+            .map(role_from)
+            .collect())
     }
 }
 
@@ -92,7 +95,6 @@ pub struct Update {
 
 impl Operation for Update {
     type Output = Option<RoleRecord>;
-    const NAME: &'static str = "update_role";
 
     fn changes_standing(output: &Self::Output) -> bool {
         output.is_some()
@@ -100,18 +102,21 @@ impl Operation for Update {
 
     async fn run(&self, client: &mut Client) -> Result<Option<RoleRecord>, Error> {
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached(&format!(
-                "UPDATE roles SET name = COALESCE($2, name),
-                                  description = CASE WHEN $3 THEN $4 ELSE description END
-                 WHERE id = $1 RETURNING {ROLE_COLUMNS}"
-            ))
-            .await?;
         let (set_description, description) = match &self.description {
             Some(d) => (true, d.as_deref()),
             None => (false, None),
         };
-        let Some(row) = tx.query_opt(&stmt, &[&self.id, &self.name, &set_description, &description]).await? else {
+        let Some(row) = super::opt(
+            &tx,
+            &format!(
+                "UPDATE roles SET name = COALESCE($2, name),
+                                  description = CASE WHEN $3 THEN $4 ELSE description END
+                 WHERE id = $1 RETURNING {ROLE_COLUMNS}"
+            ),
+            &[&self.id, &self.name, &set_description, &description],
+        )
+        .await?
+        else {
             return Ok(None);
         };
         let role = role_from(&row);
@@ -131,7 +136,6 @@ pub struct Delete {
 
 impl Operation for Delete {
     type Output = bool;
-    const NAME: &'static str = "delete_role";
 
     fn changes_standing(deleted: &bool) -> bool {
         *deleted
@@ -139,8 +143,9 @@ impl Operation for Delete {
 
     async fn run(&self, client: &mut Client) -> Result<bool, Error> {
         let tx = client.transaction().await?;
-        let stmt = tx.prepare_cached("DELETE FROM roles WHERE id = $1 RETURNING name").await?;
-        let Some(row) = tx.query_opt(&stmt, &[&self.id]).await? else { return Ok(false) };
+        let Some(row) = super::opt(&tx, "DELETE FROM roles WHERE id = $1 RETURNING name", &[&self.id]).await? else {
+            return Ok(false);
+        };
         record_in(&tx, &SecurityEvent::RoleDeleted { role: self.id, name: row.get(0), by: self.actor }, None).await?;
         tx.commit().await?;
         Ok(true)
@@ -150,14 +155,11 @@ impl Operation for Delete {
 async fn find_role(client: &impl GenericClient, role: &RoleRef) -> Result<Option<RoleRecord>, Error> {
     let row = match role {
         RoleRef::Id(id) => {
-            let stmt = client.prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE id = $1")).await?;
-            client.query_opt(&stmt, &[id]).await?
+            super::opt(client, &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE id = $1"), &[id]).await?
         }
         RoleRef::Name(name) => {
-            let stmt = client
-                .prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE lower(name) = lower($1)"))
-                .await?;
-            client.query_opt(&stmt, &[name]).await?
+            super::opt(client, &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE lower(name) = lower($1)"), &[name])
+                .await?
         }
     };
     Ok(row.as_ref().map(role_from))
@@ -173,7 +175,6 @@ pub struct Assign {
 
 impl Operation for Assign {
     type Output = AssignOutcome;
-    const NAME: &'static str = "assign_role";
 
     fn changes_standing(output: &AssignOutcome) -> bool {
         matches!(output, AssignOutcome::Assigned(_))
@@ -181,15 +182,18 @@ impl Operation for Assign {
 
     async fn run(&self, client: &mut Client) -> Result<AssignOutcome, Error> {
         let tx = client.transaction().await?;
-        let user = tx.prepare_cached("SELECT 1 FROM users WHERE id = $1").await?;
-        if tx.query_opt(&user, &[&self.user_id]).await?.is_none() {
+        if super::opt(&tx, "SELECT 1 FROM users WHERE id = $1", &[&self.user_id]).await?.is_none() {
             return Ok(AssignOutcome::NoSuchUser);
         }
         let Some(role) = find_role(&tx, &self.role).await? else { return Ok(AssignOutcome::NoSuchRole) };
-        let stmt = tx
-            .prepare_cached("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .await?;
-        if tx.execute(&stmt, &[&self.user_id, &role.id]).await? == 0 {
+        if super::run(
+            &tx,
+            "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&self.user_id, &role.id],
+        )
+        .await?
+            == 0
+        {
             return Ok(AssignOutcome::AlreadyAssigned);
         }
         let event = SecurityEvent::RoleAssigned {
@@ -215,7 +219,6 @@ pub struct Remove {
 
 impl Operation for Remove {
     type Output = bool;
-    const NAME: &'static str = "remove_role";
 
     fn changes_standing(removed: &bool) -> bool {
         *removed
@@ -223,13 +226,16 @@ impl Operation for Remove {
 
     async fn run(&self, client: &mut Client) -> Result<bool, Error> {
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached(
-                "DELETE FROM user_roles ur USING roles r WHERE ur.user_id = $1 AND ur.role_id = $2 AND r.id = ur.role_id
+        let Some(row) = super::opt(
+            &tx,
+            "DELETE FROM user_roles ur USING roles r WHERE ur.user_id = $1 AND ur.role_id = $2 AND r.id = ur.role_id
                  RETURNING r.name",
-            )
-            .await?;
-        let Some(row) = tx.query_opt(&stmt, &[&self.user_id, &self.role_id]).await? else { return Ok(false) };
+            &[&self.user_id, &self.role_id],
+        )
+        .await?
+        else {
+            return Ok(false);
+        };
         let event =
             SecurityEvent::RoleRemoved { user: self.user_id, role: self.role_id, name: row.get(0), by: self.actor };
         record_in(&tx, &event, None).await?;
@@ -247,16 +253,16 @@ pub struct Check {
 
 impl Operation for Check {
     type Output = bool;
-    const NAME: &'static str = "check_role";
 
     async fn run(&self, client: &mut Client) -> Result<bool, Error> {
-        let stmt = client
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+        Ok(super::one(
+            &*client,
+            "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                                 WHERE ur.user_id = $1 AND lower(r.name) = lower($2))",
-            )
-            .await?;
-        Ok(client.query_one(&stmt, &[&self.user_id, &self.role_name]).await?.get(0))
+            &[&self.user_id, &self.role_name],
+        )
+        .await?
+        .get(0))
     }
 }
 
@@ -269,22 +275,16 @@ pub struct UsersPage {
 
 impl Operation for UsersPage {
     type Output = (Vec<UserRecord>, i64);
-    const NAME: &'static str = "users_page";
 
     async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
-        let stmt = client
-            .prepare_cached(
-                "SELECT u.id, u.username, u.email, u.is_active, u.created_at,
-                        ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                              WHERE ur.user_id = u.id ORDER BY r.name) AS roles
-                 FROM users u ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2",
-            )
-            .await?;
-        let count = client.prepare_cached("SELECT count(*) FROM users").await?;
-        let items =
-            client.query(&stmt, &[&self.limit, &self.offset]).await?.iter().map(super::users::user_from).collect();
-        let total: i64 = client.query_one(&count, &[]).await?.get(0);
-        Ok((items, total))
+        let page = super::Paged {
+            columns: super::users::USER_COLUMNS,
+            from: "users u",
+            order: "u.created_at, u.id",
+            limit: self.limit,
+            offset: self.offset,
+        };
+        page.fetch(&*client, &[], super::users::user_from).await
     }
 }
 
@@ -296,10 +296,10 @@ pub struct Exists {
 
 impl Operation for Exists {
     type Output = bool;
-    const NAME: &'static str = "role_exists";
 
     async fn run(&self, client: &mut Client) -> Result<bool, Error> {
-        let stmt = client.prepare_cached("SELECT EXISTS (SELECT 1 FROM roles WHERE lower(name) = lower($1))").await?;
-        Ok(client.query_one(&stmt, &[&self.name]).await?.get(0))
+        Ok(super::one(&*client, "SELECT EXISTS (SELECT 1 FROM roles WHERE lower(name) = lower($1))", &[&self.name])
+            .await?
+            .get(0))
     }
 }

@@ -100,7 +100,6 @@ pub struct Start(pub NewSession);
 
 impl Operation for Start {
     type Output = StartOutcome;
-    const NAME: &'static str = "start_session";
 
     async fn run(&self, client: &mut Client) -> Result<StartOutcome, Error> {
         start(client, &self.0).await
@@ -109,24 +108,28 @@ impl Operation for Start {
 
 async fn start(client: &mut Client, s: &NewSession) -> Result<StartOutcome, Error> {
     let tx = client.transaction().await?;
-    let current = tx
-        .prepare_cached("SELECT 1 FROM users WHERE id = $1 AND password_version = $2 AND is_active FOR SHARE")
-        .await?;
-    if tx.query_opt(&current, &[&s.user_id, &s.password_version]).await?.is_none() {
+    if super::opt(
+        &tx,
+        "SELECT 1 FROM users WHERE id = $1 AND password_version = $2 AND is_active FOR SHARE",
+        &[&s.user_id, &s.password_version],
+    )
+    .await?
+    .is_none()
+    {
         return Ok(StartOutcome::CredentialsChanged);
     }
-    let family = tx
-        .prepare_cached(
-            "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .await?;
-    tx.execute(&family, &[&s.family_id, &s.user_id, &s.token.expires_at, &s.ip_address, &s.user_agent]).await?;
-    let token = tx
-        .prepare_cached(
-            "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .await?;
-    tx.execute(&token, &[&s.token.id, &s.token.hash, &s.family_id, &s.user_id, &s.token.expires_at]).await?;
+    super::run(
+        &tx,
+        "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent) VALUES ($1, $2, $3, $4, $5)",
+        &[&s.family_id, &s.user_id, &s.token.expires_at, &s.ip_address, &s.user_agent],
+    )
+    .await?;
+    super::run(
+        &tx,
+        "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        &[&s.token.id, &s.token.hash, &s.family_id, &s.user_id, &s.token.expires_at],
+    )
+    .await?;
     super::history::record_in(&tx, s.user_id, s.ip_address.as_deref(), s.user_agent.as_deref(), true).await?;
     tx.commit().await?;
     Ok(StartOutcome::Started)
@@ -146,7 +149,6 @@ pub struct Rotate {
 
 impl Operation for Rotate {
     type Output = RotateOutcome;
-    const NAME: &'static str = "rotate";
 
     async fn run(&self, client: &mut Client) -> Result<RotateOutcome, Error> {
         rotate(client, &self.presented, &self.successor, &self.sealed, self.rules, self.ip.as_deref()).await
@@ -165,9 +167,12 @@ async fn rotate(
     // rotated (the compare-and-swap), store its successor, touch the session, and return the
     // user with its current roles. The successor and the session expire at the sooner of the
     // refresh TTL and the session's absolute end.
-    let cas = client
-        .prepare_cached(
-            "WITH cas AS (
+    let max_lifetime = rules.max_lifetime.as_secs_f64();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime];
+    match super::opt(
+        &*client,
+        "WITH cas AS (
                  UPDATE refresh_tokens t SET rotated_at = now(), successor_sealed = $2
                  FROM refresh_families f
                  WHERE t.token_hash = $1 AND f.id = t.family_id
@@ -186,12 +191,10 @@ async fn rotate(
                     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                           WHERE ur.user_id = u.id ORDER BY r.name) AS roles
              FROM cas JOIN users u ON u.id = cas.user_id",
-        )
-        .await?;
-    let max_lifetime = rules.max_lifetime.as_secs_f64();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-        [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime];
-    match client.query_opt(&cas, &params).await {
+        &params,
+    )
+    .await
+    {
         Ok(Some(row)) => {
             let family_id: Uuid = row.get(0);
             return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id });
@@ -203,9 +206,9 @@ async fn rotate(
     }
 
     let tx = client.transaction().await?;
-    let lookup = tx
-        .prepare_cached(
-            "SELECT t.id, t.family_id, t.user_id, t.rotated_at IS NOT NULL AS rotated,
+    let Some(row) = super::opt(
+        &tx,
+        "SELECT t.id, t.family_id, t.user_id, t.rotated_at IS NOT NULL AS rotated,
                     t.rotated_at > now() - make_interval(secs => $2) AS in_grace,
                     t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL AS revoked,
                     t.successor_sealed,
@@ -214,9 +217,10 @@ async fn rotate(
              JOIN refresh_families f ON f.id = t.family_id
              LEFT JOIN refresh_tokens s ON s.parent_id = t.id
              WHERE t.token_hash = $1",
-        )
-        .await?;
-    let Some(row) = tx.query_opt(&lookup, &[&presented, &rules.grace.as_secs_f64()]).await? else {
+        &[&presented, &rules.grace.as_secs_f64()],
+    )
+    .await?
+    else {
         return Ok(RotateOutcome::Invalid);
     };
     let (token_id, family_id, user_id): (Uuid, Uuid, Uuid) = (row.get(0), row.get(1), row.get(2));
@@ -234,14 +238,15 @@ async fn rotate(
         && let Some(sealed) = sealed
     {
         // Count the retry; the condition makes concurrent retries unable to exceed the bound.
-        let count = tx
-            .prepare_cached(
-                "UPDATE refresh_tokens SET grace_retries = grace_retries + 1
-                 WHERE id = $1 AND grace_retries < $2 RETURNING grace_retries",
-            )
-            .await?;
         let max = i32::try_from(rules.grace_retries).unwrap_or(i32::MAX);
-        if let Some(retry) = tx.query_opt(&count, &[&token_id, &max]).await? {
+        if let Some(retry) = super::opt(
+            &tx,
+            "UPDATE refresh_tokens SET grace_retries = grace_retries + 1
+                 WHERE id = $1 AND grace_retries < $2 RETURNING grace_retries",
+            &[&token_id, &max],
+        )
+        .await?
+        {
             let retry: i32 = retry.get(0);
             let Some(user) = super::users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
             let event = SecurityEvent::RefreshRetried { user: user_id, family: family_id, retry };
@@ -261,12 +266,12 @@ async fn rotate(
 /// family's revocation, and leaving its tokens' rows alone keeps revocation from ever waiting
 /// on a token a concurrent rotation holds (which waits on the family: a deadlock).
 async fn revoke_family_in(client: &impl GenericClient, family_id: Uuid, reason: &str) -> Result<(), Error> {
-    let family = client
-        .prepare_cached(
-            "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .await?;
-    client.execute(&family, &[&family_id, &reason]).await?;
+    super::run(
+        client,
+        "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
+        &[&family_id, &reason],
+    )
+    .await?;
     Ok(())
 }
 
@@ -279,12 +284,15 @@ pub struct RevokeByToken {
 
 impl Operation for RevokeByToken {
     type Output = Option<(Uuid, Uuid)>;
-    const NAME: &'static str = "revoke_by_token";
 
     async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
         let tx = client.transaction().await?;
-        let stmt = tx.prepare_cached("SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1").await?;
-        let Some(row) = tx.query_opt(&stmt, &[&self.presented]).await? else { return Ok(None) };
+        let Some(row) =
+            super::opt(&tx, "SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1", &[&self.presented])
+                .await?
+        else {
+            return Ok(None);
+        };
         let (family_id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
         revoke_family_in(&tx, family_id, "logout").await?;
         tx.commit().await?;
@@ -301,14 +309,17 @@ pub struct RevokeOne {
 
 impl Operation for RevokeOne {
     type Output = bool;
-    const NAME: &'static str = "revoke_session";
 
     async fn run(&self, client: &mut Client) -> Result<bool, Error> {
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached("SELECT 1 FROM refresh_families WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-            .await?;
-        if tx.query_opt(&stmt, &[&self.family_id, &self.user_id]).await?.is_none() {
+        if super::opt(
+            &tx,
+            "SELECT 1 FROM refresh_families WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+            &[&self.family_id, &self.user_id],
+        )
+        .await?
+        .is_none()
+        {
             return Ok(false);
         }
         revoke_family_in(&tx, self.family_id, "session_revoked").await?;
@@ -323,15 +334,18 @@ pub(crate) async fn revoke_all_in(
     keep: Option<Uuid>,
     reason: &str,
 ) -> Result<Vec<Uuid>, Error> {
-    let families = client
-        .prepare_cached(
-            "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $3
+    // As in `revoke_family_in`, the families only.
+    Ok(super::all(
+        client,
+        "UPDATE refresh_families SET revoked_at = now(), revoke_reason = $3
              WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
              RETURNING id",
-        )
-        .await?;
-    // As in `revoke_family_in`, the families only.
-    Ok(client.query(&families, &[&user_id, &keep, &reason]).await?.iter().map(|r| r.get(0)).collect())
+        &[&user_id, &keep, &reason],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }
 
 /// Revokes every session of a user (logout-all); returns the sessions that were live, so that
@@ -344,7 +358,6 @@ pub struct RevokeAll {
 
 impl Operation for RevokeAll {
     type Output = Vec<Uuid>;
-    const NAME: &'static str = "revoke_all";
 
     async fn run(&self, client: &mut Client) -> Result<Vec<Uuid>, Error> {
         let tx = client.transaction().await?;
@@ -364,18 +377,12 @@ pub struct List {
 
 impl Operation for List {
     type Output = Vec<SessionRow>;
-    const NAME: &'static str = "list_sessions";
 
     async fn run(&self, client: &mut Client) -> Result<Vec<SessionRow>, Error> {
-        let stmt = client
-            .prepare_cached(
-                "SELECT id, created_at, last_used_at, ip_address, user_agent FROM refresh_families
-                 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-                 ORDER BY last_used_at DESC LIMIT 1000",
-            )
-            .await?;
-        Ok(client
-            .query(&stmt, &[&self.user_id])
+        let sql = "SELECT id, created_at, last_used_at, ip_address, user_agent FROM refresh_families
+                   WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+                   ORDER BY last_used_at DESC LIMIT 1000";
+        Ok(super::all(&*client, sql, &[&self.user_id])
             .await?
             .iter()
             .map(|r| SessionRow {

@@ -28,7 +28,7 @@ pub struct Credentials {
     pub password_version: i32,
 }
 
-const USER_COLUMNS: &str = "u.id, u.username, u.email, u.is_active, u.created_at,
+pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.is_active, u.created_at,
     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
           WHERE ur.user_id = u.id ORDER BY r.name) AS roles";
 
@@ -54,24 +54,23 @@ pub struct Create {
 
 impl Operation for Create {
     type Output = UserRecord;
-    const NAME: &'static str = "create_user";
 
     async fn run(&self, client: &mut Client) -> Result<UserRecord, Error> {
         let tx = client.transaction().await?;
         let id = Uuid::now_v7();
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING created_at",
-            )
-            .await?;
-        let created_at: OffsetDateTime =
-            tx.query_one(&insert, &[&id, &self.username, &self.email, &self.password_hash]).await?.get(0);
-        let grant = tx
-            .prepare_cached(
-                "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE lower(name) = 'user'",
-            )
-            .await?;
-        let granted = tx.execute(&grant, &[&id]).await?;
+        let created_at: OffsetDateTime = super::one(
+            &tx,
+            "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING created_at",
+            &[&id, &self.username, &self.email, &self.password_hash],
+        )
+        .await?
+        .get(0);
+        let granted = super::run(
+            &tx,
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE lower(name) = 'user'",
+            &[&id],
+        )
+        .await?;
         tx.commit().await?;
         let roles = if granted == 1 { vec!["user".to_string()] } else { Vec::new() };
         Ok(UserRecord {
@@ -86,8 +85,10 @@ impl Operation for Create {
 }
 
 pub(crate) async fn get_in(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, Error> {
-    let stmt = client.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1")).await?;
-    Ok(client.query_opt(&stmt, &[&id]).await?.as_ref().map(user_from))
+    Ok(super::opt(client, &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"), &[&id])
+        .await?
+        .as_ref()
+        .map(user_from))
 }
 
 /// A user with its current roles.
@@ -98,7 +99,6 @@ pub struct Get {
 
 impl Operation for Get {
     type Output = Option<UserRecord>;
-    const NAME: &'static str = "get_user";
 
     async fn run(&self, client: &mut Client) -> Result<Option<UserRecord>, Error> {
         get_in(&*client, self.id).await
@@ -114,16 +114,12 @@ pub struct FindCredentials {
 
 impl Operation for FindCredentials {
     type Output = Option<Credentials>;
-    const NAME: &'static str = "find_credentials";
 
     async fn run(&self, client: &mut Client) -> Result<Option<Credentials>, Error> {
         let column = if self.login.contains('@') { "email" } else { "username" };
-        let stmt = client
-            .prepare_cached(&format!(
+        Ok(super::opt(&*client, &format!(
                 "SELECT {USER_COLUMNS}, u.password_hash, u.password_version FROM users u WHERE lower(u.{column}) = lower($1)"
-            ))
-            .await?;
-        Ok(client.query_opt(&stmt, &[&self.login]).await?.map(|row| Credentials {
+            ), &[&self.login]).await?.map(|row| Credentials {
             user: user_from(&row),
             password_hash: row.get("password_hash"),
             password_version: row.get("password_version"),
@@ -139,11 +135,11 @@ pub struct PasswordHash {
 
 impl Operation for PasswordHash {
     type Output = Option<(String, i32)>;
-    const NAME: &'static str = "password_hash";
 
     async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
-        let stmt = client.prepare_cached("SELECT password_hash, password_version FROM users WHERE id = $1").await?;
-        Ok(client.query_opt(&stmt, &[&self.id]).await?.map(|r| (r.get(0), r.get(1))))
+        Ok(super::opt(&*client, "SELECT password_hash, password_version FROM users WHERE id = $1", &[&self.id])
+            .await?
+            .map(|r| (r.get(0), r.get(1))))
     }
 }
 
@@ -159,15 +155,15 @@ pub struct Rehash {
 
 impl Operation for Rehash {
     type Output = bool;
-    const NAME: &'static str = "rehash_password";
 
     async fn run(&self, client: &mut Client) -> Result<bool, Error> {
-        let stmt = client
-            .prepare_cached(
-                "UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2",
-            )
-            .await?;
-        Ok(client.execute(&stmt, &[&self.id, &self.old, &self.new]).await? == 1)
+        Ok(super::run(
+            &*client,
+            "UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2",
+            &[&self.id, &self.old, &self.new],
+        )
+        .await?
+            == 1)
     }
 }
 
@@ -203,28 +199,29 @@ pub struct UpdateProfile {
 
 impl Operation for UpdateProfile {
     type Output = ProfileOutcome;
-    const NAME: &'static str = "update_profile";
 
     async fn run(&self, client: &mut Client) -> Result<ProfileOutcome, Error> {
         let id = self.id;
         let tx = client.transaction().await?;
         let mut revoked = Vec::new();
         if let Some(change) = &self.password {
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE users SET password_hash = $3, password_version = password_version + 1, updated_at = now()
+            if super::run(
+                &tx,
+                "UPDATE users SET password_hash = $3, password_version = password_version + 1, updated_at = now()
                      WHERE id = $1 AND password_version = $2",
-                )
-                .await?;
-            if tx.execute(&stmt, &[&id, &change.verified_version, &change.new]).await? == 0 {
+                &[&id, &change.verified_version, &change.new],
+            )
+            .await?
+                == 0
+            {
                 return Ok(ProfileOutcome::PasswordChanged);
             }
             revoked = super::sessions::revoke_all_in(&tx, id, self.keep_family, "password_changed").await?;
             events::record_in(&tx, &SecurityEvent::PasswordChanged { user: id }, None).await?;
         }
         if let Some(username) = &self.username {
-            let stmt = tx.prepare_cached("UPDATE users SET username = $2, updated_at = now() WHERE id = $1").await?;
-            tx.execute(&stmt, &[&id, username]).await?;
+            super::run(&tx, "UPDATE users SET username = $2, updated_at = now() WHERE id = $1", &[&id, username])
+                .await?;
         }
         let Some(user) = get_in(&tx, id).await? else { return Ok(ProfileOutcome::Gone) };
         tx.commit().await?;
@@ -247,7 +244,6 @@ pub struct Delete {
 
 impl Operation for Delete {
     type Output = Option<Vec<Uuid>>;
-    const NAME: &'static str = "delete_user";
 
     fn changes_standing(output: &Self::Output) -> bool {
         output.is_some()
@@ -260,17 +256,16 @@ impl Operation for Delete {
         tx.commit().await?;
 
         let tx = client.transaction().await?;
-        let lock = tx.prepare_cached("SELECT 1 FROM refresh_tokens WHERE user_id = $1 ORDER BY id FOR UPDATE").await?;
-        tx.execute(&lock, &[&id]).await?;
-        let families = tx.prepare_cached("SELECT id FROM refresh_families WHERE user_id = $1").await?;
-        for row in tx.query(&families, &[&id]).await? {
+        super::run(&tx, "SELECT 1 FROM refresh_tokens WHERE user_id = $1 ORDER BY id FOR UPDATE", &[&id]).await?;
+        for row in super::all(&tx, "SELECT id FROM refresh_families WHERE user_id = $1", &[&id]).await? {
             let family: Uuid = row.get(0);
             if !sessions.contains(&family) {
                 sessions.push(family);
             }
         }
-        let stmt = tx.prepare_cached("DELETE FROM users WHERE id = $1 RETURNING username").await?;
-        let Some(row) = tx.query_opt(&stmt, &[&id]).await? else { return Ok(None) };
+        let Some(row) = super::opt(&tx, "DELETE FROM users WHERE id = $1 RETURNING username", &[&id]).await? else {
+            return Ok(None);
+        };
         let event = SecurityEvent::UserDeleted { user: id, username: row.get(0), by: self.actor };
         events::record_in(&tx, &event, None).await?;
         tx.commit().await?;
