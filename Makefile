@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -43,12 +43,17 @@ test: services
 	@set -o pipefail; TEST_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --features test-hooks; \
 		status=$$?; scripts/drop-test-databases.sh $(TEST_RUN_ID) || true; exit $$status
 	@scripts/interop.sh
+	@scripts/oauth-interop.sh
 	@REFRESH_REUSE_GRACE=2s DEMO_REUSE_WAIT=3 scripts/with-service.sh scripts/demo.sh
 	@scripts/check-compose.sh
 
 ## Our tokens verified by PyJWT and node's jose against a live instance.
 interop: build
 	@scripts/interop.sh
+
+## OAuth 2.1 clients from authlib and openid-client against a live instance, from discovery alone.
+oauth-interop: build
+	@scripts/oauth-interop.sh
 
 ## Walk the whole story against a running service (make run in another shell); AUTH_URL overrides.
 demo:

@@ -9,6 +9,7 @@ table, the machine and the start-up and memory figures are written to docs/BENCH
 
 Environment: BENCH_SECONDS (default 10), BENCH_WARMUP (default 2), TEST_DATABASE_ADMIN_URL.
 """
+import base64
 import json
 import os
 import platform
@@ -293,6 +294,11 @@ def main():
         token, _ = login("bench_user_1")
         admin_token, _ = login("bench_admin")
         refresh_tokens = ",".join(login(f"bench_user_{i}")[1] for i in range(1, 17))
+        status, _, body = http("POST", f"{base}/api/v1/clients", json.dumps({"client_name": "bench", "scope": "bench"}).encode(),
+                               {**JSON, "authorization": f"Bearer {admin_token}"})
+        assert status == 201, body
+        registered = json.loads(body)
+        basic = base64.b64encode(f"{registered['client_id']}:{registered['client_secret']}".encode()).decode()
         many_tokens = many_users_tokens(db, env)
 
         # Ceilings, measured now, on this machine.
@@ -340,6 +346,9 @@ def main():
         add("refresh", 16, "RS256 sign", ceilings["sign_per_sec"],
             run_scenario(base, "refresh", 16, 16, {"REFRESH_TOKENS": refresh_tokens}))
         add("signup", 16, "argon2", ceilings["argon2_per_sec"], run_scenario(base, "signup", 2, 16, {"RUN": run}))
+        for conns in (16, 64):
+            add("client_credentials", conns, "RS256 sign", ceilings["sign_per_sec"],
+                run_scenario(base, "client-credentials", 2, conns, {"BASIC": basic}))
         # Hashing threads give their working memory back after 2 s idle; let them, so that the
         # figure is the `me` workload's own and not the previous scenario's leftovers.
         time.sleep(3)

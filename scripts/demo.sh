@@ -56,7 +56,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/auth-demo.XXXXXX")
 chmod 700 "$TMP"
 trap 'rm -rf "$TMP"' EXIT
 
-TOTAL=15
+TOTAL=17
 STEP=0
 STATUS=000
 LAST=""
@@ -366,6 +366,35 @@ else
 fi
 
 # 15 ---------------------------------------------------------------------------------------
+step "register a service as an OAuth client (POST /api/v1/clients)"
+SERVICE="demo_service_$(python3 -c 'import secrets; print(secrets.token_hex(3))')"
+printf '{"client_name": "%s", "scope": "demo:read", "audience": "demo-api"}' "$SERVICE" >"$TMP/client.json"
+call client POST /api/v1/clients -H "@$TMP/admin.hdr" -H 'Content-Type: application/json' --data-binary "@$TMP/client.json"
+expect 201
+CLIENT_ID=$(json client client_id) || fail "no client_id in the answer"
+CLIENT_SECRET=$(json client client_secret) || fail "no client_secret in the answer"
+printf 'grant_type=client_credentials&scope=demo:read' >"$TMP/grant.form"
+headers service "Authorization: Basic $(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)"
+call grant POST /oauth2/token -H "@$TMP/service.hdr" -H 'Content-Type: application/x-www-form-urlencoded' \
+  --data-binary "@$TMP/grant.form"
+expect 200
+[ "$(json grant scope)" = "demo:read" ] || fail "the granted scope is not demo:read"
+json grant access_token >"$TMP/service.token" || fail "no access_token"
+ok
+note "client $CLIENT_ID, client_credentials token $(prefix "$(cat "$TMP/service.token")")"
+
+# 16 ---------------------------------------------------------------------------------------
+step "the service introspects the user's token as a client (POST /oauth2/introspect)"
+printf 'token=%s' "$(cat "$TMP/login3.token")" >"$TMP/introspect.form"
+call introspect POST /oauth2/introspect -H "@$TMP/service.hdr" -H 'Content-Type: application/x-www-form-urlencoded' \
+  --data-binary "@$TMP/introspect.form"
+expect 200
+[ "$(json introspect active)" = true ] || fail "the user's token is not active"
+[ "$(json introspect sub)" = "$USER_ID" ] || fail "the answer names another user"
+ok
+note "active, sub $USER_ID, roles $(json introspect roles)"
+
+# 17 ---------------------------------------------------------------------------------------
 step "readiness again (GET /api/v1/readyz)"
 call ready2 GET /api/v1/readyz
 expect 200

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use auth_actors::Services;
 
-use crate::authz::AuthzCache;
+use crate::authz::{AuthzCache, ClientCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
+use crate::remote_keys::RemoteKeys;
 
 /// Cheap to clone (one reference count): every request holds one.
 #[derive(Clone)]
@@ -21,6 +22,10 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Callers' current roles, valid while the authorization epoch holds.
     pub authz: AuthzCache,
+    /// OAuth clients' registrations and secrets, valid while the authorization epoch holds.
+    pub clients: ClientCache,
+    /// Clients' public keys fetched from their `jwks_uri`.
+    pub remote_keys: RemoteKeys,
 }
 
 impl App {

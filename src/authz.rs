@@ -12,6 +12,9 @@
 //! answers); a reader reads the epoch and then PostgreSQL, so whatever it reads from before the
 //! commit is filed under an epoch that is already gone.
 //!
+//! The same epoch guards the OAuth clients each instance caches ([`ClientCache`]): every
+//! registration change (update, secret rotation, deletion) replaces it too.
+//!
 //! Entries also expire after `AUTHZ_CACHE_TTL`, which bounds how long a change made outside the
 //! API (SQL run by hand) can go unnoticed; `0s` turns the cache off. At most `AUTHZ_CACHE_SIZE`
 //! users are cached; past that the least useful entries are evicted one by one (see
@@ -31,47 +34,72 @@ pub struct Standing {
     pub roles: Vec<String>,
 }
 
-struct Entry {
+struct Entry<V> {
     epoch: String,
     at: Instant,
-    standing: Standing,
+    value: V,
 }
 
-/// A cached standing, shared (not copied) with the request that reads it.
-#[derive(Clone)]
-pub struct Cached(Arc<Entry>);
+/// A cached value, shared (not copied) with the request that reads it.
+pub struct Cached<V>(Arc<Entry<V>>);
 
-impl std::ops::Deref for Cached {
-    type Target = Standing;
-    fn deref(&self) -> &Standing {
-        &self.0.standing
+impl<V> Clone for Cached<V> {
+    fn clone(&self) -> Self {
+        Cached(self.0.clone())
     }
 }
 
-pub struct AuthzCache {
+impl<V: std::fmt::Debug> std::fmt::Debug for Cached<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.value.fmt(f)
+    }
+}
+
+impl<V> std::ops::Deref for Cached<V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.0.value
+    }
+}
+
+/// Values read from PostgreSQL, each filed under the epoch read before it and kept at most
+/// the TTL.
+pub struct EpochCache<K, V> {
     ttl: Duration,
-    entries: BoundedCache<Uuid, Cached>,
+    entries: BoundedCache<K, Cached<V>>,
 }
 
-impl AuthzCache {
-    pub fn new(ttl: Duration, capacity: usize, counters: CacheCounters) -> AuthzCache {
-        AuthzCache { ttl, entries: BoundedCache::new(capacity, counters) }
+/// Callers' standing, by user.
+pub type AuthzCache = EpochCache<Uuid, Standing>;
+
+/// OAuth clients as the token endpoint authenticates them, by client id.
+pub type ClientCache = EpochCache<String, crate::flows::oauth::ClientEntry>;
+
+impl<K: Eq + std::hash::Hash + Clone, V> EpochCache<K, V> {
+    pub fn new(ttl: Duration, capacity: usize, counters: CacheCounters) -> Self {
+        EpochCache { ttl, entries: BoundedCache::new(capacity, counters) }
     }
 
-    /// The cached standing of `user`, if it was read under `epoch` less than the TTL ago.
-    pub fn get(&self, user: Uuid, epoch: &str) -> Option<Cached> {
+    /// The cached value of `key`, if it was read under `epoch` less than the TTL ago.
+    pub fn get<Q>(&self, key: &Q, epoch: &str) -> Option<Cached<V>>
+    where
+        Q: std::hash::Hash + auth_actors::cache::Equivalent<K> + ?Sized,
+    {
         if self.ttl.is_zero() {
             return None;
         }
-        self.entries.get(&user, |e| e.0.epoch == epoch && e.0.at.elapsed() < self.ttl)
+        self.entries.get(key, |e| e.0.epoch == epoch && e.0.at.elapsed() < self.ttl)
     }
 
-    /// Files `standing`, read from the database after `epoch` was read from Redis.
-    pub fn put(&self, user: Uuid, epoch: String, standing: Standing) {
-        if self.ttl.is_zero() {
-            return;
+    /// Files `value`, read from the database after `epoch` was read from Redis; returns it as
+    /// cached. Without an epoch (Redis had none) or with the cache off, nothing is filed.
+    pub fn put(&self, key: K, epoch: Option<String>, value: V) -> Cached<V> {
+        let file = epoch.is_some() && !self.ttl.is_zero();
+        let cached = Cached(Arc::new(Entry { epoch: epoch.unwrap_or_default(), at: Instant::now(), value }));
+        if file {
+            self.entries.insert(key, cached.clone());
         }
-        self.entries.insert(user, Cached(Arc::new(Entry { epoch, at: Instant::now(), standing })));
+        cached
     }
 }
 
@@ -91,23 +119,23 @@ mod tests {
     fn an_entry_holds_only_under_its_epoch() {
         let cache = cache(Duration::from_secs(60), 100);
         let user = Uuid::new_v4();
-        assert!(cache.get(user, "e1").is_none());
-        cache.put(user, "e1".into(), admin());
-        assert_eq!(cache.get(user, "e1").as_deref(), Some(&admin()));
-        assert!(cache.get(user, "e2").is_none());
-        assert!(cache.get(Uuid::new_v4(), "e1").is_none());
+        assert!(cache.get(&user, "e1").is_none());
+        cache.put(user, Some("e1".into()), admin());
+        assert_eq!(cache.get(&user, "e1").as_deref(), Some(&admin()));
+        assert!(cache.get(&user, "e2").is_none());
+        assert!(cache.get(&Uuid::new_v4(), "e1").is_none());
     }
 
     #[test]
     fn entries_expire_and_a_zero_ttl_disables_the_cache() {
         let user = Uuid::new_v4();
         let short = cache(Duration::from_millis(20), 100);
-        short.put(user, "e".into(), admin());
+        short.put(user, Some("e".into()), admin());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(short.get(user, "e").is_none());
+        assert!(short.get(&user, "e").is_none());
         let off = cache(Duration::ZERO, 100);
-        off.put(user, "e".into(), admin());
-        assert!(off.get(user, "e").is_none());
+        off.put(user, Some("e".into()), admin());
+        assert!(off.get(&user, "e").is_none());
     }
 
     #[test]
@@ -115,10 +143,10 @@ mod tests {
         let counters = CacheCounters::default();
         let cache = AuthzCache::new(Duration::from_secs(60), 1000, counters.clone());
         let regular = Uuid::new_v4();
-        cache.put(regular, "e".into(), admin());
+        cache.put(regular, Some("e".into()), admin());
         for _ in 0..5000 {
-            assert!(cache.get(regular, "e").is_some());
-            cache.put(Uuid::new_v4(), "e".into(), admin());
+            assert!(cache.get(&regular, "e").is_some());
+            cache.put(Uuid::new_v4(), Some("e".into()), admin());
         }
         assert!(cache.entries.len() <= 1000);
         assert!(counters.evictions.get() >= 4000);

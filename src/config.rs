@@ -97,9 +97,31 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("RATE_LIMIT_SIGNUP", Some("5/60s"), "Signups per client IP."),
     ("RATE_LIMIT_REFRESH", Some("60/60s"), "Refreshes per client IP."),
     ("RATE_LIMIT_DEFAULT", Some("100/60s"), "Other API requests per client IP."),
+    ("RATE_LIMIT_TOKEN", Some("600/60s"), "Requests to /oauth2/token per client IP."),
+    ("RATE_LIMIT_CLIENT", Some("600/60s"), "Token requests per OAuth client, from any IP."),
     ("LOCKOUT_THRESHOLD", Some("5"), "Consecutive failed logins that lock an account."),
     ("LOCKOUT_BASE", Some("60s"), "First lockout; each further lockout doubles it."),
     ("LOCKOUT_MAX", Some("1h"), "Longest lockout."),
+    (
+        "CLIENT_AUTH_THRESHOLD",
+        Some("20"),
+        "Failed (or concurrent undecided) authentications of one OAuth client before it is locked out like an account.",
+    ),
+    (
+        "CLIENT_SECRET_OVERLAP",
+        Some("24h"),
+        "How long a rotated-out client secret keeps working beside the new one (0s: not at all).",
+    ),
+    (
+        "CLIENT_ASSERTION_MAX_AGE",
+        Some("1h"),
+        "Longest lifetime (exp − now) accepted for a private_key_jwt client assertion (each is single-use within it).",
+    ),
+    (
+        "CLIENT_JWKS_ALLOW_HTTP",
+        Some("false"),
+        "Accept http:// (not only https://) jwks_uri values when registering clients (development only).",
+    ),
     ("MAX_BODY_BYTES", Some("65536"), "Largest accepted request body."),
     ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
     ("REQUEST_TIMEOUT", Some("30s"), "Time a client has to send its request body (408 after it)."),
@@ -210,6 +232,23 @@ pub struct LimitConfig {
     pub lockout_threshold: u32,
     pub lockout_base: Duration,
     pub lockout_max: Duration,
+    /// Per-IP limit of the OAuth token endpoint.
+    pub token: RateLimit,
+    /// Per-client limit of the OAuth token endpoint.
+    pub client: RateLimit,
+    /// Failed or undecided authentications of one client before its lockout.
+    pub client_auth_threshold: u32,
+}
+
+/// The OAuth 2.1 authorization server's settings.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// How long a rotated-out client secret keeps working.
+    pub secret_overlap: Duration,
+    /// Longest accepted lifetime of a client assertion (RFC 7523).
+    pub assertion_max_age: Duration,
+    /// Whether a client's `jwks_uri` may be plain HTTP.
+    pub jwks_allow_http: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +263,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub passwords: PasswordConfig,
     pub limits: LimitConfig,
+    pub oauth: OAuthConfig,
     pub log_format: LogFormat,
     pub log_level: String,
     pub call_timeout: Duration,
@@ -364,6 +404,15 @@ impl Layers {
     }
 
     /// Only the password settings (for commands that hash without serving).
+    /// The OAuth slice alone (the `clients` commands).
+    pub fn oauth(&self) -> Result<OAuthConfig, ConfigError> {
+        Ok(OAuthConfig {
+            secret_overlap: self.duration("CLIENT_SECRET_OVERLAP")?,
+            assertion_max_age: self.duration("CLIENT_ASSERTION_MAX_AGE")?,
+            jwks_allow_http: self.bool("CLIENT_JWKS_ALLOW_HTTP")?,
+        })
+    }
+
     pub fn passwords(&self) -> Result<PasswordConfig, ConfigError> {
         let memory_kib: u32 = self.parse("ARGON2_MEMORY_KIB")?;
         let iterations: u32 = self.parse("ARGON2_ITERATIONS")?;
@@ -472,7 +521,11 @@ impl Layers {
                 lockout_threshold: self.parse("LOCKOUT_THRESHOLD")?,
                 lockout_base: self.duration("LOCKOUT_BASE")?,
                 lockout_max: self.duration("LOCKOUT_MAX")?,
+                token: self.rate("RATE_LIMIT_TOKEN")?,
+                client: self.rate("RATE_LIMIT_CLIENT")?,
+                client_auth_threshold: self.parse("CLIENT_AUTH_THRESHOLD")?,
             },
+            oauth: self.oauth()?,
             log_format,
             log_level: self.required("LOG_LEVEL")?.to_string(),
             call_timeout: self.duration("ACTOR_CALL_TIMEOUT")?,

@@ -16,7 +16,8 @@
 //! - [`flows`]: the business logic of each request (login, refresh, ...), between HTTP and
 //!   the actors.
 //! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
-//! - [`authz`]: callers' current roles, cached under the authorization epoch.
+//! - [`authz`]: callers' current roles and OAuth clients, cached under the authorization epoch.
+//! - [`remote_keys`]: clients' public keys fetched from their `jwks_uri`.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
 //!
 //! The actors themselves (supervisor, KeyManager, UserStore, RateLimiter, Health) live in the
@@ -31,6 +32,7 @@ pub mod flows;
 pub mod http;
 pub mod metrics;
 pub mod passwords;
+pub mod remote_keys;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -46,6 +46,33 @@ pub enum Outcome {
     not_modified,
 }
 
+/// A token request's grant type (`client_credentials`, `refresh_token`, `other`) and outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    pub grant_type: &'static str,
+    pub outcome: GrantOutcome,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum GrantOutcome {
+    issued,
+    invalid_request,
+    invalid_client,
+    invalid_grant,
+    unauthorized_client,
+    unsupported_grant_type,
+    invalid_scope,
+    throttled,
+    error,
+}
+
+/// A client authentication method (`client_secret_basic`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabels {
     pub class: &'static str,
@@ -69,6 +96,12 @@ pub struct Metrics {
     pub jwks: Family<OutcomeLabels, Counter>,
     /// Look-ups of callers' standing: hit, miss, eviction (the cache holds its series).
     pub authz_cache: Family<CacheLabel, Counter>,
+    /// Look-ups of OAuth clients' registrations: hit, miss, eviction.
+    pub client_cache: Family<CacheLabel, Counter>,
+    /// Token-endpoint requests by grant type and outcome.
+    pub token_requests: Family<GrantLabels, Counter>,
+    /// Failed client authentications by the method tried.
+    pub client_auth_failures: Family<MethodLabels, Counter>,
     pub db_pool_max: Gauge,
     pub db_pool_size: Gauge,
     pub db_pool_available: Gauge,
@@ -99,6 +132,9 @@ impl Metrics {
             active_key_age: Gauge::default(),
             jwks: Family::default(),
             authz_cache: Family::default(),
+            client_cache: Family::default(),
+            token_requests: Family::default(),
+            client_auth_failures: Family::default(),
             db_pool_max: Gauge::default(),
             db_pool_size: Gauge::default(),
             db_pool_available: Gauge::default(),
@@ -139,6 +175,21 @@ impl Metrics {
             "authz_cache",
             "Look-ups of a caller's current roles: hit (cached under the current epoch), miss (read from PostgreSQL), eviction",
             m.authz_cache.clone(),
+        );
+        registry.register(
+            "client_cache",
+            "Look-ups of an OAuth client's registration: hit, miss (read from PostgreSQL), eviction",
+            m.client_cache.clone(),
+        );
+        registry.register(
+            "oauth_token_requests",
+            "Token-endpoint requests by grant type and outcome",
+            m.token_requests.clone(),
+        );
+        registry.register(
+            "oauth_client_auth_failures",
+            "Failed client authentications by the method tried",
+            m.client_auth_failures.clone(),
         );
         registry.register("jwks_responses", "JWKS responses: served or not_modified", m.jwks.clone());
         registry.register("db_pool_max_connections", "Configured PostgreSQL pool size", m.db_pool_max.clone());

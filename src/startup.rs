@@ -50,6 +50,12 @@ pub async fn run(
             config.tokens.authz_cache_size,
             auth_actors::cache::CacheCounters::of(&metrics.authz_cache),
         ),
+        clients: crate::authz::ClientCache::new(
+            config.tokens.authz_cache_ttl,
+            config.tokens.authz_cache_size,
+            auth_actors::cache::CacheCounters::of(&metrics.client_cache),
+        ),
+        remote_keys: crate::remote_keys::RemoteKeys::new(config.dependency_timeout),
         config: Arc::new(config),
         services,
         metrics,

@@ -16,8 +16,9 @@ use std::hash::Hash;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+pub use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
-use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, UnitWeighter};
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 /// The one label of a cache's counter family: `hit`, `miss` or `eviction`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -584,7 +584,9 @@ pub struct VerifyRules {
     /// The required `typ` header (`at+jwt` for access tokens).
     pub typ: &'static str,
     pub issuer: String,
-    pub audience: String,
+    /// The required `aud`; `None` accepts any (introspection, which answers for tokens issued
+    /// to every audience of this issuer).
+    pub audience: Option<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
 }
@@ -765,7 +767,10 @@ impl KeySet {
         }
         let mut validation = jsonwebtoken::Validation::new(alg);
         validation.set_issuer(&[rules.issuer.as_str()]);
-        validation.set_audience(&[rules.audience.as_str()]);
+        match &rules.audience {
+            Some(audience) => validation.set_audience(&[audience.as_str()]),
+            None => validation.validate_aud = false,
+        }
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = rules.leeway.as_secs();
@@ -888,8 +893,12 @@ mod tests {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now + 60, "nbf": now, "iat": now});
         let token = set.sign("at+jwt", &claims).expect("sign");
-        let rules =
-            VerifyRules { typ: "at+jwt", issuer: "i".into(), audience: "a".into(), leeway: Duration::from_secs(0) };
+        let rules = VerifyRules {
+            typ: "at+jwt",
+            issuer: "i".into(),
+            audience: Some("a".into()),
+            leeway: Duration::from_secs(0),
+        };
         (dir, set, token, rules, now)
     }
 
@@ -909,7 +918,7 @@ mod tests {
         let (dir, set, token, rules, now) = signed_fixture("cache", KeyAlg::ES256);
         assert!(set.verify::<serde_json::Value>(&token, &rules).is_ok());
         assert!(set.verify::<serde_json::Value>(&token, &rules).is_ok(), "served from the cache");
-        let other = VerifyRules { audience: "b".into(), ..rules.clone() };
+        let other = VerifyRules { audience: Some("b".into()), ..rules.clone() };
         assert!(set.verify::<serde_json::Value>(&token, &other).is_err(), "other rules are checked afresh");
         let expired =
             serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now - 5, "nbf": now - 60, "iat": now - 60});

@@ -11,6 +11,9 @@
 //! | `{acct:<account>}lock`, `…att`, `…lvl` | the account | each other, in the login gate script |
 //! | `{u:<user>}bl:<jti>`, `{u:<user>}nb`, `{u:<user>}rs:<sid>` | the user | each other, in a token check's `MGET` |
 //! | `{authz}epoch` | its own | nothing (read beside the token check, in the same pipeline) |
+//! | `{cl:<client>}lock`, `…fail`, `…pend`, `…lvl`, `…rl` | the client | each other, in the client gate scripts |
+//! | `{cl:<client>}bl:<jti>`, `{cl:<client>}nb` | the client | each other, in a token check's `MGET` |
+//! | `{cl:<client>}jti:<digest>` | the client | nothing (one `SET NX` per client assertion) |
 //!
 //! The prefix comes first and must not contain `{` or `}` (the configuration refuses one that
 //! does), so that the tag is always ours.
@@ -34,6 +37,10 @@ pub enum LimitClass {
     Refresh,
     /// Every other API request per client IP.
     Default,
+    /// Requests to the OAuth token endpoint per client IP.
+    Token,
+    /// Token requests per OAuth client, from any IP.
+    Client,
 }
 
 impl LimitClass {
@@ -45,6 +52,8 @@ impl LimitClass {
             LimitClass::Signup => "signup",
             LimitClass::Refresh => "refresh",
             LimitClass::Default => "default",
+            LimitClass::Token => "token",
+            LimitClass::Client => "client",
         }
     }
 }
@@ -92,12 +101,28 @@ pub struct LockoutKeys {
     pub level: String,
 }
 
-/// The three keys that say whether one access token is revoked (one slot: its user's).
+/// The keys that say whether one access token is revoked (one slot: its user's or client's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenKeys {
     pub blacklist: String,
     pub not_before: String,
-    pub session: String,
+    /// The session marker, for a token issued to a session.
+    pub session: Option<String>,
+}
+
+/// The keys of an OAuth client's authentication gate (one slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGateKeys {
+    /// Set while the client's authentication is locked.
+    pub lock: String,
+    /// Failed authentications since the last success.
+    pub failures: String,
+    /// Authentications under way (reserved, not yet decided).
+    pub pending: String,
+    /// Lockouts within the last day, which set the next one's length.
+    pub level: String,
+    /// GCRA state of the per-client limit of the token endpoint.
+    pub rate: String,
 }
 
 /// Builds every key under one prefix. Cheap to clone.
@@ -146,8 +171,40 @@ impl Keyspace {
         TokenKeys {
             blacklist: self.blacklist(user, jti),
             not_before: self.not_before(user),
-            session: self.session_revoked(user, session),
+            session: Some(self.session_revoked(user, session)),
         }
+    }
+
+    /// The revocation keys of an access token issued to the OAuth client `client` itself.
+    pub fn client_token(&self, client: &str, jti: Uuid) -> TokenKeys {
+        TokenKeys {
+            blacklist: self.client_blacklist(client, jti),
+            not_before: self.key(48, |k| write!(k, "{{cl:{client}}}nb")),
+            session: None,
+        }
+    }
+
+    /// Set while the access token `jti` of client `client` is revoked.
+    pub fn client_blacklist(&self, client: &str, jti: Uuid) -> String {
+        self.key(80, |k| write!(k, "{{cl:{client}}}bl:{jti}"))
+    }
+
+    /// The authentication gate of client `client`.
+    pub fn client_gate(&self, client: &str) -> ClientGateKeys {
+        let tagged = |suffix: &str| self.key(48, |k| write!(k, "{{cl:{client}}}{suffix}"));
+        ClientGateKeys {
+            lock: tagged("lock"),
+            failures: tagged("fail"),
+            pending: tagged("pend"),
+            level: tagged("lvl"),
+            rate: tagged("rl"),
+        }
+    }
+
+    /// Set while a client assertion with this `jti` (given as its digest, hex) of `client` is
+    /// within its lifetime: the assertion cannot be used twice.
+    pub fn client_assertion(&self, client: &str, jti_digest: &str) -> String {
+        self.key(96, |k| write!(k, "{{cl:{client}}}jti:{jti_digest}"))
     }
 
     /// Set while the access token `jti` of `user` is revoked (logout, RFC 7009).
@@ -195,7 +252,14 @@ mod tests {
         let (user, jti, sid) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let t = ks().token(user, jti, sid);
         assert_eq!(hash_tag(&t.blacklist), hash_tag(&t.not_before));
-        assert_eq!(hash_tag(&t.blacklist), hash_tag(&t.session));
+        assert_eq!(Some(hash_tag(&t.blacklist)), t.session.as_deref().map(hash_tag));
+        let c = ks().client_token("svc_1", jti);
+        assert_eq!(hash_tag(&c.blacklist), hash_tag(&c.not_before));
+        assert_eq!(hash_tag(&c.blacklist), "cl:svc_1");
+        let g = ks().client_gate("svc_1");
+        assert_eq!(hash_tag(&g.lock), hash_tag(&g.failures));
+        assert_eq!(hash_tag(&g.lock), hash_tag(&g.pending));
+        assert_eq!(hash_tag(&g.lock), hash_tag(&g.rate));
         assert_eq!(hash_tag(&t.blacklist), format!("u:{user}"));
         for account in [Account::User(user), Account::unknown("Mallory")] {
             let l = ks().lockout(&account);

@@ -104,6 +104,69 @@ return 1
     )
 });
 
+/// The client gate, before a client's credentials are checked: refuse a locked client; count
+/// the request against the per-client limit (GCRA, as above, when ARGV[3] > 0); refuse while
+/// failures plus checks under way reach the threshold (so parallel guesses cannot exceed it);
+/// otherwise reserve a check (`pend`, which expires on its own if its instance dies).
+/// KEYS: lock, fail, pend, rl. ARGV: threshold, pend_ttl_ms, limit, window_ms.
+/// Returns {status, retry_ms, remaining, reset_ms}: status 1 allowed, 2 locked, 3 rate limited,
+/// 4 too many checks under way.
+const CLIENT_BEGIN: &str = r"
+local locked = redis.call('PTTL', KEYS[1])
+if locked > 0 then return {2, locked, 0, 0} end
+local limit = tonumber(ARGV[3])
+local remaining, reset = 0, 0
+if limit > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local window = tonumber(ARGV[4])
+  local interval = window / limit
+  local tat = tonumber(redis.call('GET', KEYS[4])) or now
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - window
+  if now < allow_at then return {3, math.ceil(allow_at - now), 0, math.ceil(tat - now)} end
+  redis.call('SET', KEYS[4], tostring(new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+  remaining = math.floor((window - (new_tat - now)) / interval)
+  reset = math.ceil(new_tat - now)
+end
+local f = tonumber(redis.call('GET', KEYS[2])) or 0
+local p = tonumber(redis.call('GET', KEYS[3])) or 0
+if f + p >= tonumber(ARGV[1]) then return {4, 1000, remaining, reset} end
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return {1, 0, remaining, reset}
+";
+
+/// The client gate, after the check: release the reservation; a success clears the failures
+/// and the lockout level, a failure counts and, at the threshold, locks the client for
+/// `base * 2^(level-1)` (at most `max`). KEYS: lock, fail, pend, lvl. ARGV: success (1/0),
+/// threshold, base_ms, max_ms. Returns {locked_now, lock_ms}.
+static CLIENT_END: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if (tonumber(redis.call('GET', KEYS[3])) or 0) > 0 then redis.call('DECR', KEYS[3]) end
+if ARGV[1] == '1' then
+  redis.call('DEL', KEYS[2], KEYS[4])
+  return {0, 0}
+end
+local f = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if f >= tonumber(ARGV[2]) then
+  local level = redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], 86400000)
+  local dur = math.floor(math.min(tonumber(ARGV[3]) * 2 ^ (level - 1), tonumber(ARGV[4])))
+  redis.call('SET', KEYS[1], '1', 'PX', dur)
+  redis.call('DEL', KEYS[2])
+  return {1, dur}
+end
+return {0, 0}
+",
+    )
+});
+
+static CLIENT_BEGIN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLIENT_BEGIN));
+
 /// A rate-limit decision, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -145,12 +208,13 @@ pub struct TokenState {
     pub session_revoked: bool,
 }
 
-/// An access token as far as revocation is concerned: its user, its `jti`, its session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenRef {
-    pub user: Uuid,
-    pub jti: Uuid,
-    pub session: Uuid,
+/// An access token as far as revocation is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRef {
+    /// Issued to a user: its `jti`, its session.
+    User { user: Uuid, jti: Uuid, session: Uuid },
+    /// Issued to an OAuth client itself (client credentials).
+    Client { client: String, jti: Uuid },
 }
 
 /// The state of several tokens, read in one round trip, and the authorization epoch when asked.
@@ -344,6 +408,164 @@ impl Command for RevokeSessions {
     }
 }
 
+/// The client gate's verdict on a client about to be authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientGate {
+    /// A check is reserved; report its outcome with [`ClientGateEnd`].
+    Allowed,
+    /// Locked after too many failures.
+    Locked { retry_after: Duration },
+    /// The per-client limit is used up.
+    RateLimited { retry_after: Duration },
+    /// As many checks are under way (or failed) as the threshold allows.
+    Busy { retry_after: Duration },
+}
+
+/// What the gate said, and the authorization epoch read in the same round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGateCheck {
+    pub gate: ClientGate,
+    pub authz_epoch: Option<String>,
+}
+
+/// The client gate script's answer: {status, retry_ms, remaining, reset_ms}.
+type GateAnswer = (i64, i64, i64, i64);
+
+/// Reads the authorization epoch and, with `limits`, runs the client gate for `client` (the
+/// per-client limit and the reservation of one credential check), in one round trip.
+pub struct BeginClient {
+    pub client: String,
+    /// `None`: limits are off; only the epoch is read.
+    pub limits: Option<ClientLimits>,
+}
+
+/// The per-client limit and the lockout policy of the client gate.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    pub limit: u32,
+    pub window: Duration,
+    pub threshold: u32,
+}
+
+impl Command for BeginClient {
+    type Output = ClientGateCheck;
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<ClientGateCheck> {
+        let epoch_key = keys.authz_epoch();
+        let Some(limits) = self.limits else {
+            let authz_epoch: Option<String> = redis::cmd("GET").arg(&epoch_key).query_async(&mut conn).await?;
+            return Ok(ClientGateCheck { gate: ClientGate::Allowed, authz_epoch });
+        };
+        let k = keys.client_gate(&self.client);
+        let build = |pipe: &mut redis::Pipeline, verb: &str, script: &str| {
+            pipe.cmd(verb)
+                .arg(script)
+                .arg(4)
+                .arg(&k.lock)
+                .arg(&k.failures)
+                .arg(&k.pending)
+                .arg(&k.rate)
+                .arg(limits.threshold.max(1))
+                .arg(10_000)
+                .arg(limits.limit)
+                .arg(millis(limits.window))
+                .cmd("GET")
+                .arg(&epoch_key);
+        };
+        let mut pipe = redis::pipe();
+        build(&mut pipe, "EVALSHA", CLIENT_BEGIN_SCRIPT.get_hash());
+        let answer: redis::RedisResult<(GateAnswer, Option<String>)> = pipe.query_async(&mut conn).await;
+        let ((status, retry, _, _), authz_epoch) = match answer {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // First use since Redis started: send the script itself once.
+                let mut pipe = redis::pipe();
+                build(&mut pipe, "EVAL", CLIENT_BEGIN);
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        let retry_after = Duration::from_millis(retry.max(1) as u64);
+        let gate = match status {
+            1 => ClientGate::Allowed,
+            2 => ClientGate::Locked { retry_after },
+            3 => ClientGate::RateLimited { retry_after },
+            _ => ClientGate::Busy { retry_after },
+        };
+        Ok(ClientGateCheck { gate, authz_epoch })
+    }
+}
+
+/// Reports the outcome of a check the gate allowed; replies with the lockout it started, if
+/// this failure reached the threshold.
+pub struct EndClient {
+    pub client: String,
+    pub success: bool,
+    pub threshold: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Command for EndClient {
+    type Output = Option<Duration>;
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<Option<Duration>> {
+        let k = keys.client_gate(&self.client);
+        let (locked_now, lock_ms): (i64, i64) = CLIENT_END
+            .key(&k.lock)
+            .key(&k.failures)
+            .key(&k.pending)
+            .key(&k.level)
+            .arg(i64::from(self.success))
+            .arg(self.threshold.max(1))
+            .arg(millis(self.base))
+            .arg(millis(self.max))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((locked_now == 1).then(|| Duration::from_millis(lock_ms.max(0) as u64)))
+    }
+}
+
+/// Records that the client assertion `jti_digest` of `client` was used, for `ttl` (its
+/// remaining lifetime); replies whether it was new (false: a replay).
+pub struct UseAssertion {
+    pub client: String,
+    pub jti_digest: String,
+    pub ttl: Duration,
+}
+
+impl Command for UseAssertion {
+    type Output = bool;
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<bool> {
+        let key = keys.client_assertion(&self.client, &self.jti_digest);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.ttl).max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+}
+
+/// Blacklists the access token `jti` issued to client `client`, for `ttl`.
+pub struct BlacklistClientToken {
+    pub client: String,
+    pub jti: Uuid,
+    pub ttl: Duration,
+}
+
+impl Command for BlacklistClientToken {
+    type Output = ();
+
+    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+        let key = keys.client_blacklist(&self.client, self.jti);
+        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async(&mut conn).await
+    }
+}
+
 /// Replaces the authorization epoch with a new random value: a user's roles or standing
 /// changed, so every instance must stop trusting what it cached.
 pub struct BumpAuthzEpoch;
@@ -418,11 +640,13 @@ fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Reads the answer of a token check: one `MGET` of three values per token, then (when asked)
-/// one of the epoch. A logout-all marker that is not a number is an error (fail closed), not a
-/// missing marker.
-fn token_check(answers: &[Vec<Option<String>>], tokens: usize, epoch: bool) -> Result<TokenCheck, LimiterError> {
-    if answers.len() != tokens + usize::from(epoch) || answers[..tokens].iter().any(|a| a.len() != 3) {
+/// Reads the answer of a token check: one `MGET` per token (blacklist, not-before marker, and
+/// the session marker for a token with a session, as `arity` says), then (when asked) one of the
+/// epoch. A not-before marker that is not a number is an error (fail closed), not a missing
+/// marker.
+fn token_check(answers: &[Vec<Option<String>>], arity: &[usize], epoch: bool) -> Result<TokenCheck, LimiterError> {
+    let tokens = arity.len();
+    if answers.len() != tokens + usize::from(epoch) || answers.iter().zip(arity).any(|(a, n)| a.len() != *n) {
         return Err(LimiterError::Unavailable("unexpected answer to a token check".into()));
     }
     let mut states = Vec::with_capacity(tokens);
@@ -433,7 +657,8 @@ fn token_check(answers: &[Vec<Option<String>>], tokens: usize, epoch: bool) -> R
             ),
             None => None,
         };
-        states.push(TokenState { blacklisted: v[0].is_some(), not_before_ms, session_revoked: v[2].is_some() });
+        let session_revoked = v.get(2).is_some_and(Option::is_some);
+        states.push(TokenState { blacklisted: v[0].is_some(), not_before_ms, session_revoked });
     }
     let authz_epoch = if epoch { answers[tokens].first().cloned().flatten() } else { None };
     Ok(TokenCheck { states, authz_epoch })
@@ -441,6 +666,23 @@ fn token_check(answers: &[Vec<Option<String>>], tokens: usize, epoch: bool) -> R
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Replaces the authorization epoch over a connection of its own (operator commands, which run
+/// without the actor tree), so that every instance drops what it cached.
+pub async fn bump_authz_epoch_at(url: &str, keys: &Keyspace, timeout: Duration) -> Result<(), LimiterError> {
+    let unavailable = |e: redis::RedisError| LimiterError::Unavailable(e.to_string());
+    let work = async {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let mut conn = client.get_multiplexed_async_connection().await.map_err(unavailable)?;
+        redis::cmd("SET")
+            .arg(keys.authz_epoch())
+            .arg(new_epoch())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| LimiterError::Unavailable("timed out".into()))?
 }
 
 /// Whether `url` parses as a Redis connection URL.
@@ -516,9 +758,17 @@ impl RateLimiterHandle {
             return Err(CallError::Unavailable(self.endpoint.name()).into());
         };
         let mut pipe = redis::pipe();
+        let mut arity = Vec::with_capacity(tokens.len());
         for t in tokens {
-            let k = self.keys.token(t.user, t.jti, t.session);
-            pipe.cmd("MGET").arg(&k.blacklist).arg(&k.not_before).arg(&k.session);
+            let k = match t {
+                TokenRef::User { user, jti, session } => self.keys.token(*user, *jti, *session),
+                TokenRef::Client { client, jti } => self.keys.client_token(client, *jti),
+            };
+            pipe.cmd("MGET").arg(&k.blacklist).arg(&k.not_before);
+            if let Some(session) = &k.session {
+                pipe.arg(session);
+            }
+            arity.push(2 + usize::from(k.session.is_some()));
         }
         let epoch_key = epoch.then(|| self.keys.authz_epoch());
         if let Some(key) = &epoch_key {
@@ -529,7 +779,7 @@ impl RateLimiterHandle {
             .run(async move {
                 let answers: Vec<Vec<Option<String>>> =
                     pipe.query_async(&mut conn).await.map_err(|e| redis_error(metrics, e))?;
-                let mut check = token_check(&answers, tokens.len(), epoch)?;
+                let mut check = token_check(&answers, &arity, epoch)?;
                 if let Some(epoch_key) = epoch_key.filter(|_| check.authz_epoch.is_none()) {
                     // No epoch yet (first use, or Redis lost its data): start one unless another
                     // instance just did, and read back whichever holds. It is read before the
@@ -573,7 +823,7 @@ mod tests {
     #[test]
     fn token_checks_are_read_three_values_per_token_then_the_epoch() {
         let answers = vec![vec![None, v("17"), None], vec![v("x"), None, v("1")], vec![v("e1")]];
-        let check = token_check(&answers, 2, true).expect("valid");
+        let check = token_check(&answers, &[3, 3], true).expect("valid");
         assert_eq!(
             check.states,
             vec![
@@ -582,13 +832,15 @@ mod tests {
             ]
         );
         assert_eq!(check.authz_epoch.as_deref(), Some("e1"));
-        assert_eq!(token_check(&[vec![None, None, None]], 1, false).expect("valid").authz_epoch, None);
+        assert_eq!(token_check(&[vec![None, None, None]], &[3], false).expect("valid").authz_epoch, None);
+        let client = token_check(&[vec![v("1"), None], vec![v("e")]], &[2], true).expect("valid");
+        assert!(client.states[0].blacklisted && !client.states[0].session_revoked);
     }
 
     #[test]
     fn malformed_answers_fail_closed() {
-        assert!(token_check(&[vec![None, v("soon"), None]], 1, false).is_err());
-        assert!(token_check(&[vec![None, None]], 1, false).is_err());
-        assert!(token_check(&[vec![None, None, None]], 1, true).is_err());
+        assert!(token_check(&[vec![None, v("soon"), None]], &[3], false).is_err());
+        assert!(token_check(&[vec![None, None]], &[3], false).is_err());
+        assert!(token_check(&[vec![None, None, None]], &[3], true).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! configuration (`--config-dir`, default `config/`, then the environment) and needs only the
 //! settings it uses. Errors end the process with a non-zero status and one line on stderr.
 
+mod clients;
 mod hash;
 mod keys;
 mod migrate;
@@ -40,6 +41,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
     /// Password-hash tools.
     #[command(subcommand)]
     Hash(hash::HashCommand),
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
             Command::SeedRoles => migrate::seed_roles(&layers).await,
             Command::CreateSuperuser(args) => superuser::run(&layers, args).await,
             Command::Keys(cmd) => keys::run(&layers, cmd).await,
+            Command::Clients(cmd) => clients::run(&layers, cmd).await,
             Command::Hash(cmd) => hash::run(&layers, cmd),
         }
     });

@@ -23,6 +23,7 @@ use auth_actors::rate_limiter::{TokenRef, TokenState};
 use uuid::Uuid;
 
 use super::error::FlowError;
+use super::oauth::{AuthenticatedClient, OAuthForm};
 use super::tokens::AccessClaims;
 use crate::app::App;
 use crate::authz::Standing;
@@ -41,9 +42,15 @@ pub enum Access {
     Admin,
     /// A Bearer of a user who holds `admin` or `service` now.
     AdminOrService,
-    /// [`Access::AdminOrService`], with the request's `token` form field (the subject of an
-    /// introspection) verified in the same Redis round trip as the caller.
+    /// [`Access::AdminOrService`], or an authenticated OAuth client (a resource server, RFC
+    /// 7662 §2.1); the request's `token` form field (the subject of an introspection) is
+    /// verified with the caller (in the same Redis round trip, for a Bearer caller).
     Introspector,
+    /// An authenticated OAuth client (RFC 6749 §2.3): the token endpoint, OAuth revocation.
+    Client,
+    /// Anyone; a client that presents credentials must authenticate (revocation by a token's
+    /// holder, or by its client).
+    OptionalClient,
 }
 
 impl Access {
@@ -52,7 +59,7 @@ impl Access {
         match self {
             Access::Admin => Some(&["admin"]),
             Access::AdminOrService | Access::Introspector => Some(&["admin", "service"]),
-            Access::Public | Access::Bearer | Access::OptionalBearer => None,
+            Access::Public | Access::Bearer | Access::OptionalBearer | Access::Client | Access::OptionalClient => None,
         }
     }
 }
@@ -83,7 +90,7 @@ impl Principal {
     }
 
     fn token(&self) -> TokenRef {
-        TokenRef { user: self.user_id, jti: self.claims.jti, session: self.session }
+        TokenRef::User { user: self.user_id, jti: self.claims.jti, session: self.session }
     }
 }
 
@@ -95,17 +102,35 @@ pub enum Caller {
     User(Principal),
     /// An introspector and the verdict on the token it asked about.
     Introspector {
-        caller: Principal,
+        caller: Introspecting,
         subject: Verdict,
     },
+    /// An authenticated OAuth client and the form it sent.
+    Client {
+        client: AuthenticatedClient,
+        form: OAuthForm,
+    },
+    /// An optional-client route called without client credentials, and the form.
+    Holder {
+        form: OAuthForm,
+    },
+}
+
+/// Who is introspecting.
+#[derive(Debug)]
+pub enum Introspecting {
+    /// A user holding admin or service, by Bearer token.
+    User(Principal),
+    /// An OAuth client (a resource server).
+    Client(AuthenticatedClient),
 }
 
 impl Caller {
     /// The authenticated user; a route whose access admits no anonymous caller always has one.
     pub fn principal(self) -> Result<Principal, FlowError> {
         match self {
-            Caller::User(p) | Caller::Introspector { caller: p, .. } => Ok(p),
-            Caller::Anonymous => Err(FlowError::Token(Rejection::Missing)),
+            Caller::User(p) | Caller::Introspector { caller: Introspecting::User(p), .. } => Ok(p),
+            _ => Err(FlowError::Token(Rejection::Missing)),
         }
     }
 }
@@ -124,24 +149,66 @@ pub enum Rejection {
 /// The verdict on a token someone else presented (introspection's subject).
 #[derive(Debug)]
 pub enum Verdict {
-    Active(Principal),
+    Active(Subject),
     Inactive(Rejection),
+}
+
+/// An access token of this issuer, for any audience: issued to a user (then with its user's
+/// current roles once checked), or to an OAuth client itself.
+#[derive(Debug)]
+pub enum Subject {
+    User(Principal),
+    Client(Arc<AccessClaims>),
+}
+
+impl Subject {
+    pub fn claims(&self) -> &AccessClaims {
+        match self {
+            Subject::User(p) => &p.claims,
+            Subject::Client(c) => c,
+        }
+    }
+
+    fn token(&self) -> TokenRef {
+        match self {
+            Subject::User(p) => p.token(),
+            Subject::Client(c) => TokenRef::Client { client: c.sub.clone(), jti: c.jti },
+        }
+    }
 }
 
 pub fn rules(app: &App) -> VerifyRules {
     let t = &app.config.tokens;
-    VerifyRules { typ: "at+jwt", issuer: t.issuer.clone(), audience: t.audience.clone(), leeway: t.clock_skew }
+    VerifyRules { typ: "at+jwt", issuer: t.issuer.clone(), audience: Some(t.audience.clone()), leeway: t.clock_skew }
 }
 
-/// Checks signature and claims only (no Redis): a token that passes is ours and current.
+fn verified(app: &App, token: &str, rules: &VerifyRules) -> Result<Arc<AccessClaims>, FlowError> {
+    match app.services.keys.verify::<AccessClaims>(token, rules) {
+        Ok(c) => Ok(c),
+        Err(auth_actors::key_manager::SignError::Call(e)) => Err(e.into()),
+        Err(_) => Err(FlowError::Token(Rejection::Invalid)),
+    }
+}
+
+/// Checks signature and claims only (no Redis): a token that passes is ours, current, for this
+/// service's audience, and a user's.
 /// A refused token is [`FlowError::Token`]; anything else is an outage.
 pub fn verify_claims(app: &App, token: &str) -> Result<Principal, FlowError> {
-    let claims = match app.services.keys.verify::<AccessClaims>(token, &rules(app)) {
-        Ok(c) => c,
-        Err(auth_actors::key_manager::SignError::Call(e)) => return Err(e.into()),
-        Err(_) => return Err(FlowError::Token(Rejection::Invalid)),
-    };
-    principal_from(claims).ok_or(FlowError::Token(Rejection::Invalid))
+    principal_from(verified(app, token, &rules(app))?).ok_or(FlowError::Token(Rejection::Invalid))
+}
+
+/// Checks signature and claims of a token for any audience of this issuer (introspection's
+/// subject; revocation): a user's token, or one issued to a client itself.
+pub fn subject_claims(app: &App, token: &str) -> Result<Subject, FlowError> {
+    let rules = VerifyRules { audience: None, ..rules(app) };
+    let claims = verified(app, token, &rules)?;
+    if claims.sid.is_some() {
+        return principal_from(claims).map(Subject::User).ok_or(FlowError::Token(Rejection::Invalid));
+    }
+    match &claims.client_id {
+        Some(client) if *client == claims.sub && claims.username.is_none() => Ok(Subject::Client(claims)),
+        _ => Err(FlowError::Token(Rejection::Invalid)),
+    }
 }
 
 fn principal_from(claims: Arc<AccessClaims>) -> Option<Principal> {
@@ -155,11 +222,11 @@ fn principal_from(claims: Arc<AccessClaims>) -> Option<Principal> {
 /// Whether Redis says `principal`'s token is revoked: blacklisted, its session revoked, or
 /// issued no later than its user's logout-all marker (a token minted in the marker's own
 /// millisecond is refused too).
-fn revoked(principal: &Principal, state: &TokenState) -> bool {
+fn revoked(claims: &AccessClaims, state: &TokenState) -> bool {
     if state.blacklisted || state.session_revoked {
         return true;
     }
-    state.not_before_ms.is_some_and(|marker| principal.claims.issued_ms().unwrap_or(i64::MIN) <= marker)
+    state.not_before_ms.is_some_and(|marker| claims.issued_ms().unwrap_or(i64::MIN) <= marker)
 }
 
 /// Full verification of a token: claims, revocation markers and the user's current standing.
@@ -199,11 +266,9 @@ pub async fn authorize(app: &App, access: Access, bearer: Option<&str>) -> Resul
             }
             Ok(Caller::User(caller))
         }
-        Access::Introspector => {
-            let caller = authenticate(app, bearer).await?;
-            require(&caller, Access::Introspector.roles().unwrap_or_default())?;
-            Ok(Caller::Introspector { caller, subject: Verdict::Inactive(Rejection::Missing) })
-        }
+        // These read the request's form; the dispatcher decides them with `introspector`,
+        // `verdict` and the client authentication of `oauth`.
+        Access::Introspector | Access::Client | Access::OptionalClient => Err(FlowError::Token(Rejection::Missing)),
     }
 }
 
@@ -217,18 +282,58 @@ pub fn caller_claims(app: &App, bearer: Option<&str>) -> Result<Principal, FlowE
 /// now; the subject token is fully verified, its principal carrying its user's current roles.
 /// One Redis round trip for both.
 pub async fn introspector(app: &App, caller: Principal, subject: &str) -> Result<Caller, FlowError> {
-    let subject = match verify_claims(app, subject) {
-        Ok(p) => Ok(p),
+    let subject = match subject_claims(app, subject) {
+        Ok(s) => Ok(s),
         Err(FlowError::Token(rejection)) => Err(rejection),
         Err(outage) => return Err(outage),
     };
     let (caller, subject) = check(app, caller, Some(subject)).await?;
     require(&caller, Access::Introspector.roles().unwrap_or_default())?;
-    let subject = match subject {
-        Ok(p) => Verdict::Active(p),
-        Err(rejection) => Verdict::Inactive(rejection),
+    Ok(Caller::Introspector { caller: Introspecting::User(caller), subject })
+}
+
+/// The verdict on `token` for a caller that is not a Bearer (an authenticated client): its
+/// claims, its revocation markers and its standing now.
+pub async fn verdict(app: &App, token: &str) -> Result<Verdict, FlowError> {
+    let subject = match subject_claims(app, token) {
+        Ok(s) => s,
+        Err(FlowError::Token(rejection)) => return Ok(Verdict::Inactive(rejection)),
+        Err(outage) => return Err(outage),
     };
-    Ok(Caller::Introspector { caller, subject })
+    let check = app.services.limiter.check_tokens(&[subject.token()], true).await?;
+    let state = check.states.first().ok_or(FlowError::Unavailable(super::error::Dependency::Redis))?;
+    subject_standing(app, subject, state, check.authz_epoch.as_deref(), None).await
+}
+
+/// A verified subject's verdict, given its revocation markers: revoked, or issued to a user who
+/// is gone or inactive, or to a client that is gone, is inactive. `caller` lends its standing to
+/// a subject of the same user.
+async fn subject_standing(
+    app: &App,
+    subject: Subject,
+    state: &TokenState,
+    epoch: Option<&str>,
+    caller: Option<&Principal>,
+) -> Result<Verdict, FlowError> {
+    if revoked(subject.claims(), state) {
+        return Ok(Verdict::Inactive(Rejection::Revoked));
+    }
+    if let Some(client) = &subject.claims().client_id
+        && super::oauth::client_entry(app, client, epoch).await?.is_none()
+    {
+        return Ok(Verdict::Inactive(Rejection::Revoked));
+    }
+    Ok(match subject {
+        Subject::User(mut p) => match caller {
+            Some(c) if c.user_id == p.user_id => {
+                p.roles.clone_from(&c.roles);
+                Verdict::Active(Subject::User(p))
+            }
+            _ if current_standing(app, &mut p, epoch).await? => Verdict::Active(Subject::User(p)),
+            _ => Verdict::Inactive(Rejection::Revoked),
+        },
+        client @ Subject::Client(_) => Verdict::Active(client),
+    })
 }
 
 /// Checks the caller's token (and the subject's, if its claims were valid) and reads the
@@ -237,21 +342,17 @@ pub async fn introspector(app: &App, caller: Principal, subject: &str) -> Result
 async fn check(
     app: &App,
     mut caller: Principal,
-    subject: Option<Result<Principal, Rejection>>,
-) -> Result<(Principal, Result<Principal, Rejection>), FlowError> {
-    let mut tokens = [caller.token(), caller.token()];
-    let count = match &subject {
-        Some(Ok(s)) => {
-            tokens[1] = s.token();
-            2
-        }
-        _ => 1,
-    };
-    let check = app.services.limiter.check_tokens(&tokens[..count], true).await?;
+    subject: Option<Result<Subject, Rejection>>,
+) -> Result<(Principal, Verdict), FlowError> {
+    let mut tokens = vec![caller.token()];
+    if let Some(Ok(s)) = &subject {
+        tokens.push(s.token());
+    }
+    let check = app.services.limiter.check_tokens(&tokens, true).await?;
     let (Some(caller_state), subject_state) = (check.states.first(), check.states.get(1)) else {
         return Err(FlowError::Unavailable(super::error::Dependency::Redis));
     };
-    if revoked(&caller, caller_state) {
+    if revoked(&caller.claims, caller_state) {
         return Err(FlowError::Token(Rejection::Revoked));
     }
     let epoch = check.authz_epoch.as_deref();
@@ -259,19 +360,10 @@ async fn check(
         return Err(FlowError::Token(Rejection::Revoked));
     }
     let subject = match (subject, subject_state) {
-        (Some(Ok(mut p)), Some(state)) if !revoked(&p, state) => {
-            if p.user_id == caller.user_id {
-                p.roles.clone_from(&caller.roles);
-                Ok(p)
-            } else if current_standing(app, &mut p, epoch).await? {
-                Ok(p)
-            } else {
-                Err(Rejection::Revoked)
-            }
-        }
-        (Some(Err(rejection)), _) => Err(rejection),
-        (Some(Ok(_)), _) => Err(Rejection::Revoked),
-        (None, _) => Err(Rejection::Missing),
+        (Some(Ok(s)), Some(state)) => subject_standing(app, s, state, epoch, Some(&caller)).await?,
+        (Some(Err(rejection)), _) => Verdict::Inactive(rejection),
+        (Some(Ok(_)), None) => Verdict::Inactive(Rejection::Revoked),
+        (None, _) => Verdict::Inactive(Rejection::Missing),
     };
     Ok((caller, subject))
 }
@@ -283,7 +375,7 @@ async fn check(
 async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&str>) -> Result<bool, FlowError> {
     let user_id = principal.user_id;
     if let Some(epoch) = epoch
-        && let Some(standing) = app.authz.get(user_id, epoch)
+        && let Some(standing) = app.authz.get(&user_id, epoch)
     {
         if standing.roles != principal.roles {
             principal.roles.clone_from(&standing.roles);
@@ -296,8 +388,6 @@ async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&s
     };
     principal.roles.clone_from(&standing.roles);
     let active = standing.active;
-    if let Some(epoch) = epoch {
-        app.authz.put(user_id, epoch.to_string(), standing);
-    }
+    app.authz.put(user_id, epoch.map(str::to_string), standing);
     Ok(active)
 }

@@ -22,6 +22,7 @@ pub enum Entity {
     User,
     Role,
     Session,
+    Client,
 }
 
 impl std::fmt::Display for Entity {
@@ -30,6 +31,7 @@ impl std::fmt::Display for Entity {
             Entity::User => "user",
             Entity::Role => "role",
             Entity::Session => "session",
+            Entity::Client => "client",
         })
     }
 }
@@ -104,6 +106,13 @@ pub enum FlowError {
     Contention,
     #[error("{0} unavailable")]
     Unavailable(Dependency),
+    /// A client asked to revoke a token that was not issued to it (RFC 7009 §2.1).
+    #[error("the token was not issued to this client")]
+    NotYours,
+    /// Client metadata that RFC 7591 §3.2.2 refuses: `code` is `invalid_client_metadata` or
+    /// `invalid_redirect_uri`.
+    #[error("{description}")]
+    ClientMetadata { code: &'static str, description: String },
 }
 
 impl FlowError {

@@ -25,6 +25,8 @@ pub fn limit(app: &App, class: LimitClass) -> RateLimit {
         LimitClass::Signup => l.signup,
         LimitClass::Refresh => l.refresh,
         LimitClass::Default => l.default,
+        LimitClass::Token => l.token,
+        LimitClass::Client => l.client,
     }
 }
 

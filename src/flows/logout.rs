@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use auth_actors::db::sessions::{RevokeAll, RevokeByToken};
-use auth_actors::rate_limiter::{Blacklist, RevokeSessions, SetNotBefore};
+use auth_actors::db::sessions::{RevokeAll, RevokeByToken, RevokeOutcome};
+use auth_actors::rate_limiter::{Blacklist, BlacklistClientToken, RevokeSessions, SetNotBefore};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::authenticate::{self, Principal};
+use super::authenticate::{self, Principal, Subject};
 use super::error::FlowError;
 use super::tokens;
 use crate::app::App;
@@ -30,11 +30,35 @@ pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> R
 
 /// Revokes the session of a refresh-token secret, and fences off its access tokens.
 pub async fn revoke_refresh(app: &App, secret: &[u8]) -> Result<(), FlowError> {
-    let revoke = RevokeByToken { presented: tokens::refresh_hash(secret) };
-    if let Some((family, user)) = app.services.users.run(revoke).await? {
-        fence_sessions(app, user, vec![family]).await?;
+    revoke_refresh_of(app, secret, None).await
+}
+
+/// [`revoke_refresh`] on behalf of `client`, which may revoke only the sessions bound to it.
+pub async fn revoke_refresh_of(app: &App, secret: &[u8], client: Option<&str>) -> Result<(), FlowError> {
+    let revoke = RevokeByToken { presented: tokens::refresh_hash(secret), client: client.map(|c| Some(c.to_string())) };
+    match app.services.users.run(revoke).await? {
+        RevokeOutcome::Revoked { family_id, user_id } => fence_sessions(app, user_id, vec![family_id]).await,
+        RevokeOutcome::Unknown => Ok(()),
+        RevokeOutcome::NotYours => Err(FlowError::NotYours),
     }
-    Ok(())
+}
+
+/// Blacklists a verified access token of any kind until it can no longer be accepted.
+pub async fn blacklist_subject(app: &App, subject: &Subject) -> Result<(), FlowError> {
+    match subject {
+        Subject::User(p) => blacklist(app, p).await,
+        Subject::Client(claims) => {
+            let ttl = remaining(app, claims.exp);
+            let client = claims.sub.clone();
+            Ok(app.services.limiter.run(BlacklistClientToken { client, jti: claims.jti, ttl }).await?)
+        }
+    }
+}
+
+/// How long a token that expires at `exp` can still be accepted.
+fn remaining(app: &App, exp: i64) -> Duration {
+    let left = exp - OffsetDateTime::now_utc().unix_timestamp();
+    Duration::from_secs(left.max(0) as u64) + past_acceptance(app)
 }
 
 /// The verifier accepts a token while the current whole second is at most `exp + leeway`, so
@@ -59,8 +83,7 @@ pub async fn fence_sessions(app: &App, user: Uuid, sessions: Vec<Uuid>) -> Resul
 }
 
 async fn blacklist(app: &App, p: &Principal) -> Result<(), FlowError> {
-    let remaining = p.claims.exp - OffsetDateTime::now_utc().unix_timestamp();
-    let ttl = Duration::from_secs(remaining.max(0) as u64) + past_acceptance(app);
+    let ttl = remaining(app, p.claims.exp);
     Ok(app.services.limiter.run(Blacklist { user: p.user_id, jti: p.jti(), ttl }).await?)
 }
 

@@ -16,15 +16,19 @@
 //! - [`account`]: profile update, user deletion, history, sessions.
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
 //! - [`standards`]: introspection, revocation and discovery metadata.
+//! - [`clients`]: the OAuth client registry (RFC 7591 metadata).
+//! - [`oauth`]: the OAuth token endpoint and client authentication.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
 
 pub mod account;
 pub mod authenticate;
+pub mod clients;
 pub mod error;
 pub mod limits;
 pub mod login;
 pub mod logout;
+pub mod oauth;
 pub mod refresh;
 pub mod roles;
 pub mod signup;

@@ -41,13 +41,20 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
     let t = &app.config.tokens;
     let rules =
         RotationRules { grace: t.reuse_grace, grace_retries: t.grace_retries, max_lifetime: t.session_max_lifetime };
-    let rotate = Rotate { presented: tokens::refresh_hash(&parent), successor, sealed, rules, ip: client.ip_string() };
+    let rotate = Rotate {
+        presented: tokens::refresh_hash(&parent),
+        successor,
+        sealed,
+        rules,
+        ip: client.ip_string(),
+        client_id: None,
+    };
     let (user, family, refresh_token) = match app.services.users.run(rotate).await? {
-        RotateOutcome::Rotated { user, family_id } => {
+        RotateOutcome::Rotated { user, family_id, .. } => {
             count(Outcome::rotated);
             (user, family_id, candidate)
         }
-        RotateOutcome::Retried { user, family_id, sealed } => {
+        RotateOutcome::Retried { user, family_id, sealed, .. } => {
             count(Outcome::retried);
             (user, family_id, tokens::unseal(&parent, &sealed).ok_or(FlowError::RefreshInvalid)?)
         }

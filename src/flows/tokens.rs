@@ -42,7 +42,9 @@ pub enum TokenKind {
 
 /// The claims of an access token, as signed and as verified: a token whose claims do not
 /// decode into this struct is not one of ours. The user fields are present in every token
-/// issued to a user.
+/// issued to a user; `client_id` and `scope` in every token issued through the OAuth token
+/// endpoint (RFC 9068), and a token issued to a client itself (`client_credentials`) has the
+/// client as its `sub` and no user fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -65,6 +67,12 @@ pub struct AccessClaims {
     /// The session (refresh-token family) this token belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<Uuid>,
+    /// The OAuth client the token was issued to (RFC 9068 §2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The granted scopes, space-separated (RFC 9068 §2.2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl auth_actors::keys::Claims for AccessClaims {
@@ -117,6 +125,8 @@ pub async fn issue_access(
         email: Some(user.email.clone()),
         roles: Some(user.roles.clone()),
         sid: Some(family),
+        client_id: None,
+        scope: None,
     };
     let token = app.services.keys.sign("at+jwt", claims).await?;
     app.metrics.tokens_issued.inc();
@@ -208,6 +218,8 @@ mod tests {
             email: Some("a@b.io".into()),
             roles: Some(vec!["user".into()]),
             sid: Some(Uuid::now_v7()),
+            client_id: None,
+            scope: None,
         };
         let json = serde_json::to_value(&claims).expect("json");
         let mut keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();

@@ -41,6 +41,17 @@ pub enum ApiError {
     /// A dependency (PostgreSQL, Redis, an actor, the hashing pool) cannot serve now.
     #[error("{what} unavailable")]
     Unavailable { what: String, retry_after: Duration },
+    /// An error of the OAuth protocol, with its own code and body shape
+    /// (`{"error", "error_description"}`, RFC 6749 §5.2 and RFC 7591 §3.2.2).
+    #[error("{description}")]
+    OAuth {
+        status: StatusCode,
+        code: &'static str,
+        description: String,
+        /// `WWW-Authenticate` of an `invalid_client` answer.
+        challenge: Option<&'static str>,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl ApiError {
@@ -62,6 +73,7 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OAuth { status, .. } => *status,
         }
     }
 
@@ -80,14 +92,31 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "service_unavailable",
+            ApiError::OAuth { code, .. } => code,
         }
     }
 
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code(), "detail": self.to_string() });
+        let body = match &self {
+            // Both names of the text, so that OAuth clients and this API's own clients find it.
+            ApiError::OAuth { code, description, .. } => {
+                serde_json::json!({ "error": code, "error_description": description, "detail": description })
+            }
+            _ => serde_json::json!({ "error": self.code(), "detail": self.to_string() }),
+        };
         let mut resp = response::json(self.status(), &body);
         let headers = resp.headers_mut();
         match &self {
+            ApiError::OAuth { challenge, retry_after, .. } => {
+                if let Some(c) = challenge {
+                    headers.insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static(c));
+                }
+                if let Some(r) = retry_after {
+                    headers.insert(hyper::header::RETRY_AFTER, (r.as_secs_f64().ceil().max(1.0) as u64).into());
+                }
+                headers.insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-store"));
+                headers.insert(hyper::header::PRAGMA, hyper::header::HeaderValue::from_static("no-cache"));
+            }
             ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 headers.insert(hyper::header::RETRY_AFTER, secs.into());
@@ -127,6 +156,43 @@ impl From<FlowError> for ApiError {
             FlowError::Unavailable(what) => {
                 ApiError::Unavailable { what: what.to_string(), retry_after: Duration::from_secs(1) }
             }
+            FlowError::NotYours => ApiError::OAuth {
+                status: StatusCode::BAD_REQUEST,
+                code: "unauthorized_client",
+                description: detail,
+                challenge: None,
+                retry_after: None,
+            },
+            FlowError::ClientMetadata { code, description } => ApiError::OAuth {
+                status: StatusCode::BAD_REQUEST,
+                code,
+                description,
+                challenge: None,
+                retry_after: None,
+            },
+        }
+    }
+}
+
+/// RFC 6749 §5.2: 400, except `invalid_client`, which is 401 with `WWW-Authenticate` (Basic
+/// when the client tried Basic; every failure of it, since this service always answers 401);
+/// a throttled client is 429 with `Retry-After`. A failure of the service behind the protocol
+/// is answered as any other (503).
+impl From<crate::flows::oauth::OAuthError> for ApiError {
+    fn from(e: crate::flows::oauth::OAuthError) -> Self {
+        use crate::flows::oauth::OAuthError;
+        let (status, challenge, retry_after) = match &e {
+            OAuthError::InvalidClient { basic: true, .. } => {
+                (StatusCode::UNAUTHORIZED, Some("Basic realm=\"auth-service\", charset=\"UTF-8\""), None)
+            }
+            OAuthError::InvalidClient { .. } => (StatusCode::UNAUTHORIZED, Some("Basic realm=\"auth-service\""), None),
+            OAuthError::Throttled { retry_after, .. } => (StatusCode::TOO_MANY_REQUESTS, None, Some(*retry_after)),
+            _ => (StatusCode::BAD_REQUEST, None, None),
+        };
+        let code = e.code();
+        match e {
+            OAuthError::Flow(flow) => flow.into(),
+            other => ApiError::OAuth { status, code, description: other.to_string(), challenge, retry_after },
         }
     }
 }

@@ -78,6 +78,12 @@ impl Request {
             .map(|(_, v)| v)
     }
 
+    /// Whether the request declares no body at all (no `Content-Type`, and no length or a zero
+    /// one): an optional JSON body may then be left out.
+    pub fn body_is_empty(&self) -> bool {
+        self.header(CONTENT_TYPE).is_none() && self.header(CONTENT_LENGTH).is_none_or(|l| l.trim() == "0")
+    }
+
     /// Reads the whole body, refusing more than the configured maximum (413) and bodies that
     /// do not finish within the request timeout (408).
     pub async fn body(&mut self) -> Result<Bytes, ApiError> {

@@ -49,6 +49,15 @@ pub enum RouteId {
     Me,
     ListUserRoles,
     AdminEvents,
+    OAuthToken,
+    OAuthIntrospect,
+    OAuthRevoke,
+    CreateClient,
+    ListClients,
+    GetClient,
+    UpdateClient,
+    DeleteClient,
+    RotateClientSecret,
     /// Makes an actor fail on purpose. Compiled only with the `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
     TestFail,
@@ -71,8 +80,10 @@ const fn def(method: Method, template: &'static str, id: RouteId, access: Access
     RouteDef { method, template, id, access, class }
 }
 
-use Access::{Admin, AdminOrService, Bearer, Introspector, OptionalBearer, Public};
-use auth_actors::keyspace::LimitClass::{Default as DEFAULT, Login as LOGIN, Refresh as REFRESH, Signup as SIGNUP};
+use Access::{Admin, AdminOrService, Bearer, Client, Introspector, OptionalBearer, OptionalClient, Public};
+use auth_actors::keyspace::LimitClass::{
+    Default as DEFAULT, Login as LOGIN, Refresh as REFRESH, Signup as SIGNUP, Token as TOKEN,
+};
 const EXEMPT: Class = Class::Exempt;
 const fn limited(class: auth_actors::keyspace::LimitClass) -> Class {
     Class::Limited(class)
@@ -88,7 +99,7 @@ pub static ROUTES: &[RouteDef] = &[
     def(Method::GET, "/.well-known/openid-configuration", RouteId::OpenidConfiguration, Public, EXEMPT),
     def(Method::GET, "/.well-known/oauth-authorization-server", RouteId::AuthorizationServer, Public, EXEMPT),
     def(Method::POST, "/api/v1/auth/introspect", RouteId::Introspect, Introspector, limited(DEFAULT)),
-    def(Method::POST, "/api/v1/auth/revoke", RouteId::Revoke, Public, limited(DEFAULT)),
+    def(Method::POST, "/api/v1/auth/revoke", RouteId::Revoke, OptionalClient, limited(DEFAULT)),
     def(Method::POST, "/api/v1/users/signup", RouteId::Signup, Public, limited(SIGNUP)),
     def(Method::POST, "/api/v1/auth/login", RouteId::Login, Public, limited(LOGIN)),
     def(Method::POST, "/api/v1/auth/login-json", RouteId::LoginJson, Public, limited(LOGIN)),
@@ -110,6 +121,21 @@ pub static ROUTES: &[RouteDef] = &[
     def(Method::GET, "/api/v1/user_roles/me", RouteId::Me, OptionalBearer, limited(DEFAULT)),
     def(Method::GET, "/api/v1/user_roles/list", RouteId::ListUserRoles, Admin, limited(DEFAULT)),
     def(Method::GET, "/api/v1/admin/events", RouteId::AdminEvents, Admin, limited(DEFAULT)),
+    def(Method::POST, "/oauth2/token", RouteId::OAuthToken, Client, limited(TOKEN)),
+    def(Method::POST, "/oauth2/introspect", RouteId::OAuthIntrospect, Introspector, limited(TOKEN)),
+    def(Method::POST, "/oauth2/revoke", RouteId::OAuthRevoke, Client, limited(TOKEN)),
+    def(Method::POST, "/api/v1/clients", RouteId::CreateClient, Admin, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/clients", RouteId::ListClients, Admin, limited(DEFAULT)),
+    def(Method::GET, "/api/v1/clients/{client_id}", RouteId::GetClient, Admin, limited(DEFAULT)),
+    def(Method::PUT, "/api/v1/clients/{client_id}", RouteId::UpdateClient, Admin, limited(DEFAULT)),
+    def(Method::DELETE, "/api/v1/clients/{client_id}", RouteId::DeleteClient, Admin, limited(DEFAULT)),
+    def(
+        Method::POST,
+        "/api/v1/clients/{client_id}/rotate-secret",
+        RouteId::RotateClientSecret,
+        Admin,
+        limited(DEFAULT),
+    ),
     #[cfg(feature = "test-hooks")]
     def(Method::POST, "/api/v1/_test/fail/{actor}", RouteId::TestFail, Public, EXEMPT),
 ];

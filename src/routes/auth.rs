@@ -6,6 +6,8 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::flows::authenticate::{Caller, Principal};
+use crate::flows::oauth::{self, OAuthError, OAuthForm, Presented};
+use crate::flows::standards::Revoker;
 use crate::flows::tokens::{self, Issued};
 use crate::flows::{Client, login, logout as logout_flow, refresh as refresh_flow};
 use crate::http::{ApiError, Request, Response, response};
@@ -137,8 +139,22 @@ pub async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
     Ok(form)
 }
 
-/// RFC 7662, for callers holding the admin or service role; the dispatcher has already
-/// checked the caller and the subject token (in one Redis round trip).
+/// The `token` of an introspection or revocation form (RFC 7662 §2.1, RFC 7009 §2.1).
+pub fn required_token(form: &OAuthForm) -> Result<&str, ApiError> {
+    form.get("token").ok_or_else(|| OAuthError::InvalidRequest("the token parameter is required".into()).into())
+}
+
+/// The form of a client-authenticated request and the client credentials it presents (in it,
+/// or in HTTP Basic).
+pub async fn client_credentials(req: &mut Request) -> Result<(Presented, OAuthForm), ApiError> {
+    let pairs: Vec<(String, String)> = req.form().await?;
+    let form = OAuthForm::new(pairs)?;
+    let presented = oauth::presented(req.header(hyper::header::AUTHORIZATION), &form)?;
+    Ok((presented, form))
+}
+
+/// RFC 7662, for callers holding the admin or service role, and for authenticated clients; the
+/// dispatcher has already checked the caller and the subject token.
 pub fn introspect(caller: Caller) -> Result<Response, ApiError> {
     let Caller::Introspector { subject, .. } = caller else {
         return Err(ApiError::Forbidden("requires role admin or service".into()));
@@ -149,9 +165,31 @@ pub fn introspect(caller: Caller) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
-/// RFC 7009: 200 whatever the token was.
-pub async fn revoke(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let form = token_form(&mut req).await?;
-    crate::flows::standards::revoke(app, &form.token).await?;
-    Ok(response::empty(StatusCode::OK))
+/// RFC 7009: 200 whatever the token was, for its holder; a client may revoke only its own.
+pub async fn revoke(app: &App, caller: Caller) -> Result<Response, ApiError> {
+    let (form, by) = match &caller {
+        Caller::Client { client, form } => (form, Revoker::Client(client.id())),
+        Caller::Holder { form } => (form, Revoker::Holder),
+        _ => return Err(ApiError::Unauthorized("client authentication is required".into())),
+    };
+    crate::flows::standards::revoke(app, required_token(form)?, by).await?;
+    let mut resp = response::empty(StatusCode::OK);
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `POST /oauth2/token` (RFC 6749 §3.2): the token response, never cached.
+pub async fn token(app: &App, req: &Request, caller: Caller) -> Result<Response, ApiError> {
+    let Caller::Client { client, form } = caller else {
+        return Err(OAuthError::InvalidClient {
+            description: "client authentication is required".into(),
+            basic: false,
+        }
+        .into());
+    };
+    let issued = oauth::token(app, &client, &form, &self::client(req)).await?;
+    let mut resp = response::json(StatusCode::OK, &issued);
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(hyper::header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(resp)
 }

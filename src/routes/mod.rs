@@ -5,6 +5,8 @@
 //! limit decision in `RateLimit-*` headers.
 
 mod auth;
+mod clients;
+pub use clients::client_json;
 mod ops;
 pub use ops::OPENAPI;
 mod roles;
@@ -16,7 +18,7 @@ use hyper::header::HeaderValue;
 
 use crate::app::App;
 use crate::flows::authenticate::{self, Access, Caller};
-use crate::flows::limits;
+use crate::flows::{limits, oauth};
 use crate::http::router::{RouteDef, RouteId};
 use crate::http::{ApiError, Request, Response};
 
@@ -40,12 +42,32 @@ pub async fn dispatch(app: &App, route: &RouteDef, mut req: Request) -> Result<R
 /// runs. An introspector's subject token is read from the form only once the caller's own token
 /// has passed its signature check, and both are checked in one Redis round trip.
 async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Caller, ApiError> {
-    if access == Access::Introspector {
-        let caller = authenticate::caller_claims(app, req.bearer())?;
-        let form = auth::token_form(req).await?;
-        return Ok(authenticate::introspector(app, caller, &form.token).await?);
+    match access {
+        Access::Introspector if req.bearer().is_some() => {
+            let caller = authenticate::caller_claims(app, req.bearer())?;
+            let form = auth::token_form(req).await?;
+            Ok(authenticate::introspector(app, caller, &form.token).await?)
+        }
+        Access::Introspector => {
+            let (presented, form) = auth::client_credentials(req).await?;
+            if !presented.is_some() {
+                return Err(ApiError::Unauthorized(authenticate::Rejection::Missing.to_string()));
+            }
+            let client = oauth::authenticate_client(app, presented, &auth::client(req)).await?;
+            let token = auth::required_token(&form)?;
+            let subject = authenticate::verdict(app, token).await?;
+            Ok(Caller::Introspector { caller: authenticate::Introspecting::Client(client), subject })
+        }
+        Access::Client | Access::OptionalClient => {
+            let (presented, form) = auth::client_credentials(req).await?;
+            if access == Access::OptionalClient && !presented.is_some() {
+                return Ok(Caller::Holder { form });
+            }
+            let client = oauth::authenticate_client(app, presented, &auth::client(req)).await?;
+            Ok(Caller::Client { client, form })
+        }
+        _ => Ok(authenticate::authorize(app, access, req.bearer()).await?),
     }
-    Ok(authenticate::authorize(app, access, req.bearer()).await?)
 }
 
 fn rate_limit_headers(resp: &mut Response, d: &Decision) {
@@ -66,9 +88,16 @@ async fn handle(app: &App, route: RouteId, req: Request, caller: Caller) -> Resu
         RouteId::Metrics => Ok(ops::metrics(app)),
         RouteId::OpenApi => Ok(ops::openapi()),
         RouteId::Jwks => well_known::jwks(app, &req),
-        RouteId::OpenidConfiguration | RouteId::AuthorizationServer => well_known::discovery(app),
-        RouteId::Introspect => auth::introspect(caller),
-        RouteId::Revoke => auth::revoke(app, req).await,
+        RouteId::OpenidConfiguration | RouteId::AuthorizationServer => well_known::discovery(app).await,
+        RouteId::Introspect | RouteId::OAuthIntrospect => auth::introspect(caller),
+        RouteId::Revoke | RouteId::OAuthRevoke => auth::revoke(app, caller).await,
+        RouteId::OAuthToken => auth::token(app, &req, caller).await,
+        RouteId::CreateClient => clients::create(app, req, caller.principal()?).await,
+        RouteId::ListClients => clients::list(app).await,
+        RouteId::GetClient => clients::show(app, &req).await,
+        RouteId::UpdateClient => clients::update(app, req, caller.principal()?).await,
+        RouteId::DeleteClient => clients::delete(app, &req, caller.principal()?).await,
+        RouteId::RotateClientSecret => clients::rotate_secret(app, req, caller.principal()?).await,
         RouteId::Signup => users::signup(app, req).await,
         RouteId::Login => auth::login_form(app, req).await,
         RouteId::LoginJson => auth::login_json(app, req).await,

@@ -28,8 +28,8 @@ pub fn jwks(app: &App, req: &Request) -> Result<Response, ApiError> {
 }
 
 /// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
-pub fn discovery(app: &App) -> Result<Response, ApiError> {
-    let mut resp = response::json(StatusCode::OK, &crate::flows::standards::metadata(app)?);
+pub async fn discovery(app: &App) -> Result<Response, ApiError> {
+    let mut resp = response::json(StatusCode::OK, &crate::flows::standards::metadata(app).await?);
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     Ok(resp)
 }

@@ -15,6 +15,7 @@ mod limits;
 mod login;
 mod logs;
 mod metrics;
+mod oauth;
 mod openapi;
 mod refresh;
 mod roles;

@@ -11,9 +11,10 @@ async fn both_discovery_documents_publish_the_issuer_jwks_uri_and_endpoints() {
         let doc: Value = resp.json().await.expect("json");
         assert_eq!(doc["issuer"], "http://auth.test");
         assert_eq!(doc["jwks_uri"], "http://auth.test/.well-known/jwks.json");
-        assert_eq!(doc["introspection_endpoint"], "http://auth.test/api/v1/auth/introspect");
-        assert_eq!(doc["revocation_endpoint"], "http://auth.test/api/v1/auth/revoke");
-        assert_eq!(doc["token_endpoint"], "http://auth.test/api/v1/auth/login");
+        assert_eq!(doc["introspection_endpoint"], "http://auth.test/oauth2/introspect");
+        assert_eq!(doc["revocation_endpoint"], "http://auth.test/oauth2/revoke");
+        assert_eq!(doc["token_endpoint"], "http://auth.test/oauth2/token");
+        assert_eq!(doc["response_types_supported"], serde_json::json!([]), "no authorization endpoint yet");
         assert!(doc.get("authorization_endpoint").is_none(), "no authorization endpoint exists");
         assert!(doc.get("id_token_signing_alg_values_supported").is_none(), "no ID tokens are issued");
     }

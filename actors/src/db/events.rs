@@ -89,6 +89,37 @@ pub enum SecurityEvent {
     KeyRevoked {
         kid: String,
     },
+    /// `by` is the admin, or `None` for the operator command.
+    ClientRegistered {
+        client: String,
+        name: String,
+        by: Option<Uuid>,
+    },
+    ClientUpdated {
+        client: String,
+        by: Option<Uuid>,
+    },
+    /// The client got a new secret; the previous ones work `overlap_secs` longer.
+    ClientSecretRotated {
+        client: String,
+        by: Option<Uuid>,
+        overlap_secs: u64,
+    },
+    ClientDeleted {
+        client: String,
+        by: Option<Uuid>,
+    },
+    /// A client failed to authenticate at the token, introspection or revocation endpoint.
+    ClientAuthFailed {
+        client: String,
+        method: &'static str,
+        reason: &'static str,
+    },
+    /// Too many failed authentications locked the client out.
+    ClientLockout {
+        client: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl SecurityEvent {
@@ -112,6 +143,12 @@ impl SecurityEvent {
             SecurityEvent::KeyRetired { .. } => "key_retired",
             SecurityEvent::KeyRemoved { .. } => "key_removed",
             SecurityEvent::KeyRevoked { .. } => "key_revoked",
+            SecurityEvent::ClientRegistered { .. } => "client_registered",
+            SecurityEvent::ClientUpdated { .. } => "client_updated",
+            SecurityEvent::ClientSecretRotated { .. } => "client_secret_rotated",
+            SecurityEvent::ClientDeleted { .. } => "client_deleted",
+            SecurityEvent::ClientAuthFailed { .. } => "client_auth_failed",
+            SecurityEvent::ClientLockout { .. } => "client_lockout",
         }
     }
 
@@ -137,7 +174,12 @@ impl SecurityEvent {
             SecurityEvent::PasswordCheckFailed { user }
             | SecurityEvent::PasswordChanged { user }
             | SecurityEvent::LogoutAll { user, .. } => Some(*user),
-            SecurityEvent::UserDeleted { by, .. } | SecurityEvent::RoleAssigned { by, .. } => *by,
+            SecurityEvent::UserDeleted { by, .. }
+            | SecurityEvent::RoleAssigned { by, .. }
+            | SecurityEvent::ClientRegistered { by, .. }
+            | SecurityEvent::ClientUpdated { by, .. }
+            | SecurityEvent::ClientSecretRotated { by, .. }
+            | SecurityEvent::ClientDeleted { by, .. } => *by,
             SecurityEvent::RoleCreated { by, .. }
             | SecurityEvent::RoleUpdated { by, .. }
             | SecurityEvent::RoleDeleted { by, .. }
@@ -167,6 +209,19 @@ impl SecurityEvent {
             | SecurityEvent::KeyRetired { kid }
             | SecurityEvent::KeyRemoved { kid }
             | SecurityEvent::KeyRevoked { kid } => json!({ "kid": kid }),
+            SecurityEvent::ClientRegistered { client, name, .. } => json!({ "client_id": client, "client_name": name }),
+            SecurityEvent::ClientUpdated { client, .. } | SecurityEvent::ClientDeleted { client, .. } => {
+                json!({ "client_id": client })
+            }
+            SecurityEvent::ClientSecretRotated { client, overlap_secs, .. } => {
+                json!({ "client_id": client, "overlap_secs": overlap_secs })
+            }
+            SecurityEvent::ClientAuthFailed { client, method, reason } => {
+                json!({ "client_id": client, "method": method, "reason": reason })
+            }
+            SecurityEvent::ClientLockout { client, retry_after_secs } => {
+                json!({ "client_id": client, "retry_after_secs": retry_after_secs })
+            }
             _ => json!({}),
         }
     }

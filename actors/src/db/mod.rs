@@ -6,6 +6,7 @@
 //! refinery, which records each one in `refinery_schema_history`. They run only when an
 //! operator runs `migrate`; `serve` refuses to start on a schema that is behind.
 
+pub mod clients;
 pub mod events;
 pub mod history;
 pub mod roles;

@@ -72,10 +72,10 @@ pub struct RotationRules {
 pub enum RotateOutcome {
     /// The token was live and is now rotated; `successor` was stored. `user` is the token's
     /// user as it is now (with current roles).
-    Rotated { user: UserRecord, family_id: Uuid },
+    Rotated { user: UserRecord, family_id: Uuid, scope: Option<String> },
     /// The token was rotated moments ago (within the grace window): the caller gets the same
     /// successor, unsealed with the token it presented.
-    Retried { user: UserRecord, family_id: Uuid, sealed: Vec<u8> },
+    Retried { user: UserRecord, family_id: Uuid, scope: Option<String>, sealed: Vec<u8> },
     /// The token was rotated before the grace window: the family is now revoked.
     ReuseDetected { user_id: Uuid, family_id: Uuid },
     /// Unknown, expired or revoked.
@@ -145,31 +145,30 @@ pub struct Rotate {
     pub sealed: Vec<u8>,
     pub rules: RotationRules,
     pub ip: Option<String>,
+    /// The OAuth client presenting the token: only a session bound to that client rotates
+    /// (`None`: only a first-party session of `/api/v1/auth`). Any other is `Invalid`, with no
+    /// side effect.
+    pub client_id: Option<String>,
 }
 
 impl Operation for Rotate {
     type Output = RotateOutcome;
 
     async fn run(&self, client: &mut Client) -> Result<RotateOutcome, Error> {
-        rotate(client, &self.presented, &self.successor, &self.sealed, self.rules, self.ip.as_deref()).await
+        rotate(client, self).await
     }
 }
 
-async fn rotate(
-    client: &mut Client,
-    presented: &[u8],
-    successor: &NewToken,
-    sealed: &[u8],
-    rules: RotationRules,
-    ip_address: Option<&str>,
-) -> Result<RotateOutcome, Error> {
+async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error> {
+    let Rotate { presented, successor, sealed, rules, ip, client_id } = op;
+    let (rules, ip_address) = (*rules, ip.as_deref());
     // One statement, so one round trip and one implicit transaction: mark the presented token
     // rotated (the compare-and-swap), store its successor, touch the session, and return the
     // user with its current roles. The successor and the session expire at the sooner of the
     // refresh TTL and the session's absolute end.
     let max_lifetime = rules.max_lifetime.as_secs_f64();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-        [&presented, &sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+        [presented, sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime, client_id];
     match super::opt(
         &*client,
         "WITH cas AS (
@@ -178,7 +177,8 @@ async fn rotate(
                  WHERE t.token_hash = $1 AND f.id = t.family_id
                    AND t.rotated_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL
                    AND t.expires_at > now() AND f.created_at + make_interval(secs => $6) > now()
-                 RETURNING t.id, t.family_id, t.user_id,
+                   AND f.client_id IS NOT DISTINCT FROM $7::text
+                 RETURNING t.id, t.family_id, t.user_id, f.scope,
                            LEAST($5::timestamptz, f.created_at + make_interval(secs => $6)) AS expires_at
              ), successor AS (
                  INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, expires_at)
@@ -187,7 +187,7 @@ async fn rotate(
                  UPDATE refresh_families SET last_used_at = now(), expires_at = cas.expires_at
                  FROM cas WHERE refresh_families.id = cas.family_id
              )
-             SELECT cas.family_id, u.id, u.username, u.email, u.is_active, u.created_at,
+             SELECT cas.family_id, cas.scope, u.id, u.username, u.email, u.is_active, u.created_at,
                     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                           WHERE ur.user_id = u.id ORDER BY r.name) AS roles
              FROM cas JOIN users u ON u.id = cas.user_id",
@@ -196,8 +196,8 @@ async fn rotate(
     .await
     {
         Ok(Some(row)) => {
-            let family_id: Uuid = row.get(0);
-            return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id });
+            let (family_id, scope) = (row.get(0), row.get(1));
+            return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id, scope });
         }
         Ok(None) => {}
         // The user (and so the session) was deleted while this statement ran.
@@ -212,12 +212,13 @@ async fn rotate(
                     t.rotated_at > now() - make_interval(secs => $2) AS in_grace,
                     t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL AS revoked,
                     t.successor_sealed,
-                    s.id IS NOT NULL AND s.revoked_at IS NULL AND s.expires_at > now() AS successor_live
+                    s.id IS NOT NULL AND s.revoked_at IS NULL AND s.expires_at > now() AS successor_live,
+                    f.scope
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              LEFT JOIN refresh_tokens s ON s.parent_id = t.id
-             WHERE t.token_hash = $1",
-        &[&presented, &rules.grace.as_secs_f64()],
+             WHERE t.token_hash = $1 AND f.client_id IS NOT DISTINCT FROM $3::text",
+        &[presented, &rules.grace.as_secs_f64(), client_id],
     )
     .await?
     else {
@@ -229,6 +230,7 @@ async fn rotate(
     let revoked: bool = row.get(5);
     let sealed: Option<Vec<u8>> = row.get(6);
     let successor_live: bool = row.get(7);
+    let scope: Option<String> = row.get(8);
     if revoked || !rotated {
         // Revoked, or never rotated but expired: dead either way.
         return Ok(RotateOutcome::Invalid);
@@ -252,7 +254,7 @@ async fn rotate(
             let event = SecurityEvent::RefreshRetried { user: user_id, family: family_id, retry };
             events::record_in(&tx, &event, ip_address).await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Retried { user, family_id, sealed });
+            return Ok(RotateOutcome::Retried { user, family_id, scope, sealed });
         }
     }
     revoke_family_in(&tx, family_id, "reuse_detected").await?;
@@ -275,28 +277,41 @@ async fn revoke_family_in(client: &impl GenericClient, family_id: Uuid, reason: 
     Ok(())
 }
 
-/// Revokes the family of the token whose secret hashes to `presented` (logout). Returns the
-/// family and its user when the token was known.
+/// What revoking a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// The session is revoked (it may have been already).
+    Revoked { family_id: Uuid, user_id: Uuid },
+    /// No such token.
+    Unknown,
+    /// The token belongs to a session of another client (or of none): nothing was revoked.
+    NotYours,
+}
+
+/// Revokes the family of the token whose secret hashes to `presented` (logout, RFC 7009). With
+/// `client`, only a session bound to that client (`Some(None)`: only a first-party one; `None`:
+/// any, for the token's holder).
 #[derive(Debug, Clone)]
 pub struct RevokeByToken {
     pub presented: Vec<u8>,
+    pub client: Option<Option<String>>,
 }
 
 impl Operation for RevokeByToken {
-    type Output = Option<(Uuid, Uuid)>;
+    type Output = RevokeOutcome;
 
     async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
         let tx = client.transaction().await?;
-        let Some(row) =
-            super::opt(&tx, "SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1", &[&self.presented])
-                .await?
-        else {
-            return Ok(None);
-        };
-        let (family_id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
+        let sql = "SELECT t.family_id, t.user_id, f.client_id FROM refresh_tokens t
+                   JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1";
+        let Some(row) = super::opt(&tx, sql, &[&self.presented]).await? else { return Ok(RevokeOutcome::Unknown) };
+        let (family_id, user_id, owner): (Uuid, Uuid, Option<String>) = (row.get(0), row.get(1), row.get(2));
+        if self.client.as_ref().is_some_and(|c| *c != owner) {
+            return Ok(RevokeOutcome::NotYours);
+        }
         revoke_family_in(&tx, family_id, "logout").await?;
         tx.commit().await?;
-        Ok(Some((family_id, user_id)))
+        Ok(RevokeOutcome::Revoked { family_id, user_id })
     }
 }
 

@@ -37,6 +37,8 @@ fn main() {
             email: Some(format!("{}@bench.example", user.simple())),
             roles: Some(vec!["user".into()]),
             sid: Some(Uuid::now_v7()),
+            client_id: None,
+            scope: None,
         };
         let token = keys.sign("at+jwt", &claims).expect("sign");
         writeln!(out, "{token}").expect("write");

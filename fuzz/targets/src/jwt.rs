@@ -115,7 +115,7 @@ impl Fixture {
         let rules = VerifyRules {
             typ: "at+jwt",
             issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
+            audience: Some(AUDIENCE.into()),
             leeway: Duration::from_secs(LEEWAY),
         };
         let valid =

@@ -1,0 +1,382 @@
+//! The client registry, for admins (`/api/v1/clients`) and the CLI (`clients ...`): RFC 7591
+//! client metadata in, registered clients out.
+//!
+//! Registration checks the metadata the way RFC 7591 §2 and OAuth 2.1 ask: only the grants the
+//! service implements (no implicit, no password), only the authentication methods it
+//! implements, exact redirect URIs (absolute, `https`, or `http` on a loopback address, no
+//! fragment, no wildcard), scope tokens of RFC 6749 §3.3, and for `private_key_jwt` exactly one
+//! of `jwks` (public keys only) and `jwks_uri`. Unknown metadata is ignored, as RFC 7591 §2
+//! requires. A client that authenticates with a secret gets one of 256 random bits, shown once
+//! and stored as its SHA-256.
+
+use std::time::Duration;
+
+use auth_actors::db::clients::{self, AuthMethod, ClientMetadata, ClientRecord};
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::error::{Dependency, Entity, FlowError};
+use crate::app::App;
+use crate::config::OAuthConfig;
+
+/// The grants a client may be registered for.
+pub const GRANT_TYPES: &[&str] = &["client_credentials", "refresh_token"];
+
+/// The authentication methods a client may be registered with.
+pub const AUTH_METHODS: &[AuthMethod] =
+    &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt];
+
+/// The algorithms a `private_key_jwt` assertion may be signed with.
+pub const ASSERTION_ALGS: &[&str] = &["RS256", "ES256"];
+
+/// Client metadata as a registration request sends it (RFC 7591 §2), plus this service's own
+/// `audience`, `access_token_ttl` and `first_party`. Fields it does not know are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct MetadataInput {
+    pub client_name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub scope: Option<String>,
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
+    pub audience: Option<String>,
+    pub access_token_ttl: Option<i64>,
+    pub first_party: Option<bool>,
+}
+
+fn metadata_error(description: impl Into<String>) -> FlowError {
+    FlowError::ClientMetadata { code: "invalid_client_metadata", description: description.into() }
+}
+
+fn redirect_error(description: impl Into<String>) -> FlowError {
+    FlowError::ClientMetadata { code: "invalid_redirect_uri", description: description.into() }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn valid_scope_token(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// A redirect URI as OAuth 2.1 §2.3.1 allows it: absolute, no fragment, `https`, or `http` on a
+/// loopback host (native apps, RFC 8252 §7.3), or a private-use scheme (`com.example.app:/cb`).
+fn valid_redirect_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else { return false };
+    if uri.len() > 2000 || uri.contains('#') || uri.contains('*') || uri.chars().any(|c| c.is_whitespace()) {
+        return false;
+    }
+    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok || rest.is_empty() {
+        return false;
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => host_of(rest).is_some_and(|h| !h.is_empty()),
+        "http" => host_of(rest).is_some_and(is_loopback),
+        // A private-use scheme must name its owner's domain, reversed (it contains a dot).
+        other => other.contains('.'),
+    }
+}
+
+fn host_of(rest: &str) -> Option<&str> {
+    let authority = rest.strip_prefix("//")?.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(host_port.split(':').next().unwrap_or(host_port))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A `jwks_uri`: `https` (or `http` when `CLIENT_JWKS_ALLOW_HTTP` is on).
+fn valid_jwks_uri(uri: &str, oauth: &OAuthConfig) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else { return false };
+    let host_ok = host_of(&format!("//{rest}")).is_some_and(|h| !h.is_empty());
+    host_ok && !uri.contains('#') && (scheme == "https" || (scheme == "http" && oauth.jwks_allow_http))
+}
+
+/// An inline JWK Set of public signing keys the service can verify assertions with.
+fn valid_jwks(jwks: &serde_json::Value) -> Result<(), FlowError> {
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(jwks.clone()).map_err(|e| metadata_error(format!("jwks is not a JWK Set: {e}")))?;
+    if set.keys.is_empty() {
+        return Err(metadata_error("jwks holds no key"));
+    }
+    let private = jwks["keys"].as_array().is_some_and(|keys| keys.iter().any(|k| k.get("d").is_some()));
+    if private {
+        return Err(metadata_error("jwks must hold public keys only"));
+    }
+    for key in &set.keys {
+        jsonwebtoken::DecodingKey::from_jwk(key)
+            .map_err(|e| metadata_error(format!("jwks holds a key that cannot verify signatures: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks registration metadata and fills in the defaults (RFC 7591 §2: `client_secret_basic`;
+/// here `client_credentials`, since that is what a client of this service can use today).
+pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetadata, FlowError> {
+    let client_name = input.client_name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let client_name = client_name.ok_or_else(|| metadata_error("client_name is required"))?;
+    if client_name.chars().count() > 200 {
+        return Err(metadata_error("client_name must be at most 200 characters"));
+    }
+    let method = input.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic");
+    let auth_method = AuthMethod::parse(method)
+        .filter(|m| AUTH_METHODS.contains(m))
+        .ok_or_else(|| metadata_error(format!("token_endpoint_auth_method {method:?} is not supported")))?;
+    let mut grant_types = input.grant_types.unwrap_or_else(|| vec!["client_credentials".into()]);
+    grant_types.sort();
+    grant_types.dedup();
+    if grant_types.is_empty() {
+        return Err(metadata_error("grant_types must not be empty"));
+    }
+    if let Some(g) = grant_types.iter().find(|g| !GRANT_TYPES.contains(&g.as_str())) {
+        return Err(metadata_error(format!("grant type {g:?} is not supported")));
+    }
+    let redirect_uris = input.redirect_uris.unwrap_or_default();
+    if let Some(bad) = redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
+        return Err(redirect_error(format!(
+            "redirect URI {bad:?} must be absolute, https (http only on loopback) or a private-use scheme, without a fragment or wildcard"
+        )));
+    }
+    let scope = input.scope.unwrap_or_default();
+    let mut scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    if let Some(bad) = scopes.iter().find(|s| !valid_scope_token(s)) {
+        return Err(metadata_error(format!("scope token {bad:?} has characters RFC 6749 §3.3 does not allow")));
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    let (jwks, jwks_uri) = match (auth_method, input.jwks, input.jwks_uri) {
+        (AuthMethod::PrivateKeyJwt, Some(_), Some(_)) => {
+            return Err(metadata_error("give jwks or jwks_uri, not both"));
+        }
+        (AuthMethod::PrivateKeyJwt, Some(jwks), None) => {
+            valid_jwks(&jwks)?;
+            (Some(jwks), None)
+        }
+        (AuthMethod::PrivateKeyJwt, None, Some(uri)) => {
+            if !valid_jwks_uri(&uri, oauth) {
+                return Err(metadata_error("jwks_uri must be an https URL"));
+            }
+            (None, Some(uri))
+        }
+        (AuthMethod::PrivateKeyJwt, None, None) => {
+            return Err(metadata_error("private_key_jwt needs jwks or jwks_uri"));
+        }
+        (_, None, None) => (None, None),
+        (_, _, _) => return Err(metadata_error("jwks and jwks_uri are for private_key_jwt clients only")),
+    };
+    let audience = input.audience.map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
+    if audience.as_ref().is_some_and(|a| a.len() > 200) {
+        return Err(metadata_error("audience must be at most 200 characters"));
+    }
+    let access_token_ttl = match input.access_token_ttl {
+        None => None,
+        Some(ttl @ 60..=86_400) => Some(ttl as i32),
+        Some(_) => return Err(metadata_error("access_token_ttl must be between 60 and 86400 seconds")),
+    };
+    Ok(ClientMetadata {
+        client_name,
+        auth_method,
+        grant_types,
+        redirect_uris,
+        scope: scopes.join(" "),
+        audience,
+        access_token_ttl,
+        first_party: input.first_party.unwrap_or(false),
+        jwks,
+        jwks_uri,
+    })
+}
+
+/// A new client secret (shown once) and its stored digest.
+pub fn new_secret() -> Result<(String, Vec<u8>), FlowError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| FlowError::Unavailable(Dependency::Randomness))?;
+    let secret = B64.encode(bytes);
+    let digest = secret_digest(&secret);
+    Ok((secret, digest))
+}
+
+/// The stored form of a presented client secret.
+pub fn secret_digest(secret: &str) -> Vec<u8> {
+    digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
+}
+
+/// A new client id: 128 random bits, base64url (22 characters of `[A-Za-z0-9_-]`).
+pub fn new_client_id() -> Result<String, FlowError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| FlowError::Unavailable(Dependency::Randomness))?;
+    Ok(B64.encode(bytes))
+}
+
+/// Whether `id` has the shape of a client id this service could have issued (it is then safe in
+/// a Redis key and a log line).
+pub fn plausible_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A registered client, and its secret when one was just made.
+#[derive(Debug)]
+pub struct Registered {
+    pub client: ClientRecord,
+    pub secret: Option<String>,
+}
+
+pub async fn register(app: &App, actor: Option<Uuid>, input: MetadataInput) -> Result<Registered, FlowError> {
+    let metadata = metadata(input, &app.config.oauth)?;
+    let (secret, digest) = match metadata.auth_method.uses_secret() {
+        true => new_secret().map(|(s, d)| (Some(s), Some(d)))?,
+        false => (None, None),
+    };
+    let create = clients::Create { client_id: new_client_id()?, metadata, secret_digest: digest, actor };
+    Ok(Registered { client: app.services.users.run(create).await?, secret })
+}
+
+pub async fn list(app: &App) -> Result<Vec<ClientRecord>, FlowError> {
+    Ok(app.services.users.run(clients::List).await?)
+}
+
+pub async fn show(app: &App, client_id: &str) -> Result<ClientRecord, FlowError> {
+    let get = clients::Get { client_id: client_id.to_string() };
+    app.services.users.run(get).await?.ok_or(FlowError::NotFound(Entity::Client))
+}
+
+/// Replaces a client's metadata. A client that starts using a secret gets one (returned once).
+pub async fn update(
+    app: &App,
+    actor: Option<Uuid>,
+    client_id: &str,
+    input: MetadataInput,
+) -> Result<Registered, FlowError> {
+    let metadata = metadata(input, &app.config.oauth)?;
+    let before = show(app, client_id).await?;
+    let needs_secret = metadata.auth_method.uses_secret() && !before.metadata.auth_method.uses_secret();
+    let update = clients::Update { client_id: client_id.to_string(), metadata, actor };
+    let client = app.services.users.run(update).await?.ok_or(FlowError::NotFound(Entity::Client))?;
+    let secret = match needs_secret {
+        true => Some(rotate_secret(app, actor, client_id, Some(Duration::ZERO)).await?.0),
+        false => None,
+    };
+    Ok(Registered { client, secret })
+}
+
+/// Gives a secret-using client a new secret; the old ones keep working `overlap` (default
+/// `CLIENT_SECRET_OVERLAP`). Returns the new secret and when the old ones stop.
+pub async fn rotate_secret(
+    app: &App,
+    actor: Option<Uuid>,
+    client_id: &str,
+    overlap: Option<Duration>,
+) -> Result<(String, OffsetDateTime), FlowError> {
+    let client = show(app, client_id).await?;
+    if !client.metadata.auth_method.uses_secret() {
+        return Err(metadata_error(format!(
+            "client {client_id} authenticates with {}, not with a secret",
+            client.metadata.auth_method.as_str()
+        )));
+    }
+    let (secret, digest) = new_secret()?;
+    let overlap = overlap.unwrap_or(app.config.oauth.secret_overlap);
+    let rotate = clients::RotateSecret { client_id: client_id.to_string(), digest, overlap, actor };
+    let until = app.services.users.run(rotate).await?.ok_or(FlowError::NotFound(Entity::Client))?;
+    Ok((secret, until))
+}
+
+/// Deletes a client; the sessions issued to it end, and their access tokens are fenced off.
+pub async fn delete(app: &App, actor: Option<Uuid>, client_id: &str) -> Result<(), FlowError> {
+    let delete = clients::Delete { client_id: client_id.to_string(), actor };
+    let sessions = app.services.users.run(delete).await?.ok_or(FlowError::NotFound(Entity::Client))?;
+    for (user, session) in sessions {
+        super::logout::fence_sessions(app, user, vec![session]).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth() -> OAuthConfig {
+        OAuthConfig {
+            secret_overlap: Duration::from_secs(60),
+            assertion_max_age: Duration::from_secs(300),
+            jwks_allow_http: false,
+        }
+    }
+
+    fn input(name: &str) -> MetadataInput {
+        MetadataInput { client_name: Some(name.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn registration_fills_in_the_defaults_and_sorts_the_scopes() {
+        let m =
+            metadata(MetadataInput { scope: Some("write read read".into()), ..input("svc") }, &oauth()).expect("ok");
+        assert_eq!(m.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(m.grant_types, ["client_credentials"]);
+        assert_eq!(m.scope, "read write");
+    }
+
+    #[test]
+    fn redirect_uris_must_be_exact_and_safe() {
+        for good in ["https://app.example.com/cb", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "com.example.app:/cb"]
+        {
+            assert!(valid_redirect_uri(good), "{good}");
+        }
+        for bad in
+            ["/cb", "http://app.example.com/cb", "https://app.example.com/cb#x", "https://*.example.com/cb", "app:/cb"]
+        {
+            assert!(!valid_redirect_uri(bad), "{bad}");
+        }
+        let bad = MetadataInput { redirect_uris: Some(vec!["http://evil.example/cb".into()]), ..input("a") };
+        assert!(matches!(metadata(bad, &oauth()), Err(FlowError::ClientMetadata { code: "invalid_redirect_uri", .. })));
+    }
+
+    #[test]
+    fn unsupported_grants_methods_and_key_material_are_refused() {
+        let cases = [
+            MetadataInput { grant_types: Some(vec!["password".into()]), ..input("a") },
+            MetadataInput { grant_types: Some(vec!["implicit".into()]), ..input("a") },
+            MetadataInput { token_endpoint_auth_method: Some("client_secret_jwt".into()), ..input("a") },
+            MetadataInput { token_endpoint_auth_method: Some("private_key_jwt".into()), ..input("a") },
+            MetadataInput {
+                token_endpoint_auth_method: Some("private_key_jwt".into()),
+                jwks_uri: Some("http://keys.example/jwks".into()),
+                ..input("a")
+            },
+            MetadataInput { jwks_uri: Some("https://keys.example/jwks".into()), ..input("a") },
+            MetadataInput { scope: Some("a\"b".into()), ..input("a") },
+            MetadataInput { client_name: None, ..Default::default() },
+        ];
+        for case in cases {
+            let debug = format!("{case:?}");
+            assert!(
+                matches!(
+                    metadata(case, &oauth()),
+                    Err(FlowError::ClientMetadata { code: "invalid_client_metadata", .. })
+                ),
+                "{debug}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_ids_and_secrets_are_random_and_safe() {
+        let id = new_client_id().expect("id");
+        assert_eq!(id.len(), 22);
+        assert!(plausible_client_id(&id) && !plausible_client_id("a{b}") && !plausible_client_id(""));
+        let (secret, digest) = new_secret().expect("secret");
+        assert_eq!(B64.decode(&secret).expect("b64").len(), 32);
+        assert_eq!(digest, secret_digest(&secret));
+    }
+}
