@@ -60,17 +60,17 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ),
     (
         "AUTHZ_CACHE_TTL",
-        Some("10s"),
+        Some("60s"),
         "Longest an instance trusts a cached role look-up; API changes end it at once (0s disables).",
     ),
     (
         "AUTHZ_CACHE_SIZE",
-        Some("10000"),
+        Some("16384"),
         "Users whose current standing each instance caches (least useful evicted first).",
     ),
     (
         "TOKEN_CACHE_SIZE",
-        Some("4096"),
+        Some("16384"),
         "Access tokens each instance remembers as verified, so a reused token skips its signature check.",
     ),
     ("CLOCK_SKEW", Some("30s"), "Leeway on exp/nbf/iat, and extra time retired keys stay published."),
