@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::error::{Dependency, Entity, FlowError};
 use crate::app::App;
 use crate::config::OAuthConfig;
+use crate::domain::FieldError;
 
 /// The grants a client may be registered for.
 pub const GRANT_TYPES: &[&str] = &["client_credentials", "refresh_token"];
@@ -30,6 +31,9 @@ pub const GRANT_TYPES: &[&str] = &["client_credentials", "refresh_token"];
 /// The authentication methods a client may be registered with.
 pub const AUTH_METHODS: &[AuthMethod] =
     &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt];
+
+/// The longest a rotated-out secret may keep working beside its successor.
+pub const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The algorithms a `private_key_jwt` assertion may be signed with.
 pub const ASSERTION_ALGS: &[&str] = &["RS256", "ES256"];
@@ -285,8 +289,11 @@ pub async fn rotate_secret(
             client.metadata.auth_method.as_str()
         )));
     }
-    let (secret, digest) = new_secret()?;
     let overlap = overlap.unwrap_or(app.config.oauth.secret_overlap);
+    if overlap > MAX_SECRET_OVERLAP {
+        return Err(FieldError::new("overlap_seconds", "overlap_seconds must be at most 2592000 (30 days)").into());
+    }
+    let (secret, digest) = new_secret()?;
     let rotate = clients::RotateSecret { client_id: client_id.to_string(), digest, overlap, actor };
     let until = app.services.users.run(rotate).await?.ok_or(FlowError::NotFound(Entity::Client))?;
     Ok((secret, until))

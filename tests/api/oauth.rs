@@ -319,6 +319,15 @@ async fn a_rotated_secret_works_for_its_overlap_and_then_stops() {
             .json(&json!({ "overlap_seconds": overlap }))
             .send()
     };
+    // An overlap past 30 days is refused before anything changes (it once overflowed the
+    // database's interval and answered 503).
+    let too_long = rotate(10_000_000_000_000_001).await.expect("send");
+    assert_eq!(too_long.status(), 422);
+    assert_eq!(too_long.json::<Value>().await.expect("json")["error"], "invalid_field");
+    assert_eq!(
+        token_basic(&app, &client.id, &client.secret, &[("grant_type", "client_credentials")]).await.status(),
+        200
+    );
     let resp = rotate(2).await.expect("send");
     assert_eq!(resp.status(), 200);
     let second = resp.json::<Value>().await.expect("json")["client_secret"].as_str().expect("secret").to_string();
