@@ -122,6 +122,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         Some("false"),
         "Accept http:// (not only https://) jwks_uri values when registering clients (development only).",
     ),
+    (
+        "BROWSER_SESSION_TTL",
+        Some("12h"),
+        "How long a sign-in on the hosted pages lasts (the browser's session cookie); the user signs in again after it.",
+    ),
     ("MAX_BODY_BYTES", Some("65536"), "Largest accepted request body."),
     ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
     ("REQUEST_TIMEOUT", Some("30s"), "Time a client has to send its request body (408 after it)."),
@@ -249,6 +254,8 @@ pub struct OAuthConfig {
     pub assertion_max_age: Duration,
     /// Whether a client's `jwks_uri` may be plain HTTP.
     pub jwks_allow_http: bool,
+    /// How long a browser session (the hosted sign-in's cookie) lasts.
+    pub browser_session_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -403,16 +410,17 @@ impl Layers {
             .unwrap_or_default()
     }
 
-    /// Only the password settings (for commands that hash without serving).
     /// The OAuth slice alone (the `clients` commands).
     pub fn oauth(&self) -> Result<OAuthConfig, ConfigError> {
         Ok(OAuthConfig {
             secret_overlap: self.duration("CLIENT_SECRET_OVERLAP")?,
             assertion_max_age: self.duration("CLIENT_ASSERTION_MAX_AGE")?,
             jwks_allow_http: self.bool("CLIENT_JWKS_ALLOW_HTTP")?,
+            browser_session_ttl: self.duration("BROWSER_SESSION_TTL")?,
         })
     }
 
+    /// Only the password settings (for commands that hash without serving).
     pub fn passwords(&self) -> Result<PasswordConfig, ConfigError> {
         let memory_kib: u32 = self.parse("ARGON2_MEMORY_KIB")?;
         let iterations: u32 = self.parse("ARGON2_ITERATIONS")?;

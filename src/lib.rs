@@ -31,6 +31,7 @@ pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod metrics;
+pub mod pages;
 pub mod passwords;
 pub mod remote_keys;
 pub mod routes;

@@ -95,6 +95,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                 client_name: Some(name),
                 grant_types: (!grant_types.is_empty()).then_some(grant_types),
                 redirect_uris: Some(redirect_uris),
+                post_logout_redirect_uris: None,
                 token_endpoint_auth_method: auth_method,
                 scope,
                 jwks,

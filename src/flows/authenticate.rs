@@ -22,6 +22,8 @@ use auth_actors::keys::VerifyRules;
 use auth_actors::rate_limiter::{TokenRef, TokenState};
 use uuid::Uuid;
 
+use auth_actors::db::grants::BrowserSession;
+
 use super::error::FlowError;
 use super::oauth::{AuthenticatedClient, OAuthForm};
 use super::tokens::AccessClaims;
@@ -51,6 +53,12 @@ pub enum Access {
     /// Anyone; a client that presents credentials must authenticate (revocation by a token's
     /// holder, or by its client).
     OptionalClient,
+    /// Anyone, with the browser session their session cookie names, if it is live (the hosted
+    /// pages of the browser flow; their forms carry a CSRF token).
+    Browser,
+    /// A valid access token of this issuer for any audience, issued to a user who is active now,
+    /// with scope `openid` (OpenID Connect userinfo; RFC 6750 errors).
+    UserInfo,
 }
 
 impl Access {
@@ -59,7 +67,13 @@ impl Access {
         match self {
             Access::Admin => Some(&["admin"]),
             Access::AdminOrService | Access::Introspector => Some(&["admin", "service"]),
-            Access::Public | Access::Bearer | Access::OptionalBearer | Access::Client | Access::OptionalClient => None,
+            Access::Public
+            | Access::Bearer
+            | Access::OptionalBearer
+            | Access::Client
+            | Access::OptionalClient
+            | Access::Browser
+            | Access::UserInfo => None,
         }
     }
 }
@@ -114,6 +128,8 @@ pub enum Caller {
     Holder {
         form: OAuthForm,
     },
+    /// A visitor of the hosted pages, signed in or not.
+    Browser(Option<BrowserSession>),
 }
 
 /// Who is introspecting.
@@ -266,9 +282,30 @@ pub async fn authorize(app: &App, access: Access, bearer: Option<&str>) -> Resul
             }
             Ok(Caller::User(caller))
         }
-        // These read the request's form; the dispatcher decides them with `introspector`,
-        // `verdict` and the client authentication of `oauth`.
-        Access::Introspector | Access::Client | Access::OptionalClient => Err(FlowError::Token(Rejection::Missing)),
+        Access::UserInfo => userinfo_caller(app, bearer).await,
+        // These read the request's form or cookies; the dispatcher decides them with
+        // `introspector`, `verdict`, the client authentication of `oauth` and the browser session
+        // of `authorize`.
+        Access::Introspector | Access::Client | Access::OptionalClient | Access::Browser => {
+            Err(FlowError::Token(Rejection::Missing))
+        }
+    }
+}
+
+/// [`Access::UserInfo`]: a user's access token, whatever its audience, verified as introspection
+/// verifies its subject (revocation, the user's standing now), granted `openid`.
+async fn userinfo_caller(app: &App, bearer: Option<&str>) -> Result<Caller, FlowError> {
+    let token = bearer.ok_or(FlowError::Token(Rejection::Missing))?;
+    match verdict(app, token).await? {
+        Verdict::Active(Subject::User(p)) => {
+            let scope = p.claims.scope.as_deref().unwrap_or_default();
+            if !scope.split(' ').any(|s| s == "openid") {
+                return Err(FlowError::InsufficientScope("openid"));
+            }
+            Ok(Caller::User(p))
+        }
+        Verdict::Active(Subject::Client(_)) => Err(FlowError::Token(Rejection::Invalid)),
+        Verdict::Inactive(rejection) => Err(FlowError::Token(rejection)),
     }
 }
 

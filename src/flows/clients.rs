@@ -26,11 +26,15 @@ use crate::config::OAuthConfig;
 use crate::domain::FieldError;
 
 /// The grants a client may be registered for.
-pub const GRANT_TYPES: &[&str] = &["client_credentials", "refresh_token"];
+pub const GRANT_TYPES: &[&str] = &["authorization_code", "client_credentials", "refresh_token"];
 
-/// The authentication methods a client may be registered with.
+/// The authentication methods a client may be registered with (`none`: a public client, such as
+/// a mobile or single-page application, which holds no secret and must use PKCE).
 pub const AUTH_METHODS: &[AuthMethod] =
-    &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt];
+    &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt, AuthMethod::None];
+
+/// The OpenID Connect scopes: a client must be allowed them to ask for them.
+pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "roles", "offline_access"];
 
 /// The longest a rotated-out secret may keep working beside its successor.
 pub const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -45,6 +49,7 @@ pub struct MetadataInput {
     pub client_name: Option<String>,
     pub grant_types: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
     pub token_endpoint_auth_method: Option<String>,
     pub scope: Option<String>,
     pub jwks: Option<serde_json::Value>,
@@ -147,10 +152,22 @@ pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetad
         return Err(metadata_error(format!("grant type {g:?} is not supported")));
     }
     let redirect_uris = input.redirect_uris.unwrap_or_default();
-    if let Some(bad) = redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
+    let post_logout_redirect_uris = input.post_logout_redirect_uris.unwrap_or_default();
+    if let Some(bad) = redirect_uris.iter().chain(&post_logout_redirect_uris).find(|u| !valid_redirect_uri(u)) {
         return Err(redirect_error(format!(
             "redirect URI {bad:?} must be absolute, https (http only on loopback) or a private-use scheme, without a fragment or wildcard"
         )));
+    }
+    if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
+        return Err(redirect_error("the authorization_code grant needs at least one redirect URI"));
+    }
+    if auth_method == AuthMethod::None && grant_types.iter().any(|g| g == "client_credentials") {
+        return Err(metadata_error("a public client (token_endpoint_auth_method none) cannot use client_credentials"));
+    }
+    if auth_method == AuthMethod::None && !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(metadata_error(
+            "a public client (token_endpoint_auth_method none) needs the authorization_code grant",
+        ));
     }
     let scope = input.scope.unwrap_or_default();
     let mut scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
@@ -193,6 +210,7 @@ pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetad
         auth_method,
         grant_types,
         redirect_uris,
+        post_logout_redirect_uris,
         scope: scopes.join(" "),
         audience,
         access_token_ttl,
@@ -318,6 +336,7 @@ mod tests {
             secret_overlap: Duration::from_secs(60),
             assertion_max_age: Duration::from_secs(300),
             jwks_allow_http: false,
+            browser_session_ttl: Duration::from_secs(3600),
         }
     }
 

@@ -79,6 +79,9 @@ pub enum FlowError {
     /// The Bearer token was missing, invalid or revoked.
     #[error("{0}")]
     Token(Rejection),
+    /// The Bearer token is valid but was not granted this scope.
+    #[error("the token lacks scope {0}")]
+    InsufficientScope(&'static str),
     /// The caller's token is valid but its user no longer exists.
     #[error("user no longer exists")]
     UserGone,

@@ -14,7 +14,8 @@
 //!    password change could miss.
 
 use auth_actors::db::history::RecordFailure;
-use auth_actors::db::sessions::{self, NewSession, NewToken, StartOutcome};
+use auth_actors::db::sessions::{self, NewSession, NewToken, SessionKind, StartOutcome};
+use auth_actors::db::users::UserRecord;
 use auth_actors::db::users::{FindCredentials, Rehash};
 use auth_actors::db::{events, events::SecurityEvent};
 use auth_actors::keyspace::{Account, LimitClass, Subject};
@@ -37,6 +38,27 @@ pub struct LoginInput {
 }
 
 pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issued, FlowError> {
+    let checked = check_password(app, input, client).await?;
+    let (refresh_token, session) = new_session(&checked, SessionKind::Api, app.config.tokens.refresh_ttl, client)?;
+    let family = session.family_id;
+    if app.services.users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
+        return Err(FlowError::BadCredentials);
+    }
+    let (access_token, expires_in) = tokens::issue_access(app, &checked.user, family, None).await?;
+    app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::success }).inc();
+    Ok(Issued { access_token, expires_in, refresh_token })
+}
+
+/// A user whose password was just checked, and the password version it matched.
+#[derive(Debug)]
+pub struct Checked {
+    pub user: UserRecord,
+    pub password_version: i32,
+}
+
+/// Steps 2 to 4: the credential check every sign-in shares (the API login and the hosted
+/// sign-in page): look up, the account gate, argon2, the failure record or the re-hash.
+pub async fn check_password(app: &App, input: LoginInput, client: &Client) -> Result<Checked, FlowError> {
     let LoginInput { username: login, password } = input;
     if login.is_empty() || login.len() > 254 || password.len() > 4 * app.config.passwords.max_length {
         return Err(FlowError::BadCredentials);
@@ -55,7 +77,7 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
         (Some(c), Verified::Yes) if c.user.is_active => (c.user, c.password_version),
         (Some(c), Verified::YesRehashed(new)) if c.user.is_active => {
             // The re-hash replaces only the hash that was verified, so it can never undo a
-            // password change; if it finds another hash, the session start below decides.
+            // password change; if it finds another hash, the session start decides.
             users.run(Rehash { id: c.user.id, old: c.password_hash, new }).await?;
             (c.user, c.password_version)
         }
@@ -74,28 +96,33 @@ pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issu
     if app.config.limits.enabled {
         app.services.limiter.run(LoginSucceeded { account }).await?;
     }
+    Ok(Checked { user, password_version })
+}
 
-    let family = Uuid::now_v7();
+/// A new session of `kind` for a user whose password was just checked: its secret (for the
+/// client) and what to store (only the secret's digest).
+pub fn new_session(
+    checked: &Checked,
+    kind: SessionKind,
+    ttl: std::time::Duration,
+    client: &Client,
+) -> Result<(String, NewSession), FlowError> {
     let refresh_token = tokens::new_refresh_secret()?;
     let secret = tokens::decode_refresh(&refresh_token).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
     let session = NewSession {
-        user_id: user.id,
-        family_id: family,
+        user_id: checked.user.id,
+        family_id: Uuid::now_v7(),
+        kind,
         token: NewToken {
             id: Uuid::now_v7(),
             hash: tokens::refresh_hash(&secret),
-            expires_at: OffsetDateTime::now_utc() + app.config.tokens.refresh_ttl,
+            expires_at: OffsetDateTime::now_utc() + ttl,
         },
         ip_address: client.ip_string(),
         user_agent: client.user_agent.clone(),
-        password_version,
+        password_version: checked.password_version,
     };
-    if users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
-        return Err(FlowError::BadCredentials);
-    }
-    let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
-    app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::success }).inc();
-    Ok(Issued { access_token, expires_in, refresh_token })
+    Ok((refresh_token, session))
 }
 
 /// Step 3: the account's lockout gate and per-account rate limit, for every check of a password

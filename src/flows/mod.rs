@@ -18,11 +18,14 @@
 //! - [`standards`]: introspection, revocation and discovery metadata.
 //! - [`clients`]: the OAuth client registry (RFC 7591 metadata).
 //! - [`oauth`]: the OAuth token endpoint and client authentication.
+//! - [`authorize`]: the browser flow (authorization code with PKCE, OpenID Connect), consent,
+//!   the code exchange, userinfo and sign-out.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
 
 pub mod account;
 pub mod authenticate;
+pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod limits;

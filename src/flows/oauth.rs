@@ -4,9 +4,11 @@
 //! Client authentication (RFC 6749 §2.3, RFC 7523 §2.2):
 //!
 //! 1. Read what the request presents: HTTP Basic (`client_secret_basic`), `client_id` and
-//!    `client_secret` in the form (`client_secret_post`), or a `client_assertion` of type
-//!    `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` (`private_key_jwt`). More than
-//!    one method is `invalid_request`; none is `invalid_client`.
+//!    `client_secret` in the form (`client_secret_post`), a `client_assertion` of type
+//!    `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` (`private_key_jwt`), or only a
+//!    `client_id` (a public client, `none`, which proves nothing and so may only redeem codes
+//!    with PKCE and rotate its own refresh tokens). More than one method is `invalid_request`;
+//!    none is `invalid_client`.
 //! 2. The client gate in Redis, in one round trip with the authorization epoch: a locked client
 //!    is refused (429) before anything is checked, the per-client limit is counted, and one
 //!    check is reserved so that parallel guesses cannot outnumber `CLIENT_AUTH_THRESHOLD`.
@@ -22,9 +24,10 @@
 //!    threshold locks the client, as a failed login locks an account) and is recorded as a
 //!    `client_auth_failed` event. Every failure is the same `401 invalid_client`.
 //!
-//! Grants: `client_credentials` (a token whose `sub` and `client_id` are the client) and
-//! `refresh_token` (a session bound to the client, rotated exactly as `/api/v1/auth/refresh`
-//! rotates, with the same grace window and reuse detection). The client must be registered for
+//! Grants: `authorization_code` (see [`super::authorize`]), `client_credentials` (a token whose
+//! `sub` and `client_id` are the client) and `refresh_token` (a session bound to the client,
+//! rotated exactly as `/api/v1/auth/refresh` rotates, with the same grace window and reuse
+//! detection). The client must be registered for
 //! the grant (`unauthorized_client`); the scopes asked for must be among its own
 //! (`invalid_scope`); no scope asked for means all of them.
 
@@ -185,7 +188,11 @@ pub enum Presented {
         client_id: String,
         assertion: String,
     },
-    /// Nothing that authenticates a client.
+    /// Only a `client_id`: a public client.
+    Public {
+        client_id: String,
+    },
+    /// Nothing that names a client.
     Nothing,
 }
 
@@ -195,7 +202,7 @@ impl Presented {
             Presented::Basic { .. } => "client_secret_basic",
             Presented::Post { .. } => "client_secret_post",
             Presented::Assertion { .. } => "private_key_jwt",
-            Presented::Nothing => "none",
+            Presented::Public { .. } | Presented::Nothing => "none",
         }
     }
 
@@ -258,6 +265,10 @@ pub fn presented(authorization: Option<&str>, form: &OAuthForm) -> Result<Presen
             };
             Presented::Assertion { client_id, assertion: assertion.to_string() }
         }
+        (None, None, None) => match form_id {
+            Some(client_id) => Presented::Public { client_id: client_id.to_string() },
+            None => Presented::Nothing,
+        },
         _ => Presented::Nothing,
     })
 }
@@ -292,7 +303,8 @@ pub async fn authenticate_client(
     let client_id = match &presented {
         Presented::Basic { client_id, .. }
         | Presented::Post { client_id, .. }
-        | Presented::Assertion { client_id, .. } => client_id.clone(),
+        | Presented::Assertion { client_id, .. }
+        | Presented::Public { client_id } => client_id.clone(),
         Presented::Nothing => return Err(invalid_client("client authentication is required", false)),
     };
     if !plausible_client_id(&client_id) {
@@ -402,6 +414,7 @@ async fn check_credentials(
             check_assertion(app, &entry, &assertion).await?;
             registered
         }
+        Presented::Public { .. } if registered == AuthMethod::None => registered,
         _ => return Err(Refused::Because("method_not_registered")),
     };
     Ok(AuthenticatedClient { entry, method })
@@ -488,6 +501,9 @@ pub struct TokenResponse {
     pub scope: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// OpenID Connect: when the code was issued for scope `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// `POST /oauth2/token` for an authenticated client.
@@ -499,6 +515,7 @@ pub async fn token(
 ) -> Result<TokenResponse, OAuthError> {
     let grant = form.get("grant_type");
     let label = match grant {
+        Some("authorization_code") => "authorization_code",
         Some("client_credentials") => "client_credentials",
         Some("refresh_token") => "refresh_token",
         _ => "other",
@@ -511,6 +528,7 @@ pub async fn token(
         Some(g) if !client.entry.metadata().grant_types.iter().any(|r| r == g) => {
             Err(OAuthError::UnauthorizedClient(format!("the client is not registered for the {g} grant")))
         }
+        Some("authorization_code") => super::authorize::exchange(app, client, form, request).await,
         Some("client_credentials") => client_credentials(app, client, form).await,
         Some(_) => refresh_token(app, client, form, request).await,
     };
@@ -542,11 +560,11 @@ fn granted_scope(client: &AuthenticatedClient, requested: Option<&str>) -> Resul
     }
 }
 
-fn ttl_of(app: &App, client: &AuthenticatedClient) -> u64 {
+pub(super) fn ttl_of(app: &App, client: &AuthenticatedClient) -> u64 {
     client.entry.metadata().access_token_ttl.map_or(app.config.tokens.access_ttl.as_secs(), |t| t.max(1) as u64)
 }
 
-fn audience_of(app: &App, client: &AuthenticatedClient) -> String {
+pub(super) fn audience_of(app: &App, client: &AuthenticatedClient) -> String {
     client.entry.metadata().audience.clone().unwrap_or_else(|| app.config.tokens.audience.clone())
 }
 
@@ -582,6 +600,7 @@ async fn client_credentials(
         expires_in: ttl,
         scope: Some(scope).filter(|s| !s.is_empty()),
         refresh_token: None,
+        id_token: None,
     })
 }
 
@@ -641,32 +660,20 @@ async fn refresh_token(
             asked.to_string()
         }
     };
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let ttl = ttl_of(app, client);
-    let claims = AccessClaims {
-        iss: t.issuer.clone(),
-        sub: user.id.to_string(),
-        aud: audience_of(app, client),
-        exp: now + ttl as i64,
-        iat: now,
-        nbf: now,
-        jti: Uuid::now_v7(),
-        kind: TokenKind::Access,
-        username: Some(user.username.clone()),
-        email: Some(user.email.clone()),
-        roles: Some(user.roles.clone()),
-        sid: Some(family),
-        client_id: Some(client.id().to_string()),
-        scope: Some(scope.clone()),
+    let to = tokens::IssuedTo {
+        client_id: client.id(),
+        audience: audience_of(app, client),
+        scope: scope.clone(),
+        ttl: ttl_of(app, client),
     };
-    let access_token = app.services.keys.sign("at+jwt", claims).await.map_err(FlowError::from)?;
-    app.metrics.tokens_issued.inc();
+    let (access_token, ttl) = tokens::issue_access(app, &user, family, Some(to)).await?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: ttl,
         scope: Some(scope).filter(|s| !s.is_empty()),
         refresh_token: Some(refresh_token),
+        id_token: None,
     })
 }
 
@@ -699,7 +706,8 @@ mod tests {
         assert!(matches!(presented(Some(&basic), &post), Err(OAuthError::InvalidRequest(_))));
         let assertion = form(&[("client_assertion", "a.b.c"), ("client_assertion_type", "other")]);
         assert!(matches!(presented(None, &assertion), Err(OAuthError::InvalidRequest(_))));
-        assert!(matches!(presented(None, &form(&[("client_id", "svc")])), Ok(Presented::Nothing)));
+        assert!(matches!(presented(None, &form(&[("client_id", "spa")])), Ok(Presented::Public { .. })));
+        assert!(matches!(presented(None, &form(&[])), Ok(Presented::Nothing)));
         assert!(matches!(presented(Some("Basic !!!"), &form(&[])), Err(OAuthError::InvalidClient { basic: true, .. })));
     }
 }

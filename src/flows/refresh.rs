@@ -72,6 +72,6 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
     if !user.is_active {
         return Err(FlowError::RefreshInvalid);
     }
-    let (access_token, expires_in) = tokens::issue_access(app, &user, family).await?;
+    let (access_token, expires_in) = tokens::issue_access(app, &user, family, None).await?;
     Ok(Issued { access_token, expires_in, refresh_token })
 }

@@ -74,36 +74,55 @@ pub async fn revoke(app: &App, token: &str, by: Revoker<'_>) -> Result<(), FlowE
     }
     super::logout::blacklist_subject(app, &subject).await
 }
-/// The authorization-server metadata (RFC 8414): only what this service really offers. The
-/// signing algorithms are those of the keys the JWKS publishes now; the scopes are those the
-/// registered clients may be granted.
+/// The authorization-server metadata (RFC 8414) and OpenID Provider metadata (OpenID Connect
+/// Discovery §3): only what this service really offers. The signing algorithms are those of the
+/// keys the JWKS publishes now; the scopes are the OpenID Connect ones and those the registered
+/// clients may be granted.
 pub async fn metadata(app: &App) -> Result<serde_json::Value, FlowError> {
     let base = &app.config.tokens.public_url;
     let keys = app.services.keys.snapshot()?;
     let mut algs: Vec<&str> = keys.kids().map(|(_, alg, _)| alg.as_str()).collect();
     algs.sort_unstable_by_key(|alg| std::cmp::Reverse(*alg));
     algs.dedup();
-    let scopes = app.services.users.run(auth_actors::db::clients::Scopes).await?;
+    let mut scopes = app.services.users.run(auth_actors::db::clients::Scopes).await?;
+    scopes.extend(super::clients::OIDC_SCOPES.iter().map(|s| s.to_string()));
+    scopes.sort_unstable();
+    scopes.dedup();
     let methods: Vec<&str> = super::clients::AUTH_METHODS.iter().map(|m| m.as_str()).collect();
+    // A public client proves nothing, so it may not introspect.
+    let confidential: Vec<&str> = methods.iter().copied().filter(|m| *m != "none").collect();
     let assertion_algs = super::clients::ASSERTION_ALGS;
     Ok(serde_json::json!({
         "issuer": app.config.tokens.issuer,
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
         "token_endpoint": format!("{base}/oauth2/token"),
+        "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+        "end_session_endpoint": format!("{base}/oauth2/logout"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "grant_types_supported": super::clients::GRANT_TYPES,
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login"],
+        "authorization_response_iss_parameter_supported": true,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "scopes_supported": scopes,
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
-        "introspection_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": confidential,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "revocation_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "access_token_signing_alg_values_supported": algs,
         "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "type", "username", "email", "roles", "sid", "client_id", "scope"
+            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "type", "username", "email", "roles", "sid", "client_id",
+            "scope", "auth_time", "nonce", "azp", "at_hash", "preferred_username", "email_verified"
         ],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     }))
 }

@@ -103,19 +103,33 @@ pub struct Issued {
     pub refresh_token: String,
 }
 
-/// Signs an access token for `user` in session `family`.
+/// The OAuth client a user's access token is issued to, with what the client was granted.
+#[derive(Debug)]
+pub struct IssuedTo<'a> {
+    pub client_id: &'a str,
+    pub audience: String,
+    pub scope: String,
+    pub ttl: u64,
+}
+
+/// Signs an access token for `user` in session `family`: for this service's own API, or for
+/// the client `to` names.
 pub async fn issue_access(
     app: &App,
     user: &auth_actors::db::users::UserRecord,
     family: Uuid,
+    to: Option<IssuedTo<'_>>,
 ) -> Result<(String, u64), FlowError> {
     let t = &app.config.tokens;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let ttl = t.access_ttl.as_secs();
+    let (aud, ttl, client_id, scope) = match to {
+        None => (t.audience.clone(), t.access_ttl.as_secs(), None, None),
+        Some(c) => (c.audience, c.ttl, Some(c.client_id.to_string()), Some(c.scope)),
+    };
     let claims = AccessClaims {
         iss: t.issuer.clone(),
         sub: user.id.to_string(),
-        aud: t.audience.clone(),
+        aud,
         exp: now + ttl as i64,
         iat: now,
         nbf: now,
@@ -125,8 +139,8 @@ pub async fn issue_access(
         email: Some(user.email.clone()),
         roles: Some(user.roles.clone()),
         sid: Some(family),
-        client_id: None,
-        scope: None,
+        client_id,
+        scope,
     };
     let token = app.services.keys.sign("at+jwt", claims).await?;
     app.metrics.tokens_issued.inc();

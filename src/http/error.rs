@@ -10,6 +10,7 @@ use hyper::StatusCode;
 
 use super::response::{self, Response};
 use crate::domain::FieldError;
+use crate::flows::authenticate::Rejection;
 use crate::flows::error::FlowError;
 
 /// Every way a request can fail, as the client should see it.
@@ -19,6 +20,13 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A Bearer token that was sent but is invalid, expired or revoked (RFC 6750 §3.1
+    /// `invalid_token` in the challenge).
+    #[error("{0}")]
+    InvalidToken(String),
+    /// A valid Bearer token without the scope the route needs (RFC 6750 §3.1).
+    #[error("the token lacks scope {0}")]
+    InsufficientScope(&'static str),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -62,8 +70,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -81,7 +89,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => "unauthorized",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -124,6 +133,16 @@ impl ApiError {
             ApiError::Unauthorized(_) => {
                 headers.insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
             }
+            ApiError::InvalidToken(_) => {
+                let challenge = "Bearer error=\"invalid_token\"";
+                headers.insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static(challenge));
+            }
+            ApiError::InsufficientScope(scope) => {
+                let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&challenge) {
+                    headers.insert(hyper::header::WWW_AUTHENTICATE, v);
+                }
+            }
             ApiError::MethodNotAllowed(allow) => {
                 if let Ok(v) = hyper::header::HeaderValue::from_str(allow) {
                     headers.insert(hyper::header::ALLOW, v);
@@ -141,6 +160,8 @@ impl From<FlowError> for ApiError {
         let detail = e.to_string();
         match e {
             FlowError::Field(_) => ApiError::Unprocessable(detail),
+            FlowError::Token(Rejection::Invalid | Rejection::Revoked) => ApiError::InvalidToken(detail),
+            FlowError::InsufficientScope(scope) => ApiError::InsufficientScope(scope),
             FlowError::BadCredentials
             | FlowError::Token(_)
             | FlowError::UserGone

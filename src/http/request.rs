@@ -68,6 +68,12 @@ impl Request {
         self.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| cookie_from_header(v, name))
     }
 
+    /// Every query-string parameter, percent-decoded, in order (a malformed query is 400).
+    pub fn query_pairs(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let Some(q) = self.query.as_deref() else { return Ok(Vec::new()) };
+        serde_urlencoded::from_str(q).map_err(|_| ApiError::BadRequest("malformed query string".into()))
+    }
+
     /// A query-string parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query.as_deref()?;

@@ -58,6 +58,16 @@ pub enum RouteId {
     UpdateClient,
     DeleteClient,
     RotateClientSecret,
+    Authorize,
+    SignIn,
+    Consent,
+    EndSession,
+    ConfirmEndSession,
+    UserInfo,
+    UserInfoPost,
+    Stylesheet,
+    ListConsents,
+    RevokeConsent,
     /// Makes an actor fail on purpose. Compiled only with the `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
     TestFail,
@@ -80,7 +90,9 @@ const fn def(method: Method, template: &'static str, id: RouteId, access: Access
     RouteDef { method, template, id, access, class }
 }
 
-use Access::{Admin, AdminOrService, Bearer, Client, Introspector, OptionalBearer, OptionalClient, Public};
+use Access::{
+    Admin, AdminOrService, Bearer, Browser, Client, Introspector, OptionalBearer, OptionalClient, Public, UserInfo,
+};
 use auth_actors::keyspace::LimitClass::{
     Default as DEFAULT, Login as LOGIN, Refresh as REFRESH, Signup as SIGNUP, Token as TOKEN,
 };
@@ -136,6 +148,16 @@ pub static ROUTES: &[RouteDef] = &[
         Admin,
         limited(DEFAULT),
     ),
+    def(Method::GET, "/oauth2/authorize", RouteId::Authorize, Browser, limited(DEFAULT)),
+    def(Method::POST, "/oauth2/authorize", RouteId::SignIn, Browser, limited(LOGIN)),
+    def(Method::POST, "/oauth2/consent", RouteId::Consent, Browser, limited(DEFAULT)),
+    def(Method::GET, "/oauth2/logout", RouteId::EndSession, Browser, limited(DEFAULT)),
+    def(Method::POST, "/oauth2/logout", RouteId::ConfirmEndSession, Browser, limited(DEFAULT)),
+    def(Method::GET, "/oauth2/userinfo", RouteId::UserInfo, UserInfo, limited(DEFAULT)),
+    def(Method::POST, "/oauth2/userinfo", RouteId::UserInfoPost, UserInfo, limited(DEFAULT)),
+    def(Method::GET, "/oauth2/assets/style.css", RouteId::Stylesheet, Public, EXEMPT),
+    def(Method::GET, "/api/v1/consents", RouteId::ListConsents, Bearer, limited(DEFAULT)),
+    def(Method::DELETE, "/api/v1/consents/{client_id}", RouteId::RevokeConsent, Bearer, limited(DEFAULT)),
     #[cfg(feature = "test-hooks")]
     def(Method::POST, "/api/v1/_test/fail/{actor}", RouteId::TestFail, Public, EXEMPT),
 ];

@@ -22,6 +22,7 @@ pub fn client_json(c: &ClientRecord) -> serde_json::Value {
         "token_endpoint_auth_method": m.auth_method.as_str(),
         "grant_types": m.grant_types,
         "redirect_uris": m.redirect_uris,
+        "post_logout_redirect_uris": m.post_logout_redirect_uris,
         "scope": m.scope,
         "first_party": m.first_party,
         "audience": m.audience,

@@ -5,6 +5,7 @@
 //! limit decision in `RateLimit-*` headers.
 
 mod auth;
+mod browser;
 mod clients;
 pub use clients::client_json;
 mod ops;
@@ -25,11 +26,14 @@ use crate::http::{ApiError, Request, Response};
 /// Applies the route's rate limit and access, calls its handler, and adds the limit headers.
 pub async fn dispatch(app: &App, route: &RouteDef, mut req: Request) -> Result<Response, ApiError> {
     let decision = limits::check(app, route.class, req.client_ip).await?;
+    // The hosted pages answer every failure as a page.
+    let render: fn(ApiError) -> Response =
+        if route.access == Access::Browser { browser::error_response } else { ApiError::into_response };
     let mut resp = match decision {
-        Some(d) if !d.allowed => ApiError::RateLimited { retry_after: d.retry_after }.into_response(),
+        Some(d) if !d.allowed => render(ApiError::RateLimited { retry_after: d.retry_after }),
         _ => match authorize(app, route.access, &mut req).await {
-            Ok(caller) => handle(app, route.id, req, caller).await.unwrap_or_else(ApiError::into_response),
-            Err(e) => e.into_response(),
+            Ok(caller) => handle(app, route.id, req, caller).await.unwrap_or_else(render),
+            Err(e) => render(e),
         },
     };
     if let Some(d) = decision {
@@ -54,6 +58,14 @@ async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Calle
                 return Err(ApiError::Unauthorized(authenticate::Rejection::Missing.to_string()));
             }
             let client = oauth::authenticate_client(app, presented, &auth::client(req)).await?;
+            if client.method == auth_actors::db::clients::AuthMethod::None {
+                // A public client proves nothing, so it may not learn about tokens (RFC 7662 §4).
+                return Err(oauth::OAuthError::InvalidClient {
+                    description: "a public client cannot introspect".into(),
+                    basic: false,
+                }
+                .into());
+            }
             let token = auth::required_token(&form)?;
             let subject = authenticate::verdict(app, token).await?;
             Ok(Caller::Introspector { caller: authenticate::Introspecting::Client(client), subject })
@@ -65,6 +77,10 @@ async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Calle
             }
             let client = oauth::authenticate_client(app, presented, &auth::client(req)).await?;
             Ok(Caller::Client { client, form })
+        }
+        Access::Browser => {
+            let cookie = browser::session_cookie(app, req);
+            Ok(Caller::Browser(crate::flows::authorize::browser_session(app, cookie.as_deref()).await?))
         }
         _ => Ok(authenticate::authorize(app, access, req.bearer()).await?),
     }
@@ -119,6 +135,13 @@ async fn handle(app: &App, route: RouteId, req: Request, caller: Caller) -> Resu
         RouteId::Me => roles::me(app, caller).await,
         RouteId::ListUserRoles => roles::users(app, req).await,
         RouteId::AdminEvents => roles::events(app, req).await,
+        RouteId::Authorize | RouteId::SignIn => Ok(browser::authorize(app, req, caller).await),
+        RouteId::Consent => Ok(browser::consent(app, req, caller).await),
+        RouteId::EndSession | RouteId::ConfirmEndSession => Ok(browser::logout(app, req, caller).await),
+        RouteId::UserInfo | RouteId::UserInfoPost => browser::userinfo(app, caller.principal()?).await,
+        RouteId::Stylesheet => Ok(browser::stylesheet()),
+        RouteId::ListConsents => browser::consents(app, caller.principal()?).await,
+        RouteId::RevokeConsent => browser::revoke_consent(app, &req, caller.principal()?).await,
         #[cfg(feature = "test-hooks")]
         RouteId::TestFail => ops::test_fail(app, &req),
     }

@@ -62,6 +62,8 @@ pub async fn sessions(app: &App, principal: Principal) -> Result<Response, ApiEr
                 "last_used_at": rfc3339(s.last_used_at),
                 "ip_address": s.ip_address,
                 "user_agent": s.user_agent,
+                "kind": s.kind,
+                "client_id": s.client_id,
                 "current": principal.session == s.id,
             })
         })

@@ -340,7 +340,6 @@ impl TestApp {
         self.post_json("/api/v1/auth/login-json", &serde_json::json!({"username": login, "password": password})).await
     }
 
-    /// Logs `user` in and returns its session.
     /// A new user, logged in.
     pub async fn user_session(&self) -> (TestUser, Session) {
         let user = self.new_user().await;
@@ -355,6 +354,7 @@ impl TestApp {
         (status, resp.json().await.expect("json"))
     }
 
+    /// Logs `user` in and returns its session.
     pub async fn login(&self, user: &TestUser) -> Session {
         let resp = self.login_json(&user.username, &user.password).await;
         assert_eq!(resp.status(), 200, "login");

@@ -16,6 +16,7 @@ mod login;
 mod logs;
 mod metrics;
 mod oauth;
+mod oidc;
 mod openapi;
 mod refresh;
 mod roles;

@@ -14,13 +14,13 @@ use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with, temp_dir};
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A registered client: its id and, for a secret method, its secret.
-struct Registered {
-    id: String,
-    secret: String,
-    body: Value,
+pub(crate) struct Registered {
+    pub(crate) id: String,
+    pub(crate) secret: String,
+    pub(crate) body: Value,
 }
 
-async fn register(app: &TestApp, admin: &Session, metadata: Value) -> Registered {
+pub(crate) async fn register(app: &TestApp, admin: &Session, metadata: Value) -> Registered {
     let resp = app
         .client
         .post(app.url("/api/v1/clients"))
@@ -552,12 +552,17 @@ async fn registration_speaks_rfc_7591_and_changes_reach_the_token_endpoint_at_on
     let (status, meta) = app.get_json("/.well-known/oauth-authorization-server").await;
     assert_eq!(status, 200);
     assert_eq!(meta["token_endpoint"], "http://auth.test/oauth2/token");
-    assert_eq!(meta["grant_types_supported"], json!(["client_credentials", "refresh_token"]));
+    assert_eq!(meta["grant_types_supported"], json!(["authorization_code", "client_credentials", "refresh_token"]));
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+        json!(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
     );
-    assert_eq!(meta["scopes_supported"], json!(["a", "b"]));
+    assert_eq!(
+        meta["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]),
+        "a public client cannot introspect"
+    );
+    assert_eq!(meta["scopes_supported"], json!(["a", "b", "email", "offline_access", "openid", "profile", "roles"]));
     assert!(meta["introspection_endpoint"].as_str().expect("url").ends_with("/oauth2/introspect"));
 }
 

@@ -14,9 +14,26 @@ async fn both_discovery_documents_publish_the_issuer_jwks_uri_and_endpoints() {
         assert_eq!(doc["introspection_endpoint"], "http://auth.test/oauth2/introspect");
         assert_eq!(doc["revocation_endpoint"], "http://auth.test/oauth2/revoke");
         assert_eq!(doc["token_endpoint"], "http://auth.test/oauth2/token");
-        assert_eq!(doc["response_types_supported"], serde_json::json!([]), "no authorization endpoint yet");
-        assert!(doc.get("authorization_endpoint").is_none(), "no authorization endpoint exists");
-        assert!(doc.get("id_token_signing_alg_values_supported").is_none(), "no ID tokens are issued");
+        assert_eq!(doc["authorization_endpoint"], "http://auth.test/oauth2/authorize");
+        assert_eq!(doc["userinfo_endpoint"], "http://auth.test/oauth2/userinfo");
+        assert_eq!(doc["end_session_endpoint"], "http://auth.test/oauth2/logout");
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]), "no plain");
+        assert_eq!(doc["subject_types_supported"], serde_json::json!(["public"]));
+        assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(doc["id_token_signing_alg_values_supported"], doc["access_token_signing_alg_values_supported"]);
+        for claim in ["sub", "auth_time", "nonce", "at_hash", "email_verified", "preferred_username", "roles"] {
+            assert!(doc["claims_supported"].as_array().expect("claims").iter().any(|c| c == claim), "{claim}");
+        }
+        for scope in ["openid", "profile", "email", "offline_access"] {
+            assert!(doc["scopes_supported"].as_array().expect("scopes").iter().any(|s| s == scope), "{scope}");
+        }
+        // Every endpoint it names is served here.
+        for (name, url) in doc.as_object().expect("object").iter().filter(|(k, _)| k.ends_with("_endpoint")) {
+            let path = url.as_str().expect("url").trim_start_matches("http://auth.test");
+            let resp = app.client.get(app.url(path)).send().await.expect("send");
+            assert_ne!(resp.status(), 404, "{name} {path}");
+        }
     }
 }
 

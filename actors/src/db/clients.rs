@@ -55,6 +55,8 @@ pub struct ClientMetadata {
     pub auth_method: AuthMethod,
     pub grant_types: Vec<String>,
     pub redirect_uris: Vec<String>,
+    /// Where the client may send a user after signing out (exact URIs).
+    pub post_logout_redirect_uris: Vec<String>,
     /// Space-separated scopes the client may be granted.
     pub scope: String,
     /// `aud` of its access tokens; `None`: the service's audience.
@@ -90,7 +92,7 @@ pub struct ClientCredentials {
 }
 
 const COLUMNS: &str = "client_id, client_name, token_endpoint_auth_method, grant_types, redirect_uris, scope, \
-     audience, access_token_ttl, first_party, jwks, jwks_uri, created_at, updated_at";
+     audience, access_token_ttl, first_party, jwks, jwks_uri, created_at, updated_at, post_logout_redirect_uris";
 
 fn client_from(row: &Row) -> ClientRecord {
     let method: String = row.get("token_endpoint_auth_method");
@@ -102,6 +104,7 @@ fn client_from(row: &Row) -> ClientRecord {
             auth_method: AuthMethod::parse(&method).unwrap_or(AuthMethod::None),
             grant_types: row.get("grant_types"),
             redirect_uris: row.get("redirect_uris"),
+            post_logout_redirect_uris: row.get("post_logout_redirect_uris"),
             scope: row.get("scope"),
             audience: row.get("audience"),
             access_token_ttl: row.get("access_token_ttl"),
@@ -132,8 +135,9 @@ impl Operation for Create {
         let tx = client.transaction().await?;
         let sql = format!(
             "INSERT INTO oauth_clients (client_id, client_name, token_endpoint_auth_method, grant_types, redirect_uris,
-                                        scope, audience, access_token_ttl, first_party, jwks, jwks_uri)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+                                        scope, audience, access_token_ttl, first_party, jwks, jwks_uri,
+                                        post_logout_redirect_uris)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
         );
         let row = super::one(
             &tx,
@@ -150,6 +154,7 @@ impl Operation for Create {
                 &m.first_party,
                 &m.jwks,
                 &m.jwks_uri,
+                &m.post_logout_redirect_uris,
             ],
         )
         .await?;
@@ -260,10 +265,10 @@ impl Operation for Update {
         let sql = format!(
             "UPDATE oauth_clients SET client_name = $2, token_endpoint_auth_method = $3, grant_types = $4,
                     redirect_uris = $5, scope = $6, audience = $7, access_token_ttl = $8, first_party = $9,
-                    jwks = $10, jwks_uri = $11, updated_at = now()
+                    jwks = $10, jwks_uri = $11, post_logout_redirect_uris = $12, updated_at = now()
              WHERE client_id = $1 RETURNING {COLUMNS}"
         );
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
             &self.client_id,
             &m.client_name,
             &m.auth_method.as_str(),
@@ -275,6 +280,7 @@ impl Operation for Update {
             &m.first_party,
             &m.jwks,
             &m.jwks_uri,
+            &m.post_logout_redirect_uris,
         ];
         let Some(row) = super::opt(&tx, &sql, &params).await? else { return Ok(None) };
         if !m.auth_method.uses_secret() {

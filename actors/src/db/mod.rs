@@ -8,6 +8,7 @@
 
 pub mod clients;
 pub mod events;
+pub mod grants;
 pub mod history;
 pub mod roles;
 pub mod sessions;

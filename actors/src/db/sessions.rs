@@ -39,12 +39,36 @@ pub struct NewToken {
 pub struct NewSession {
     pub user_id: Uuid,
     pub family_id: Uuid,
+    /// `api` (a login of /api/v1/auth) or `browser` (the hosted sign-in's cookie).
+    pub kind: SessionKind,
     pub token: NewToken,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     /// The password version the login verified: the session starts only if it is still
     /// current, so a login that raced a password change fails.
     pub password_version: i32,
+}
+
+/// What a session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A login of `/api/v1/auth`: its refresh token rotates at `/api/v1/auth/refresh`.
+    Api,
+    /// The hosted sign-in: its token is the browser's session cookie, which never rotates.
+    Browser,
+    /// Issued to an OAuth client by the authorization-code grant: its refresh token rotates at
+    /// `/oauth2/token`, for that client only.
+    OAuth,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Api => "api",
+            SessionKind::Browser => "browser",
+            SessionKind::OAuth => "oauth",
+        }
+    }
 }
 
 /// What starting a session led to.
@@ -90,6 +114,10 @@ pub struct SessionRow {
     pub last_used_at: OffsetDateTime,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    /// `api`, `browser` or `oauth`.
+    pub kind: String,
+    /// The OAuth client an `oauth` session was issued to.
+    pub client_id: Option<String>,
 }
 
 /// Opens a session: family, first token and the successful login's history row, all or
@@ -120,8 +148,9 @@ async fn start(client: &mut Client, s: &NewSession) -> Result<StartOutcome, Erro
     }
     super::run(
         &tx,
-        "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent) VALUES ($1, $2, $3, $4, $5)",
-        &[&s.family_id, &s.user_id, &s.token.expires_at, &s.ip_address, &s.user_agent],
+        "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time)
+         VALUES ($1, $2, $3, $4, $5, $6, now())",
+        &[&s.family_id, &s.user_id, &s.token.expires_at, &s.ip_address, &s.user_agent, &s.kind.as_str()],
     )
     .await?;
     super::run(
@@ -177,7 +206,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                  WHERE t.token_hash = $1 AND f.id = t.family_id
                    AND t.rotated_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL
                    AND t.expires_at > now() AND f.created_at + make_interval(secs => $6) > now()
-                   AND f.client_id IS NOT DISTINCT FROM $7::text
+                   AND f.client_id IS NOT DISTINCT FROM $7::text AND f.kind <> 'browser'
                  RETURNING t.id, t.family_id, t.user_id, f.scope,
                            LEAST($5::timestamptz, f.created_at + make_interval(secs => $6)) AS expires_at
              ), successor AS (
@@ -217,7 +246,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              LEFT JOIN refresh_tokens s ON s.parent_id = t.id
-             WHERE t.token_hash = $1 AND f.client_id IS NOT DISTINCT FROM $3::text",
+             WHERE t.token_hash = $1 AND f.client_id IS NOT DISTINCT FROM $3::text AND f.kind <> 'browser'",
         &[presented, &rules.grace.as_secs_f64(), client_id],
     )
     .await?
@@ -394,7 +423,7 @@ impl Operation for List {
     type Output = Vec<SessionRow>;
 
     async fn run(&self, client: &mut Client) -> Result<Vec<SessionRow>, Error> {
-        let sql = "SELECT id, created_at, last_used_at, ip_address, user_agent FROM refresh_families
+        let sql = "SELECT id, created_at, last_used_at, ip_address, user_agent, kind, client_id FROM refresh_families
                    WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
                    ORDER BY last_used_at DESC LIMIT 1000";
         Ok(super::all(&*client, sql, &[&self.user_id])
@@ -406,6 +435,8 @@ impl Operation for List {
                 last_used_at: r.get(2),
                 ip_address: r.get(3),
                 user_agent: r.get(4),
+                kind: r.get(5),
+                client_id: r.get(6),
             })
             .collect())
     }

@@ -1,0 +1,315 @@
+//! The browser flow's state: authorization codes, remembered consent, and browser sessions.
+//!
+//! A code is redeemed by one compare-and-swap (`UPDATE ... WHERE used_at IS NULL`) that only the
+//! client it was issued to can win; a second redemption finds it used and learns the session the
+//! first one opened, so that session can be revoked (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
+
+use std::time::Duration;
+
+use deadpool_postgres::Client;
+use time::OffsetDateTime;
+use tokio_postgres::Error;
+use uuid::Uuid;
+
+use super::Operation;
+use super::sessions::NewToken;
+use super::users::UserRecord;
+
+/// A code to store (only its digest), with everything it is bound to.
+#[derive(Debug, Clone)]
+pub struct IssueCode {
+    pub code_hash: Vec<u8>,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub auth_time: OffsetDateTime,
+    pub ttl: Duration,
+}
+
+impl Operation for IssueCode {
+    type Output = ();
+
+    async fn run(&self, client: &mut Client) -> Result<(), Error> {
+        let sql = "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce,
+                                            auth_time, expires_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+            &self.code_hash,
+            &self.client_id,
+            &self.user_id,
+            &self.redirect_uri,
+            &self.scope,
+            &self.code_challenge,
+            &self.nonce,
+            &self.auth_time,
+            &self.ttl.as_secs_f64(),
+        ];
+        super::run(&*client, sql, &params).await?;
+        Ok(())
+    }
+}
+
+/// A code as its redemption found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemedCode {
+    pub user_id: Uuid,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub auth_time: OffsetDateTime,
+}
+
+/// What presenting a code led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// The code was live and is now used (whatever the checks that follow decide).
+    Redeemed(RedeemedCode),
+    /// The code was used before: the session its first redemption opened, if any, to revoke.
+    Replayed { user_id: Uuid, family_id: Option<Uuid> },
+    /// Unknown, expired, or issued to another client.
+    Invalid,
+}
+
+/// Uses the code whose digest is `code_hash`, if it is live and was issued to `client_id`.
+#[derive(Debug, Clone)]
+pub struct RedeemCode {
+    pub code_hash: Vec<u8>,
+    pub client_id: String,
+}
+
+impl Operation for RedeemCode {
+    type Output = CodeOutcome;
+
+    async fn run(&self, client: &mut Client) -> Result<CodeOutcome, Error> {
+        let sql = "UPDATE oauth_codes SET used_at = now()
+                   WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > now()
+                   RETURNING user_id, redirect_uri, scope, code_challenge, nonce, auth_time";
+        if let Some(r) = super::opt(&*client, sql, &[&self.code_hash, &self.client_id]).await? {
+            return Ok(CodeOutcome::Redeemed(RedeemedCode {
+                user_id: r.get(0),
+                redirect_uri: r.get(1),
+                scope: r.get(2),
+                code_challenge: r.get(3),
+                nonce: r.get(4),
+                auth_time: r.get(5),
+            }));
+        }
+        // Marked, so that an exchange of its twin still under way cannot open its session.
+        let used = "UPDATE oauth_codes SET replayed_at = now()
+                    WHERE code_hash = $1 AND client_id = $2 AND used_at IS NOT NULL RETURNING user_id, family_id";
+        Ok(match super::opt(&*client, used, &[&self.code_hash, &self.client_id]).await? {
+            Some(r) => CodeOutcome::Replayed { user_id: r.get(0), family_id: r.get(1) },
+            None => CodeOutcome::Invalid,
+        })
+    }
+}
+
+/// What opening a code's session led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantStart {
+    /// The session is open; the user, with current roles.
+    Started(UserRecord),
+    /// The user is gone or inactive.
+    UserGone,
+    /// The code was presented again meanwhile: no session.
+    Replayed,
+}
+
+/// Opens the session a code exchange issues: a family bound to the client and scope, its first
+/// refresh token, recorded on the code (so that a replay can revoke it), while the user is
+/// active. The code's row is claimed first, so this and a replay's mark are ordered: either the
+/// replay finds the session (and revokes it), or this finds the mark (and opens nothing).
+#[derive(Debug, Clone)]
+pub struct StartGrantSession {
+    pub code_hash: Vec<u8>,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+    pub family_id: Uuid,
+    pub token: NewToken,
+    pub auth_time: OffsetDateTime,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Operation for StartGrantSession {
+    type Output = GrantStart;
+
+    async fn run(&self, client: &mut Client) -> Result<GrantStart, Error> {
+        let tx = client.transaction().await?;
+        let claimed = super::run(
+            &tx,
+            "UPDATE oauth_codes SET family_id = $2 WHERE code_hash = $1 AND replayed_at IS NULL",
+            &[&self.code_hash, &self.family_id],
+        )
+        .await?;
+        if claimed == 0 {
+            return Ok(GrantStart::Replayed);
+        }
+        let Some(user) = super::users::get_in(&tx, self.user_id).await?.filter(|u| u.is_active) else {
+            return Ok(GrantStart::UserGone);
+        };
+        super::run(
+            &tx,
+            "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time, client_id, scope)
+             VALUES ($1, $2, $3, $4, $5, 'oauth', $6, $7, $8)",
+            &[
+                &self.family_id,
+                &self.user_id,
+                &self.token.expires_at,
+                &self.ip_address,
+                &self.user_agent,
+                &self.auth_time,
+                &self.client_id,
+                &self.scope,
+            ],
+        )
+        .await?;
+        super::run(
+            &tx,
+            "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&self.token.id, &self.token.hash, &self.family_id, &self.user_id, &self.token.expires_at],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(GrantStart::Started(user))
+    }
+}
+
+/// A live browser session, by the digest of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub family_id: Uuid,
+    pub user: UserRecord,
+    /// When the user signed in (OIDC `auth_time`, `max_age`).
+    pub auth_time: OffsetDateTime,
+}
+
+/// The browser session whose cookie hashes to `token_hash`, if it is live and its user active.
+#[derive(Debug, Clone)]
+pub struct FindBrowserSession {
+    pub token_hash: Vec<u8>,
+}
+
+impl Operation for FindBrowserSession {
+    type Output = Option<BrowserSession>;
+
+    async fn run(&self, client: &mut Client) -> Result<Option<BrowserSession>, Error> {
+        let sql = "SELECT f.id, f.user_id, COALESCE(f.auth_time, f.created_at) FROM refresh_tokens t
+                   JOIN refresh_families f ON f.id = t.family_id
+                   WHERE t.token_hash = $1 AND f.kind = 'browser' AND f.revoked_at IS NULL AND t.revoked_at IS NULL
+                     AND f.expires_at > now() AND t.expires_at > now()";
+        let Some(row) = super::opt(&*client, sql, &[&self.token_hash]).await? else { return Ok(None) };
+        let (family_id, user_id, auth_time): (Uuid, Uuid, OffsetDateTime) = (row.get(0), row.get(1), row.get(2));
+        let user = super::users::get_in(&*client, user_id).await?.filter(|u| u.is_active);
+        Ok(user.map(|user| BrowserSession { family_id, user, auth_time }))
+    }
+}
+
+/// The scopes `user_id` has let `client_id` have, if any.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    pub user_id: Uuid,
+    pub client_id: String,
+}
+
+impl Operation for Consent {
+    type Output = Option<String>;
+
+    async fn run(&self, client: &mut Client) -> Result<Option<String>, Error> {
+        let sql = "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
+        Ok(super::opt(&*client, sql, &[&self.user_id, &self.client_id]).await?.map(|r| r.get(0)))
+    }
+}
+
+/// Remembers that `user_id` lets `client_id` have `scope` (added to what it had).
+#[derive(Debug, Clone)]
+pub struct GrantConsent {
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+}
+
+impl Operation for GrantConsent {
+    type Output = ();
+
+    async fn run(&self, client: &mut Client) -> Result<(), Error> {
+        let sql = "INSERT INTO oauth_consents (user_id, client_id, scope) VALUES ($1, $2, $3)
+                   ON CONFLICT (user_id, client_id) DO UPDATE SET granted_at = now(), scope = (
+                       SELECT string_agg(DISTINCT s, ' ' ORDER BY s) FROM unnest(
+                           string_to_array(oauth_consents.scope, ' ') || string_to_array(EXCLUDED.scope, ' ')) AS s
+                       WHERE s <> '')";
+        super::run(&*client, sql, &[&self.user_id, &self.client_id, &self.scope]).await?;
+        Ok(())
+    }
+}
+
+/// One remembered consent, as its user lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub granted_at: OffsetDateTime,
+}
+
+/// The consents a user has given, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct ListConsents {
+    pub user_id: Uuid,
+}
+
+impl Operation for ListConsents {
+    type Output = Vec<ConsentRow>;
+
+    async fn run(&self, client: &mut Client) -> Result<Vec<ConsentRow>, Error> {
+        let sql = "SELECT c.client_id, o.client_name, c.scope, c.granted_at FROM oauth_consents c
+                   JOIN oauth_clients o ON o.client_id = c.client_id WHERE c.user_id = $1 ORDER BY c.granted_at DESC";
+        Ok(super::all(&*client, sql, &[&self.user_id])
+            .await?
+            .iter()
+            .map(|r| ConsentRow { client_id: r.get(0), client_name: r.get(1), scope: r.get(2), granted_at: r.get(3) })
+            .collect())
+    }
+}
+
+/// Takes back a consent; the client's sessions of that user end with it. Replies with those
+/// sessions, or `None` if there was no such consent.
+#[derive(Debug, Clone)]
+pub struct RevokeConsent {
+    pub user_id: Uuid,
+    pub client_id: String,
+}
+
+impl Operation for RevokeConsent {
+    type Output = Option<Vec<Uuid>>;
+
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
+        let tx = client.transaction().await?;
+        let deleted = super::run(
+            &tx,
+            "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2",
+            &[&self.user_id, &self.client_id],
+        )
+        .await?;
+        if deleted == 0 {
+            return Ok(None);
+        }
+        let sessions = super::all(
+            &tx,
+            "UPDATE refresh_families SET revoked_at = now(), revoke_reason = 'consent_revoked'
+             WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING id",
+            &[&self.user_id, &self.client_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        tx.commit().await?;
+        Ok(Some(sessions))
+    }
+}

@@ -1,0 +1,445 @@
+//! The hosted pages of the browser flow (`/oauth2/authorize`, `/oauth2/consent`,
+//! `/oauth2/logout`), OpenID Connect userinfo, and the consents a user has given. The flow is
+//! `crate::flows::authorize`; this module holds what is HTTP about it:
+//!
+//! - The browser session is the cookie `__Host-session` (`session` with `COOKIE_SECURE=false`):
+//!   `HttpOnly`, `Secure`, `SameSite=Lax` (so that it reaches the authorization endpoint when a
+//!   client sends the browser there), a 256-bit secret of which only the SHA-256 is stored. A
+//!   sign-in always issues a new one (no session fixation) and ends the one it replaces.
+//! - Every form carries a CSRF token equal to the cookie `__Host-csrf` (double submit; the
+//!   `__Host-` prefix keeps a sibling subdomain from planting it). A POST without both, or with
+//!   two that differ, is refused (403) before anything else is read or changed.
+//! - Every page and redirect forbids framing (`frame-ancestors 'none'`, `X-Frame-Options`),
+//!   scripts (`default-src 'none'`), caching and referrers, and lets its forms go only to this
+//!   service and to the one redirect URI the request was checked against (`form-action`,
+//!   which browsers apply to the redirect that follows a form).
+//! - Every failure on these routes is an HTML page with a 4xx (or 503) status, never a redirect
+//!   to an address that was not checked.
+
+use std::time::Duration;
+
+use hyper::header::{CACHE_CONTROL, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::{Method, StatusCode};
+
+use super::auth::client;
+use crate::app::App;
+use crate::flows::authenticate::{Caller, Principal};
+use crate::flows::authorize::{self, PageError, SignInError, Step};
+use crate::flows::oauth::OAuthForm;
+use crate::flows::tokens;
+use crate::http::{ApiError, Request, Response, response};
+use crate::pages;
+
+/// Why a page request failed: a page error of the flow, or one of the HTTP layer (a body that is
+/// not a form, too large, ...). Both are shown as pages.
+enum Failure {
+    Page(PageError),
+    Api(ApiError),
+}
+
+impl From<PageError> for Failure {
+    fn from(e: PageError) -> Self {
+        Failure::Page(e)
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<crate::flows::error::FlowError> for Failure {
+    fn from(e: crate::flows::error::FlowError) -> Self {
+        Failure::Page(PageError::Flow(e))
+    }
+}
+
+impl From<crate::flows::oauth::OAuthError> for Failure {
+    fn from(e: crate::flows::oauth::OAuthError) -> Self {
+        Failure::Page(PageError::BadRequest(e.to_string()))
+    }
+}
+
+fn session_cookie_name(app: &App) -> &'static str {
+    if app.config.http.cookie_secure { "__Host-session" } else { "session" }
+}
+
+fn csrf_cookie_name(app: &App) -> &'static str {
+    if app.config.http.cookie_secure { "__Host-csrf" } else { "csrf" }
+}
+
+/// A `Set-Cookie` value for the hosted pages (`max_age` `None`: until the browser closes).
+fn cookie(app: &App, name: &str, value: &str, max_age: Option<Duration>) -> String {
+    let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { ("/oauth2", "") };
+    let max_age = max_age.map(|d| format!("; Max-Age={}", d.as_secs())).unwrap_or_default();
+    format!("{name}={value}; HttpOnly; SameSite=Lax; Path={path}{max_age}{secure}")
+}
+
+/// The browser's session secret, as its cookie carries it.
+pub fn session_cookie(app: &App, req: &Request) -> Option<String> {
+    req.cookie(session_cookie_name(app)).filter(|c| !c.is_empty())
+}
+
+/// The origin a CSP `form-action` needs for a redirect to `uri`: `scheme://host[:port]`, or the
+/// bare `scheme:` of a private-use URI. `None` if it has characters a policy cannot hold.
+fn csp_source(uri: &str) -> Option<String> {
+    let source = match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            format!("{scheme}://{authority}")
+        }
+        None => format!("{}:", uri.split(':').next()?),
+    };
+    let safe = source.bytes().all(|b| b.is_ascii_graphic() && !b";,'\"".contains(&b));
+    safe.then_some(source)
+}
+
+/// The headers every page and redirect of the browser flow carries.
+fn protect(resp: &mut Response, form_target: Option<&str>) {
+    let form_action = match form_target.and_then(csp_source) {
+        Some(source) => format!("'self' {source}"),
+        None => "'self'".to_string(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert("content-security-policy", v);
+    }
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(hyper::header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+fn set_cookies(resp: &mut Response, cookies: &[String]) {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+}
+
+fn html(status: StatusCode, body: String, form_target: Option<&str>) -> Response {
+    let mut resp = response::with_body(status, "text/html; charset=utf-8", body.into());
+    protect(&mut resp, form_target);
+    resp
+}
+
+/// A redirect after a GET (302) or a form (303, so the browser follows it with a GET).
+fn redirect(uri: &str, after_form: bool) -> Response {
+    let status = if after_form { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
+    let mut resp = response::empty(status);
+    if let Ok(v) = HeaderValue::from_str(uri) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    protect(&mut resp, None);
+    resp
+}
+
+/// The error page of a failure, with the status the same failure has everywhere else.
+fn error_page(failure: Failure) -> Response {
+    let (status, title, message, retry_after) = match failure {
+        Failure::Page(PageError::Flow(flow)) => {
+            let api = ApiError::from(flow);
+            let retry = match &api {
+                ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            };
+            let message = match api.status() {
+                s if s.is_server_error() => "The service cannot answer right now. Please try again in a moment.".into(),
+                _ => api.to_string(),
+            };
+            (api.status(), "Something went wrong", message, retry)
+        }
+        Failure::Page(e @ PageError::BadCsrf) => (StatusCode::FORBIDDEN, "This form has expired", e.to_string(), None),
+        Failure::Page(e) => (StatusCode::BAD_REQUEST, "This request cannot be completed", e.to_string(), None),
+        Failure::Api(api) => {
+            let retry = match &api {
+                ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            };
+            (api.status(), "This request cannot be completed", api.to_string(), retry)
+        }
+    };
+    let mut resp = html(status, pages::error(title, &message), None);
+    if let Some(r) = retry_after {
+        resp.headers_mut().insert(hyper::header::RETRY_AFTER, (r.as_secs_f64().ceil().max(1.0) as u64).into());
+    }
+    resp
+}
+
+/// An error of the HTTP layer (a rate limit, an outage) on a hosted page's route, as a page.
+pub fn error_response(e: ApiError) -> Response {
+    error_page(Failure::Api(e))
+}
+
+fn page_or_error(result: Result<Response, Failure>) -> Response {
+    result.unwrap_or_else(error_page)
+}
+
+/// The browser's CSRF token, and the cookie that sets it when the browser had none.
+fn csrf_token(app: &App, req: &Request) -> Result<(String, Option<String>), Failure> {
+    if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| tokens::decode_refresh(t).is_some()) {
+        return Ok((token, None));
+    }
+    let token = tokens::new_refresh_secret()?;
+    let set = cookie(app, csrf_cookie_name(app), &token, None);
+    Ok((token, Some(set)))
+}
+
+/// A form's CSRF token must equal the browser's CSRF cookie.
+fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
+    let cookie = req.cookie(csrf_cookie_name(app)).filter(|c| tokens::decode_refresh(c).is_some());
+    match (cookie, form.get("csrf_token")) {
+        (Some(c), Some(sent))
+            if aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), sent.as_bytes()).is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(PageError::BadCsrf),
+    }
+}
+
+/// The request's parameters: its query (GET) or its form (POST).
+async fn parameters(req: &mut Request) -> Result<OAuthForm, Failure> {
+    let pairs = if req.method == Method::POST { req.form().await? } else { req.query_pairs()? };
+    OAuthForm::new(pairs).map_err(Failure::from)
+}
+
+fn sign_in_error_text(error: SignInError) -> String {
+    match error {
+        SignInError::BadCredentials => "Wrong username or password.".into(),
+        SignInError::Throttled(wait) => {
+            format!("Too many attempts. Try again in {} seconds.", wait.as_secs_f64().ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// The answer to a step of the flow: a redirect, or a page whose form carries the request and
+/// the CSRF token.
+fn render(
+    app: &App,
+    req: &Request,
+    step: Step,
+    after_form: bool,
+    mut cookies: Vec<String>,
+) -> Result<Response, Failure> {
+    let mut resp = match step {
+        Step::Redirect(uri) => redirect(&uri, after_form),
+        Step::SignIn { request, login, error } => {
+            let (token, set) = csrf_token(app, req)?;
+            cookies.extend(set);
+            let mut fields: Vec<(&str, &str)> = request.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fields.push(("csrf_token", &token));
+            let text = error.map(sign_in_error_text);
+            let page = pages::SignIn {
+                client_name: &request.client.metadata().client_name,
+                login: &login,
+                error: text.as_deref(),
+                fields: &fields,
+            };
+            let status = match error {
+                None => StatusCode::OK,
+                Some(SignInError::BadCredentials) => StatusCode::BAD_REQUEST,
+                Some(SignInError::Throttled(_)) => StatusCode::TOO_MANY_REQUESTS,
+            };
+            let mut resp = html(status, pages::sign_in(&page), Some(&request.redirect_uri));
+            if let Some(SignInError::Throttled(wait)) = error {
+                resp.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, (wait.as_secs_f64().ceil().max(1.0) as u64).into());
+            }
+            resp
+        }
+        Step::Consent { request, username, scopes } => {
+            let (token, set) = csrf_token(app, req)?;
+            cookies.extend(set);
+            let mut fields: Vec<(&str, &str)> = request.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fields.push(("csrf_token", &token));
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let page = pages::ConsentPage {
+                client_name: &request.client.metadata().client_name,
+                username: &username,
+                scopes: &scopes,
+                fields: &fields,
+            };
+            html(StatusCode::OK, pages::consent(&page), Some(&request.redirect_uri))
+        }
+    };
+    set_cookies(&mut resp, &cookies);
+    Ok(resp)
+}
+
+fn browser_session(caller: Caller) -> Option<auth_actors::db::grants::BrowserSession> {
+    match caller {
+        Caller::Browser(session) => session,
+        _ => None,
+    }
+}
+
+/// `GET` and `POST /oauth2/authorize`: an authorization request (OpenID Connect Core §3.1.2.1
+/// allows both), or the sign-in form (a POST carrying a CSRF token).
+pub async fn authorize(app: &App, mut req: Request, caller: Caller) -> Response {
+    let session = browser_session(caller);
+    page_or_error(
+        async {
+            let form = parameters(&mut req).await?;
+            let after_form = req.method == Method::POST;
+            if after_form && form.get("csrf_token").is_some() {
+                return sign_in(app, &req, &form, session).await;
+            }
+            let request = match authorize::check_request(app, &form).await? {
+                Ok(r) => r,
+                Err(back) => return Ok(redirect(&back, after_form)),
+            };
+            let step = authorize::decide(app, request, session, false).await?;
+            render(app, &req, step, after_form, Vec::new())
+        }
+        .await,
+    )
+}
+
+async fn sign_in(
+    app: &App,
+    req: &Request,
+    form: &OAuthForm,
+    session: Option<auth_actors::db::grants::BrowserSession>,
+) -> Result<Response, Failure> {
+    check_csrf(app, req, form)?;
+    let request = match authorize::check_request(app, form).await? {
+        Ok(r) => r,
+        Err(back) => return Ok(redirect(&back, true)),
+    };
+    let username = form.get("username").unwrap_or_default().to_string();
+    let password = form.get("password").unwrap_or_default().to_string();
+    let (step, signed_in) = authorize::sign_in(app, request, username, password, &client(req)).await?;
+    let mut cookies = Vec::new();
+    if let Some(new) = signed_in {
+        if let Some(old) = session {
+            authorize::sign_out(app, &old).await?;
+        }
+        let ttl = app.config.oauth.browser_session_ttl;
+        cookies.push(cookie(app, session_cookie_name(app), &new.cookie, Some(ttl)));
+    }
+    render(app, req, step, true, cookies)
+}
+
+/// `POST /oauth2/consent`: the consent form's answer.
+pub async fn consent(app: &App, mut req: Request, caller: Caller) -> Response {
+    let session = browser_session(caller);
+    page_or_error(
+        async {
+            let form = parameters(&mut req).await?;
+            check_csrf(app, &req, &form)?;
+            let request = match authorize::check_request(app, &form).await? {
+                Ok(r) => r,
+                Err(back) => return Ok(redirect(&back, true)),
+            };
+            let allow = match form.get("decision") {
+                Some("allow") => true,
+                Some("deny") => false,
+                _ => return Err(PageError::BadRequest("decision must be allow or deny".into()).into()),
+            };
+            let step = authorize::consent(app, request, session, allow).await?;
+            render(app, &req, step, true, Vec::new())
+        }
+        .await,
+    )
+}
+
+/// The parameters of RP-initiated logout that the confirmation form carries.
+const LOGOUT_FIELDS: &[&str] = &["id_token_hint", "post_logout_redirect_uri", "state", "client_id"];
+
+/// `GET` and `POST /oauth2/logout` (OpenID Connect RP-Initiated Logout): a GET of a signed-in
+/// browser asks first; the confirmation (a POST with the CSRF token) ends the browser session
+/// and goes back to the client's registered `post_logout_redirect_uri`, if one was given.
+pub async fn logout(app: &App, mut req: Request, caller: Caller) -> Response {
+    let session = browser_session(caller);
+    page_or_error(
+        async {
+            let form = parameters(&mut req).await?;
+            let target = authorize::post_logout_target(app, &form).await?;
+            let signed_out = || match &target {
+                Some(uri) => redirect(uri, req.method == Method::POST),
+                None => html(StatusCode::OK, pages::signed_out(), None),
+            };
+            if req.method == Method::POST {
+                check_csrf(app, &req, &form)?;
+                if let Some(s) = &session {
+                    authorize::sign_out(app, s).await?;
+                }
+                let mut resp = signed_out();
+                set_cookies(&mut resp, &[cookie(app, session_cookie_name(app), "", Some(Duration::ZERO))]);
+                return Ok(resp);
+            }
+            let Some(session) = session else { return Ok(signed_out()) };
+            let (token, set) = csrf_token(app, &req)?;
+            let mut fields: Vec<(&str, &str)> =
+                LOGOUT_FIELDS.iter().filter_map(|name| form.get(name).map(|v| (*name, v))).collect();
+            fields.push(("csrf_token", &token));
+            let mut resp = html(StatusCode::OK, pages::sign_out(&session.user.username, &fields), target.as_deref());
+            set_cookies(&mut resp, &set.into_iter().collect::<Vec<_>>());
+            Ok(resp)
+        }
+        .await,
+    )
+}
+
+/// `GET /oauth2/assets/style.css`: the pages' one stylesheet.
+pub fn stylesheet() -> Response {
+    let mut resp = response::with_body(StatusCode::OK, "text/css; charset=utf-8", pages::STYLESHEET.into());
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// `GET` and `POST /oauth2/userinfo` (OpenID Connect Core §5.3): the claims the token's scopes
+/// allow, of the user as they are now.
+pub async fn userinfo(app: &App, principal: Principal) -> Result<Response, ApiError> {
+    let body = authorize::userinfo(app, &principal.claims).await?;
+    let mut resp = response::json(StatusCode::OK, &body);
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `GET /api/v1/consents`: the clients the caller has let in, and to what.
+pub async fn consents(app: &App, principal: Principal) -> Result<Response, ApiError> {
+    let rows = authorize::consents(app, principal.user_id).await?;
+    let body: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "client_id": r.client_id,
+                "client_name": r.client_name,
+                "scope": r.scope,
+                "granted_at": super::users::rfc3339(r.granted_at),
+            })
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+/// `DELETE /api/v1/consents/{client_id}`: takes a consent back and ends that client's sessions.
+pub async fn revoke_consent(app: &App, req: &Request, principal: Principal) -> Result<Response, ApiError> {
+    let client_id = req.params.first().map(String::as_str).unwrap_or_default();
+    authorize::revoke_consent(app, principal.user_id, client_id).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_action_names_only_the_redirect_uris_origin() {
+        assert_eq!(csp_source("https://app.example:8443/cb?x=1").as_deref(), Some("https://app.example:8443"));
+        assert_eq!(csp_source("http://127.0.0.1:9000/callback").as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(csp_source("com.example.app:/oauth").as_deref(), Some("com.example.app:"));
+        assert_eq!(csp_source("https://a.example;script-src *"), None);
+    }
+}
