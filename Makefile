@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -37,13 +37,15 @@ create-superuser: build
 	$(BIN) create-superuser
 
 ## Unit and integration tests against the local PostgreSQL and Redis (the workspace's tests include
-## the fuzz targets' smoke harness), then the interop check, the demo and the compose check.
+## the fuzz targets' smoke harness), then the interop checks, the browser test, the demo and the
+## compose check.
 test: services
 	@scripts/drop-test-databases.sh || true
 	@set -o pipefail; TEST_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --features test-hooks; \
 		status=$$?; scripts/drop-test-databases.sh $(TEST_RUN_ID) || true; exit $$status
 	@scripts/interop.sh
 	@scripts/oauth-interop.sh
+	@scripts/browser-test.sh
 	@REFRESH_REUSE_GRACE=2s DEMO_REUSE_WAIT=3 scripts/with-service.sh scripts/demo.sh
 	@scripts/check-compose.sh
 
@@ -54,6 +56,10 @@ interop: build
 ## OAuth 2.1 clients from authlib and openid-client against a live instance, from discovery alone.
 oauth-interop: build
 	@scripts/oauth-interop.sh
+
+## The browser flow in headless Chromium (installed if missing), screenshots in target/screenshots/.
+browser-test: build
+	@scripts/browser-test.sh
 
 ## Walk the whole story against a running service (make run in another shell); AUTH_URL overrides.
 demo:

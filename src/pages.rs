@@ -113,14 +113,22 @@ fn describe_scope(scope: &str) -> String {
         "profile" => "See your username".into(),
         "email" => "See your email address".into(),
         "roles" => "See the roles you hold".into(),
-        "offline_access" => "Stay signed in for you while you are away".into(),
+        "offline_access" => "Keep this access when you are not using it".into(),
         other => format!("Use the permission \u{201c}{other}\u{201d}"),
     }
 }
 
+/// Where a scope stands on the consent page: who you are first, then what the client may see,
+/// then how long, then the client's own permissions.
+fn scope_rank(scope: &str) -> usize {
+    ["openid", "profile", "email", "roles", "offline_access"].iter().position(|s| *s == scope).unwrap_or(usize::MAX)
+}
+
 pub fn consent(page: &ConsentPage<'_>) -> String {
     let mut items = String::new();
-    for scope in page.scopes {
+    let mut scopes = page.scopes.to_vec();
+    scopes.sort_by_key(|s| (scope_rank(s), *s));
+    for scope in scopes {
         let _ = write!(items, "<li>{}</li>", escape(&describe_scope(scope)));
     }
     let body = format!(
@@ -154,8 +162,19 @@ pub fn signed_out() -> String {
 /// An error that cannot be sent back to the client (unknown client, a redirect URI that is
 /// not registered, a stale form): shown here, never redirected.
 pub fn error(title: &str, message: &str) -> String {
-    let body = format!("<h1>{}</h1><p role=\"alert\">{}</p>", escape(title), escape(message));
+    let body = format!("<h1>{}</h1><p role=\"alert\">{}</p>", escape(title), escape(&sentence(message)));
     layout(title, &body)
+}
+
+/// A message as a sentence: capitalised, with a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.trim().chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -174,5 +193,20 @@ mod tests {
         assert!(page.contains("&quot;&#39;&lt;&gt;&amp;"));
         assert!(page.contains("aria-describedby=\"signin-error\"") && page.contains("aria-invalid=\"true\""));
         assert!(!page.contains("<script"), "no script at all");
+    }
+
+    #[test]
+    fn consent_lists_identity_first_and_error_text_reads_as_a_sentence() {
+        let page = consent(&ConsentPage {
+            client_name: "app",
+            username: "ada",
+            scopes: &["offline_access", "email", "openid", "orders:read"],
+            fields: &[],
+        });
+        let at = |text: &str| page.find(text).expect(text);
+        assert!(at("Know who you are") < at("email address") && at("email address") < at("Keep this access"));
+        assert!(at("Keep this access") < at("orders:read"));
+        assert_eq!(sentence("the application is not known"), "The application is not known.");
+        assert_eq!(sentence("Try again?"), "Try again?");
     }
 }

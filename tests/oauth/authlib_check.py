@@ -1,6 +1,8 @@
-"""OAuth 2.1 client credentials with authlib, a client library nobody here wrote, reading only
-the discovery document: client_secret_basic and private_key_jwt, then introspection of the
-tokens by a resource server that authenticates as a client.
+"""OAuth 2.1 and OpenID Connect with authlib, a client library nobody here wrote, reading only
+the discovery documents: client_credentials with client_secret_basic and private_key_jwt, then
+introspection of the tokens by a resource server that authenticates as a client; then the
+authorization code flow with PKCE as a public client, with the ID token validated, userinfo and
+a refresh.
 
 Usage: authlib_check.py ISSUER ADMIN_TOKEN
 """
@@ -69,3 +71,72 @@ for t, owner in ((token, basic["client_id"]), (token2, signer["client_id"])):
 resp = rs_session.introspect_token(introspection_endpoint, token="not-a-token")
 assert resp.json() == {"active": False}, resp.text
 print("authlib: the resource server introspected 2 live tokens and 1 bogus one")
+
+# The authorization code flow with PKCE, as a public client (a single-page or mobile app: no
+# secret), from the OpenID configuration; the hosted pages are driven over HTTP the way a
+# browser submits them (scripts/browser-test.sh drives them in Chromium).
+import html.parser
+import secrets
+
+from authlib.common.security import generate_token
+from authlib.jose import jwt
+from authlib.oidc.core import CodeIDToken
+
+oidc = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+assert oidc["code_challenge_methods_supported"] == ["S256"] and "none" in oidc["token_endpoint_auth_methods_supported"], oidc
+redirect_uri = "http://127.0.0.1:9/callback"
+spa = register({"client_name": "authlib app", "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": [redirect_uri],
+                "scope": "openid profile email offline_access"})
+assert "client_secret" not in spa, spa
+username, password = f"ada_{secrets.token_hex(4)}", "an authlib user password"
+resp = requests.post(f"{issuer}/api/v1/users/signup", timeout=10,
+                     json={"username": username, "email": f"{username}@example.com", "password": password})
+assert resp.status_code == 201, resp.text
+
+
+class Form(html.parser.HTMLParser):
+    """The hidden fields of a hosted page's form."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.fields = {}
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "input" and a.get("type") == "hidden":
+            self.fields[a["name"]] = a.get("value", "")
+
+
+app = OAuth2Session(spa["client_id"], scope="openid profile email offline_access", redirect_uri=redirect_uri,
+                    token_endpoint_auth_method="none", code_challenge_method="S256")
+verifier = generate_token(64)
+nonce = generate_token(20)
+url, state = app.create_authorization_url(oidc["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+browser = requests.Session()
+sign_in_page = browser.get(url, timeout=10)
+assert sign_in_page.status_code == 200 and "authlib app" in sign_in_page.text, sign_in_page.text
+form = Form(sign_in_page.text).fields | {"username": username, "password": password}
+consent_page = browser.post(oidc["authorization_endpoint"], data=form, allow_redirects=False, timeout=10)
+assert consent_page.status_code == 200 and "Allow access?" in consent_page.text, consent_page.text
+back = browser.post(f"{issuer}/oauth2/consent", data=Form(consent_page.text).fields | {"decision": "allow"},
+                    allow_redirects=False, timeout=10)
+assert back.status_code == 303 and back.headers["location"].startswith(redirect_uri), back.headers
+token = app.fetch_token(oidc["token_endpoint"], authorization_response=back.headers["location"], state=state,
+                        code_verifier=verifier)
+assert {"access_token", "id_token", "refresh_token"} <= set(token), token
+
+# The ID token, checked by authlib's OpenID Connect claims (iss, aud, exp, iat, nonce, azp and
+# at_hash against the access token), with the key set the discovery document names.
+keys = JsonWebKey.import_key_set(requests.get(oidc["jwks_uri"], timeout=10).json())
+claims = jwt.decode(token["id_token"], keys, claims_cls=CodeIDToken,
+                    claims_options={"iss": {"essential": True, "value": oidc["issuer"]}},
+                    claims_params={"nonce": nonce, "client_id": spa["client_id"], "access_token": token["access_token"]})
+claims.validate()
+assert claims["preferred_username"] == username and claims["email_verified"] is False, claims
+info = app.get(oidc["userinfo_endpoint"], timeout=10).json()
+assert info["sub"] == claims["sub"] and info["email"] == f"{username}@example.com", info
+refreshed = app.refresh_token(oidc["token_endpoint"], refresh_token=token["refresh_token"])
+assert refreshed["refresh_token"] != token["refresh_token"], refreshed
+print(f"authlib: authorization code + PKCE as a public client -> ID token for {username} validated, userinfo, refresh")

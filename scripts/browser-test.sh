@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The browser flow in a real browser: installs Debian's chromium if it is missing
+# (scripts/ensure-chromium.sh) and playwright-core and openid-client from npm, starts a
+# throwaway instance (scripts/with-service.sh), registers a third-party web application
+# (client_secret_post, openid-client's default method), and
+# runs tests/browser/flow.mjs: headless Chromium signs a user in through the hosted pages to an
+# openid-client relying party and back, with a wrong password, consent, prompt=none and
+# sign-out on the way. Screenshots of every page go to target/screenshots/ (or
+# $SCREENSHOT_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-target/debug/auth-service}
+WORK=$PWD/target/browser
+SHOTS=${SCREENSHOT_DIR:-$PWD/target/screenshots}
+
+if [ "${1:-}" != "--steps" ]; then
+  CHROMIUM=$(scripts/ensure-chromium.sh)
+  export CHROMIUM
+  mkdir -p "$WORK/node"
+  if [ ! -d "$WORK/node/node_modules/playwright-core" ] || [ ! -d "$WORK/node/node_modules/openid-client" ]; then
+    (cd "$WORK/node" && npm init -y >/dev/null && npm pkg set type=module >/dev/null &&
+      npm install --silent --no-audit --no-fund "playwright-core@^1" "openid-client@^6" >/dev/null)
+  fi
+  [ -x "$BIN" ] || cargo build --bin auth-service
+  exec scripts/with-service.sh "$0" --steps
+fi
+
+# From here on, inside scripts/with-service.sh: the instance runs at $AUTH_URL.
+base=$AUTH_URL
+app_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+app="http://127.0.0.1:$app_port"
+
+SUPERUSER_USERNAME=browser_admin SUPERUSER_EMAIL=browser-admin@example.com SUPERUSER_PASSWORD='browser admin password' \
+  "$BIN" create-superuser >/dev/null
+admin=$(curl -fsS -H 'content-type: application/json' -d '{"username":"browser_admin","password":"browser admin password"}' \
+  "$base/api/v1/auth/login-json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+# The user who signs in, and the application they sign in to.
+password='a browser user password'
+curl -fsS -o /dev/null -H 'content-type: application/json' \
+  -d "{\"username\":\"ada\",\"email\":\"ada@example.com\",\"password\":\"$password\"}" "$base/api/v1/users/signup"
+client=$(curl -fsS -H "authorization: Bearer $admin" -H 'content-type: application/json' -d "{
+  \"client_name\": \"Example App\",
+  \"token_endpoint_auth_method\": \"client_secret_post\",
+  \"grant_types\": [\"authorization_code\", \"refresh_token\"],
+  \"redirect_uris\": [\"$app/callback\"],
+  \"post_logout_redirect_uris\": [\"$app/signed-out\"],
+  \"scope\": \"openid profile email roles offline_access\"}" "$base/api/v1/clients")
+id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$client")
+secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$client")
+
+rm -rf "$SHOTS"
+cp tests/browser/flow.mjs "$WORK/node/flow.mjs"
+(cd "$WORK/node" && node flow.mjs "$base" "$id" "$secret" "$app_port" ada "$password" "$SHOTS" "$CHROMIUM")

@@ -1,0 +1,223 @@
+// The browser flow in a real browser: headless Chromium (driven by playwright-core) signs a
+// user in to a small web application through the service's hosted pages, and the application
+// is a relying party built on openid-client (v6), which nobody here wrote: discovery, the
+// authorization code with PKCE, the ID token checked against the JWKS (signature, iss, aud,
+// nonce, exp), the RFC 9207 `iss` of the response, userinfo, a refresh, prompt=none, and
+// RP-initiated logout. A screenshot of every page goes to SCREENSHOT_DIR.
+//
+// Usage: node flow.mjs ISSUER CLIENT_ID CLIENT_SECRET APP_PORT USERNAME PASSWORD SCREENSHOT_DIR CHROMIUM
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import * as oidc from "openid-client";
+import { chromium } from "playwright-core";
+
+const [issuer, clientId, clientSecret, appPort, username, password, shots, chromiumPath] = process.argv.slice(2);
+const app = `http://127.0.0.1:${appPort}`;
+const redirectUri = `${app}/callback`;
+fs.mkdirSync(shots, { recursive: true });
+
+// The test instance is plain HTTP on loopback; a real issuer is HTTPS.
+const config = await oidc.discovery(new URL(issuer), clientId, clientSecret, undefined, {
+  execute: [oidc.allowInsecureRequests],
+});
+// Verify ID token signatures against the discovered JWKS too.
+oidc.enableNonRepudiationChecks(config);
+
+// ---- The relying party: one in-memory session, as a small web app would keep in a cookie.
+const state = { pending: null, tokens: null, claims: null, userinfo: null, refreshed: null, error: null };
+const page = (title, body) =>
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title>` +
+  `<style>body{font:16px system-ui,sans-serif;margin:3rem;max-width:40rem}a.button{display:inline-block;` +
+  `padding:.6rem 1rem;background:#0f766e;color:#fff;border-radius:.4rem;text-decoration:none;margin-right:.5rem}` +
+  `pre{background:#f3f4f6;padding:1rem;overflow:auto}</style></head><body><h1>${title}</h1>${body}</body></html>`;
+const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function startAuthorization(res, extra) {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const pending = { verifier, state: oidc.randomState(), nonce: oidc.randomNonce() };
+  state.pending = pending;
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: "openid profile email roles offline_access",
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: "S256",
+    state: pending.state,
+    nonce: pending.nonce,
+    ...extra,
+  });
+  res.writeHead(302, { location: url.href }).end();
+}
+
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, app);
+  try {
+    if (url.pathname === "/") {
+      res.end(page("Example App", `<p>You are not signed in.</p><a class="button" id="login" href="/login">Sign in with auth-service</a>`));
+    } else if (url.pathname === "/login") {
+      await startAuthorization(res, {});
+    } else if (url.pathname === "/silent") {
+      await startAuthorization(res, { prompt: "none" });
+    } else if (url.pathname === "/callback") {
+      const pending = state.pending;
+      state.pending = null;
+      try {
+        const tokens = await oidc.authorizationCodeGrant(config, url, {
+          pkceCodeVerifier: pending.verifier,
+          expectedState: pending.state,
+          expectedNonce: pending.nonce,
+          idTokenExpected: true,
+        });
+        const claims = tokens.claims();
+        state.tokens = tokens;
+        state.claims = claims;
+        state.userinfo = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
+        state.refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token);
+        state.error = null;
+        res.end(
+          page(
+            `Signed in as ${escape(state.userinfo.preferred_username)}`,
+            `<p id="who">${escape(state.userinfo.email)} · roles: ${escape(state.userinfo.roles.join(", "))}</p>` +
+              `<pre>${escape(JSON.stringify(claims, null, 2))}</pre>` +
+              `<a class="button" id="silent" href="/silent">Sign in again silently</a>` +
+              `<a class="button" id="logout" href="/logout">Sign out</a>`,
+          ),
+        );
+      } catch (e) {
+        state.error = e.error || `${e.code || ""} ${e.message || e}`;
+        res.statusCode = 401;
+        res.end(page("Not signed in", `<p id="error">${escape(state.error)}</p><a class="button" href="/login">Sign in</a>`));
+      }
+    } else if (url.pathname === "/logout") {
+      const end = oidc.buildEndSessionUrl(config, {
+        id_token_hint: state.tokens.id_token,
+        post_logout_redirect_uri: `${app}/signed-out`,
+        state: "bye",
+      });
+      res.writeHead(302, { location: end.href }).end();
+    } else if (url.pathname === "/signed-out") {
+      res.end(page("Signed out", `<p id="state">state=${escape(url.searchParams.get("state"))}</p><a class="button" id="silent" href="/silent">Try a silent sign-in</a>`));
+    } else {
+      res.statusCode = 404;
+      res.end("not found");
+    }
+  } catch (e) {
+    res.statusCode = 500;
+    res.end(String(e.stack || e));
+  }
+});
+await new Promise((resolve) => server.listen(Number(appPort), "127.0.0.1", resolve));
+
+// ---- The browser.
+const checks = [];
+function check(what, ok, detail = "") {
+  checks.push({ what, ok });
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}${detail && !ok ? `: ${detail}` : ""}`);
+}
+let shot = 0;
+async function screenshot(p, name) {
+  shot += 1;
+  const file = path.join(shots, `${String(shot).padStart(2, "0")}-${name}.png`);
+  await p.screenshot({ path: file, fullPage: true });
+}
+
+const browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
+try {
+  const context = await browser.newContext({ viewport: { width: 900, height: 720 } });
+  const p = await context.newPage();
+  const hostedPages = [];
+  const cspViolations = [];
+  p.on("response", (r) => {
+    const u = new URL(r.url());
+    if (u.origin === new URL(issuer).origin && u.pathname.startsWith("/oauth2/")) hostedPages.push(`${r.status()} ${u.pathname}`);
+  });
+  p.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+
+  // The app's login button, then the hosted sign-in page.
+  await p.goto(`${app}/`);
+  await screenshot(p, "app");
+  await p.click("#login");
+  await p.waitForSelector("form[action='/oauth2/authorize'] input[name=password]");
+  check("the login button leads to the hosted sign-in page", p.url().startsWith(`${issuer}/oauth2/authorize`), p.url());
+  check("the sign-in page names the application", (await p.textContent("main")).includes("Example App"));
+  await screenshot(p, "sign-in");
+
+  // Keyboard: the username has focus, Tab goes to the password, then to the button.
+  const focused = async () => p.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.tagName));
+  check("the username field has focus", (await focused()) === "username", await focused());
+  await p.keyboard.press("Tab");
+  check("Tab moves to the password", (await focused()) === "password", await focused());
+  await p.keyboard.press("Tab");
+  check("Tab moves to the sign-in button", (await focused()) === "BUTTON", await focused());
+
+  // A wrong password: the error is on the page, tied to the field.
+  await p.fill("#username", username);
+  await p.fill("#password", "not the password");
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  await p.waitForSelector("#signin-error");
+  check("a wrong password shows its error", (await p.textContent("#signin-error")).includes("Wrong username or password"));
+  check("the error is tied to the password field", (await p.getAttribute("#password", "aria-describedby")) === "signin-error");
+  check("the password field is marked invalid", (await p.getAttribute("#password", "aria-invalid")) === "true");
+  check("the username stays filled in", (await p.inputValue("#username")) === username);
+  await screenshot(p, "wrong-password");
+
+  // The right password: the consent page.
+  await p.fill("#password", password);
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  await p.waitForSelector("form[action='/oauth2/consent']");
+  check("consent is asked of a third-party app", (await p.textContent("h1")).includes("Allow access"));
+  await screenshot(p, "consent");
+
+  // Allow: back at the app, which redeemed the code with openid-client.
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("button[value=allow]")]);
+  await p.waitForSelector("#who, #error");
+  check("back at the app, signed in", (await p.textContent("h1")) === `Signed in as ${username}`, await p.textContent("body"));
+  check("openid-client validated the ID token (nonce, iss, aud, signature)", state.claims && state.claims.nonce !== undefined && state.claims.aud === clientId);
+  check("the ID token names the user", state.claims.preferred_username === username && state.claims.email_verified === false);
+  check("userinfo answered for the same subject", state.userinfo.sub === state.claims.sub);
+  check("the refresh token rotated", typeof state.refreshed.refresh_token === "string" && state.refreshed.refresh_token !== state.tokens.refresh_token);
+  await screenshot(p, "signed-in");
+
+  // prompt=none with a live browser session: a code without a page.
+  const before = hostedPages.length;
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("#silent")]);
+  await p.waitForSelector("#who, #error");
+  const silent = hostedPages.slice(before);
+  check("prompt=none returned a code without a page", silent.length === 1 && silent[0] === "302 /oauth2/authorize", silent.join(", "));
+  await screenshot(p, "silent-sign-in");
+
+  // Sign-out: the confirmation page, then back to the app.
+  await p.click("#logout");
+  await p.waitForSelector("form[action='/oauth2/logout']");
+  check("sign-out asks to confirm", (await p.textContent("h1")).includes("Sign out"));
+  await screenshot(p, "sign-out");
+  await Promise.all([p.waitForURL(`${app}/signed-out**`), p.click("button[type=submit]")]);
+  check("back at the app's signed-out page with its state", (await p.textContent("#state")) === "state=bye");
+  await screenshot(p, "signed-out");
+
+  // The session ended: prompt=none now comes back with login_required.
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("#silent")]);
+  await p.waitForSelector("#error");
+  check("after sign-out, prompt=none is login_required", (await p.textContent("#error")) === "login_required", await p.textContent("#error"));
+  await screenshot(p, "after-sign-out");
+
+  // An error page: a redirect URI the app has not registered is shown, never followed.
+  const evil = new URL(`${issuer}/oauth2/authorize`);
+  for (const [k, v] of Object.entries({ response_type: "code", client_id: clientId, redirect_uri: "https://evil.example/", code_challenge: "a".repeat(43), code_challenge_method: "S256" })) {
+    evil.searchParams.set(k, v);
+  }
+  const resp = await p.goto(evil.href);
+  check("an unregistered redirect URI is an error page", resp.status() === 400 && new URL(p.url()).origin === new URL(issuer).origin);
+  await screenshot(p, "error-page");
+
+  check("no page broke its Content-Security-Policy", cspViolations.length === 0, cspViolations.join(" | "));
+} finally {
+  await browser.close();
+  server.close();
+}
+
+const failed = checks.filter((c) => !c.ok);
+console.log(`browser flow: ${checks.length - failed.length}/${checks.length} checks passed; ${shot} screenshots in ${shots}`);
+process.exit(failed.length ? 1 : 0);
