@@ -7,8 +7,11 @@ after a warm-up, measures the ceilings on the same machine (a bare hyper server 
 load, argon2 hashes/s and RS256 signatures/s with every core busy), and prints one table. The
 table, the machine and the start-up and memory figures are written to docs/BENCHMARKS.md.
 
-Environment: BENCH_SECONDS (default 10), BENCH_WARMUP (default 2), TEST_DATABASE_ADMIN_URL.
+Environment: BENCH_SECONDS (default 10), BENCH_WARMUP (default 2), TEST_DATABASE_ADMIN_URL;
+BENCH_ONLY runs only the scenarios whose name contains it (with every ceiling) and leaves
+docs/BENCHMARKS.md alone.
 """
+import hashlib
 import base64
 import json
 import os
@@ -19,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -35,6 +39,21 @@ USERS = 64
 # TOKEN_CACHE_SIZE and AUTHZ_CACHE_SIZE, 16 384, hold them; the cache comparison below shows a
 # cache smaller than its working set).
 MANY_USERS = int(os.environ.get("BENCH_MANY_USERS", "10000"))
+ONLY = os.environ.get("BENCH_ONLY", "")
+# The browser flow's client, and the PKCE pair every pre-made code is bound to.
+REDIRECT_URI = "https://app.bench.example/callback"
+VERIFIER = "bench-verifier-" + "v" * 43
+CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+# Codes made per scenario and phase: more than the exchange can use in its time.
+CODES = int(os.environ.get("BENCH_CODES", "40000"))
+
+
+class Done(Exception):
+    """The scenarios BENCH_ONLY asked for have run."""
+
+
+def wanted(name):
+    return ONLY in name
 
 
 def free_port():
@@ -162,6 +181,34 @@ def many_users_tokens(db, env):
     path = os.path.join(WORK, f"many-tokens-{db}.txt")
     with open(path, "w") as f:
         f.write(minted)
+    return path
+
+
+def premade_codes(db, user_id, client_id, scope, name):
+    """Stores CODES live authorization codes for `user_id` and `client_id` with `scope`, bound to
+    REDIRECT_URI and CHALLENGE, for each phase of a scenario (as the authorization endpoint stores
+    them: the SHA-256 of 32 random bytes); returns the path the codes files start with."""
+    path = os.path.join(WORK, f"codes-{name}-{db}")
+    rows = []
+    for phase in ("w", "m"):
+        with open(f"{path}.{phase}", "w") as f:
+            for _ in range(CODES):
+                secret = os.urandom(32)
+                f.write(base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + "\n")
+                rows.append(f"\\\\x{hashlib.sha256(secret).hexdigest()}")
+    copy = os.path.join(WORK, f"codes-{name}-{db}.copy")
+    with open(copy, "w") as f:
+        f.write("\n".join(rows) + "\n")
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + db
+    script = f"""CREATE TEMP TABLE premade (code_hash bytea);
+             \\copy premade FROM '{copy}'
+             INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, auth_time, expires_at)
+             SELECT code_hash, '{client_id}', '{user_id}', '{REDIRECT_URI}', '{scope}', '{CHALLENGE}', now(),
+                    now() + interval '1 hour' FROM premade;
+             """
+    subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1"], input=script, text=True, check=True,
+                   stdout=subprocess.DEVNULL)
+    os.remove(copy)
     return path
 
 
@@ -299,7 +346,28 @@ def main():
         assert status == 201, body
         registered = json.loads(body)
         basic = base64.b64encode(f"{registered['client_id']}:{registered['client_secret']}".encode()).decode()
-        many_tokens = many_users_tokens(db, env)
+        many_tokens = many_users_tokens(db, env) if wanted(f"me, {MANY_USERS} users") else None
+        # The browser flow: a web app (first party, so no consent page), its sign-in page, and
+        # pre-made codes for the exchange (made as the authorization endpoint makes them; a
+        # sign-in per code would cost an argon2 hash apiece).
+        web = {"client_name": "bench web app", "grant_types": ["authorization_code", "refresh_token"],
+               "redirect_uris": [REDIRECT_URI], "scope": "openid profile email", "first_party": True}
+        status, _, body = http("POST", f"{base}/api/v1/clients", json.dumps(web).encode(),
+                               {**JSON, "authorization": f"Bearer {admin_token}"})
+        assert status == 201, body
+        web = json.loads(body)
+        web_basic = base64.b64encode(f"{web['client_id']}:{web['client_secret']}".encode()).decode()
+        authorize_path = "/oauth2/authorize?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": web["client_id"], "redirect_uri": REDIRECT_URI,
+            "scope": "openid profile", "state": "bench-state", "nonce": "bench-nonce",
+            "code_challenge": CHALLENGE, "code_challenge_method": "S256"})
+        user_id = psql("SELECT id FROM users WHERE username = 'bench_user_1'", db).strip()
+        exchanges = [
+            ("code exchange (OpenID: access and ID token, 2 signatures)", "openid profile email"),
+            ("code exchange (OAuth: access token, 1 signature)", "profile"),
+        ]
+        codes = {name: premade_codes(db, user_id, web["client_id"], scope, str(i))
+                 for i, (name, scope) in enumerate(exchanges) if wanted(name)}
 
         # Ceilings, measured now, on this machine.
         ceilings = json.loads(subprocess.run(
@@ -317,15 +385,24 @@ def main():
 
         http_runs = []
         measure_bare()
-        http_runs.append(("JWKS", run_scenario(f"{base}/.well-known/jwks.json", "get", 2, 64)))
-        http_runs.append(("healthz", run_scenario(f"{base}/api/v1/healthz", "get", 2, 64)))
+        me_caches = many_caches = None
+        if wanted("JWKS"):
+            http_runs.append(("JWKS", run_scenario(f"{base}/.well-known/jwks.json", "get", 2, 64)))
+        if wanted("healthz"):
+            http_runs.append(("healthz", run_scenario(f"{base}/api/v1/healthz", "get", 2, 64)))
         measure_bare()
-        me_run, me_caches = cache_deltas(base, lambda: run_scenario(base, "me", 2, 64, {"TOKEN": token}))
-        http_runs.append(("me", me_run))
-        many_run, many_caches = cache_deltas(
-            base, lambda: run_scenario(base, "me-many", 2, 64, {"TOKENS_FILE": many_tokens}))
-        http_runs.append((f"me, {MANY_USERS} users", many_run))
-        http_runs.append(("introspection", run_scenario(base, "introspect", 2, 64, {"TOKEN": token, "ADMIN_TOKEN": admin_token})))
+        if wanted("me"):
+            me_run, me_caches = cache_deltas(base, lambda: run_scenario(base, "me", 2, 64, {"TOKEN": token}))
+            http_runs.append(("me", me_run))
+        if many_tokens:
+            many_run, many_caches = cache_deltas(
+                base, lambda: run_scenario(base, "me-many", 2, 64, {"TOKENS_FILE": many_tokens}))
+            http_runs.append((f"me, {MANY_USERS} users", many_run))
+        if wanted("introspection"):
+            http_runs.append(("introspection", run_scenario(base, "introspect", 2, 64, {"TOKEN": token, "ADMIN_TOKEN": admin_token})))
+        if wanted("sign-in page"):
+            http_runs.append(("sign-in page (GET /oauth2/authorize, no session)",
+                              run_scenario(base, "sign-in-page", 2, 64, {"AUTHORIZE_PATH": authorize_path})))
         measure_bare()
         bare.terminate()
         bare.wait()
@@ -341,21 +418,33 @@ def main():
 
         for name, r in http_runs:
             add(name, 64, "HTTP", http_ceiling["rps"], r)
-        add("login", 16, "argon2", ceilings["argon2_per_sec"],
-            run_scenario(base, "login", 2, 16, {"USERS": str(USERS), "PASSWORD": PASSWORD}))
-        add("refresh", 16, "RS256 sign", ceilings["sign_per_sec"],
-            run_scenario(base, "refresh", 16, 16, {"REFRESH_TOKENS": refresh_tokens}))
-        add("signup", 16, "argon2", ceilings["argon2_per_sec"], run_scenario(base, "signup", 2, 16, {"RUN": run}))
-        for conns in (16, 64):
-            add("client_credentials", conns, "RS256 sign", ceilings["sign_per_sec"],
-                run_scenario(base, "client-credentials", 2, conns, {"BASIC": basic}))
+        if wanted("login"):
+            add("login", 16, "argon2", ceilings["argon2_per_sec"],
+                run_scenario(base, "login", 2, 16, {"USERS": str(USERS), "PASSWORD": PASSWORD}))
+        if wanted("refresh"):
+            add("refresh", 16, "RS256 sign", ceilings["sign_per_sec"],
+                run_scenario(base, "refresh", 16, 16, {"REFRESH_TOKENS": refresh_tokens}))
+        if wanted("signup"):
+            add("signup", 16, "argon2", ceilings["argon2_per_sec"], run_scenario(base, "signup", 2, 16, {"RUN": run}))
+        if wanted("client_credentials"):
+            for conns in (16, 64):
+                add("client_credentials", conns, "RS256 sign", ceilings["sign_per_sec"],
+                    run_scenario(base, "client-credentials", 2, conns, {"BASIC": basic}))
+        for name, path in codes.items():
+            add(name, 16, "RS256 sign", ceilings["sign_per_sec"], run_scenario(
+                base, "code-exchange", 2, 16,
+                {"CODES_FILE": path, "THREADS": "2", "BASIC": web_basic, "REDIRECT_URI": REDIRECT_URI, "VERIFIER": VERIFIER}))
         # Hashing threads give their working memory back after 2 s idle; let them, so that the
         # figure is the `me` workload's own and not the previous scenario's leftovers.
+        if ONLY:
+            raise Done
         time.sleep(3)
         memory_run, rss = sampled_peak_rss(server.pid, lambda: run_scenario(base, "me", 2, 256, {"TOKEN": token}))
         lifetime_rss = peak_rss_mib(server.pid)
         cache_lib = json.loads(subprocess.run(
             [os.path.join(REL, "caches"), "2", "4096"], capture_output=True, text=True, check=True).stdout)
+    except Done:
+        pass
     finally:
         for proc in (bare, server):
             if proc:
@@ -363,9 +452,19 @@ def main():
                 proc.wait()
         psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         shutil.rmtree(keys, ignore_errors=True)
-        if "many_tokens" in locals():
+        if locals().get("many_tokens"):
             os.remove(many_tokens)
+        for path in locals().get("codes", {}).values():
+            for phase in ("w", "m"):
+                os.remove(f"{path}.{phase}")
 
+    if ONLY:
+        print(f"bare hyper: {http_ceiling['rps']:.0f}/s; RS256 signatures: {ceilings['sign_per_sec']:.0f}/s; "
+              f"argon2: {ceilings['argon2_per_sec']:.0f}/s")
+        for r in results:
+            print(f"{r['scenario']}: {r['rps']:.0f}/s p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms, "
+                  f"{r['errors'] + r['socket_errors']} errors, {r['ratio']:.2f} x {r['ceiling_name']}")
+        return
     lines = [
         "| scenario | c | requests/s | p50 ms | p99 ms | errors | ceiling | ceiling/s | ratio |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -381,18 +480,21 @@ def main():
         f"{memory_run['errors'] + memory_run['socket_errors']} | | | |")
     table = "\n".join(lines)
     p99_ratio = {r["scenario"]: r["p99_ms"] / http_ceiling["p99_ms"] for r in results if r["scenario"] in ("JWKS", "healthz")}
+    p99_line = ", ".join(f"{k} {v:.2f}" for k, v in p99_ratio.items())
     summary = [
         f"- peak RSS of the service during the c=256 `me` run: {rss:.1f} MiB "
         f"(lifetime peak over every scenario, argon2 memory included: {lifetime_rss:.1f} MiB)",
         f"- process start to first readyz 200: {startup_ms:.0f} ms",
         "- bare hyper runs (before, between and after the HTTP scenarios): "
         + ", ".join(f"{r['rps']:.0f}/s (p99 {r['p99_ms']:.2f} ms)" for r in bare_runs),
-        f"- p99 over the bare server's p99: JWKS {p99_ratio['JWKS']:.2f}, healthz {p99_ratio['healthz']:.2f}",
+        f"- p99 over the bare server's p99: {p99_line}",
         f"- one argon2id hash (m=19456, t=2, p=1), single thread: {ceilings['argon2_hash_ms']:.1f} ms; "
         f"{ceilings['argon2_per_sec']:.0f} hashes/s with all {ceilings['cores']} cores busy",
         f"- one RS256 signature (key parsed once): {ceilings['sign_ms']:.3f} ms; {ceilings['sign_per_sec']:.0f}/s with all cores busy",
     ]
     for name, d in (("me", me_caches), (f"me, {MANY_USERS} users", many_caches)):
+        if d is None:
+            continue
         t, a = d["token_cache"], d["authz_cache"]
         summary.append(
             f"- caches during `{name}`: verified tokens {hit_rate(t):.3f} hits ({t['miss']:.0f} signature checks, "

@@ -91,6 +91,18 @@ impl<K: Eq + std::hash::Hash + Clone, V> EpochCache<K, V> {
         self.entries.get(key, |e| e.0.epoch == epoch && e.0.at.elapsed() < self.ttl)
     }
 
+    /// The cached value of `key` read less than the TTL ago, under whichever epoch: for what may
+    /// lag a change by up to the TTL (a page that decides nothing), never for a decision.
+    pub fn get_recent<Q>(&self, key: &Q) -> Option<Cached<V>>
+    where
+        Q: std::hash::Hash + auth_actors::cache::Equivalent<K> + ?Sized,
+    {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        self.entries.get(key, |e| e.0.at.elapsed() < self.ttl)
+    }
+
     /// Files `value`, read from the database after `epoch` was read from Redis; returns it as
     /// cached. Without an epoch (Redis had none) or with the cache off, nothing is filed.
     pub fn put(&self, key: K, epoch: Option<String>, value: V) -> Cached<V> {
@@ -124,6 +136,21 @@ mod tests {
         assert_eq!(cache.get(&user, "e1").as_deref(), Some(&admin()));
         assert!(cache.get(&user, "e2").is_none());
         assert!(cache.get(&Uuid::new_v4(), "e1").is_none());
+    }
+
+    #[test]
+    fn a_recent_entry_holds_under_any_epoch_until_the_ttl() {
+        let user = Uuid::new_v4();
+        let short = cache(Duration::from_millis(30), 100);
+        assert!(short.get_recent(&user).is_none());
+        short.put(user, Some("e1".into()), admin());
+        assert!(short.get(&user, "e2").is_none());
+        assert_eq!(short.get_recent(&user).as_deref(), Some(&admin()));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(short.get_recent(&user).is_none());
+        let off = cache(Duration::ZERO, 100);
+        off.put(user, Some("e".into()), admin());
+        assert!(off.get_recent(&user).is_none());
     }
 
     #[test]

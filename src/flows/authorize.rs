@@ -34,8 +34,7 @@
 use std::time::Duration;
 
 use auth_actors::db::grants::{
-    self, BrowserSession, CodeOutcome, Consent, FindBrowserSession, GrantConsent, GrantStart, IssueCode, RedeemCode,
-    StartGrantSession,
+    self, BrowserSession, Consent, Exchange, ExchangeCode, FindBrowserSession, GrantConsent, IssueCode, Refusal,
 };
 use auth_actors::db::sessions::{self, NewToken, RevokeOne, SessionKind, StartOutcome};
 use aws_lc_rs::digest::{SHA256, digest};
@@ -108,6 +107,13 @@ pub enum Step {
     Consent { request: Request, username: String, scopes: Vec<String> },
 }
 
+impl Step {
+    /// The sign-in page, without an error: what a browser without a session is shown.
+    pub fn is_sign_in_page(&self) -> bool {
+        matches!(self, Step::SignIn { error: None, .. })
+    }
+}
+
 /// Why a sign-in attempt failed, as the page tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInError {
@@ -163,15 +169,40 @@ fn valid_pkce(value: &str) -> bool {
     (43..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
+/// Which registration of the client a request is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The current one (the cache under the current epoch, or PostgreSQL): for anything that
+    /// sends the browser somewhere or issues a code.
+    Current,
+    /// One cached less than `AUTHZ_CACHE_TTL` ago, if there is one, without asking Redis: only
+    /// to render the sign-in page for a browser without a session, which decides nothing (its
+    /// form is checked again, against the current registration).
+    Recent,
+}
+
 /// Step 1 and 2: the client and its redirect URI (errors are pages), then the rest (errors go
 /// back to the client as a redirect, the `Err(Ok(uri))` of the result).
-pub async fn check_request(app: &App, form: &OAuthForm) -> Result<Result<Request, String>, PageError> {
+pub async fn check_request(
+    app: &App,
+    form: &OAuthForm,
+    registration: Registration,
+) -> Result<Result<Request, String>, PageError> {
     let client_id = param(form, "client_id").ok_or(PageError::UnknownClient)?;
     if !super::clients::plausible_client_id(client_id) {
         return Err(PageError::UnknownClient);
     }
-    let epoch = app.services.limiter.check_tokens(&[], true).await.map_err(FlowError::from)?.authz_epoch;
-    let client = oauth::client_entry(app, client_id, epoch.as_deref()).await?.ok_or(PageError::UnknownClient)?;
+    let recent = match registration {
+        Registration::Recent => app.clients.get_recent(client_id),
+        Registration::Current => None,
+    };
+    let client = match recent {
+        Some(client) => client,
+        None => {
+            let epoch = app.services.limiter.check_tokens(&[], true).await.map_err(FlowError::from)?.authz_epoch;
+            oauth::client_entry(app, client_id, epoch.as_deref()).await?.ok_or(PageError::UnknownClient)?
+        }
+    };
     let redirect_uri = param(form, "redirect_uri").ok_or(PageError::BadRedirectUri)?;
     if !client.metadata().redirect_uris.iter().any(|r| r == redirect_uri) {
         return Err(PageError::BadRedirectUri);
@@ -415,11 +446,9 @@ pub fn at_hash(access_token: &str) -> String {
     B64.encode(&d.as_ref()[..16])
 }
 
-/// RFC 7636 §4.6: `BASE64URL(SHA256(code_verifier)) == code_challenge`.
-fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    let computed = B64.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
-    valid_pkce(verifier)
-        && aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes()).is_ok()
+/// RFC 7636 §4.6: the challenge a verifier answers, `BASE64URL(SHA256(code_verifier))`.
+fn s256(verifier: &str) -> String {
+    B64.encode(digest(&SHA256, verifier.as_bytes()).as_ref())
 }
 
 fn has_scope(scope: &str, wanted: &str) -> bool {
@@ -440,53 +469,49 @@ pub async fn exchange(
     let verifier = form
         .get("code_verifier")
         .ok_or_else(|| OAuthError::InvalidRequest("code_verifier is required (PKCE)".into()))?;
+    if !valid_pkce(verifier) {
+        return Err(OAuthError::InvalidRequest("code_verifier must be 43 to 128 unreserved characters".into()));
+    }
     let secret = tokens::decode_refresh(code).ok_or_else(|| invalid("invalid or expired code"))?;
-    let code_hash = tokens::refresh_hash(&secret);
-    let redeem = RedeemCode { code_hash: code_hash.clone(), client_id: client.id().to_string() };
-    let redeemed = match app.services.users.run(redeem).await? {
-        CodeOutcome::Redeemed(r) => r,
-        CodeOutcome::Replayed { user_id, family_id } => {
-            if let Some(family_id) = family_id {
-                app.services.users.run(RevokeOne { user_id, family_id }).await?;
-                super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
-            }
-            return Err(invalid("the code was already used; the tokens it issued are revoked"));
-        }
-        CodeOutcome::Invalid => return Err(invalid("invalid or expired code")),
-    };
-    if redeemed.redirect_uri != redirect_uri {
-        return Err(invalid("redirect_uri differs from the authorization request's"));
-    }
-    if !pkce_matches(verifier, &redeemed.code_challenge) {
-        return Err(invalid("code_verifier does not match the code_challenge"));
-    }
     let t = &app.config.tokens;
     let refresh_token = tokens::new_refresh_secret()?;
     let refresh_secret =
         tokens::decode_refresh(&refresh_token).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
     let family = Uuid::now_v7();
-    let start = StartGrantSession {
-        code_hash,
-        user_id: redeemed.user_id,
+    let exchange = ExchangeCode {
+        code_hash: tokens::refresh_hash(&secret),
         client_id: client.id().to_string(),
-        scope: redeemed.scope.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        challenge: s256(verifier),
         family_id: family,
         token: NewToken {
             id: Uuid::now_v7(),
             hash: tokens::refresh_hash(&refresh_secret),
             expires_at: OffsetDateTime::now_utc() + t.refresh_ttl,
         },
-        auth_time: redeemed.auth_time,
+        refresh_allowed: client.entry.metadata().grant_types.iter().any(|g| g == "refresh_token"),
+        access_ttl: Duration::from_secs(oauth::ttl_of(app, client)),
         ip_address: request.ip_string(),
         user_agent: request.user_agent.clone(),
     };
-    let user = match app.services.users.run(start).await? {
-        GrantStart::Started(user) => user,
-        GrantStart::UserGone => return Err(invalid("the user can no longer sign in")),
-        GrantStart::Replayed => return Err(invalid("the code was used twice; no tokens are issued for it")),
+    let (user, scope, nonce, auth_time, offline) = match app.services.users.run(exchange).await? {
+        Exchange::Started { user, scope, nonce, auth_time, offline } => (user, scope, nonce, auth_time, offline),
+        Exchange::Refused(Refusal::RedirectUri) => {
+            return Err(invalid("redirect_uri differs from the authorization request's"));
+        }
+        Exchange::Refused(Refusal::Verifier) => {
+            return Err(invalid("code_verifier does not match the code_challenge"));
+        }
+        Exchange::Refused(Refusal::UserGone) => return Err(invalid("the user can no longer sign in")),
+        Exchange::Replayed { user_id, family_id } => {
+            if let Some(family_id) = family_id {
+                app.services.users.run(RevokeOne { user_id, family_id }).await?;
+                super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
+            }
+            return Err(invalid("the code was already used; the tokens it issued are revoked"));
+        }
+        Exchange::Invalid => return Err(invalid("invalid or expired code")),
     };
-    let metadata = client.entry.metadata();
-    let scope = redeemed.scope.clone();
     let to = tokens::IssuedTo {
         client_id: client.id(),
         audience: oauth::audience_of(app, client),
@@ -505,8 +530,8 @@ pub async fn exchange(
                 exp: now + ttl as i64,
                 iat: now,
                 nbf: now,
-                auth_time: redeemed.auth_time.unix_timestamp(),
-                nonce: redeemed.nonce.clone(),
+                auth_time: auth_time.unix_timestamp(),
+                nonce,
                 azp: client.id().to_string(),
                 at_hash: at_hash(&access_token),
                 sid: family,
@@ -518,7 +543,6 @@ pub async fn exchange(
             Some(app.services.keys.sign("JWT", id).await.map_err(FlowError::from)?)
         }
     };
-    let offline = has_scope(&scope, "offline_access") && metadata.grant_types.iter().any(|g| g == "refresh_token");
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -616,9 +640,9 @@ mod tests {
     fn pkce_s256_is_the_rfc_7636_example() {
         // RFC 7636 Appendix B.
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert!(pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
-        assert!(!pkce_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(valid_pkce(verifier));
+        assert_eq!(s256(verifier), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert!(!valid_pkce("short"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use hyper::{Method, StatusCode};
 use super::auth::client;
 use crate::app::App;
 use crate::flows::authenticate::{Caller, Principal};
-use crate::flows::authorize::{self, PageError, SignInError, Step};
+use crate::flows::authorize::{self, PageError, Registration, SignInError, Step};
 use crate::flows::oauth::OAuthForm;
 use crate::flows::tokens;
 use crate::http::{ApiError, Request, Response, response};
@@ -293,7 +293,18 @@ pub async fn authorize(app: &App, mut req: Request, caller: Caller) -> Response 
             if after_form && form.get("csrf_token").is_some() {
                 return sign_in(app, &req, &form, session).await;
             }
-            let request = match authorize::check_request(app, &form).await? {
+            // A browser without a session is mostly shown the sign-in page: rendered from a
+            // recently cached registration, unless the request would go anywhere else, which
+            // is decided on the current one.
+            if session.is_none()
+                && let Ok(Ok(request)) = authorize::check_request(app, &form, Registration::Recent).await
+            {
+                let step = authorize::decide(app, request, None, false).await?;
+                if step.is_sign_in_page() {
+                    return render(app, &req, step, after_form, Vec::new());
+                }
+            }
+            let request = match authorize::check_request(app, &form, Registration::Current).await? {
                 Ok(r) => r,
                 Err(back) => return Ok(redirect(&back, after_form)),
             };
@@ -311,7 +322,7 @@ async fn sign_in(
     session: Option<auth_actors::db::grants::BrowserSession>,
 ) -> Result<Response, Failure> {
     check_csrf(app, req, form)?;
-    let request = match authorize::check_request(app, form).await? {
+    let request = match authorize::check_request(app, form, Registration::Current).await? {
         Ok(r) => r,
         Err(back) => return Ok(redirect(&back, true)),
     };
@@ -336,7 +347,7 @@ pub async fn consent(app: &App, mut req: Request, caller: Caller) -> Response {
         async {
             let form = parameters(&mut req).await?;
             check_csrf(app, &req, &form)?;
-            let request = match authorize::check_request(app, &form).await? {
+            let request = match authorize::check_request(app, &form, Registration::Current).await? {
                 Ok(r) => r,
                 Err(back) => return Ok(redirect(&back, true)),
             };

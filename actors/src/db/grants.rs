@@ -1,8 +1,9 @@
 //! The browser flow's state: authorization codes, remembered consent, and browser sessions.
 //!
-//! A code is redeemed by one compare-and-swap (`UPDATE ... WHERE used_at IS NULL`) that only the
-//! client it was issued to can win; a second redemption finds it used and learns the session the
-//! first one opened, so that session can be revoked (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
+//! A code is exchanged by one statement (`UPDATE ... WHERE used_at IS NULL` that only the client
+//! it was issued to can win, and the session it opens); a second exchange finds it used and
+//! learns the session the first one opened, so that session can be revoked (RFC 6749 §4.1.2,
+//! OAuth 2.1 §4.1.3).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use super::Operation;
 use super::sessions::NewToken;
-use super::users::UserRecord;
+use super::users::{USER_COLUMNS, UserRecord};
 
 /// A code to store (only its digest), with everything it is bound to.
 #[derive(Debug, Clone)]
@@ -33,7 +34,13 @@ impl Operation for IssueCode {
     type Output = ();
 
     async fn run(&self, client: &mut Client) -> Result<(), Error> {
-        let sql = "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce,
+        // Codes a day past their expiry are purged as new ones are issued, a batch at a time;
+        // until then a replay is still recognised as one.
+        let sql = "WITH purged AS (
+                       DELETE FROM oauth_codes WHERE code_hash IN (
+                           SELECT code_hash FROM oauth_codes WHERE expires_at < now() - interval '1 day' LIMIT 100)
+                   )
+                   INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce,
                                             auth_time, expires_at)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
@@ -52,131 +59,120 @@ impl Operation for IssueCode {
     }
 }
 
-/// A code as its redemption found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedeemedCode {
-    pub user_id: Uuid,
-    pub redirect_uri: String,
-    pub scope: String,
-    pub code_challenge: String,
-    pub nonce: Option<String>,
-    pub auth_time: OffsetDateTime,
+/// Why a live code was used up without opening a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The `redirect_uri` differs from the authorization request's.
+    RedirectUri,
+    /// The PKCE verifier does not hash to the code's challenge.
+    Verifier,
+    /// The user is inactive.
+    UserGone,
 }
 
 /// What presenting a code led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeOutcome {
-    /// The code was live and is now used (whatever the checks that follow decide).
-    Redeemed(RedeemedCode),
-    /// The code was used before: the session its first redemption opened, if any, to revoke.
+pub enum Exchange {
+    /// The code is used and the session open: the user (with current roles) and what the code
+    /// carried.
+    Started { user: UserRecord, scope: String, nonce: Option<String>, auth_time: OffsetDateTime, offline: bool },
+    /// The code was live and is now used, but a binding did not hold: no session.
+    Refused(Refusal),
+    /// The code was used before: the session its first exchange opened, if any, to revoke.
     Replayed { user_id: Uuid, family_id: Option<Uuid> },
     /// Unknown, expired, or issued to another client.
     Invalid,
 }
 
-/// Uses the code whose digest is `code_hash`, if it is live and was issued to `client_id`.
+/// Exchanges the code whose digest is `code_hash`, if it is live and was issued to `client_id`:
+/// uses it up and, when the redirect URI, the PKCE challenge (`challenge` = S256 of the
+/// verifier) and the user's standing hold, opens the session it issues (a family of kind
+/// `oauth` bound to the client and scope, recorded on the code, with its first refresh token
+/// when `offline_access` was granted and `refresh_allowed`).
+///
+/// One statement does it all, so a code is never seen used without the session its exchange
+/// opened: a twin presented meanwhile waits on the code's row, then finds it used and learns
+/// that session, which it revokes (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
 #[derive(Debug, Clone)]
-pub struct RedeemCode {
+pub struct ExchangeCode {
     pub code_hash: Vec<u8>,
     pub client_id: String,
-}
-
-impl Operation for RedeemCode {
-    type Output = CodeOutcome;
-
-    async fn run(&self, client: &mut Client) -> Result<CodeOutcome, Error> {
-        let sql = "UPDATE oauth_codes SET used_at = now()
-                   WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > now()
-                   RETURNING user_id, redirect_uri, scope, code_challenge, nonce, auth_time";
-        if let Some(r) = super::opt(&*client, sql, &[&self.code_hash, &self.client_id]).await? {
-            return Ok(CodeOutcome::Redeemed(RedeemedCode {
-                user_id: r.get(0),
-                redirect_uri: r.get(1),
-                scope: r.get(2),
-                code_challenge: r.get(3),
-                nonce: r.get(4),
-                auth_time: r.get(5),
-            }));
-        }
-        // Marked, so that an exchange of its twin still under way cannot open its session.
-        let used = "UPDATE oauth_codes SET replayed_at = now()
-                    WHERE code_hash = $1 AND client_id = $2 AND used_at IS NOT NULL RETURNING user_id, family_id";
-        Ok(match super::opt(&*client, used, &[&self.code_hash, &self.client_id]).await? {
-            Some(r) => CodeOutcome::Replayed { user_id: r.get(0), family_id: r.get(1) },
-            None => CodeOutcome::Invalid,
-        })
-    }
-}
-
-/// What opening a code's session led to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GrantStart {
-    /// The session is open; the user, with current roles.
-    Started(UserRecord),
-    /// The user is gone or inactive.
-    UserGone,
-    /// The code was presented again meanwhile: no session.
-    Replayed,
-}
-
-/// Opens the session a code exchange issues: a family bound to the client and scope, its first
-/// refresh token, recorded on the code (so that a replay can revoke it), while the user is
-/// active. The code's row is claimed first, so this and a replay's mark are ordered: either the
-/// replay finds the session (and revokes it), or this finds the mark (and opens nothing).
-#[derive(Debug, Clone)]
-pub struct StartGrantSession {
-    pub code_hash: Vec<u8>,
-    pub user_id: Uuid,
-    pub client_id: String,
-    pub scope: String,
+    pub redirect_uri: String,
+    pub challenge: String,
     pub family_id: Uuid,
     pub token: NewToken,
-    pub auth_time: OffsetDateTime,
+    pub refresh_allowed: bool,
+    /// How long the session lives without a refresh token: the access token's lifetime.
+    pub access_ttl: Duration,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
 }
 
-impl Operation for StartGrantSession {
-    type Output = GrantStart;
+impl Operation for ExchangeCode {
+    type Output = Exchange;
 
-    async fn run(&self, client: &mut Client) -> Result<GrantStart, Error> {
-        let tx = client.transaction().await?;
-        let claimed = super::run(
-            &tx,
-            "UPDATE oauth_codes SET family_id = $2 WHERE code_hash = $1 AND replayed_at IS NULL",
-            &[&self.code_hash, &self.family_id],
-        )
-        .await?;
-        if claimed == 0 {
-            return Ok(GrantStart::Replayed);
+    async fn run(&self, client: &mut Client) -> Result<Exchange, Error> {
+        let sql = format!(
+            "WITH c AS (
+                 UPDATE oauth_codes SET used_at = now(), family_id = CASE
+                     WHEN redirect_uri = $3 AND code_challenge = $4
+                          AND EXISTS (SELECT 1 FROM users WHERE id = oauth_codes.user_id AND is_active)
+                     THEN $5::uuid END
+                 WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > now()
+                 RETURNING user_id, scope, nonce, auth_time, family_id,
+                           redirect_uri = $3 AS uri_ok, code_challenge = $4 AS verifier_ok
+             ), o AS (
+                 SELECT c.*, ($9 AND 'offline_access' = ANY (string_to_array(c.scope, ' '))) AS offline FROM c
+             ), f AS (
+                 INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time,
+                                               client_id, scope)
+                 SELECT family_id, user_id,
+                        CASE WHEN offline THEN $8 ELSE now() + make_interval(secs => $10) END,
+                        $11, $12, 'oauth', auth_time, $2, scope
+                 FROM o WHERE family_id IS NOT NULL
+                 RETURNING id
+             ), t AS (
+                 INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, expires_at)
+                 SELECT $6, $7, f.id, o.user_id, $8 FROM o JOIN f ON f.id = o.family_id WHERE o.offline
+             )
+             SELECT o.uri_ok, o.verifier_ok, o.family_id, o.scope, o.nonce, o.auth_time, o.offline, {USER_COLUMNS}
+             FROM o JOIN users u ON u.id = o.user_id"
+        );
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+            &self.code_hash,
+            &self.client_id,
+            &self.redirect_uri,
+            &self.challenge,
+            &self.family_id,
+            &self.token.id,
+            &self.token.hash,
+            &self.token.expires_at,
+            &self.refresh_allowed,
+            &self.access_ttl.as_secs_f64(),
+            &self.ip_address,
+            &self.user_agent,
+        ];
+        if let Some(r) = super::opt(&*client, &sql, &params).await? {
+            let (uri_ok, verifier_ok, family): (bool, bool, Option<Uuid>) = (r.get(0), r.get(1), r.get(2));
+            return Ok(match (uri_ok, verifier_ok, family) {
+                (false, _, _) => Exchange::Refused(Refusal::RedirectUri),
+                (_, false, _) => Exchange::Refused(Refusal::Verifier),
+                (_, _, None) => Exchange::Refused(Refusal::UserGone),
+                (true, true, Some(_)) => Exchange::Started {
+                    user: super::users::user_from(&r),
+                    scope: r.get(3),
+                    nonce: r.get(4),
+                    auth_time: r.get(5),
+                    offline: r.get(6),
+                },
+            });
         }
-        let Some(user) = super::users::get_in(&tx, self.user_id).await?.filter(|u| u.is_active) else {
-            return Ok(GrantStart::UserGone);
-        };
-        super::run(
-            &tx,
-            "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time, client_id, scope)
-             VALUES ($1, $2, $3, $4, $5, 'oauth', $6, $7, $8)",
-            &[
-                &self.family_id,
-                &self.user_id,
-                &self.token.expires_at,
-                &self.ip_address,
-                &self.user_agent,
-                &self.auth_time,
-                &self.client_id,
-                &self.scope,
-            ],
-        )
-        .await?;
-        super::run(
-            &tx,
-            "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&self.token.id, &self.token.hash, &self.family_id, &self.user_id, &self.token.expires_at],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(GrantStart::Started(user))
+        let used = "UPDATE oauth_codes SET replayed_at = now()
+                    WHERE code_hash = $1 AND client_id = $2 AND used_at IS NOT NULL RETURNING user_id, family_id";
+        Ok(match super::opt(&*client, used, &[&self.code_hash, &self.client_id]).await? {
+            Some(r) => Exchange::Replayed { user_id: r.get(0), family_id: r.get(1) },
+            None => Exchange::Invalid,
+        })
     }
 }
 
