@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -48,6 +48,11 @@ test: services
 	@scripts/browser-test.sh
 	@REFRESH_REUSE_GRACE=2s DEMO_REUSE_WAIT=3 scripts/with-service.sh scripts/demo.sh
 	@scripts/check-compose.sh
+	@scripts/check-kubernetes.sh
+
+## The manifests in deploy/kubernetes/ against the Kubernetes API schemas and each other, offline.
+kubernetes-check:
+	@scripts/check-kubernetes.sh
 
 ## Our tokens verified by PyJWT and node's jose against a live instance.
 interop: build

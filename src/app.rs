@@ -26,6 +26,16 @@ pub struct AppState {
     pub clients: ClientCache,
     /// Clients' public keys fetched from their `jwks_uri`.
     pub remote_keys: RemoteKeys,
+    /// Set when shutdown has begun: readyz answers 503 and HTTP/1.1 answers close their
+    /// connections, while every other route still serves.
+    pub stopping: std::sync::atomic::AtomicBool,
+}
+
+impl AppState {
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl App {

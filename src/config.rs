@@ -24,7 +24,23 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("DATABASE_URL", None, "PostgreSQL URL, e.g. postgres://user@host:5432/db. Secret: never logged."),
     ("DATABASE_POOL_SIZE", Some("16"), "Connections in the PostgreSQL pool."),
     ("USER_STORE_WORKERS", Some("16"), "UserStore worker actors."),
-    ("REDIS_URL", None, "Redis URL, e.g. redis://127.0.0.1:6379/0. Secret: never logged."),
+    (
+        "REDIS_URL",
+        None,
+        "Redis URL, e.g. redis://127.0.0.1:6379/0; with Sentinel, only the master's credentials and database (optional). Secret: never logged.",
+    ),
+    (
+        "REDIS_SENTINELS",
+        None,
+        "Redis Sentinel addresses, host:port or redis:// URLs, comma-separated: the master is the one they name.",
+    ),
+    ("REDIS_SENTINEL_MASTER", None, "The master name the sentinels monitor (with REDIS_SENTINELS)."),
+    (
+        "REDIS_WAIT_REPLICAS",
+        Some("1"),
+        "With Sentinel: replicas that must hold a revocation before it is acknowledged (WAIT); 0 for none.",
+    ),
+    ("REDIS_CLUSTER_NODES", None, "Redis Cluster nodes, host:port or redis:// URLs, comma-separated (some suffice)."),
     (
         "REDIS_KEY_PREFIX",
         Some("auth:"),
@@ -131,6 +147,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
     ("REQUEST_TIMEOUT", Some("30s"), "Time a client has to send its request body (408 after it)."),
     ("MAX_CONNECTIONS", Some("20000"), "Open connections accepted at once."),
+    (
+        "SHUTDOWN_DELAY",
+        Some("0s"),
+        "After SIGTERM, how long readyz answers 503 while every other route still serves, before the drain.",
+    ),
     ("SHUTDOWN_GRACE", Some("10s"), "How long shutdown waits for in-flight requests."),
     ("ACTOR_CALL_TIMEOUT", Some("5s"), "Bound on every actor call."),
     ("ACTOR_MAILBOX_CAPACITY", Some("1024"), "Calls that may wait on one actor before new ones get 503."),
@@ -182,6 +203,7 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
+    pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
     pub cookie_secure: bool,
     pub allowed_origins: Vec<String>,
@@ -264,7 +286,8 @@ pub struct Config {
     pub database_url: Secret,
     pub database_pool_size: usize,
     pub user_store_workers: usize,
-    pub redis_url: Secret,
+    /// Where Redis is (a URL, sentinels, or cluster nodes; may carry passwords, never logged).
+    pub redis: auth_actors::redis_conn::RedisTarget,
     /// Every Redis key, under `REDIS_KEY_PREFIX`.
     pub redis_keys: auth_actors::keyspace::Keyspace,
     pub tokens: TokenConfig,
@@ -473,8 +496,7 @@ impl Layers {
         let database_url = self.required("DATABASE_URL")?.to_string();
         auth_actors::db::parse_url(&database_url)
             .map_err(|e| ConfigError::Invalid { name: "DATABASE_URL", reason: e.to_string() })?;
-        let redis_url = self.required("REDIS_URL")?.to_string();
-        redis_url_check(&redis_url)?;
+        let redis = self.redis_target()?;
         let issuer = self.required("JWT_ISSUER")?.to_string();
         let passwords = self.passwords()?;
         Ok(Config {
@@ -488,6 +510,7 @@ impl Layers {
                 header_read_timeout: self.duration("HEADER_READ_TIMEOUT")?,
                 request_timeout: self.duration("REQUEST_TIMEOUT")?,
                 max_connections: self.parse("MAX_CONNECTIONS")?,
+                shutdown_delay: self.duration("SHUTDOWN_DELAY")?,
                 shutdown_grace: self.duration("SHUTDOWN_GRACE")?,
                 cookie_secure: self.bool("COOKIE_SECURE")?,
                 allowed_origins: self.list("ALLOWED_ORIGINS"),
@@ -497,7 +520,7 @@ impl Layers {
             database_url: Secret::new(database_url),
             database_pool_size: self.parse("DATABASE_POOL_SIZE")?,
             user_store_workers: self.parse("USER_STORE_WORKERS")?,
-            redis_url: Secret::new(redis_url),
+            redis,
             redis_keys: auth_actors::keyspace::Keyspace::new(self.get("REDIS_KEY_PREFIX").unwrap_or_default())
                 .map_err(|reason| ConfigError::Invalid { name: "REDIS_KEY_PREFIX", reason })?,
             tokens: TokenConfig {
@@ -554,6 +577,45 @@ fn setting_name(key: &str) -> Option<&'static str> {
     SETTINGS.iter().map(|(k, _, _)| *k).find(|k| *k == key)
 }
 
+impl Layers {
+    /// Where Redis is: `REDIS_SENTINELS` (with `REDIS_SENTINEL_MASTER`), else
+    /// `REDIS_CLUSTER_NODES`, else `REDIS_URL`.
+    pub fn redis_target(&self) -> Result<auth_actors::redis_conn::RedisTarget, ConfigError> {
+        use auth_actors::redis_conn::RedisTarget;
+        let sentinels = self.list("REDIS_SENTINELS");
+        let nodes = self.list("REDIS_CLUSTER_NODES");
+        let target = if !sentinels.is_empty() {
+            if !nodes.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: "REDIS_CLUSTER_NODES",
+                    reason: "set either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both".into(),
+                });
+            }
+            let node_url = self.get("REDIS_URL").map(str::to_string);
+            if let Some(url) = &node_url {
+                redis_url_check(url)?;
+            }
+            let target = RedisTarget::Sentinel {
+                sentinels,
+                master: self.required("REDIS_SENTINEL_MASTER")?.to_string(),
+                node_url,
+                wait_replicas: self.parse("REDIS_WAIT_REPLICAS")?,
+            };
+            target.check().map_err(|reason| ConfigError::Invalid { name: "REDIS_SENTINELS", reason })?;
+            target
+        } else if !nodes.is_empty() {
+            let target = RedisTarget::Cluster { nodes };
+            target.check().map_err(|reason| ConfigError::Invalid { name: "REDIS_CLUSTER_NODES", reason })?;
+            target
+        } else {
+            let url = self.required("REDIS_URL")?.to_string();
+            redis_url_check(&url)?;
+            RedisTarget::Single { url }
+        };
+        Ok(target)
+    }
+}
+
 fn redis_url_check(url: &str) -> Result<(), ConfigError> {
     let ok = (url.starts_with("redis://")
         || url.starts_with("rediss://")
@@ -590,7 +652,7 @@ impl Config {
             database_url: self.database_url.expose().to_string(),
             database_pool_size: self.database_pool_size,
             user_store_workers: self.user_store_workers,
-            redis_url: self.redis_url.expose().to_string(),
+            redis: self.redis.clone(),
             keyspace: self.redis_keys.clone(),
             dependency_timeout: self.dependency_timeout,
             call_timeout: self.call_timeout,

@@ -56,6 +56,7 @@ pub async fn run(
             auth_actors::cache::CacheCounters::of(&metrics.client_cache),
         ),
         remote_keys: crate::remote_keys::RemoteKeys::new(config.dependency_timeout),
+        stopping: std::sync::atomic::AtomicBool::new(false),
         config: Arc::new(config),
         services,
         metrics,
@@ -66,9 +67,25 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
 
     let escalated = std::sync::atomic::AtomicBool::new(false);
+    let stopping = app.clone();
     let stop = async {
         tokio::select! {
-            () = shutdown => {}
+            () = shutdown => {
+                // Not ready first, still serving, so that a balancer polling readiness stops
+                // sending before the listener closes.
+                stopping.stopping.store(true, std::sync::atomic::Ordering::Release);
+                let delay = stopping.config.http.shutdown_delay;
+                if !delay.is_zero() {
+                    tracing::info!(delay_secs = delay.as_secs_f64(), "shutting down: not ready, still serving");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = &mut supervisor_done => {
+                            tracing::error!("actor system stopped by itself; shutting down");
+                            escalated.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                    }
+                }
+            }
             _ = &mut supervisor_done => {
                 tracing::error!("actor system stopped by itself; shutting down");
                 escalated.store(true, std::sync::atomic::Ordering::Release);

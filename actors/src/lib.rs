@@ -32,6 +32,7 @@ pub mod keys;
 pub mod keyspace;
 pub mod metrics;
 pub mod rate_limiter;
+pub mod redis_conn;
 pub mod supervisor;
 pub mod user_store;
 

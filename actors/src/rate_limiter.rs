@@ -17,9 +17,9 @@ use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crate::redis_conn::{RedisConn, RedisTarget};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -231,11 +231,7 @@ pub struct TokenCheck {
 pub trait Command: Send + 'static {
     type Output: Send + 'static;
 
-    fn run(
-        self,
-        conn: ConnectionManager,
-        keys: Keyspace,
-    ) -> impl Future<Output = redis::RedisResult<Self::Output>> + Send;
+    fn run(self, conn: RedisConn, keys: Keyspace) -> impl Future<Output = redis::RedisResult<Self::Output>> + Send;
 }
 
 /// A command with its reply port, its output type erased.
@@ -243,7 +239,7 @@ pub trait RedisJob: Send {
     /// Starts the command on `conn`; the returned future sends the reply when it completes.
     fn start(
         self: Box<Self>,
-        conn: ConnectionManager,
+        conn: RedisConn,
         keys: Keyspace,
         metrics: ActorMetrics,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -257,7 +253,7 @@ struct Pending<C: Command> {
 impl<C: Command> RedisJob for Pending<C> {
     fn start(
         self: Box<Self>,
-        conn: ConnectionManager,
+        conn: RedisConn,
         keys: Keyspace,
         metrics: ActorMetrics,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -274,7 +270,7 @@ pub struct Ping;
 impl Command for Ping {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, _: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, _: Keyspace) -> redis::RedisResult<()> {
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
@@ -291,7 +287,7 @@ pub struct Hit {
 impl Command for Hit {
     type Output = Decision;
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<Decision> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<Decision> {
         let key = keys.rate(self.class, &self.subject);
         let limit = self.limit;
         let (allowed, remaining, retry, reset): (i64, i64, i64, i64) =
@@ -315,7 +311,7 @@ pub struct BeginLogin {
 impl Command for BeginLogin {
     type Output = LoginGate;
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<LoginGate> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<LoginGate> {
         let k = keys.lockout(&self.account);
         let policy = self.policy;
         let (allowed, retry, started): (i64, i64, i64) = BEGIN_LOGIN
@@ -344,7 +340,7 @@ pub struct LoginSucceeded {
 impl Command for LoginSucceeded {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let k = keys.lockout(&self.account);
         let _: i64 = redis::cmd("DEL").arg(&k.attempts).arg(&k.level).query_async(&mut conn).await?;
         Ok(())
@@ -361,9 +357,10 @@ pub struct Blacklist {
 impl Command for Blacklist {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let key = keys.blacklist(self.user, self.jti);
-        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async(&mut conn).await
+        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async::<()>(&mut conn).await?;
+        conn.durable().await
     }
 }
 
@@ -378,9 +375,10 @@ pub struct SetNotBefore {
 impl Command for SetNotBefore {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let key = keys.not_before(self.user);
-        RAISE_NOT_BEFORE.key(key).arg(self.at_ms).arg(millis(self.ttl).max(1)).invoke_async(&mut conn).await
+        RAISE_NOT_BEFORE.key(key).arg(self.at_ms).arg(millis(self.ttl).max(1)).invoke_async::<()>(&mut conn).await?;
+        conn.durable().await
     }
 }
 
@@ -394,7 +392,7 @@ pub struct RevokeSessions {
 impl Command for RevokeSessions {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
         for sid in &self.sessions {
             pipe.cmd("SET")
@@ -404,7 +402,8 @@ impl Command for RevokeSessions {
                 .arg(millis(self.ttl).max(1))
                 .ignore();
         }
-        pipe.query_async(&mut conn).await
+        pipe.query_async::<()>(&mut conn).await?;
+        conn.durable().await
     }
 }
 
@@ -450,7 +449,7 @@ pub struct ClientLimits {
 impl Command for BeginClient {
     type Output = ClientGateCheck;
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<ClientGateCheck> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<ClientGateCheck> {
         let epoch_key = keys.authz_epoch();
         let Some(limits) = self.limits else {
             let authz_epoch: Option<String> = redis::cmd("GET").arg(&epoch_key).query_async(&mut conn).await?;
@@ -508,7 +507,7 @@ pub struct EndClient {
 impl Command for EndClient {
     type Output = Option<Duration>;
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<Option<Duration>> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<Option<Duration>> {
         let k = keys.client_gate(&self.client);
         let (locked_now, lock_ms): (i64, i64) = CLIENT_END
             .key(&k.lock)
@@ -536,7 +535,7 @@ pub struct UseAssertion {
 impl Command for UseAssertion {
     type Output = bool;
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<bool> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<bool> {
         let key = keys.client_assertion(&self.client, &self.jti_digest);
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
@@ -560,7 +559,7 @@ pub struct BlacklistClientToken {
 impl Command for BlacklistClientToken {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let key = keys.client_blacklist(&self.client, self.jti);
         redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async(&mut conn).await
     }
@@ -573,9 +572,10 @@ pub struct BumpAuthzEpoch;
 impl Command for BumpAuthzEpoch {
     type Output = ();
 
-    async fn run(self, mut conn: ConnectionManager, keys: Keyspace) -> redis::RedisResult<()> {
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let key = keys.authz_epoch();
-        redis::cmd("SET").arg(key).arg(new_epoch()).query_async(&mut conn).await
+        redis::cmd("SET").arg(key).arg(new_epoch()).query_async::<()>(&mut conn).await?;
+        conn.durable().await
     }
 }
 
@@ -591,9 +591,9 @@ pub enum RateLimiterMsg {
 /// Startup arguments, reused on every restart.
 #[derive(Clone)]
 pub struct RateLimiterArgs {
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// Where the actor publishes its connection for the token checks its handle runs.
-    pub publish: Arc<watch::Sender<Option<ConnectionManager>>>,
+    pub publish: Arc<watch::Sender<Option<RedisConn>>>,
     pub keys: Keyspace,
     pub metrics: ActorMetrics,
 }
@@ -664,23 +664,40 @@ fn token_check(answers: &[Vec<Option<String>>], arity: &[usize], epoch: bool) ->
     Ok(TokenCheck { states, authz_epoch })
 }
 
+/// The answers of `reads` (each one `MGET` within one hash slot): one pipelined round trip, or
+/// on a cluster, where a pipeline must stay within one slot, the reads at once, one each.
+async fn read_all(conn: &mut RedisConn, reads: Vec<redis::Cmd>) -> redis::RedisResult<Vec<Vec<Option<String>>>> {
+    if conn.is_cluster() {
+        let pending = reads.iter().map(|read| {
+            let mut conn = conn.clone();
+            async move { read.query_async::<Vec<Option<String>>>(&mut conn).await }
+        });
+        return futures_util::future::try_join_all(pending).await;
+    }
+    let mut pipe = redis::pipe();
+    for read in reads {
+        pipe.add_command(read);
+    }
+    pipe.query_async(conn).await
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Replaces the authorization epoch over a connection of its own (operator commands, which run
 /// without the actor tree), so that every instance drops what it cached.
-pub async fn bump_authz_epoch_at(url: &str, keys: &Keyspace, timeout: Duration) -> Result<(), LimiterError> {
+pub async fn bump_authz_epoch_at(target: &RedisTarget, keys: &Keyspace, timeout: Duration) -> Result<(), LimiterError> {
     let unavailable = |e: redis::RedisError| LimiterError::Unavailable(e.to_string());
     let work = async {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(unavailable)?;
+        let mut conn = RedisConn::connect(target, timeout).await.map_err(unavailable)?;
         redis::cmd("SET")
             .arg(keys.authz_epoch())
             .arg(new_epoch())
             .query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        conn.durable().await.map_err(unavailable)
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| LimiterError::Unavailable("timed out".into()))?
 }
@@ -705,7 +722,7 @@ fn redis_error(metrics: &ActorMetrics, e: redis::RedisError) -> LimiterError {
 #[derive(Clone)]
 pub struct RateLimiterHandle {
     endpoint: Endpoint<RateLimiterMsg>,
-    conn: watch::Receiver<Option<ConnectionManager>>,
+    conn: watch::Receiver<Option<RedisConn>>,
     keys: Keyspace,
     metrics: ActorMetrics,
 }
@@ -713,11 +730,16 @@ pub struct RateLimiterHandle {
 impl RateLimiterHandle {
     pub(crate) fn new(
         endpoint: Endpoint<RateLimiterMsg>,
-        conn: watch::Receiver<Option<ConnectionManager>>,
+        conn: watch::Receiver<Option<RedisConn>>,
         keys: Keyspace,
         metrics: ActorMetrics,
     ) -> Self {
         RateLimiterHandle { endpoint, conn, keys, metrics }
+    }
+
+    /// The address of the Redis master in use, when it is found through Sentinel.
+    pub fn master_address(&self) -> Option<String> {
+        self.conn.borrow().as_ref().and_then(RedisConn::master_address)
     }
 
     /// The keyspace every command of this handle uses.
@@ -757,28 +779,31 @@ impl RateLimiterHandle {
         let Some(mut conn) = self.conn.borrow().clone() else {
             return Err(CallError::Unavailable(self.endpoint.name()).into());
         };
-        let mut pipe = redis::pipe();
+        let mut reads = Vec::with_capacity(tokens.len() + 1);
         let mut arity = Vec::with_capacity(tokens.len());
         for t in tokens {
             let k = match t {
                 TokenRef::User { user, jti, session } => self.keys.token(*user, *jti, *session),
                 TokenRef::Client { client, jti } => self.keys.client_token(client, *jti),
             };
-            pipe.cmd("MGET").arg(&k.blacklist).arg(&k.not_before);
+            let mut read = redis::cmd("MGET");
+            read.arg(&k.blacklist).arg(&k.not_before);
             if let Some(session) = &k.session {
-                pipe.arg(session);
+                read.arg(session);
             }
+            reads.push(read);
             arity.push(2 + usize::from(k.session.is_some()));
         }
         let epoch_key = epoch.then(|| self.keys.authz_epoch());
         if let Some(key) = &epoch_key {
-            pipe.cmd("MGET").arg(key);
+            let mut read = redis::cmd("MGET");
+            read.arg(key);
+            reads.push(read);
         }
         let metrics = &self.metrics;
         self.endpoint
             .run(async move {
-                let answers: Vec<Vec<Option<String>>> =
-                    pipe.query_async(&mut conn).await.map_err(|e| redis_error(metrics, e))?;
+                let answers = read_all(&mut conn, reads).await.map_err(|e| redis_error(metrics, e))?;
                 let mut check = token_check(&answers, &arity, epoch)?;
                 if let Some(epoch_key) = epoch_key.filter(|_| check.authz_epoch.is_none()) {
                     // No epoch yet (first use, or Redis lost its data): start one unless another

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::redis_conn::RedisConn;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 use crate::db::{self, DbError};
@@ -48,7 +48,7 @@ pub struct Settings {
     pub database_pool_size: usize,
     /// UserStore worker actors.
     pub user_store_workers: usize,
-    pub redis_url: String,
+    pub redis: crate::redis_conn::RedisTarget,
     /// Every Redis key, under the configured prefix.
     pub keyspace: crate::keyspace::Keyspace,
     /// Bound on connecting to PostgreSQL/Redis and on each of their operations.
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Settings {
             .field("keys_dir", &self.keys_dir)
             .field("active_kid", &self.active_kid)
             .field("database_url", &"***")
-            .field("redis_url", &"***")
+            .field("redis", &self.redis)
             .field("user_store_workers", &self.user_store_workers)
             .field("restart", &self.restart)
             .finish_non_exhaustive()
@@ -166,7 +166,7 @@ pub struct SupervisorArgs {
     services: Services,
     slots: Slots,
     publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
-    publish_redis: Arc<watch::Sender<Option<ConnectionManager>>>,
+    publish_redis: Arc<watch::Sender<Option<RedisConn>>>,
 }
 
 pub struct SupervisorState {
@@ -174,9 +174,9 @@ pub struct SupervisorState {
     services: Services,
     slots: Slots,
     publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
-    publish_redis: Arc<watch::Sender<Option<ConnectionManager>>>,
+    publish_redis: Arc<watch::Sender<Option<RedisConn>>>,
     pool: deadpool_postgres::Pool,
-    redis: ConnectionManager,
+    redis: RedisConn,
     /// Live children by actor id.
     running: HashMap<ActorId, Child>,
     /// Recent failure times per child, for the intensity limit and the backoff exponent.
@@ -247,15 +247,12 @@ async fn connect_postgres(settings: &Settings) -> Result<deadpool_postgres::Pool
     Ok(pool)
 }
 
-async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, StartupError> {
-    let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| StartupError::RedisUrl(e.to_string()))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(settings.dependency_timeout))
-        .set_response_timeout(Some(settings.dependency_timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    let connect = ConnectionManager::new_with_config(client, config);
-    match tokio::time::timeout(settings.dependency_timeout * 2, connect).await {
+async fn connect_redis(settings: &Settings) -> Result<RedisConn, StartupError> {
+    if let Err(e) = settings.redis.check() {
+        return Err(StartupError::RedisUrl(e));
+    }
+    let connect = RedisConn::connect(&settings.redis, settings.dependency_timeout);
+    match tokio::time::timeout(settings.dependency_timeout * 4, connect).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(StartupError::RedisUnreachable(e.to_string())),
         Err(_) => Err(StartupError::RedisUnreachable("connection timed out".into())),

@@ -179,12 +179,12 @@ fn db_error(e: tokio_postgres::Error) -> anyhow::Error {
 
 /// Tells running instances to drop what they cached (the authorization epoch).
 async fn announce(layers: &Layers) {
-    let (Some(url), Some(prefix)) = (layers.value("REDIS_URL"), layers.value("REDIS_KEY_PREFIX")) else {
-        eprintln!("warning: REDIS_URL is not set; running instances see the change within AUTHZ_CACHE_TTL");
+    let (Ok(target), Some(prefix)) = (layers.redis_target(), layers.value("REDIS_KEY_PREFIX")) else {
+        eprintln!("warning: Redis is not configured; running instances see the change within AUTHZ_CACHE_TTL");
         return;
     };
     let Ok(keys) = auth_actors::keyspace::Keyspace::new(prefix) else { return };
-    if let Err(e) = auth_actors::rate_limiter::bump_authz_epoch_at(url, &keys, Duration::from_secs(5)).await {
+    if let Err(e) = auth_actors::rate_limiter::bump_authz_epoch_at(&target, &keys, Duration::from_secs(5)).await {
         eprintln!("warning: running instances not told ({e}); they see the change within AUTHZ_CACHE_TTL");
     }
 }

@@ -6,7 +6,9 @@
 //! inside a tracing span carrying that id, answered with the id echoed back, counted, and
 //! logged in exactly one access-log line.
 //!
-//! Shutdown: when `shutdown` resolves (or the actor tree stops by itself), the loop stops
+//! Shutdown: once `shutdown` resolves — after `SHUTDOWN_DELAY`, during which readyz answers
+//! 503 and HTTP/1.1 answers carry `Connection: close` (`App::is_stopping`), or at once when
+//! the actor tree stops by itself — the loop stops
 //! accepting, asks every connection to finish its in-flight requests, and waits for them at
 //! most `shutdown_grace`.
 
@@ -131,6 +133,7 @@ fn request_id(req: &hyper::Request<Incoming>) -> String {
 async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let id = request_id(&req);
+    let http11 = req.version() == hyper::Version::HTTP_11;
     let mut request = Request::new(req, id.clone(), peer, &app.config.http);
     let method = request.method.clone();
     let client_ip = request.client_ip;
@@ -145,6 +148,11 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if http11 && app.is_stopping() {
+        // Moves keep-alive clients to a new connection (and so to another instance) before the
+        // drain closes this one under them.
+        response.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

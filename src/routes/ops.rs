@@ -15,6 +15,12 @@ pub fn healthz() -> Result<Response, ApiError> {
 
 /// 200 when PostgreSQL, Redis, the keys and every actor are fine; 503 naming what is not.
 pub async fn readyz(app: &App) -> Result<Response, ApiError> {
+    if app.is_stopping() {
+        let body = serde_json::json!({ "status": "stopping", "details": { "shutdown": "in progress" } });
+        let mut resp = response::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+        resp.headers_mut().insert(hyper::header::RETRY_AFTER, 1.into());
+        return Ok(resp);
+    }
     let (ready, details) = match app.services.health.readiness().await {
         Ok(r) => (r.ready, serde_json::to_value(&r.details).unwrap_or_default()),
         Err(e) => (false, serde_json::json!({ "actors": e.to_string() })),

@@ -144,6 +144,13 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("request")
     }
 
+    /// Requests shutdown, as SIGTERM does, without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Requests shutdown and waits for the instance to stop.
     pub async fn stop(mut self) -> Exit {
         if let Some(tx) = self.shutdown.take() {

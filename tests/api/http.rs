@@ -61,6 +61,35 @@ async fn shutdown_completes_and_reports_a_requested_exit() {
 }
 
 #[tokio::test]
+async fn a_stopping_instance_is_not_ready_but_still_serves_for_the_shutdown_delay_then_drains() {
+    // Arrange
+    let mut app = crate::helpers::spawn_app_setting("SHUTDOWN_DELAY", "2s").await;
+    assert_eq!(app.get("/api/v1/readyz").await.status(), 200);
+
+    // Act: what SIGTERM does.
+    app.begin_shutdown();
+
+    // Assert: readiness fails at once, while every other route (a write included) still
+    // answers, each HTTP/1.1 answer closing its connection.
+    let ready = app.get("/api/v1/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["retry-after"], "1");
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "stopping");
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.status(), 200, "still serving");
+    assert_eq!(jwks.headers()["connection"], "close");
+    let user = app.new_user().await;
+    assert!(!user.id.is_empty(), "a signup still lands");
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(15), app.handle.take().expect("running"))
+        .await
+        .expect("stops after the delay")
+        .expect("join");
+    assert_eq!(exit, auth_service::startup::Exit::Requested);
+    assert!(reqwest::get(app.url("/api/v1/healthz")).await.is_err(), "the listener is closed");
+}
+
+#[tokio::test]
 async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_read_timeout() {
     use tokio::io::AsyncReadExt;
     let app = crate::helpers::spawn_app_with(|l| {

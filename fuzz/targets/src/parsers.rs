@@ -235,6 +235,7 @@ fn http_config(trust: bool, trusted_proxies: Vec<IpNet>) -> HttpConfig {
         header_read_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         max_connections: 1024,
+        shutdown_delay: Duration::ZERO,
         shutdown_grace: Duration::from_secs(5),
         cookie_secure: false,
         allowed_origins: Vec::new(),

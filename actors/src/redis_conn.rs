@@ -1,0 +1,349 @@
+//! The one Redis connection every instance shares, whichever way Redis is deployed.
+//!
+//! - **Single**: one URL, a multiplexed connection that reconnects by itself
+//!   (`ConnectionManager`).
+//! - **Sentinel**: the sentinels are asked for the current master (and the master is checked
+//!   with `ROLE` before it is used); the connection to it reconnects by itself, and whenever a
+//!   command fails as a failover makes it fail (the connection refused or dropped, a timeout,
+//!   `READONLY` from a master turned replica) — and every second in any case — the sentinels
+//!   are asked again, and a new master means a new connection. Writes that revoke (blacklist,
+//!   logout-all and session markers, the authorization epoch) are followed by `WAIT` for
+//!   `REDIS_WAIT_REPLICAS` replicas, so a revocation is acknowledged only once a replica holds
+//!   it, and a failover cannot lose it.
+//! - **Cluster**: the redis crate's cluster connection, which follows slot moves and failovers.
+//!   Every multi-key script and `MGET` keeps its keys in one hash slot (see `keyspace`).
+//!
+//! [`RedisConn`] is cheap to clone and implements `ConnectionLike`, so every command runs on it
+//! unchanged.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+};
+
+/// How often a Sentinel deployment's master is looked up even when nothing failed.
+const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
+/// Where Redis is.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// One server (`REDIS_URL`).
+    Single { url: String },
+    /// A master found through sentinels (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`); `node_url`
+    /// (`REDIS_URL`, optional) gives the credentials and database of the master.
+    Sentinel { sentinels: Vec<String>, master: String, node_url: Option<String>, wait_replicas: u32 },
+    /// A cluster, by some of its nodes (`REDIS_CLUSTER_NODES`).
+    Cluster { nodes: Vec<String> },
+}
+
+impl std::fmt::Debug for RedisTarget {
+    // Only the shape: URLs may carry passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Single { .. } => f.write_str("Single(***)"),
+            RedisTarget::Sentinel { sentinels, master, wait_replicas, .. } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &sentinels.len())
+                .field("master", master)
+                .field("wait_replicas", wait_replicas)
+                .finish(),
+            RedisTarget::Cluster { nodes } => f.debug_struct("Cluster").field("nodes", &nodes.len()).finish(),
+        }
+    }
+}
+
+impl RedisTarget {
+    /// Whether the target's addresses parse; the reason otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        let parses = |url: &str| url.into_connection_info().map(|_| ()).map_err(|e| e.to_string());
+        match self {
+            RedisTarget::Single { url } => parses(url),
+            RedisTarget::Sentinel { sentinels, master, node_url, .. } => {
+                if sentinels.is_empty() || master.is_empty() {
+                    return Err("sentinel addresses and a master name are both needed".into());
+                }
+                sentinels.iter().try_for_each(|s| parses(&node_address(s)))?;
+                node_url.as_deref().map_or(Ok(()), parses)
+            }
+            RedisTarget::Cluster { nodes } => {
+                if nodes.is_empty() {
+                    return Err("no cluster nodes".into());
+                }
+                nodes.iter().try_for_each(|n| parses(&node_address(n)))
+            }
+        }
+    }
+}
+
+/// `host:port` as a URL; a URL as it is.
+fn node_address(node: &str) -> String {
+    if node.contains("://") { node.to_string() } else { format!("redis://{node}") }
+}
+
+/// The shared connection.
+#[derive(Clone)]
+pub struct RedisConn(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    /// The deployment, and the master connection this clone has used so far: a clone keeps to
+    /// one master, so that a `WAIT` counts the replicas of the master its write went to.
+    Sentinel(Arc<Sentinel>, Option<ConnectionManager>),
+    Cluster(ClusterConnection),
+}
+
+struct Sentinel {
+    client: tokio::sync::Mutex<SentinelClient>,
+    config: ConnectionManagerConfig,
+    timeout: Duration,
+    /// The master's address and a connection to it.
+    current: RwLock<(String, ConnectionManager)>,
+    looking: AtomicBool,
+    wait_replicas: u32,
+    db: i64,
+}
+
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from((ErrorKind::Io, "timed out"))
+}
+
+async fn within<T>(timeout: Duration, work: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| Err(timed_out()))
+}
+
+impl RedisConn {
+    /// Connects to `target`, each step bounded by `timeout`.
+    pub async fn connect(target: &RedisTarget, timeout: Duration) -> RedisResult<RedisConn> {
+        match target {
+            RedisTarget::Single { url } => {
+                let client = redis::Client::open(url.as_str())?;
+                let manager = ConnectionManager::new_with_config(client, manager_config(timeout));
+                Ok(RedisConn(Inner::Single(within(timeout * 2, manager).await?)))
+            }
+            RedisTarget::Sentinel { sentinels, master, node_url, wait_replicas } => {
+                let mut node = SentinelNodeConnectionInfo::default();
+                let mut db = 0;
+                if let Some(url) = node_url {
+                    let info = url.as_str().into_connection_info()?;
+                    db = info.redis_settings().db();
+                    node = node.set_redis_connection_info(info.redis_settings().clone());
+                }
+                let addresses: Vec<String> = sentinels.iter().map(|s| node_address(s)).collect();
+                let mut client =
+                    SentinelClient::build(addresses, master.clone(), Some(node), SentinelServerType::Master)?;
+                let (address, manager) = connect_master(&mut client, timeout).await?;
+                let sentinel = Arc::new(Sentinel {
+                    client: tokio::sync::Mutex::new(client),
+                    config: manager_config(timeout),
+                    timeout,
+                    current: RwLock::new((address, manager)),
+                    looking: AtomicBool::new(false),
+                    wait_replicas: *wait_replicas,
+                    db,
+                });
+                tokio::spawn(recheck(Arc::downgrade(&sentinel)));
+                Ok(RedisConn(Inner::Sentinel(sentinel, None)))
+            }
+            RedisTarget::Cluster { nodes } => {
+                let client = ClusterClient::builder(nodes.iter().map(|n| node_address(n)))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()?;
+                Ok(RedisConn(Inner::Cluster(within(timeout * 2, client.get_async_connection()).await?)))
+            }
+        }
+    }
+
+    /// Whether this is a cluster connection (where a pipeline must stay within one slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Inner::Cluster(_))
+    }
+
+    /// After a write that must survive a failover: waits until `REDIS_WAIT_REPLICAS` of the
+    /// master's connected replicas (or all of them, when fewer are connected) hold it, and fails
+    /// if they do not within the timeout (Sentinel). With no replica connected there is nothing
+    /// a failover could promote, so nothing to wait for. A no-op for a single server and for a
+    /// cluster.
+    pub async fn durable(&mut self) -> RedisResult<()> {
+        let Inner::Sentinel(s, _) = &self.0 else { return Ok(()) };
+        let (configured, timeout) = (s.wait_replicas, s.timeout);
+        if configured == 0 {
+            return Ok(());
+        }
+        let connected = connected_replicas(&redis::cmd("ROLE").query_async::<Value>(&mut *self).await?);
+        let wanted = configured.min(connected);
+        if wanted < configured {
+            tracing::warn!(connected, configured, "redis: fewer replicas connected than REDIS_WAIT_REPLICAS");
+        }
+        if wanted == 0 {
+            return Ok(());
+        }
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+            .query_async(self)
+            .await?;
+        if acked < i64::from(wanted) {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "write not replicated",
+                format!("{acked} of {wanted} replicas acknowledged"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The address of the Sentinel master in use (tests and logs), if Sentinel is in use.
+    pub fn master_address(&self) -> Option<String> {
+        match &self.0 {
+            Inner::Sentinel(s, _) => s.current.read().ok().map(|c| c.0.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The replicas a master's `ROLE` answer lists (`["master", offset, [[ip, port, offset], ..]]`).
+fn connected_replicas(role: &Value) -> u32 {
+    match role {
+        Value::Array(parts) => match parts.get(2) {
+            Some(Value::Array(replicas)) => u32::try_from(replicas.len()).unwrap_or(u32::MAX),
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+async fn connect_master(client: &mut SentinelClient, timeout: Duration) -> RedisResult<(String, ConnectionManager)> {
+    let master = within(timeout, client.async_get_client()).await?;
+    let address = master.get_connection_info().addr().to_string();
+    let manager = within(timeout * 2, ConnectionManager::new_with_config(master, manager_config(timeout))).await?;
+    Ok((address, manager))
+}
+
+impl Sentinel {
+    fn connection(&self) -> ConnectionManager {
+        match self.current.read() {
+            Ok(c) => c.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+
+    /// Asks the sentinels for the master (one look-up at a time); switches when it moved.
+    async fn look_up(self: &Arc<Self>) {
+        if self.looking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let found = {
+            let mut client = self.client.lock().await;
+            within(self.timeout, client.async_get_client()).await
+        };
+        if let Ok(master) = found {
+            let address = master.get_connection_info().addr().to_string();
+            let known = self.current.read().map(|c| c.0 == address).unwrap_or(false);
+            if !known {
+                let manager = ConnectionManager::new_with_config(master, self.config.clone());
+                match within(self.timeout * 2, manager).await {
+                    Ok(manager) => {
+                        tracing::warn!(master = %address, "redis: sentinel reports a new master; switched to it");
+                        if let Ok(mut current) = self.current.write() {
+                            *current = (address, manager);
+                        }
+                    }
+                    Err(e) => tracing::warn!(master = %address, error = %e, "redis: new master unreachable"),
+                }
+            }
+        }
+        self.looking.store(false, Ordering::Release);
+    }
+
+    /// Whether `e` is how a failover shows: the master gone, or demoted.
+    fn after(self: &Arc<Self>, e: &RedisError) {
+        let failover = e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown));
+        if failover {
+            let me = self.clone();
+            tokio::spawn(async move { me.look_up().await });
+        }
+    }
+}
+
+/// Looks the master up every [`SENTINEL_RECHECK`] for as long as the connection is in use.
+async fn recheck(sentinel: Weak<Sentinel>) {
+    loop {
+        tokio::time::sleep(SENTINEL_RECHECK).await;
+        let Some(s) = sentinel.upgrade() else { return };
+        s.look_up().await;
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+            Inner::Sentinel(s, pinned) => {
+                let s = s.clone();
+                let mut conn = pinned.get_or_insert_with(|| s.connection()).clone();
+                Box::pin(async move {
+                    let answer = conn.req_packed_command(cmd).await;
+                    if let Err(e) = &answer {
+                        s.after(e);
+                    }
+                    answer
+                })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Sentinel(s, pinned) => {
+                let s = s.clone();
+                let mut conn = pinned.get_or_insert_with(|| s.connection()).clone();
+                Box::pin(async move {
+                    let answer = conn.req_packed_commands(pipeline, offset, count).await;
+                    if let Err(e) = &answer {
+                        s.after(e);
+                    }
+                    answer
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+            Inner::Sentinel(s, _) => s.db,
+        }
+    }
+}
