@@ -5,7 +5,7 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check
+.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
@@ -88,6 +88,16 @@ bench-scale: services
 chaos: services
 	$(CARGO) build --features test-hooks
 	python3 scripts/chaos.py
+
+## Three instances behind HAProxy over a PostgreSQL primary + synchronous standby and Redis with
+## Sentinel, all on loopback ports from CLUSTER_PORT_BASE (default 21000); Ctrl-C removes it all.
+cluster: build
+	@scripts/cluster.sh
+
+## The cluster under load through logout, shared limits, key rotation, a Redis failover, a
+## PostgreSQL promotion, a killed instance and a rolling restart; one row per phase.
+cluster-test: build
+	@python3 scripts/cluster-test.py
 
 ## Slow and abusive clients (slowloris, stalled bodies, 10 000 idle connections, huge headers,
 ## HTTP/2 floods) against a release instance; prints one table.

@@ -430,9 +430,10 @@ def main():
             for conns in (16, 64):
                 add("client_credentials", conns, "RS256 sign", ceilings["sign_per_sec"],
                     run_scenario(base, "client-credentials", 2, conns, {"BASIC": basic}))
+        exchange_conns = int(os.environ.get("BENCH_EXCHANGE_CONNS", "16"))
         for name, path in codes.items():
-            add(name, 16, "RS256 sign", ceilings["sign_per_sec"], run_scenario(
-                base, "code-exchange", 2, 16,
+            add(name, exchange_conns, "RS256 sign", ceilings["sign_per_sec"], run_scenario(
+                base, "code-exchange", 2, exchange_conns,
                 {"CODES_FILE": path, "THREADS": "2", "BASIC": web_basic, "REDIRECT_URI": REDIRECT_URI, "VERIFIER": VERIFIER}))
         # Hashing threads give their working memory back after 2 s idle; let them, so that the
         # figure is the `me` workload's own and not the previous scenario's leftovers.

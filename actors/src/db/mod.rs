@@ -166,6 +166,19 @@ pub fn build_pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, DbE
     let mut config = parse_url(url)?;
     config.connect_timeout(timeout);
     config.application_name("auth-service");
+    // A primary that vanishes without closing its connections (power loss, a partition) must
+    // not leave pooled connections waiting for the kernel's own timeouts (minutes to hours):
+    // unacknowledged writes give up after a few seconds and idle connections are probed, so
+    // the pool drops them and new ones find the promoted standby. The URL may set its own.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(timeout * 5);
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3);
+    }
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(size)
