@@ -21,12 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
 
 /// How often a Sentinel deployment's master is looked up even when nothing failed.
@@ -97,16 +98,21 @@ enum Inner {
     Single(ConnectionManager),
     /// The deployment, and the master connection this clone has used so far: a clone keeps to
     /// one master, so that a `WAIT` counts the replicas of the master its write went to.
-    Sentinel(Arc<Sentinel>, Option<ConnectionManager>),
+    Sentinel(Arc<Sentinel>, Option<Pinned>),
     Cluster(ClusterConnection),
 }
 
+/// A master connection and its generation (each new connection gets the next).
+type Pinned = (u64, MultiplexedConnection);
+
 struct Sentinel {
     client: tokio::sync::Mutex<SentinelClient>,
-    config: ConnectionManagerConfig,
     timeout: Duration,
-    /// The master's address and a connection to it.
-    current: RwLock<(String, ConnectionManager)>,
+    /// The master's address and a connection to it; `None` after the connection failed, until
+    /// the sentinels have been asked again. A connection never reconnects by itself: a master
+    /// that died and came back empty (and not yet a replica) must not be written to.
+    current: RwLock<Option<(String, u64, MultiplexedConnection)>>,
+    generation: std::sync::atomic::AtomicU64,
     looking: AtomicBool,
     wait_replicas: u32,
     db: i64,
@@ -148,12 +154,12 @@ impl RedisConn {
                 let addresses: Vec<String> = sentinels.iter().map(|s| node_address(s)).collect();
                 let mut client =
                     SentinelClient::build(addresses, master.clone(), Some(node), SentinelServerType::Master)?;
-                let (address, manager) = connect_master(&mut client, timeout).await?;
+                let (address, conn) = connect_master(&mut client, timeout).await?;
                 let sentinel = Arc::new(Sentinel {
                     client: tokio::sync::Mutex::new(client),
-                    config: manager_config(timeout),
                     timeout,
-                    current: RwLock::new((address, manager)),
+                    current: RwLock::new(Some((address, 0, conn))),
+                    generation: std::sync::atomic::AtomicU64::new(0),
                     looking: AtomicBool::new(false),
                     wait_replicas: *wait_replicas,
                     db,
@@ -214,7 +220,7 @@ impl RedisConn {
     /// The address of the Sentinel master in use (tests and logs), if Sentinel is in use.
     pub fn master_address(&self) -> Option<String> {
         match &self.0 {
-            Inner::Sentinel(s, _) => s.current.read().ok().map(|c| c.0.clone()),
+            Inner::Sentinel(s, _) => s.current.read().ok().and_then(|c| c.as_ref().map(|c| c.0.clone())),
             _ => None,
         }
     }
@@ -231,22 +237,38 @@ fn connected_replicas(role: &Value) -> u32 {
     }
 }
 
-async fn connect_master(client: &mut SentinelClient, timeout: Duration) -> RedisResult<(String, ConnectionManager)> {
+/// Asks the sentinels for the master (checked with `ROLE`) and connects to it.
+async fn connect_master(
+    client: &mut SentinelClient,
+    timeout: Duration,
+) -> RedisResult<(String, MultiplexedConnection)> {
     let master = within(timeout, client.async_get_client()).await?;
     let address = master.get_connection_info().addr().to_string();
-    let manager = within(timeout * 2, ConnectionManager::new_with_config(master, manager_config(timeout))).await?;
-    Ok((address, manager))
+    let config = AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+    let conn = within(timeout * 2, master.get_multiplexed_async_connection_with_config(&config)).await?;
+    Ok((address, conn))
 }
 
 impl Sentinel {
-    fn connection(&self) -> ConnectionManager {
-        match self.current.read() {
-            Ok(c) => c.1.clone(),
-            Err(poisoned) => poisoned.into_inner().1.clone(),
-        }
+    /// The connection to the master, or an error (and a look-up started) if there is none.
+    fn connection(self: &Arc<Self>) -> RedisResult<Pinned> {
+        let current = match self.current.read() {
+            Ok(c) => c.as_ref().map(|c| (c.1, c.2.clone())),
+            Err(poisoned) => poisoned.into_inner().as_ref().map(|c| (c.1, c.2.clone())),
+        };
+        current.ok_or_else(|| {
+            self.look_up_soon();
+            RedisError::from((ErrorKind::Io, "no Redis master connection (looking the master up)"))
+        })
     }
 
-    /// Asks the sentinels for the master (one look-up at a time); switches when it moved.
+    fn look_up_soon(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.look_up().await });
+    }
+
+    /// Asks the sentinels for the master (one look-up at a time); connects to it when it moved
+    /// or when there is no connection.
     async fn look_up(self: &Arc<Self>) {
         if self.looking.swap(true, Ordering::AcqRel) {
             return;
@@ -257,34 +279,45 @@ impl Sentinel {
         };
         if let Ok(master) = found {
             let address = master.get_connection_info().addr().to_string();
-            let known = self.current.read().map(|c| c.0 == address).unwrap_or(false);
+            let known = self.current.read().map(|c| c.as_ref().is_some_and(|c| c.0 == address)).unwrap_or(false);
             if !known {
-                let manager = ConnectionManager::new_with_config(master, self.config.clone());
-                match within(self.timeout * 2, manager).await {
-                    Ok(manager) => {
-                        tracing::warn!(master = %address, "redis: sentinel reports a new master; switched to it");
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                match within(self.timeout * 2, master.get_multiplexed_async_connection_with_config(&config)).await {
+                    Ok(conn) => {
+                        tracing::warn!(master = %address, "redis: connected to the master the sentinels name");
+                        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                         if let Ok(mut current) = self.current.write() {
-                            *current = (address, manager);
+                            *current = Some((address, generation, conn));
                         }
                     }
-                    Err(e) => tracing::warn!(master = %address, error = %e, "redis: new master unreachable"),
+                    Err(e) => tracing::warn!(master = %address, error = %e, "redis: master unreachable"),
                 }
             }
         }
         self.looking.store(false, Ordering::Release);
     }
 
-    /// Whether `e` is how a failover shows: the master gone, or demoted.
-    fn after(self: &Arc<Self>, e: &RedisError) {
+    /// After a failed command on `used`: a connection that failed as a failover makes it fail
+    /// (refused, dropped, timed out, or `READONLY` from a master turned replica) is given up,
+    /// and the sentinels are asked again.
+    fn after(self: &Arc<Self>, e: &RedisError, used: u64) {
         let failover = e.is_io_error()
             || e.is_connection_refusal()
             || e.is_connection_dropped()
             || e.is_timeout()
+            || e.is_unrecoverable_error()
             || matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown));
-        if failover {
-            let me = self.clone();
-            tokio::spawn(async move { me.look_up().await });
+        if !failover {
+            return;
         }
+        if let Ok(mut current) = self.current.write()
+            && current.as_ref().is_some_and(|c| c.1 == used)
+        {
+            *current = None;
+        }
+        self.look_up_soon();
     }
 }
 
@@ -304,11 +337,15 @@ impl ConnectionLike for RedisConn {
             Inner::Cluster(c) => c.req_packed_command(cmd),
             Inner::Sentinel(s, pinned) => {
                 let s = s.clone();
-                let mut conn = pinned.get_or_insert_with(|| s.connection()).clone();
+                let conn = match pinned {
+                    Some(p) => Ok(p.clone()),
+                    None => s.connection().inspect(|p| *pinned = Some(p.clone())),
+                };
                 Box::pin(async move {
+                    let (generation, mut conn) = conn?;
                     let answer = conn.req_packed_command(cmd).await;
                     if let Err(e) = &answer {
-                        s.after(e);
+                        s.after(e, generation);
                     }
                     answer
                 })
@@ -327,11 +364,15 @@ impl ConnectionLike for RedisConn {
             Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Sentinel(s, pinned) => {
                 let s = s.clone();
-                let mut conn = pinned.get_or_insert_with(|| s.connection()).clone();
+                let conn = match pinned {
+                    Some(p) => Ok(p.clone()),
+                    None => s.connection().inspect(|p| *pinned = Some(p.clone())),
+                };
                 Box::pin(async move {
+                    let (generation, mut conn) = conn?;
                     let answer = conn.req_packed_commands(pipeline, offset, count).await;
                     if let Err(e) = &answer {
-                        s.after(e);
+                        s.after(e, generation);
                     }
                     answer
                 })
