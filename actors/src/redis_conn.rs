@@ -299,6 +299,15 @@ impl Sentinel {
         self.looking.store(false, Ordering::Release);
     }
 
+    /// The answer of a command on connection `generation`, having given the connection up if
+    /// it failed as a failover makes it fail.
+    fn watch<T>(self: &Arc<Self>, answer: RedisResult<T>, generation: u64) -> RedisResult<T> {
+        if let Err(e) = &answer {
+            self.after(e, generation);
+        }
+        answer
+    }
+
     /// After a failed command on `used`: a connection that failed as a failover makes it fail
     /// (refused, dropped, timed out, or `READONLY` from a master turned replica) is given up,
     /// and the sentinels are asked again.
@@ -330,24 +339,24 @@ async fn recheck(sentinel: Weak<Sentinel>) {
     }
 }
 
+/// The master connection a clone keeps to: the one it used first, else the current one.
+fn pin(s: &Arc<Sentinel>, pinned: &mut Option<Pinned>) -> RedisResult<Pinned> {
+    match pinned {
+        Some(p) => Ok(p.clone()),
+        None => s.connection().inspect(|p| *pinned = Some(p.clone())),
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
             Inner::Single(c) => c.req_packed_command(cmd),
             Inner::Cluster(c) => c.req_packed_command(cmd),
             Inner::Sentinel(s, pinned) => {
-                let s = s.clone();
-                let conn = match pinned {
-                    Some(p) => Ok(p.clone()),
-                    None => s.connection().inspect(|p| *pinned = Some(p.clone())),
-                };
+                let (s, conn) = (s.clone(), pin(s, pinned));
                 Box::pin(async move {
                     let (generation, mut conn) = conn?;
-                    let answer = conn.req_packed_command(cmd).await;
-                    if let Err(e) = &answer {
-                        s.after(e, generation);
-                    }
-                    answer
+                    s.watch(conn.req_packed_command(cmd).await, generation)
                 })
             }
         }
@@ -363,18 +372,10 @@ impl ConnectionLike for RedisConn {
             Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Sentinel(s, pinned) => {
-                let s = s.clone();
-                let conn = match pinned {
-                    Some(p) => Ok(p.clone()),
-                    None => s.connection().inspect(|p| *pinned = Some(p.clone())),
-                };
+                let (s, conn) = (s.clone(), pin(s, pinned));
                 Box::pin(async move {
                     let (generation, mut conn) = conn?;
-                    let answer = conn.req_packed_commands(pipeline, offset, count).await;
-                    if let Err(e) = &answer {
-                        s.after(e, generation);
-                    }
-                    answer
+                    s.watch(conn.req_packed_commands(pipeline, offset, count).await, generation)
                 })
             }
         }
