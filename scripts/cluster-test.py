@@ -476,23 +476,28 @@ class Load:
         if s:
             self.do_logout(s) if s.get("pending_logout") else self.do_refresh(s)
 
-    def op_me(self):
+    def take_settled(self):
+        """A session whose last refresh and logout were answered; one with an unanswered one is
+        finished first (and not returned)."""
         s = self.take()
+        if s and (s["pending"] is not None or s.get("pending_logout")):
+            self.do_logout(s) if s.get("pending_logout") else self.do_refresh(s)
+            return None
+        return s
+
+    def op_me(self):
+        s = self.take_settled()
         if not s:
             return
-        if s["pending"] is not None or s.get("pending_logout"):
-            return self.do_logout(s) if s.get("pending_logout") else self.do_refresh(s)
         r = me(self.port, s["access"])
         if self.outcome(r, (200,), "me") and r.json().get("username") != s["user"]:
             self.unexpected(f"me: a live session of {s['user']} is seen as {r.json().get('username')!r}")
         self.give_back(s)
 
     def op_introspect(self):
-        s = self.take()
+        s = self.take_settled()
         if not s:
             return
-        if s["pending"] is not None or s.get("pending_logout"):
-            return self.do_logout(s) if s.get("pending_logout") else self.do_refresh(s)
         r = introspect(self.port, self.admin, s["access"])
         if self.outcome(r, (200,), "introspect") and not r.json().get("active"):
             self.unexpected(f"introspect: a live token of {s['user']} is inactive: {r.body[:100]!r}")
