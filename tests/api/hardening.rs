@@ -318,7 +318,10 @@ async fn a_deadlocked_delete_is_retried_and_answers_204_not_database_unavailable
 
     let resp = delete.await.expect("join");
     assert_eq!(resp.status(), 204, "the aborted try is run again: {}", resp.text().await.unwrap_or_default());
-    assert_eq!(app.metric("auth_postgres_contention_total").await, 1.0);
+    // PostgreSQL may abort a second try too: if the retry locks the tokens before the blocker,
+    // woken by the first abort, has taken them, the two deadlock again. Each abort is counted.
+    let contention = app.metric("auth_postgres_contention_total").await;
+    assert!((1.0..4.0).contains(&contention), "retried, within the bound: {contention}");
     assert_eq!(app.metric("auth_postgres_errors_total").await, 0.0);
 }
 
