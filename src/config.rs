@@ -435,8 +435,13 @@ impl Layers {
 
     /// The OAuth slice alone (the `clients` commands).
     pub fn oauth(&self) -> Result<OAuthConfig, ConfigError> {
+        let secret_overlap = self.duration("CLIENT_SECRET_OVERLAP")?;
+        if secret_overlap > crate::flows::clients::MAX_SECRET_OVERLAP {
+            let reason = "must be at most 30 days".to_string();
+            return Err(ConfigError::Invalid { name: "CLIENT_SECRET_OVERLAP", reason });
+        }
         Ok(OAuthConfig {
-            secret_overlap: self.duration("CLIENT_SECRET_OVERLAP")?,
+            secret_overlap,
             assertion_max_age: self.duration("CLIENT_ASSERTION_MAX_AGE")?,
             jwks_allow_http: self.bool("CLIENT_JWKS_ALLOW_HTTP")?,
             browser_session_ttl: self.duration("BROWSER_SESSION_TTL")?,

@@ -139,6 +139,9 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                 Some(raw) => crate::config::parse_duration(&raw).map_err(|e| anyhow::anyhow!("--overlap: {e}"))?,
                 None => layers.oauth()?.secret_overlap,
             };
+            if overlap > crate::flows::clients::MAX_SECRET_OVERLAP {
+                bail!("--overlap must be at most 30 days");
+            }
             let found = clients::Get { client_id: client_id.clone() }.run(&mut client).await.map_err(db_error)?;
             let record = found.with_context(|| format!("no client {client_id}"))?;
             if !record.metadata.auth_method.uses_secret() {

@@ -293,11 +293,20 @@ fn assertion_audiences(app: &App) -> Vec<String> {
     audiences
 }
 
+/// What a client authenticates for: the token endpoint also counts the request against the
+/// client's limit (`RATE_LIMIT_CLIENT`); introspection and revocation do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientUse {
+    Token,
+    ResourceServer,
+}
+
 /// Authenticates the client a request presents; see the module documentation.
 pub async fn authenticate_client(
     app: &App,
     presented: Presented,
     request: &Client,
+    client_use: ClientUse,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let basic = matches!(presented, Presented::Basic { .. });
     let client_id = match &presented {
@@ -312,7 +321,8 @@ pub async fn authenticate_client(
     }
     let l = &app.config.limits;
     let limits = l.enabled.then_some(ClientLimits {
-        limit: l.client.limit,
+        // 0: no request limit, only the lockout.
+        limit: if client_use == ClientUse::Token { l.client.limit } else { 0 },
         window: l.client.window,
         threshold: l.client_auth_threshold,
     });
@@ -514,12 +524,6 @@ pub async fn token(
     request: &Client,
 ) -> Result<TokenResponse, OAuthError> {
     let grant = form.get("grant_type");
-    let label = match grant {
-        Some("authorization_code") => "authorization_code",
-        Some("client_credentials") => "client_credentials",
-        Some("refresh_token") => "refresh_token",
-        _ => "other",
-    };
     let result = match grant {
         None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
         Some(g) if !super::clients::GRANT_TYPES.contains(&g) => {
@@ -532,12 +536,24 @@ pub async fn token(
         Some("client_credentials") => client_credentials(app, client, form).await,
         Some(_) => refresh_token(app, client, form, request).await,
     };
-    let outcome = match &result {
-        Ok(_) => GrantOutcome::issued,
+    count_token_request(app, form, result.as_ref().map(|_| ()));
+    result
+}
+
+/// Counts a token request by grant type and outcome, including one refused before its grant
+/// was looked at (client authentication, the client gate).
+pub fn count_token_request(app: &App, form: &OAuthForm, result: Result<(), &OAuthError>) {
+    let grant_type = match form.get("grant_type") {
+        Some("authorization_code") => "authorization_code",
+        Some("client_credentials") => "client_credentials",
+        Some("refresh_token") => "refresh_token",
+        _ => "other",
+    };
+    let outcome = match result {
+        Ok(()) => GrantOutcome::issued,
         Err(e) => e.outcome(),
     };
-    app.metrics.token_requests.get_or_create(&GrantLabels { grant_type: label, outcome }).inc();
-    result
+    app.metrics.token_requests.get_or_create(&GrantLabels { grant_type, outcome }).inc();
 }
 
 /// The scope to grant: what was asked for, if the client may have all of it; else everything the
@@ -627,6 +643,10 @@ async fn refresh_token(
     };
     let rules =
         RotationRules { grace: t.reuse_grace, grace_retries: t.grace_retries, max_lifetime: t.session_max_lifetime };
+    // A scope wider than the session's is refused before anything is written, so the client
+    // keeps a token it can refresh.
+    let asked: Option<Vec<String>> =
+        form.get("scope").map(|asked| asked.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect());
     let rotate = Rotate {
         presented: tokens::refresh_hash(&parent),
         successor,
@@ -634,7 +654,9 @@ async fn refresh_token(
         rules,
         ip: request.ip_string(),
         client_id: Some(client.id().to_string()),
+        scope: asked,
     };
+    let widened = || OAuthError::InvalidScope("a refresh cannot widen the session's scope".into());
     let (user, family, scope, refresh_token) = match app.services.users.run(rotate).await? {
         RotateOutcome::Rotated { user, family_id, scope } => (user, family_id, scope, candidate),
         RotateOutcome::Retried { user, family_id, scope, sealed } => {
@@ -644,6 +666,7 @@ async fn refresh_token(
             super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
             return Err(OAuthError::InvalidGrant("refresh token reuse detected; the session has been revoked".into()));
         }
+        RotateOutcome::ScopeExceeded => return Err(widened()),
         RotateOutcome::Invalid => return Err(invalid()),
     };
     if !user.is_active {
@@ -654,8 +677,9 @@ async fn refresh_token(
         None => session_scope,
         Some(asked) => {
             let held: Vec<&str> = session_scope.split(' ').collect();
+            // A retry within the grace window is answered from the session as rotated.
             if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !held.contains(&s)) {
-                return Err(OAuthError::InvalidScope("a refresh cannot widen the session's scope".into()));
+                return Err(widened());
             }
             asked.to_string()
         }

@@ -48,6 +48,7 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
         rules,
         ip: client.ip_string(),
         client_id: None,
+        scope: None,
     };
     let (user, family, refresh_token) = match app.services.users.run(rotate).await? {
         RotateOutcome::Rotated { user, family_id, .. } => {
@@ -64,7 +65,7 @@ pub async fn refresh(app: &App, presented: &str, client: &Client) -> Result<Issu
             super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
             return Err(FlowError::RefreshReused);
         }
-        RotateOutcome::Invalid => {
+        RotateOutcome::Invalid | RotateOutcome::ScopeExceeded => {
             count(Outcome::invalid);
             return Err(FlowError::RefreshInvalid);
         }

@@ -31,7 +31,7 @@ pub async fn dispatch(app: &App, route: &RouteDef, mut req: Request) -> Result<R
         if route.access == Access::Browser { browser::error_response } else { ApiError::into_response };
     let mut resp = match decision {
         Some(d) if !d.allowed => render(ApiError::RateLimited { retry_after: d.retry_after }),
-        _ => match authorize(app, route.access, &mut req).await {
+        _ => match authorize(app, route, &mut req).await {
             Ok(caller) => handle(app, route.id, req, caller).await.unwrap_or_else(render),
             Err(e) => render(e),
         },
@@ -45,7 +45,8 @@ pub async fn dispatch(app: &App, route: &RouteDef, mut req: Request) -> Result<R
 /// The caller, as the route's access requires it: 401 or 403 otherwise, before the handler
 /// runs. An introspector's subject token is read from the form only once the caller's own token
 /// has passed its signature check, and both are checked in one Redis round trip.
-async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Caller, ApiError> {
+async fn authorize(app: &App, route: &RouteDef, req: &mut Request) -> Result<Caller, ApiError> {
+    let access = route.access;
     match access {
         Access::Introspector if req.bearer().is_some() => {
             let caller = authenticate::caller_claims(app, req.bearer())?;
@@ -57,7 +58,9 @@ async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Calle
             if !presented.is_some() {
                 return Err(ApiError::Unauthorized(authenticate::Rejection::Missing.to_string()));
             }
-            let client = oauth::authenticate_client(app, presented, &auth::client(req)).await?;
+            let client =
+                oauth::authenticate_client(app, presented, &auth::client(req), oauth::ClientUse::ResourceServer)
+                    .await?;
             if client.method == auth_actors::db::clients::AuthMethod::None {
                 // A public client proves nothing, so it may not learn about tokens (RFC 7662 §4).
                 return Err(oauth::OAuthError::InvalidClient {
@@ -75,8 +78,19 @@ async fn authorize(app: &App, access: Access, req: &mut Request) -> Result<Calle
             if access == Access::OptionalClient && !presented.is_some() {
                 return Ok(Caller::Holder { form });
             }
-            let client = oauth::authenticate_client(app, presented, &auth::client(req)).await?;
-            Ok(Caller::Client { client, form })
+            // Only the token endpoint counts against the client's request limit: a resource
+            // server introspecting or revoking is not issued anything.
+            let token_endpoint = route.id == RouteId::OAuthToken;
+            let client_use = if token_endpoint { oauth::ClientUse::Token } else { oauth::ClientUse::ResourceServer };
+            match oauth::authenticate_client(app, presented, &auth::client(req), client_use).await {
+                Ok(client) => Ok(Caller::Client { client, form }),
+                Err(e) => {
+                    if token_endpoint {
+                        oauth::count_token_request(app, &form, Err(&e));
+                    }
+                    Err(e.into())
+                }
+            }
         }
         Access::Browser => {
             let cookie = browser::session_cookie(app, req);

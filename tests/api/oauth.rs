@@ -460,8 +460,16 @@ async fn the_refresh_token_grant_rotates_a_session_bound_to_its_client_only() {
     let successor = body["refresh_token"].as_str().expect("rotated").to_string();
     let wider = [("grant_type", "refresh_token"), ("refresh_token", successor.as_str()), ("scope", "profile admin")];
     oauth_error(token_basic(&app, &a.id, &a.secret, &wider).await, 400, "invalid_scope").await;
+    // The refused refresh wrote nothing: the successor still rotates, to the session's scope.
+    let next = [("grant_type", "refresh_token"), ("refresh_token", successor.as_str())];
+    let resp = token_basic(&app, &a.id, &a.secret, &next).await;
+    assert_eq!(resp.status(), 200, "a refused scope does not use the token up");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["scope"], "profile orders");
+    let latest = body["refresh_token"].as_str().expect("rotated").to_string();
+    // Replaying the first token is reuse: the session is revoked, the newest token with it.
     oauth_error(token_basic(&app, &a.id, &a.secret, &grant).await, 400, "invalid_grant").await;
-    let reused = [("grant_type", "refresh_token"), ("refresh_token", successor.as_str())];
+    let reused = [("grant_type", "refresh_token"), ("refresh_token", latest.as_str())];
     oauth_error(token_basic(&app, &a.id, &a.secret, &reused).await, 400, "invalid_grant").await;
 }
 
@@ -609,4 +617,51 @@ async fn the_clients_command_registers_rotates_and_deletes_and_running_instances
     oauth_error(token_basic(&app, &id, new_secret, &grant).await, 401, "invalid_client").await;
     let refused = cli(vec!["clients", "create", "--name", "x", "--grant-type", "password"]).await;
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not supported"));
+}
+
+#[tokio::test]
+async fn the_client_limit_counts_token_requests_only_and_refusals_are_counted_by_grant_and_outcome() {
+    let app = spawn_app_with(|l| {
+        l.set("RATE_LIMIT_CLIENT", "3/60s").set("RATE_LIMIT_TOKEN", "1000/60s");
+    })
+    .await;
+    let admin = app.admin_session().await;
+    let client = service_client(&app, &admin, "").await;
+    let grant = [("grant_type", "client_credentials")];
+    let mut token = String::new();
+    for _ in 0..3 {
+        let resp = token_basic(&app, &client.id, &client.secret, &grant).await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.expect("json");
+        token = body["access_token"].as_str().expect("token").to_string();
+    }
+    let resp = token_basic(&app, &client.id, &client.secret, &grant).await;
+    assert_eq!(resp.status(), 429, "the fourth token request of the window");
+    assert!(resp.headers().contains_key("retry-after"));
+    // Introspection and revocation as the same client are not token requests.
+    for _ in 0..5 {
+        let resp = app
+            .client
+            .post(app.url("/oauth2/introspect"))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200, "a resource server is not limited by its token requests");
+    }
+    let wrong = token_basic(&app, &client.id, "not the secret", &grant).await;
+    assert_eq!(wrong.status(), 429, "still over the limit: refused before the secret is checked");
+    let other = service_client(&app, &admin, "").await;
+    oauth_error(token_basic(&app, &other.id, "not the secret", &grant).await, 401, "invalid_client").await;
+
+    let count = |outcome: &str| {
+        let app = &app;
+        let labels =
+            format!(r#"auth_oauth_token_requests_total{{grant_type="client_credentials",outcome="{outcome}"}}"#);
+        async move { app.metric(&labels).await }
+    };
+    assert_eq!(count("issued").await, 3.0);
+    assert_eq!(count("throttled").await, 2.0);
+    assert_eq!(count("invalid_client").await, 1.0);
 }

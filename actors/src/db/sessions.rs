@@ -102,6 +102,9 @@ pub enum RotateOutcome {
     Retried { user: UserRecord, family_id: Uuid, scope: Option<String>, sealed: Vec<u8> },
     /// The token was rotated before the grace window: the family is now revoked.
     ReuseDetected { user_id: Uuid, family_id: Uuid },
+    /// Live, but the scope asked for is not within the session's: nothing was written, and the
+    /// token can still be refreshed.
+    ScopeExceeded,
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -178,6 +181,9 @@ pub struct Rotate {
     /// (`None`: only a first-party session of `/api/v1/auth`). Any other is `Invalid`, with no
     /// side effect.
     pub client_id: Option<String>,
+    /// The scope the client asks for (RFC 6749 §6): the token rotates only if every one of
+    /// these is within the session's scope (`None`: the session's own).
+    pub scope: Option<Vec<String>>,
 }
 
 impl Operation for Rotate {
@@ -189,15 +195,15 @@ impl Operation for Rotate {
 }
 
 async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error> {
-    let Rotate { presented, successor, sealed, rules, ip, client_id } = op;
+    let Rotate { presented, successor, sealed, rules, ip, client_id, scope: asked } = op;
     let (rules, ip_address) = (*rules, ip.as_deref());
     // One statement, so one round trip and one implicit transaction: mark the presented token
     // rotated (the compare-and-swap), store its successor, touch the session, and return the
     // user with its current roles. The successor and the session expire at the sooner of the
     // refresh TTL and the session's absolute end.
     let max_lifetime = rules.max_lifetime.as_secs_f64();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-        [presented, sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime, client_id];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+        [presented, sealed, &successor.id, &successor.hash, &successor.expires_at, &max_lifetime, client_id, asked];
     match super::opt(
         &*client,
         "WITH cas AS (
@@ -207,6 +213,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                    AND t.rotated_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL
                    AND t.expires_at > now() AND f.created_at + make_interval(secs => $6) > now()
                    AND f.client_id IS NOT DISTINCT FROM $7::text AND f.kind <> 'browser'
+                   AND ($8::text[] IS NULL OR string_to_array(coalesce(f.scope, ''), ' ') @> $8::text[])
                  RETURNING t.id, t.family_id, t.user_id, f.scope,
                            LEAST($5::timestamptz, f.created_at + make_interval(secs => $6)) AS expires_at
              ), successor AS (
@@ -242,12 +249,14 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                     t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL AS revoked,
                     t.successor_sealed,
                     s.id IS NOT NULL AND s.revoked_at IS NULL AND s.expires_at > now() AS successor_live,
-                    f.scope
+                    f.scope,
+                    t.expires_at > now() AND f.created_at + make_interval(secs => $4) > now() AS live,
+                    $5::text[] IS NULL OR string_to_array(coalesce(f.scope, ''), ' ') @> $5::text[] AS within
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              LEFT JOIN refresh_tokens s ON s.parent_id = t.id
              WHERE t.token_hash = $1 AND f.client_id IS NOT DISTINCT FROM $3::text AND f.kind <> 'browser'",
-        &[presented, &rules.grace.as_secs_f64(), client_id],
+        &[presented, &rules.grace.as_secs_f64(), client_id, &max_lifetime, asked],
     )
     .await?
     else {
@@ -260,6 +269,11 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
     let sealed: Option<Vec<u8>> = row.get(6);
     let successor_live: bool = row.get(7);
     let scope: Option<String> = row.get(8);
+    let (live, within): (bool, bool) = (row.get(9), row.get(10));
+    if !revoked && !rotated && live && !within {
+        // The compare-and-swap left it alone for its scope alone: refused, still refreshable.
+        return Ok(RotateOutcome::ScopeExceeded);
+    }
     if revoked || !rotated {
         // Revoked, or never rotated but expired: dead either way.
         return Ok(RotateOutcome::Invalid);
