@@ -33,6 +33,7 @@ pub mod keyspace;
 pub mod metrics;
 pub mod rate_limiter;
 pub mod redis_conn;
+pub mod restart;
 pub mod supervisor;
 pub mod user_store;
 

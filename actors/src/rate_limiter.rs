@@ -456,6 +456,8 @@ impl Command for BeginClient {
             return Ok(ClientGateCheck { gate: ClientGate::Allowed, authz_epoch });
         };
         let k = keys.client_gate(&self.client);
+        // On a cluster the epoch lives in another slot than the gate's keys: its own request.
+        let cluster = conn.is_cluster();
         let build = |pipe: &mut redis::Pipeline, verb: &str, script: &str| {
             pipe.cmd(verb)
                 .arg(script)
@@ -467,21 +469,25 @@ impl Command for BeginClient {
                 .arg(limits.threshold.max(1))
                 .arg(10_000)
                 .arg(limits.limit)
-                .arg(millis(limits.window))
-                .cmd("GET")
-                .arg(&epoch_key);
+                .arg(millis(limits.window));
+            if !cluster {
+                pipe.cmd("GET").arg(&epoch_key);
+            }
         };
         let mut pipe = redis::pipe();
         build(&mut pipe, "EVALSHA", CLIENT_BEGIN_SCRIPT.get_hash());
-        let answer: redis::RedisResult<(GateAnswer, Option<String>)> = pipe.query_async(&mut conn).await;
-        let ((status, retry, _, _), authz_epoch) = match answer {
+        let ((status, retry, _, _), authz_epoch) = match gate_round_trip(&mut conn, &pipe, cluster).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 // First use since Redis started: send the script itself once.
                 let mut pipe = redis::pipe();
                 build(&mut pipe, "EVAL", CLIENT_BEGIN);
-                pipe.query_async(&mut conn).await?
+                gate_round_trip(&mut conn, &pipe, cluster).await?
             }
             other => other?,
+        };
+        let authz_epoch = match authz_epoch {
+            Some(epoch) => epoch,
+            None => redis::cmd("GET").arg(&epoch_key).query_async(&mut conn).await?,
         };
         let retry_after = Duration::from_millis(retry.max(1) as u64);
         let gate = match status {
@@ -491,6 +497,22 @@ impl Command for BeginClient {
             _ => ClientGate::Busy { retry_after },
         };
         Ok(ClientGateCheck { gate, authz_epoch })
+    }
+}
+
+/// The client gate's script, with the epoch read in the same pipeline unless on a cluster
+/// (`None`: not read).
+async fn gate_round_trip(
+    conn: &mut RedisConn,
+    pipe: &redis::Pipeline,
+    cluster: bool,
+) -> redis::RedisResult<(GateAnswer, Option<Option<String>>)> {
+    if cluster {
+        let (answer,): (GateAnswer,) = pipe.query_async(conn).await?;
+        Ok((answer, None))
+    } else {
+        let (answer, epoch): (GateAnswer, Option<String>) = pipe.query_async(conn).await?;
+        Ok((answer, Some(epoch)))
     }
 }
 

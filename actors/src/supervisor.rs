@@ -15,12 +15,13 @@
 //! Every failure and every restart is logged (actor, reason, attempt, backoff) and counted in
 //! [`ActorMetrics`]; the Health actor is told of each state change.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::redis_conn::RedisConn;
+use crate::restart::{FailureHistory, Verdict};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::sync::watch;
 
@@ -75,16 +76,7 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// OTP-style restart policy.
-#[derive(Debug, Clone)]
-pub struct RestartPolicy {
-    /// Backoff before the first restart; doubles with each further failure in the window.
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    /// More failures than this within `window` escalate.
-    pub max_restarts: usize,
-    pub window: Duration,
-}
+pub use crate::restart::RestartPolicy;
 
 /// Why the tree could not start. Each message is one line naming the problem.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +172,7 @@ pub struct SupervisorState {
     /// Live children by actor id.
     running: HashMap<ActorId, Child>,
     /// Recent failure times per child, for the intensity limit and the backoff exponent.
-    failures: HashMap<Child, VecDeque<Instant>>,
+    failures: HashMap<Child, FailureHistory>,
     states: BTreeMap<String, ChildState>,
 }
 
@@ -329,29 +321,24 @@ impl SupervisorState {
     /// Records a failure of `child` and schedules its restart, or escalates when the
     /// restart-intensity limit is exceeded.
     fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child, reason: &str) {
-        let policy = self.settings.restart.clone();
+        let policy = &self.settings.restart;
         let metrics = &self.services.metrics;
         metrics.failures.get_or_create(&actor_label(child.kind())).inc();
+        let verdict = self.failures.entry(child).or_default().record(Instant::now(), policy);
+        let (max_restarts, window_secs) = (policy.max_restarts, policy.window.as_secs());
         self.clear_slot(child);
-        let now = Instant::now();
-        let history = self.failures.entry(child).or_default();
-        history.push_back(now);
-        while history.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
-            history.pop_front();
-        }
-        let attempt = history.len();
-        if attempt > policy.max_restarts {
-            tracing::error!(
-                actor = child.kind(), child = %child.name(), reason, attempt,
-                max_restarts = policy.max_restarts, window_secs = policy.window.as_secs(),
-                "restart intensity exceeded; stopping the actor system"
-            );
-            self.set_state(child, ChildState::Failed);
-            myself.stop(Some(format!("restart intensity exceeded by {}", child.name())));
-            return;
-        }
-        let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
-        let backoff = policy.backoff_initial.saturating_mul(1 << exponent).min(policy.backoff_max);
+        let (attempt, backoff) = match verdict {
+            Verdict::Restart { attempt, backoff } => (attempt, backoff),
+            Verdict::Escalate { attempt } => {
+                tracing::error!(
+                    actor = child.kind(), child = %child.name(), reason, attempt, max_restarts, window_secs,
+                    "restart intensity exceeded; stopping the actor system"
+                );
+                self.set_state(child, ChildState::Failed);
+                myself.stop(Some(format!("restart intensity exceeded by {}", child.name())));
+                return;
+            }
+        };
         tracing::warn!(
             actor = child.kind(), child = %child.name(), reason, attempt,
             backoff_ms = backoff.as_millis() as u64, "actor failed; restarting after backoff"

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use auth_actors::db::clients::{self, ClientRecord};
@@ -154,7 +153,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
             let rotate = clients::RotateSecret { client_id: client_id.clone(), digest, overlap, actor: None };
             let until =
                 rotate.run(&mut client).await.map_err(db_error)?.with_context(|| format!("no client {client_id}"))?;
-            announce(layers).await;
+            super::announce(layers).await;
             let until = until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             println!(
                 "{}",
@@ -169,7 +168,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
             if deleted.is_none() {
                 bail!("no client {client_id}");
             }
-            announce(layers).await;
+            super::announce(layers).await;
             println!("deleted client {client_id}");
         }
     }
@@ -178,16 +177,4 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
 
 fn db_error(e: tokio_postgres::Error) -> anyhow::Error {
     anyhow::anyhow!("database: {}", db::error_chain(&e))
-}
-
-/// Tells running instances to drop what they cached (the authorization epoch).
-async fn announce(layers: &Layers) {
-    let (Ok(target), Some(prefix)) = (layers.redis_target(), layers.value("REDIS_KEY_PREFIX")) else {
-        eprintln!("warning: Redis is not configured; running instances see the change within AUTHZ_CACHE_TTL");
-        return;
-    };
-    let Ok(keys) = auth_actors::keyspace::Keyspace::new(prefix) else { return };
-    if let Err(e) = auth_actors::rate_limiter::bump_authz_epoch_at(&target, &keys, Duration::from_secs(5)).await {
-        eprintln!("warning: running instances not told ({e}); they see the change within AUTHZ_CACHE_TTL");
-    }
 }

@@ -97,3 +97,17 @@ fn fail(message: &str) -> ExitCode {
     eprintln!("error: {}", message.replace('\n', " "));
     ExitCode::FAILURE
 }
+
+/// Tells running instances to drop what they cached (the authorization epoch).
+pub(crate) async fn announce(layers: &Layers) {
+    let (Ok(target), Some(prefix)) = (layers.redis_target(), layers.value("REDIS_KEY_PREFIX")) else {
+        eprintln!("warning: Redis is not configured; running instances see the change within AUTHZ_CACHE_TTL");
+        return;
+    };
+    let Ok(keys) = auth_actors::keyspace::Keyspace::new(prefix) else { return };
+    if let Err(e) =
+        auth_actors::rate_limiter::bump_authz_epoch_at(&target, &keys, std::time::Duration::from_secs(5)).await
+    {
+        eprintln!("warning: running instances not told ({e}); they see the change within AUTHZ_CACHE_TTL");
+    }
+}

@@ -78,6 +78,8 @@ pub async fn run(layers: &Layers, args: Args) -> anyhow::Result<ExitCode> {
     match db::create_superuser(&mut client, request).await {
         Ok(SuperuserOutcome::Created(id)) => println!("created admin user {} ({id})", username.as_str()),
         Ok(SuperuserOutcome::Promoted(id)) => {
+            // Running instances drop their cached standing of the account at once.
+            super::announce(layers).await;
             println!("user {} ({id}) now holds the admin role; its password is unchanged", username.as_str())
         }
         Err(SuperuserError::Refused(reason)) => bail!(reason),

@@ -181,13 +181,17 @@ pub enum Registration {
     Recent,
 }
 
+/// An authorization request whose client and redirect URI are known good.
+pub enum Checked {
+    /// Everything else is valid too.
+    Valid(Request),
+    /// Something else is wrong: the error goes back to the client, at this redirect URI.
+    Back(String),
+}
+
 /// Step 1 and 2: the client and its redirect URI (errors are pages), then the rest (errors go
-/// back to the client as a redirect, the `Err(Ok(uri))` of the result).
-pub async fn check_request(
-    app: &App,
-    form: &OAuthForm,
-    registration: Registration,
-) -> Result<Result<Request, String>, PageError> {
+/// back to the client as a redirect, [`Checked::Back`]).
+pub async fn check_request(app: &App, form: &OAuthForm, registration: Registration) -> Result<Checked, PageError> {
     let client_id = param(form, "client_id").ok_or(PageError::UnknownClient)?;
     if !super::clients::plausible_client_id(client_id) {
         return Err(PageError::UnknownClient);
@@ -208,7 +212,9 @@ pub async fn check_request(
         return Err(PageError::BadRedirectUri);
     }
     let state = param(form, "state");
-    let back = |error: &str, description: &str| Ok(Err(error_redirect(app, redirect_uri, error, description, state)));
+    let back = |error: &str, description: &str| {
+        Ok(Checked::Back(error_redirect(app, redirect_uri, error, description, state)))
+    };
     if param(form, "response_type") != Some("code") {
         return back("unsupported_response_type", "response_type must be code");
     }
@@ -257,7 +263,7 @@ pub async fn check_request(
     let nonce = param(form, "nonce").filter(|n| n.len() <= 512);
     let fields =
         REQUEST_FIELDS.iter().filter_map(|name| param(form, name).map(|v| (name.to_string(), v.to_string()))).collect();
-    Ok(Ok(Request {
+    Ok(Checked::Valid(Request {
         client,
         redirect_uri: redirect_uri.to_string(),
         scope: scopes.join(" "),

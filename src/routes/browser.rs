@@ -24,7 +24,7 @@ use hyper::{Method, StatusCode};
 use super::auth::client;
 use crate::app::App;
 use crate::flows::authenticate::{Caller, Principal};
-use crate::flows::authorize::{self, PageError, Registration, SignInError, Step};
+use crate::flows::authorize::{self, Checked, PageError, Registration, SignInError, Step};
 use crate::flows::oauth::OAuthForm;
 use crate::flows::tokens;
 use crate::http::{ApiError, Request, Response, response};
@@ -297,7 +297,7 @@ pub async fn authorize(app: &App, mut req: Request, caller: Caller) -> Response 
             // recently cached registration, unless the request would go anywhere else, which
             // is decided on the current one.
             if session.is_none()
-                && let Ok(Ok(request)) = authorize::check_request(app, &form, Registration::Recent).await
+                && let Ok(Checked::Valid(request)) = authorize::check_request(app, &form, Registration::Recent).await
             {
                 let step = authorize::decide(app, request, None, false).await?;
                 if step.is_sign_in_page() {
@@ -305,8 +305,8 @@ pub async fn authorize(app: &App, mut req: Request, caller: Caller) -> Response 
                 }
             }
             let request = match authorize::check_request(app, &form, Registration::Current).await? {
-                Ok(r) => r,
-                Err(back) => return Ok(redirect(&back, after_form)),
+                Checked::Valid(r) => r,
+                Checked::Back(back) => return Ok(redirect(&back, after_form)),
             };
             let step = authorize::decide(app, request, session, false).await?;
             render(app, &req, step, after_form, Vec::new())
@@ -323,8 +323,8 @@ async fn sign_in(
 ) -> Result<Response, Failure> {
     check_csrf(app, req, form)?;
     let request = match authorize::check_request(app, form, Registration::Current).await? {
-        Ok(r) => r,
-        Err(back) => return Ok(redirect(&back, true)),
+        Checked::Valid(r) => r,
+        Checked::Back(back) => return Ok(redirect(&back, true)),
     };
     let username = form.get("username").unwrap_or_default().to_string();
     let password = form.get("password").unwrap_or_default().to_string();
@@ -348,8 +348,8 @@ pub async fn consent(app: &App, mut req: Request, caller: Caller) -> Response {
             let form = parameters(&mut req).await?;
             check_csrf(app, &req, &form)?;
             let request = match authorize::check_request(app, &form, Registration::Current).await? {
-                Ok(r) => r,
-                Err(back) => return Ok(redirect(&back, true)),
+                Checked::Valid(r) => r,
+                Checked::Back(back) => return Ok(redirect(&back, true)),
             };
             let allow = match form.get("decision") {
                 Some("allow") => true,

@@ -226,5 +226,31 @@ async fn every_redis_decision_works_on_a_cluster_with_each_scripts_keys_in_one_s
     }
     let locked = app.login_json(&victim.username, &victim.password).await;
     assert_eq!(locked.status(), 429, "locked out after the threshold, even with the right password");
+
+    // An OAuth client's gate (its keys in one slot, the epoch in another), its token and a
+    // resource server's introspection as a client.
+    let metadata = serde_json::json!({ "client_name": "billing", "scope": "", "audience": "billing-api" });
+    let client = crate::oauth::register(&app, &admin, metadata).await;
+    let resp = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "client_credentials on a cluster");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let token = body["access_token"].as_str().expect("token");
+    let resp = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("send");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["active"], true, "introspected as a client on a cluster");
     drop(servers);
 }
