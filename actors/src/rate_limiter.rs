@@ -476,18 +476,14 @@ impl Command for BeginClient {
         };
         let mut pipe = redis::pipe();
         build(&mut pipe, "EVALSHA", CLIENT_BEGIN_SCRIPT.get_hash());
-        let ((status, retry, _, _), authz_epoch) = match gate_round_trip(&mut conn, &pipe, cluster).await {
+        let ((status, retry, _, _), authz_epoch) = match gate_round_trip(&mut conn, &pipe, cluster, &epoch_key).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 // First use since Redis started: send the script itself once.
                 let mut pipe = redis::pipe();
                 build(&mut pipe, "EVAL", CLIENT_BEGIN);
-                gate_round_trip(&mut conn, &pipe, cluster).await?
+                gate_round_trip(&mut conn, &pipe, cluster, &epoch_key).await?
             }
             other => other?,
-        };
-        let authz_epoch = match authz_epoch {
-            Some(epoch) => epoch,
-            None => redis::cmd("GET").arg(&epoch_key).query_async(&mut conn).await?,
         };
         let retry_after = Duration::from_millis(retry.max(1) as u64);
         let gate = match status {
@@ -500,20 +496,20 @@ impl Command for BeginClient {
     }
 }
 
-/// The client gate's script, with the epoch read in the same pipeline unless on a cluster
-/// (`None`: not read).
+/// The client gate's script and the epoch: one pipeline, or on a cluster (where the epoch is
+/// in another slot) the epoch's own request after the script.
 async fn gate_round_trip(
     conn: &mut RedisConn,
     pipe: &redis::Pipeline,
     cluster: bool,
-) -> redis::RedisResult<(GateAnswer, Option<Option<String>>)> {
-    if cluster {
-        let (answer,): (GateAnswer,) = pipe.query_async(conn).await?;
-        Ok((answer, None))
-    } else {
-        let (answer, epoch): (GateAnswer, Option<String>) = pipe.query_async(conn).await?;
-        Ok((answer, Some(epoch)))
+    epoch_key: &str,
+) -> redis::RedisResult<(GateAnswer, Option<String>)> {
+    if !cluster {
+        return pipe.query_async(conn).await;
     }
+    let (answer,): (GateAnswer,) = pipe.query_async(conn).await?;
+    let epoch = redis::cmd("GET").arg(epoch_key).query_async(conn).await?;
+    Ok((answer, epoch))
 }
 
 /// Reports the outcome of a check the gate allowed; replies with the lockout it started, if

@@ -58,15 +58,6 @@ impl FailureHistory {
             Verdict::Restart { attempt, backoff: policy.backoff(attempt) }
         }
     }
-
-    /// Failures still within the window as of the last one recorded.
-    pub fn len(&self) -> usize {
-        self.at.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -131,7 +122,6 @@ mod tests {
         // One millisecond later the first has aged out: three in the window, a restart.
         let verdict = h.record(t0 + p.window + ms(1), &p);
         assert_eq!(verdict, Verdict::Restart { attempt: 3, backoff: p.backoff(3) });
-        assert_eq!(h.len(), 3);
     }
 
     #[test]

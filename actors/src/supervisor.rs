@@ -325,13 +325,13 @@ impl SupervisorState {
         let metrics = &self.services.metrics;
         metrics.failures.get_or_create(&actor_label(child.kind())).inc();
         let verdict = self.failures.entry(child).or_default().record(Instant::now(), policy);
-        let (max_restarts, window_secs) = (policy.max_restarts, policy.window.as_secs());
         self.clear_slot(child);
         let (attempt, backoff) = match verdict {
             Verdict::Restart { attempt, backoff } => (attempt, backoff),
             Verdict::Escalate { attempt } => {
                 tracing::error!(
-                    actor = child.kind(), child = %child.name(), reason, attempt, max_restarts, window_secs,
+                    actor = child.kind(), child = %child.name(), reason, attempt,
+                    max_restarts = policy.max_restarts, window_secs = policy.window.as_secs(),
                     "restart intensity exceeded; stopping the actor system"
                 );
                 self.set_state(child, ChildState::Failed);

@@ -431,6 +431,61 @@ async fn resource_servers_introspect_as_clients_and_a_client_revokes_only_its_ow
     oauth_error(anonymous, 401, "invalid_client").await;
 }
 
+fn refreshing_client() -> Value {
+    json!({ "client_name": "web", "grant_types": ["refresh_token"], "scope": "profile orders" })
+}
+
+/// A client that may refresh, and a user's session bound to it with the scope `profile orders`
+/// (until the authorization-code grant issues them, a session is bound to a client here).
+async fn client_bound_session(app: &TestApp, admin: &Session) -> (Registered, Session, uuid::Uuid) {
+    let client = register(app, admin, refreshing_client()).await;
+    let (_, session) = app.user_session().await;
+    let sid = claims(&session.access)["sid"].as_str().expect("sid").parse::<uuid::Uuid>().expect("uuid");
+    app.db()
+        .await
+        .execute(
+            "UPDATE refresh_families SET client_id = $2, scope = 'profile orders' WHERE id = $1",
+            &[&sid, &client.id],
+        )
+        .await
+        .expect("bind");
+    (client, session, sid)
+}
+
+#[tokio::test]
+async fn a_retry_within_the_grace_window_cannot_widen_the_scope_either() {
+    let app = spawn_app_with(|l| {
+        l.set("REFRESH_REUSE_GRACE", "30s");
+    })
+    .await;
+    let admin = app.admin_session().await;
+    let (a, session, _) = client_bound_session(&app, &admin).await;
+    let narrow = [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str()), ("scope", "profile")];
+    let resp = token_basic(&app, &a.id, &a.secret, &narrow).await;
+    assert_eq!(resp.status(), 200);
+    let first: Value = resp.json().await.expect("json");
+
+    let wider =
+        [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str()), ("scope", "profile admin")];
+    oauth_error(token_basic(&app, &a.id, &a.secret, &wider).await, 400, "invalid_scope").await;
+    // The refused retry was not counted and revoked nothing: a retry within the window still
+    // gets the same successor.
+    let retry = [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str())];
+    let resp = token_basic(&app, &a.id, &a.secret, &retry).await;
+    assert_eq!(resp.status(), 200, "the retry within the grace window");
+    let again: Value = resp.json().await.expect("json");
+    assert_eq!(again["refresh_token"], first["refresh_token"]);
+    assert_eq!(again["scope"], "profile orders");
+    let retried: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM security_events WHERE event_type = 'refresh_retried'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(retried, 1, "only the retry that was answered is counted");
+}
+
 #[tokio::test]
 async fn the_refresh_token_grant_rotates_a_session_bound_to_its_client_only() {
     let app = spawn_app_with(|l| {
@@ -438,15 +493,8 @@ async fn the_refresh_token_grant_rotates_a_session_bound_to_its_client_only() {
     })
     .await;
     let admin = app.admin_session().await;
-    let metadata = json!({ "client_name": "web", "grant_types": ["refresh_token"], "scope": "profile orders" });
-    let (a, b) = (register(&app, &admin, metadata.clone()).await, register(&app, &admin, metadata).await);
-    // Until the authorization-code grant issues them, a session is bound to a client here.
-    let (_, session) = app.user_session().await;
-    let sid = claims(&session.access)["sid"].as_str().expect("sid").parse::<uuid::Uuid>().expect("uuid");
-    let db = app.db().await;
-    db.execute("UPDATE refresh_families SET client_id = $2, scope = 'profile orders' WHERE id = $1", &[&sid, &a.id])
-        .await
-        .expect("bind");
+    let b = register(&app, &admin, refreshing_client()).await;
+    let (a, session, sid) = client_bound_session(&app, &admin).await;
 
     let grant = [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str()), ("scope", "profile")];
     oauth_error(token_basic(&app, &b.id, &b.secret, &grant).await, 400, "invalid_grant").await;

@@ -102,8 +102,8 @@ pub enum RotateOutcome {
     Retried { user: UserRecord, family_id: Uuid, scope: Option<String>, sealed: Vec<u8> },
     /// The token was rotated before the grace window: the family is now revoked.
     ReuseDetected { user_id: Uuid, family_id: Uuid },
-    /// Live, but the scope asked for is not within the session's: nothing was written, and the
-    /// token can still be refreshed.
+    /// Live (or retried within the grace window), but the scope asked for is not within the
+    /// session's: nothing was written, and the token can still be refreshed.
     ScopeExceeded,
     /// Unknown, expired or revoked.
     Invalid,
@@ -282,6 +282,10 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
         && successor_live
         && let Some(sealed) = sealed
     {
+        if !within {
+            // A retry asks for the same scope rules as a rotation: refused, nothing counted.
+            return Ok(RotateOutcome::ScopeExceeded);
+        }
         // Count the retry; the condition makes concurrent retries unable to exceed the bound.
         let max = i32::try_from(rules.grace_retries).unwrap_or(i32::MAX);
         if let Some(retry) = super::opt(
