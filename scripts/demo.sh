@@ -366,9 +366,11 @@ else
 fi
 
 # 15 ---------------------------------------------------------------------------------------
-step "register a service as an OAuth client (POST /api/v1/clients)"
+step "register a first-party service of this API as an OAuth client (POST /api/v1/clients)"
 SERVICE="demo_service_$(python3 -c 'import secrets; print(secrets.token_hex(3))')"
-printf '{"client_name": "%s", "scope": "demo:read", "audience": "demo-api"}' "$SERVICE" >"$TMP/client.json"
+# A resource server learns only of tokens meant for its audience: this one serves the API's own.
+printf '{"client_name": "%s", "scope": "demo:read", "first_party": true, "audience": "%s"}' "$SERVICE" "$JWT_AUDIENCE" \
+  >"$TMP/client.json"
 call client POST /api/v1/clients -H "@$TMP/admin.hdr" -H 'Content-Type: application/json' --data-binary "@$TMP/client.json"
 expect 201
 CLIENT_ID=$(json client client_id) || fail "no client_id in the answer"

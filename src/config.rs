@@ -121,7 +121,7 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     (
         "CLIENT_AUTH_THRESHOLD",
         Some("20"),
-        "Failed (or concurrent undecided) authentications of one OAuth client before it is locked out like an account.",
+        "Failed (or concurrent undecided) authentications of one OAuth client from one address before the client is locked out for that address.",
     ),
     (
         "CLIENT_SECRET_OVERLAP",

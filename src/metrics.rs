@@ -63,6 +63,7 @@ pub enum GrantOutcome {
     unauthorized_client,
     unsupported_grant_type,
     invalid_scope,
+    invalid_target,
     throttled,
     error,
 }

@@ -11,7 +11,7 @@
 //! | `{acct:<account>}lock`, `…att`, `…lvl` | the account | each other, in the login gate script |
 //! | `{u:<user>}bl:<jti>`, `{u:<user>}nb`, `{u:<user>}rs:<sid>` | the user | each other, in a token check's `MGET` |
 //! | `{authz}epoch` | its own | nothing (read beside the token check, in the same pipeline) |
-//! | `{cl:<client>}lock`, `…fail`, `…pend`, `…lvl`, `…rl` | the client | each other, in the client gate scripts |
+//! | `{cl:<client>}lock:<address>`, `…fail:<address>`, `…pend:<address>`, `…lvl:<address>`, `{cl:<client>}rl` | the client | each other, in the client gate scripts |
 //! | `{cl:<client>}bl:<jti>`, `{cl:<client>}nb` | the client | each other, in a token check's `MGET` |
 //! | `{cl:<client>}jti:<digest>` | the client | nothing (one `SET NX` per client assertion) |
 //!
@@ -189,15 +189,17 @@ impl Keyspace {
         self.key(80, |k| write!(k, "{{cl:{client}}}bl:{jti}"))
     }
 
-    /// The authentication gate of client `client`.
-    pub fn client_gate(&self, client: &str) -> ClientGateKeys {
-        let tagged = |suffix: &str| self.key(48, |k| write!(k, "{{cl:{client}}}{suffix}"));
+    /// The authentication gate of client `client` as seen from `address`: the lockout is kept
+    /// per (address, client), so a stranger who knows a client id (they are public) locks out
+    /// only their own address; the request limit is the client's own.
+    pub fn client_gate(&self, client: &str, address: &str) -> ClientGateKeys {
+        let per_address = |suffix: &str| self.key(96, |k| write!(k, "{{cl:{client}}}{suffix}:{address}"));
         ClientGateKeys {
-            lock: tagged("lock"),
-            failures: tagged("fail"),
-            pending: tagged("pend"),
-            level: tagged("lvl"),
-            rate: tagged("rl"),
+            lock: per_address("lock"),
+            failures: per_address("fail"),
+            pending: per_address("pend"),
+            level: per_address("lvl"),
+            rate: self.key(48, |k| write!(k, "{{cl:{client}}}rl")),
         }
     }
 
@@ -256,7 +258,7 @@ mod tests {
         let c = ks().client_token("svc_1", jti);
         assert_eq!(hash_tag(&c.blacklist), hash_tag(&c.not_before));
         assert_eq!(hash_tag(&c.blacklist), "cl:svc_1");
-        let g = ks().client_gate("svc_1");
+        let g = ks().client_gate("svc_1", "192.0.2.7");
         assert_eq!(hash_tag(&g.lock), hash_tag(&g.failures));
         assert_eq!(hash_tag(&g.lock), hash_tag(&g.pending));
         assert_eq!(hash_tag(&g.lock), hash_tag(&g.rate));

@@ -434,6 +434,8 @@ type GateAnswer = (i64, i64, i64, i64);
 /// per-client limit and the reservation of one credential check), in one round trip.
 pub struct BeginClient {
     pub client: String,
+    /// The address the authentication comes from: the lockout is per (address, client).
+    pub address: String,
     /// `None`: limits are off; only the epoch is read.
     pub limits: Option<ClientLimits>,
 }
@@ -455,7 +457,7 @@ impl Command for BeginClient {
             let authz_epoch: Option<String> = redis::cmd("GET").arg(&epoch_key).query_async(&mut conn).await?;
             return Ok(ClientGateCheck { gate: ClientGate::Allowed, authz_epoch });
         };
-        let k = keys.client_gate(&self.client);
+        let k = keys.client_gate(&self.client, &self.address);
         // On a cluster the epoch lives in another slot than the gate's keys: its own request.
         let cluster = conn.is_cluster();
         let build = |pipe: &mut redis::Pipeline, verb: &str, script: &str| {
@@ -516,6 +518,7 @@ async fn gate_round_trip(
 /// this failure reached the threshold.
 pub struct EndClient {
     pub client: String,
+    pub address: String,
     pub success: bool,
     pub threshold: u32,
     pub base: Duration,
@@ -526,7 +529,7 @@ impl Command for EndClient {
     type Output = Option<Duration>;
 
     async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<Option<Duration>> {
-        let k = keys.client_gate(&self.client);
+        let k = keys.client_gate(&self.client, &self.address);
         let (locked_now, lock_ms): (i64, i64) = CLIENT_END
             .key(&k.lock)
             .key(&k.failures)

@@ -105,6 +105,9 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
             };
             let oauth = layers.oauth()?;
             let metadata = crate::flows::clients::metadata(input, &oauth).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(api_audience) = layers.value("JWT_AUDIENCE") {
+                crate::flows::clients::check_audience(&metadata, api_audience).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             let (secret, digest) = match metadata.auth_method.uses_secret() {
                 true => crate::flows::clients::new_secret()
                     .map(|(s, d)| (Some(s), Some(d)))

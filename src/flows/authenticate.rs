@@ -342,6 +342,22 @@ pub async fn verdict(app: &App, token: &str) -> Result<Verdict, FlowError> {
     subject_standing(app, subject, state, check.authz_epoch.as_deref(), None).await
 }
 
+/// The verdict on `token` for the resource server `client` (RFC 7662 §2.1): active only for a
+/// token issued to the client itself or meant for an audience the client is registered to
+/// serve (SPEC §7); any other token, however valid, is inactive to it, so a client cannot learn
+/// who holds tokens meant for someone else.
+pub async fn verdict_for_client(app: &App, client: &AuthenticatedClient, token: &str) -> Result<Verdict, FlowError> {
+    Ok(match verdict(app, token).await? {
+        Verdict::Active(subject) if serves(client, subject.claims()) => Verdict::Active(subject),
+        Verdict::Active(_) => Verdict::Inactive(Rejection::Invalid),
+        inactive => inactive,
+    })
+}
+
+fn serves(client: &AuthenticatedClient, claims: &AccessClaims) -> bool {
+    claims.client_id.as_deref() == Some(client.id()) || client.entry.metadata().audience.as_deref() == Some(&claims.aud)
+}
+
 /// A verified subject's verdict, given its revocation markers: revoked, or issued to a user who
 /// is gone or inactive, or to a client that is gone, is inactive. `caller` lends its standing to
 /// a subject of the same user.
@@ -393,6 +409,9 @@ async fn check(
         return Err(FlowError::Token(Rejection::Revoked));
     }
     let epoch = check.authz_epoch.as_deref();
+    if !meant_for_the_api(app, &caller.claims, epoch).await? {
+        return Err(FlowError::Token(Rejection::Invalid));
+    }
     if !current_standing(app, &mut caller, epoch).await? {
         return Err(FlowError::Token(Rejection::Revoked));
     }
@@ -403,6 +422,20 @@ async fn check(
         (None, _) => Verdict::Inactive(Rejection::Missing),
     };
     Ok((caller, subject))
+}
+
+/// Whether a token that passed the audience check may act on this service's own API: one from
+/// `/api/v1/auth/*` (no `client_id`), or one issued through `/oauth2/token` to a client that
+/// exists now, is `first_party` and is registered for `JWT_AUDIENCE` (SPEC §7, "Who may use a
+/// token where"). Registration allows that audience to first-party clients only and tokens of
+/// other clients carry their own audience, so this re-checks what the signature already says
+/// against the registration as it is now: a client demoted, re-pointed or deleted since the
+/// token was issued loses the API at once (its registry change replaced the epoch).
+async fn meant_for_the_api(app: &App, claims: &AccessClaims, epoch: Option<&str>) -> Result<bool, FlowError> {
+    let Some(client) = &claims.client_id else { return Ok(true) };
+    let Some(entry) = super::oauth::client_entry(app, client, epoch).await? else { return Ok(false) };
+    let m = entry.metadata();
+    Ok(m.first_party && m.audience.as_deref() == Some(app.config.tokens.audience.as_str()))
 }
 
 /// Gives `principal` its user's current roles and tells whether the user exists and is active:

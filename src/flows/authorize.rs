@@ -520,7 +520,7 @@ pub async fn exchange(
     };
     let to = tokens::IssuedTo {
         client_id: client.id(),
-        audience: oauth::audience_of(app, client),
+        audience: oauth::audience_of(client),
         scope: scope.clone(),
         ttl: oauth::ttl_of(app, client),
     };

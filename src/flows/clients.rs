@@ -42,6 +42,10 @@ pub const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The algorithms a `private_key_jwt` assertion may be signed with.
 pub const ASSERTION_ALGS: &[&str] = &["RS256", "ES256"];
 
+/// The longest `access_token_ttl` a client may register (one day): revocation markers must
+/// outlive it (see `logout::fence_ttl`).
+pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+
 /// Client metadata as a registration request sends it (RFC 7591 §2), plus this service's own
 /// `audience`, `access_token_ttl` and `first_party`. Fields it does not know are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -202,7 +206,7 @@ pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetad
     }
     let access_token_ttl = match input.access_token_ttl {
         None => None,
-        Some(ttl @ 60..=86_400) => Some(ttl as i32),
+        Some(ttl) if (60..=MAX_ACCESS_TOKEN_TTL.as_secs() as i64).contains(&ttl) => Some(ttl as i32),
         Some(_) => return Err(metadata_error("access_token_ttl must be between 60 and 86400 seconds")),
     };
     Ok(ClientMetadata {
@@ -254,8 +258,23 @@ pub struct Registered {
     pub secret: Option<String>,
 }
 
+/// Only a first-party client may be registered for this service's own API: a token for
+/// `api_audience` acts as its user on every `/api/v1` route, which a consent to a third-party
+/// app must never allow (SPEC §7, "Who may use a token where").
+pub fn check_audience(metadata: &ClientMetadata, api_audience: &str) -> Result<(), FlowError> {
+    if metadata.audience.as_deref() == Some(api_audience) && !metadata.first_party {
+        return Err(FieldError::new(
+            "audience",
+            "only a first_party client may be registered for this service's own API audience",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 pub async fn register(app: &App, actor: Option<Uuid>, input: MetadataInput) -> Result<Registered, FlowError> {
     let metadata = metadata(input, &app.config.oauth)?;
+    check_audience(&metadata, &app.config.tokens.audience)?;
     let (secret, digest) = match metadata.auth_method.uses_secret() {
         true => new_secret().map(|(s, d)| (Some(s), Some(d)))?,
         false => (None, None),
@@ -281,6 +300,7 @@ pub async fn update(
     input: MetadataInput,
 ) -> Result<Registered, FlowError> {
     let metadata = metadata(input, &app.config.oauth)?;
+    check_audience(&metadata, &app.config.tokens.audience)?;
     let before = show(app, client_id).await?;
     let needs_secret = metadata.auth_method.uses_secret() && !before.metadata.auth_method.uses_secret();
     let update = clients::Update { client_id: client_id.to_string(), metadata, actor };

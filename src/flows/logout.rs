@@ -67,10 +67,18 @@ fn past_acceptance(app: &App) -> Duration {
     app.config.tokens.clock_skew + Duration::from_secs(1)
 }
 
-/// How long a fence must stand: a token minted at this very moment lives `access_ttl`, and is
-/// accepted a leeway past that.
+/// The longest lifetime of an access token a fence may have to cover: `ACCESS_TOKEN_TTL`, or
+/// the longest `access_token_ttl` a client may register, whichever is longer. A user's fence
+/// covers every token of the user, whichever client it was issued to.
+fn longest_access_ttl(app: &App) -> Duration {
+    app.config.tokens.access_ttl.max(super::clients::MAX_ACCESS_TOKEN_TTL)
+}
+
+/// How long a fence must stand: a token minted at this very moment lives at most
+/// [`longest_access_ttl`], and is accepted a leeway past that (SPEC §7: a revocation holds
+/// until the longest-lived token it covers has expired).
 fn fence_ttl(app: &App) -> Duration {
-    app.config.tokens.access_ttl + app.config.tokens.clock_skew + past_acceptance(app)
+    longest_access_ttl(app) + app.config.tokens.clock_skew + past_acceptance(app)
 }
 
 /// Refuses every access token issued to these sessions of `user`, for as long as any of them

@@ -9,9 +9,12 @@
 //!    `client_id` (a public client, `none`, which proves nothing and so may only redeem codes
 //!    with PKCE and rotate its own refresh tokens). More than one method is `invalid_request`;
 //!    none is `invalid_client`.
-//! 2. The client gate in Redis, in one round trip with the authorization epoch: a locked client
-//!    is refused (429) before anything is checked, the per-client limit is counted, and one
-//!    check is reserved so that parallel guesses cannot outnumber `CLIENT_AUTH_THRESHOLD`.
+//! 2. The client gate in Redis, in one round trip with the authorization epoch: a client locked
+//!    for this address is refused (429) before anything is checked, the per-client limit is
+//!    counted, and one check is reserved so that parallel guesses from one address cannot
+//!    outnumber `CLIENT_AUTH_THRESHOLD`. The lockout is per (address, client), never of the
+//!    client as a whole: client ids are public and secrets carry 256 random bits, so a global
+//!    lock would protect nothing and let anyone shut a client out.
 //! 3. The client's registration and live secrets, from the per-instance cache filed under the
 //!    epoch (every registration change replaces it), or from PostgreSQL.
 //! 4. The method must be the registered one. A secret is compared by its SHA-256 with every
@@ -20,9 +23,13 @@
 //!    `jwks_uri`, fetched and cached) with RS256 or ES256, name the client as `iss` and `sub`,
 //!    the token endpoint, the endpoint called or the issuer as `aud`, expire within
 //!    `CLIENT_ASSERTION_MAX_AGE`, and carry a `jti` never seen before within its lifetime.
-//! 5. The gate learns the outcome: a success clears the failures, a failure counts (and at the
-//!    threshold locks the client, as a failed login locks an account) and is recorded as a
+//! 5. The gate learns the outcome: a success clears this address's failures, a failure counts
+//!    (and at the threshold locks the client for this address) and is recorded as a
 //!    `client_auth_failed` event. Every failure is the same `401 invalid_client`.
+//!
+//! A `resource` parameter (RFC 8707) must name the audience the client is registered for
+//! (`invalid_target` otherwise). A token's `aud` is that audience, or else the client's own id;
+//! only a `first_party` client can be registered for this service's own API (`JWT_AUDIENCE`).
 //!
 //! Grants: `authorization_code` (see [`super::authorize`]), `client_credentials` (a token whose
 //! `sub` and `client_id` are the client) and `refresh_token` (a session bound to the client,
@@ -69,6 +76,9 @@ pub enum OAuthError {
     UnsupportedGrantType(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// A `resource` (RFC 8707 §2) the client is not registered to get tokens for.
+    #[error("{0}")]
+    InvalidTarget(String),
     /// The client is locked, over its limit, or has too many checks under way.
     #[error("{description}")]
     Throttled { description: &'static str, retry_after: Duration },
@@ -86,6 +96,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::Flow(_) => "server_error",
         }
     }
@@ -98,6 +109,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => GrantOutcome::unauthorized_client,
             OAuthError::UnsupportedGrantType(_) => GrantOutcome::unsupported_grant_type,
             OAuthError::InvalidScope(_) => GrantOutcome::invalid_scope,
+            OAuthError::InvalidTarget(_) => GrantOutcome::invalid_target,
             OAuthError::Throttled { .. } => GrantOutcome::throttled,
             OAuthError::Flow(_) => GrantOutcome::error,
         }
@@ -327,7 +339,10 @@ pub async fn authenticate_client(
         threshold: l.client_auth_threshold,
     });
     let limiter = &app.services.limiter;
-    let gate = limiter.run(BeginClient { client: client_id.clone(), limits }).await?;
+    // Failures are counted per (address, client): client ids are public, so a lock of the
+    // client itself would hand any stranger a way to shut it out (SPEC §7).
+    let address = request.ip_string().unwrap_or_default();
+    let gate = limiter.run(BeginClient { client: client_id.clone(), address: address.clone(), limits }).await?;
     match gate.gate {
         ClientGate::Allowed => {}
         ClientGate::Locked { retry_after } => {
@@ -346,6 +361,7 @@ pub async fn authenticate_client(
     if let Some(limits) = limits {
         let end = EndClient {
             client: client_id.clone(),
+            address,
             success: verdict.is_ok(),
             threshold: limits.threshold,
             base: l.lockout_base,
@@ -532,6 +548,9 @@ pub async fn token(
         Some(g) if !client.entry.metadata().grant_types.iter().any(|r| r == g) => {
             Err(OAuthError::UnauthorizedClient(format!("the client is not registered for the {g} grant")))
         }
+        _ if form.get("resource").is_some_and(|r| Some(r) != client.entry.metadata().audience.as_deref()) => {
+            Err(OAuthError::InvalidTarget("the client is not registered for this resource".into()))
+        }
         Some("authorization_code") => super::authorize::exchange(app, client, form, request).await,
         Some("client_credentials") => client_credentials(app, client, form).await,
         Some(_) => refresh_token(app, client, form, request).await,
@@ -580,8 +599,12 @@ pub(super) fn ttl_of(app: &App, client: &AuthenticatedClient) -> u64 {
     client.entry.metadata().access_token_ttl.map_or(app.config.tokens.access_ttl.as_secs(), |t| t.max(1) as u64)
 }
 
-pub(super) fn audience_of(app: &App, client: &AuthenticatedClient) -> String {
-    client.entry.metadata().audience.clone().unwrap_or_else(|| app.config.tokens.audience.clone())
+/// The `aud` of an access token issued to `client`: the audience it was registered for, or
+/// else the client itself. Only a first-party client can be registered for this service's own
+/// API (`JWT_AUDIENCE`, see [`super::clients::check_audience`]), so no other client's token is
+/// ever accepted there (SPEC §7, "Who may use a token where").
+pub(super) fn audience_of(client: &AuthenticatedClient) -> String {
+    client.entry.metadata().audience.clone().unwrap_or_else(|| client.id().to_string())
 }
 
 async fn client_credentials(
@@ -595,7 +618,7 @@ async fn client_credentials(
     let claims = AccessClaims {
         iss: app.config.tokens.issuer.clone(),
         sub: client.id().to_string(),
-        aud: audience_of(app, client),
+        aud: audience_of(client),
         exp: now + ttl as i64,
         iat: now,
         nbf: now,
@@ -677,7 +700,7 @@ async fn refresh_token(
     let scope = form.get("scope").map(str::to_string).unwrap_or_else(|| scope.unwrap_or_default());
     let to = tokens::IssuedTo {
         client_id: client.id(),
-        audience: audience_of(app, client),
+        audience: audience_of(client),
         scope: scope.clone(),
         ttl: ttl_of(app, client),
     };

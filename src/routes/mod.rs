@@ -70,7 +70,7 @@ async fn authorize(app: &App, route: &RouteDef, req: &mut Request) -> Result<Cal
                 .into());
             }
             let token = auth::required_token(&form)?;
-            let subject = authenticate::verdict(app, token).await?;
+            let subject = authenticate::verdict_for_client(app, &client, token).await?;
             Ok(Caller::Introspector { caller: authenticate::Introspecting::Client(client), subject })
         }
         Access::Client | Access::OptionalClient => {

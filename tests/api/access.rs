@@ -5,7 +5,11 @@
 use auth_service::flows::authenticate::Access;
 use auth_service::http::router::{ROUTES, RouteDef};
 
-use crate::helpers::{spawn_app_setting, spawn_app_with};
+use serde_json::json;
+
+use crate::helpers::{TestApp, TestUser, spawn_app_setting, spawn_app_with};
+use crate::oauth::Registered;
+use crate::oidc;
 
 /// The route's path with a fresh uuid in every placeholder.
 fn concrete(route: &RouteDef) -> String {
@@ -142,4 +146,111 @@ async fn an_optional_bearer_route_serves_the_guest_to_an_anonymous_or_invalid_ca
             assert_eq!(body["username"], "guest");
         }
     }
+}
+
+/// The routes of the service's own API that need a credential (the failure hook of test builds
+/// aside).
+fn api_routes() -> impl Iterator<Item = &'static RouteDef> {
+    ROUTES.iter().filter(|r| r.template.starts_with("/api/v1/") && !r.template.starts_with("/api/v1/_test/"))
+}
+
+/// An access token a user got through the browser flow for `rp` (signed in, consented if asked).
+async fn code_flow_token(app: &TestApp, rp: &Registered, user: &TestUser) -> String {
+    let (verifier, challenge) = oidc::pkce();
+    let code = oidc::code_for(app, &oidc::browser(), rp, user, &challenge).await;
+    let resp = oidc::exchange(app, rp, &code["code"], &verifier).await;
+    assert_eq!(resp.status(), 200, "the code exchange");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    body["access_token"].as_str().expect("access_token").to_string()
+}
+
+#[tokio::test]
+async fn a_third_party_apps_token_acts_on_no_api_route_even_when_an_admin_consented() {
+    // Arrange: an admin signs in to a third-party app and allows it everything it asks for.
+    let app = spawn_app_setting("RATE_LIMIT_ENABLED", "false").await;
+    let user = app.new_user().await;
+    let admin = app.admin_session_for(&user).await;
+    let rp = oidc::register(&app, &admin, json!({ "first_party": false })).await;
+    let token = code_flow_token(&app, &rp, &user).await;
+    let claims = oidc::claims(&token);
+    assert_eq!(claims["aud"], rp.id.as_str(), "a third-party token names its own client as audience: {claims}");
+
+    // Act and assert: every route of the API that needs a credential refuses it, the admin
+    // routes included; the guest view treats it as no token; userinfo serves it.
+    let mut refused = 0;
+    for route in api_routes() {
+        let resp =
+            request(&app.client, route, app.url(&concrete(route))).bearer_auth(&token).send().await.expect("send");
+        match route.access {
+            Access::OptionalBearer => {
+                assert_eq!(resp.status(), 200, "{}", route.template);
+                let body: serde_json::Value = resp.json().await.expect("json");
+                assert_eq!(body["username"], "guest", "{} serves the guest", route.template);
+            }
+            access if is_open(access) => {}
+            _ => {
+                assert_eq!(resp.status(), 401, "{} {} with a third-party token", route.method, route.template);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, api_routes().filter(|r| !is_open(r.access)).count());
+    assert!(refused >= 24, "walked {refused} routes");
+    assert_eq!(oidc::userinfo(&app, &token).await.status(), 200, "userinfo is what a consent to openid allows");
+}
+
+#[tokio::test]
+async fn a_first_party_client_registered_for_the_api_acts_as_its_user_there_and_only_while_registered_so() {
+    let app = spawn_app_setting("RATE_LIMIT_ENABLED", "false").await;
+    let user = app.new_user().await;
+    let admin = app.admin_session_for(&user).await;
+    let api = app.app.config.tokens.audience.clone();
+
+    // Only a first-party client may be registered for the API's audience.
+    let third_party = json!({ "client_name": "x", "grant_types": ["authorization_code"],
+        "redirect_uris": [oidc::REDIRECT], "scope": "openid", "audience": api });
+    let resp = app.client.post(app.url("/api/v1/clients")).bearer_auth(&admin.access).json(&third_party).send().await;
+    let resp = resp.expect("send");
+    assert_eq!(resp.status(), 422, "a third-party client cannot be registered for the API");
+
+    // A first-party client without that audience gets tokens for itself, not for the API.
+    let own = oidc::register(&app, &admin, json!({ "first_party": true })).await;
+    let token = code_flow_token(&app, &own, &user).await;
+    assert_eq!(oidc::claims(&token)["aud"], own.id.as_str());
+    assert_eq!(app.get_with("/api/v1/sessions", &token).await.status(), 401);
+
+    // Registered for the API, its token acts as the admin on every API route.
+    let rp = oidc::register(&app, &admin, json!({ "first_party": true, "audience": api })).await;
+    let token = code_flow_token(&app, &rp, &user).await;
+    assert_eq!(oidc::claims(&token)["aud"], api.as_str());
+    let mut walked = 0;
+    for route in api_routes().filter(|r| !is_open(r.access) && r.template != "/api/v1/auth/logout-all") {
+        let resp =
+            request(&app.client, route, app.url(&concrete(route))).bearer_auth(&token).send().await.expect("send");
+        let status = resp.status().as_u16();
+        assert!(
+            status != 401 && status != 403,
+            "{} {} refused a first-party token: {status}",
+            route.method,
+            route.template
+        );
+        walked += 1;
+    }
+    // Every route the walk above refused a third-party token on, but logout-all (tried last).
+    assert_eq!(walked, api_routes().filter(|r| !is_open(r.access)).count() - 1, "walked {walked}");
+    assert_eq!(app.get_with("/api/v1/clients", &token).await.status(), 200);
+
+    // Once its registration no longer names the API, the same token is refused there at once.
+    let mut metadata = rp.body.clone();
+    metadata["audience"] = json!("https://elsewhere.example");
+    let resp = app
+        .client
+        .put(app.url(&format!("/api/v1/clients/{}", rp.id)))
+        .bearer_auth(&admin.access)
+        .json(&metadata)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "re-pointed");
+    assert_eq!(app.get_with("/api/v1/sessions", &token).await.status(), 401, "no longer meant for the API");
 }

@@ -395,10 +395,16 @@ async fn resource_servers_introspect_as_clients_and_a_client_revokes_only_its_ow
         let resp = introspect(&b, path, token_a.clone()).await;
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(resp.json::<Value>().await.expect("json")["client_id"], a.id.as_str());
+        // A user's token for the service's own API is not meant for B: B learns nothing of it.
         let resp = introspect(&b, path, user.access.clone()).await;
-        let answer: Value = resp.json().await.expect("json");
-        assert_eq!((answer["active"].as_bool(), answer["roles"].clone()), (Some(true), json!(["user"])));
+        assert_eq!(resp.json::<Value>().await.expect("json"), json!({ "active": false }), "{path}");
+        // Nor of a token issued to a client for another audience.
+        let other = register(&app, &admin, json!({ "client_name": "crm", "audience": "crm-api" })).await;
+        let resp = introspect(&b, path, token_of(&other).await).await;
+        assert_eq!(resp.json::<Value>().await.expect("json"), json!({ "active": false }), "{path}");
     }
+    // An admin still sees every token.
+    assert_eq!(app.introspect(&admin.access, &user.access).await["active"], true);
     let anonymous =
         app.client.post(app.url("/oauth2/introspect")).form(&[("token", &token_a)]).send().await.expect("send");
     assert_eq!(anonymous.status(), 401);

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 use crate::helpers::{Session, TestApp, TestUser, spawn_app, spawn_app_setting};
 use crate::oauth::Registered as Rp;
 
-const REDIRECT: &str = "https://app.example/callback";
+pub(crate) const REDIRECT: &str = "https://app.example/callback";
 const LOGOUT_REDIRECT: &str = "https://app.example/signed-out";
 const SCOPE: &str = "openid profile email roles offline_access";
 
 /// Registers a relying party for the code flow (`extra` adds to or replaces its metadata).
-async fn register(app: &TestApp, admin: &Session, extra: Value) -> Rp {
+pub(crate) async fn register(app: &TestApp, admin: &Session, extra: Value) -> Rp {
     let mut metadata = json!({
         "client_name": "Example App",
         "grant_types": ["authorization_code", "refresh_token"],
@@ -32,12 +32,12 @@ async fn register(app: &TestApp, admin: &Session, extra: Value) -> Rp {
 }
 
 /// A browser: its own cookie jar, redirects left for the test to inspect.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
 /// A PKCE verifier and its S256 challenge.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let challenge = B64.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
     (verifier, challenge)
@@ -125,7 +125,7 @@ fn redirected(resp: &reqwest::Response) -> HashMap<String, String> {
 }
 
 /// Signs `user` in on a fresh browser and consents: the code's redirect parameters.
-async fn code_for(
+pub(crate) async fn code_for(
     app: &TestApp,
     browser: &reqwest::Client,
     rp: &Rp,
@@ -157,13 +157,13 @@ async fn token(app: &TestApp, rp: &Rp, form: &[(&str, &str)]) -> reqwest::Respon
         .expect("send")
 }
 
-async fn exchange(app: &TestApp, rp: &Rp, code: &str, verifier: &str) -> reqwest::Response {
+pub(crate) async fn exchange(app: &TestApp, rp: &Rp, code: &str, verifier: &str) -> reqwest::Response {
     let form =
         [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", verifier)];
     token(app, rp, &form).await
 }
 
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("payload");
     serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
 }
@@ -174,7 +174,7 @@ async fn oauth_error(resp: reqwest::Response, status: u16, code: &str) {
     assert_eq!(body["error"], code, "{body}");
 }
 
-async fn userinfo(app: &TestApp, access: &str) -> reqwest::Response {
+pub(crate) async fn userinfo(app: &TestApp, access: &str) -> reqwest::Response {
     app.client.get(app.url("/oauth2/userinfo")).bearer_auth(access).send().await.expect("send")
 }
 

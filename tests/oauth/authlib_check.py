@@ -52,7 +52,7 @@ public["kid"] = uuid.uuid4().hex
 public["alg"] = "RS256"
 public["use"] = "sig"
 signer = register({"client_name": "authlib signer", "token_endpoint_auth_method": "private_key_jwt",
-                   "scope": "jobs:run", "jwks": {"keys": [public]}})
+                   "scope": "jobs:run", "audience": "reports-api", "jwks": {"keys": [public]}})
 private_pem = key.as_pem(is_private=True)
 session = OAuth2Session(signer["client_id"], private_pem, scope="jobs:run",
                         token_endpoint_auth_method="private_key_jwt")
@@ -61,8 +61,9 @@ token2 = session.fetch_token(token_endpoint, grant_type="client_credentials")
 check(token2, signer["client_id"], "jobs:run")
 print(f"authlib: private_key_jwt -> token for {signer['client_id']} scope {token2['scope']!r}")
 
-# A resource server introspects both tokens, authenticating as a client itself.
-rs = register({"client_name": "authlib resource server"})
+# The resource server of that audience introspects both tokens, authenticating as a client
+# itself; a client registered for another audience learns nothing of them.
+rs = register({"client_name": "authlib resource server", "audience": "reports-api"})
 rs_session = OAuth2Session(rs["client_id"], rs["client_secret"], token_endpoint_auth_method="client_secret_basic")
 for t, owner in ((token, basic["client_id"]), (token2, signer["client_id"])):
     resp = rs_session.introspect_token(introspection_endpoint, token=t["access_token"])
@@ -70,7 +71,11 @@ for t, owner in ((token, basic["client_id"]), (token2, signer["client_id"])):
     assert resp.status_code == 200 and answer["active"] is True and answer["client_id"] == owner, answer
 resp = rs_session.introspect_token(introspection_endpoint, token="not-a-token")
 assert resp.json() == {"active": False}, resp.text
-print("authlib: the resource server introspected 2 live tokens and 1 bogus one")
+other = register({"client_name": "authlib other resource server", "audience": "billing-api"})
+other_session = OAuth2Session(other["client_id"], other["client_secret"], token_endpoint_auth_method="client_secret_basic")
+resp = other_session.introspect_token(introspection_endpoint, token=token["access_token"])
+assert resp.json() == {"active": False}, resp.text
+print("authlib: the resource server introspected 2 live tokens and 1 bogus one; another audience's server learned nothing")
 
 # The authorization code flow with PKCE, as a public client (a single-page or mobile app: no
 # secret), from the OpenID configuration; the hosted pages are driven over HTTP the way a
