@@ -263,11 +263,7 @@ pub struct Registered {
 /// app must never allow (SPEC §7, "Who may use a token where").
 pub fn check_audience(metadata: &ClientMetadata, api_audience: &str) -> Result<(), FlowError> {
     if metadata.audience.as_deref() == Some(api_audience) && !metadata.first_party {
-        return Err(FieldError::new(
-            "audience",
-            "only a first_party client may be registered for this service's own API audience",
-        )
-        .into());
+        return Err(metadata_error("only a first_party client may be registered for this service's own API audience"));
     }
     Ok(())
 }

@@ -211,7 +211,9 @@ async fn a_first_party_client_registered_for_the_api_acts_as_its_user_there_and_
         "redirect_uris": [oidc::REDIRECT], "scope": "openid", "audience": api });
     let resp = app.client.post(app.url("/api/v1/clients")).bearer_auth(&admin.access).json(&third_party).send().await;
     let resp = resp.expect("send");
-    assert_eq!(resp.status(), 422, "a third-party client cannot be registered for the API");
+    assert_eq!(resp.status(), 400, "a third-party client cannot be registered for the API");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_client_metadata");
 
     // A first-party client without that audience gets tokens for itself, not for the API.
     let own = oidc::register(&app, &admin, json!({ "first_party": true })).await;
