@@ -1,0 +1,140 @@
+//! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Session, TestApp, TestUser, spawn_app, spawn_app_setting};
+
+async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> reqwest::Response {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    req.send().await.expect("send")
+}
+
+async fn role_id(app: &TestApp, name: &str) -> Uuid {
+    app.db().await.query_one("SELECT id FROM roles WHERE name = $1", &[&name]).await.expect("role").get(0)
+}
+
+async fn admins(app: &TestApp) -> i64 {
+    app.db()
+        .await
+        .query_one("SELECT count(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE r.name = 'admin'", &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+async fn admin(app: &TestApp) -> (TestUser, Session) {
+    let user = app.new_user().await;
+    let session = app.admin_session_for(&user).await;
+    (user, session)
+}
+
+async fn conflict_detail(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "conflict");
+    body["detail"].as_str().expect("detail").to_string()
+}
+
+#[tokio::test]
+async fn built_in_roles_cannot_be_renamed_or_deleted_and_no_role_takes_a_built_in_name() {
+    let app = spawn_app().await;
+    let (_, a) = admin(&app).await;
+    for name in ["admin", "service", "moderator", "user", "guest", "subscriber"] {
+        let id = role_id(&app, name).await;
+        let path = format!("/api/v1/roles/update/{id}");
+        let rename = call(&app, Method::PUT, &path, &a.access, Some(&json!({"name": format!("old-{name}")}))).await;
+        let detail = conflict_detail(rename).await;
+        assert!(detail.contains("built in"), "{detail}");
+        let delete = call(&app, Method::DELETE, &format!("/api/v1/roles/delete/{id}"), &a.access, None).await;
+        assert!(conflict_detail(delete).await.contains("built in"));
+        // Its description may change, and naming it by its own name is no rename.
+        let same = json!({"name": name, "description": "still here"});
+        assert_eq!(call(&app, Method::PUT, &path, &a.access, Some(&same)).await.status(), 200);
+    }
+
+    // A role does not take the name of a built-in role, even one missing from this installation.
+    app.db().await.execute("DELETE FROM roles WHERE name = 'service'", &[]).await.expect("drop service");
+    let created = call(&app, Method::POST, "/api/v1/roles/create", &a.access, Some(&json!({"name": "helpers"}))).await;
+    let custom: Value = created.json().await.expect("json");
+    let path = format!("/api/v1/roles/update/{}", custom["id"].as_str().expect("id"));
+    let detail =
+        conflict_detail(call(&app, Method::PUT, &path, &a.access, Some(&json!({"name": "Service"}))).await).await;
+    assert!(detail.contains("built-in"), "{detail}");
+    assert_eq!(call(&app, Method::PUT, &path, &a.access, Some(&json!({"name": "assistants"}))).await.status(), 200);
+    assert_eq!(call(&app, Method::GET, "/api/v1/user_roles/list", &a.access, None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_last_admin_can_neither_drop_the_admin_role_nor_be_deleted() {
+    let app = spawn_app().await;
+    let (me, s) = admin(&app).await;
+    let admin_role = role_id(&app, "admin").await;
+    let own_grant = format!("/api/v1/user_roles/{}/roles/{admin_role}", me.id);
+    let detail = conflict_detail(call(&app, Method::DELETE, &own_grant, &s.access, None).await).await;
+    assert!(detail.contains("last admin"), "{detail}");
+    let delete_self = format!("/api/v1/users/{}", me.id);
+    assert!(
+        conflict_detail(call(&app, Method::DELETE, &delete_self, &s.access, None).await).await.contains("last admin")
+    );
+    // Nothing changed: still admin, still signed in.
+    assert_eq!(call(&app, Method::GET, "/api/v1/user_roles/list", &s.access, None).await.status(), 200);
+    assert_eq!(admins(&app).await, 1);
+
+    // With a second admin, either may go.
+    let (other, _) = admin(&app).await;
+    assert_eq!(call(&app, Method::DELETE, &own_grant, &s.access, None).await.status(), 204);
+    assert_eq!(admins(&app).await, 1);
+    let other_session = app.login(&other).await;
+    let delete_other = format!("/api/v1/users/{}", other.id);
+    assert!(
+        conflict_detail(call(&app, Method::DELETE, &delete_other, &other_session.access, None).await)
+            .await
+            .contains("last admin")
+    );
+}
+
+/// Two admins, each taking `admin` from the other at the same moment, `rounds` times; a round
+/// deletes the other account instead when `delete` says so. The survivor of a round meets a new
+/// admin in the next.
+async fn admins_remove_each_other_at_once(delete: bool) {
+    let app = spawn_app_setting("RATE_LIMIT_ENABLED", "false").await;
+    let admin_role = role_id(&app, "admin").await;
+    let mut survivor = admin(&app).await;
+    for round in 0..20 {
+        let newcomer = admin(&app).await;
+        assert_eq!(admins(&app).await, 2, "round {round} starts with two admins");
+        let take = |by: &Session, from: &TestUser| {
+            let path = if delete {
+                format!("/api/v1/users/{}", from.id)
+            } else {
+                format!("/api/v1/user_roles/{}/roles/{admin_role}", from.id)
+            };
+            app.client.delete(app.url(&path)).bearer_auth(&by.access).send()
+        };
+        let (first, second) = tokio::join!(take(&survivor.1, &newcomer.0), take(&newcomer.1, &survivor.0));
+        let statuses = [first.expect("send").status().as_u16(), second.expect("send").status().as_u16()];
+        assert_eq!(admins(&app).await, 1, "round {round}: {statuses:?} must leave exactly one admin");
+        assert!(statuses.iter().all(|s| [204, 403, 409, 401].contains(s)), "round {round}: {statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "round {round}: {statuses:?}");
+        let kept = if statuses[1] == 204 { newcomer.0 } else { survivor.0 };
+        // A deletion refused after it fenced its target (the race lost to the other one) leaves
+        // that admin signed out: the survivor signs in again.
+        let session = app.login(&kept).await;
+        survivor = (kept, session);
+    }
+}
+
+#[tokio::test]
+async fn two_admins_removing_each_others_admin_role_at_once_leave_one_admin_every_round() {
+    admins_remove_each_other_at_once(false).await;
+}
+
+#[tokio::test]
+async fn two_admins_deleting_each_other_at_once_leave_one_admin_every_round() {
+    admins_remove_each_other_at_once(true).await;
+}
