@@ -1,4 +1,5 @@
-//! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay.
+//! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay, and
+//! names come from the current account.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -137,4 +138,41 @@ async fn two_admins_removing_each_others_admin_role_at_once_leave_one_admin_ever
 #[tokio::test]
 async fn two_admins_deleting_each_other_at_once_leave_one_admin_every_round() {
     admins_remove_each_other_at_once(true).await;
+}
+
+async fn rename(app: &TestApp, session: &Session, username: &str) {
+    let resp = app
+        .client
+        .patch(app.url("/api/v1/users/auth/update"))
+        .bearer_auth(&session.access)
+        .json(&json!({"username": username}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "rename");
+}
+
+#[tokio::test]
+async fn a_renamed_accounts_old_token_reports_its_new_name_never_the_account_that_took_the_old_one() {
+    let app = spawn_app().await;
+    let (_, introspector) = admin(&app).await;
+    let (user, session) = app.user_session().await;
+    // Both answers are read (and cached) before the rename.
+    assert_eq!(app.introspect(&introspector.access, &session.access).await["username"], user.username.as_str());
+    let me: Value = app.get_with("/api/v1/user_roles/me", &session.access).await.json().await.expect("json");
+    assert_eq!(me["username"], user.username.as_str());
+
+    let new_name = format!("{}_renamed", user.username);
+    rename(&app, &session, &new_name).await;
+    let squatter = app.signup(&user.username, &format!("other_{}", user.email), "another fine password").await;
+    assert_eq!(squatter.status(), 201, "the old name is free again");
+
+    let answer = app.introspect(&introspector.access, &session.access).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["sub"], user.id.as_str());
+    assert_eq!(answer["username"], new_name.as_str(), "introspection names the account as it is now");
+    assert_eq!(answer["email"], user.email.as_str());
+    let me: Value = app.get_with("/api/v1/user_roles/me", &session.access).await.json().await.expect("json");
+    assert_eq!(me["username"], new_name.as_str(), "me names the account as it is now");
+    assert_eq!(me["id"], user.id.as_str());
 }

@@ -200,6 +200,13 @@ pub struct UpdateProfile {
 impl Operation for UpdateProfile {
     type Output = ProfileOutcome;
 
+    /// The standing that every check reads carries the account's current names, so a rename
+    /// must reach every instance's cache at once. (A run always changes something: a request
+    /// that changes nothing does not run it.)
+    fn changes_standing(output: &ProfileOutcome) -> bool {
+        matches!(output, ProfileOutcome::Updated { .. })
+    }
+
     async fn run(&self, client: &mut Client) -> Result<ProfileOutcome, Error> {
         let id = self.id;
         let tx = client.transaction().await?;
