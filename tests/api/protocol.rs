@@ -1,11 +1,13 @@
-//! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay, and
-//! names come from the current account.
+//! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay, names
+//! come from the current account, and client assertions are not post-dated.
 
+use auth_actors::keys::KeyAlg;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{Session, TestApp, TestUser, spawn_app, spawn_app_setting};
+use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
 
 async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> reqwest::Response {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
@@ -175,4 +177,63 @@ async fn a_renamed_accounts_old_token_reports_its_new_name_never_the_account_tha
     let me: Value = app.get_with("/api/v1/user_roles/me", &session.access).await.json().await.expect("json");
     assert_eq!(me["username"], new_name.as_str(), "me names the account as it is now");
     assert_eq!(me["id"], user.id.as_str());
+}
+
+#[tokio::test]
+async fn a_client_assertion_with_nbf_or_iat_in_the_future_beyond_the_clock_skew_is_refused() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    let key = client_key(KeyAlg::ES256);
+    let client = register(
+        &app,
+        &admin,
+        json!({ "client_name": "early", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks }),
+    )
+    .await;
+    let skew = app.app.config.tokens.clock_skew.as_secs() as i64;
+    let aud = token_endpoint(&app);
+    let token = |claims: Value| {
+        let assertion = key.set.sign("JWT", &claims).expect("sign");
+        let app = &app;
+        async move {
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", assertion.as_str()),
+            ];
+            token_form(app, &form).await
+        }
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |extra: Value| {
+        let mut c = json!({ "iss": client.id, "sub": client.id, "aud": aud, "exp": now + 600,
+                            "jti": Uuid::new_v4().to_string() });
+        c.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        c
+    };
+    for (what, extra) in [
+        ("nbf", json!({ "nbf": now + skew + 120 })),
+        ("iat", json!({ "iat": now + skew + 120 })),
+        ("nbf and iat", json!({ "nbf": now + skew + 120, "iat": now + skew + 120 })),
+    ] {
+        let resp = token(claims(extra)).await;
+        assert_eq!(resp.status(), 401, "an assertion with {what} in the future must be refused");
+        oauth_error(resp, 401, "invalid_client").await;
+    }
+    // Within the skew (a client whose clock is a little ahead) and in the past, it authenticates.
+    let within = json!({ "nbf": now + skew / 2, "iat": now + skew / 2 });
+    assert_eq!(token(claims(within)).await.status(), 200);
+    assert_eq!(token(claims(json!({ "nbf": now - 5, "iat": now - 5 }))).await.status(), 200);
+    let refused: i64 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM security_events
+             WHERE event_type = 'client_auth_failed' AND detail->>'reason' = 'assertion_not_yet_valid'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(refused, 3);
 }
