@@ -1,13 +1,19 @@
 //! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay, names
-//! come from the current account, and client assertions are not post-dated.
+//! come from the current account, client assertions are not post-dated, and RP-initiated logout
+//! verifies its hint.
 
-use auth_actors::keys::KeyAlg;
+use auth_actors::keys::{KeyAlg, KeySet};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Session, TestApp, TestUser, spawn_app, spawn_app_setting};
+use crate::helpers::{Session, TestApp, TestUser, shared_keys, spawn_app, spawn_app_setting};
 use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
+use crate::oidc::{
+    self, Fixture, LOGOUT_REDIRECT, authorize, code_for, exchange, fixture, hidden_fields, page, redirected, request,
+};
 
 async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> reqwest::Response {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
@@ -34,6 +40,11 @@ async fn admin(app: &TestApp) -> (TestUser, Session) {
     let user = app.new_user().await;
     let session = app.admin_session_for(&user).await;
     (user, session)
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
 }
 
 async fn conflict_detail(resp: reqwest::Response) -> String {
@@ -236,4 +247,70 @@ async fn a_client_assertion_with_nbf_or_iat_in_the_future_beyond_the_clock_skew_
         .expect("count")
         .get(0);
     assert_eq!(refused, 3);
+}
+
+/// A sign-out request's page: its status, and that it sent the browser nowhere.
+async fn logout_page(browser: &reqwest::Client, app: &TestApp, method: Method, params: &[(&str, &str)]) -> u16 {
+    let req = browser.request(method.clone(), app.url("/oauth2/logout"));
+    let req = if method == Method::GET { req.query(params) } else { req.form(params) };
+    let resp = req.send().await.expect("send");
+    assert!(resp.headers().get("location").is_none(), "{method} {params:?} is a page, never a redirect");
+    page(resp).await.0
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_refuses_an_unverifiable_hint_and_a_client_id_that_is_not_the_hints_audience() {
+    let Fixture { app, rp, user, verifier, challenge, browser } =
+        fixture(spawn_app().await, json!({ "first_party": true })).await;
+    let admin = app.admin_session().await;
+    let other = oidc::register(&app, &admin, json!({ "client_name": "Other App", "first_party": true })).await;
+    let back = code_for(&app, &browser, &rp, &user, &challenge).await;
+    let tokens: Value = exchange(&app, &rp, &back["code"], &verifier).await.json().await.expect("json");
+    let id_token = tokens["id_token"].as_str().expect("id token");
+    let access_token = tokens["access_token"].as_str().expect("access token");
+    // One character flipped well inside the signature (the last one may carry unused bits).
+    let at = id_token.len() - 10;
+    let flipped = if &id_token[at..=at] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{flipped}{}", &id_token[..at], &id_token[at + 1..]);
+
+    let to = ("post_logout_redirect_uri", LOGOUT_REDIRECT);
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("a client_id other than the hint's audience", vec![("id_token_hint", id_token), ("client_id", &other.id), to]),
+        ("the same, without a redirect", vec![("id_token_hint", id_token), ("client_id", &other.id)]),
+        ("a hint whose signature does not verify", vec![("id_token_hint", &tampered), ("client_id", &rp.id), to]),
+        ("the same, without a client_id or a redirect", vec![("id_token_hint", &tampered)]),
+        ("an access token as the hint", vec![("id_token_hint", access_token), ("client_id", &rp.id), to]),
+        ("a hint that is no JWT", vec![("id_token_hint", "not-a-token"), ("client_id", &rp.id), to]),
+    ];
+    for (what, params) in &cases {
+        assert_eq!(logout_page(&browser, &app, Method::GET, params).await, 400, "GET with {what}");
+    }
+
+    // The confirmation form of a good request, replayed with another client_id: refused too, and
+    // the browser session stays.
+    let (status, confirm) = page(
+        browser.get(app.url("/oauth2/logout")).query(&[("id_token_hint", id_token), to]).send().await.expect("send"),
+    )
+    .await;
+    assert_eq!(status, 200, "a verified hint gets the confirmation page");
+    let mut fields = hidden_fields(&confirm);
+    fields.push(("client_id".into(), other.id.clone()));
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(logout_page(&browser, &app, Method::POST, &fields).await, 400, "POST with another client_id");
+    let still = redirected(&authorize(&app, &browser, &request(&rp, &challenge, &[("prompt", "none")])).await);
+    assert!(still.contains_key("code"), "still signed in: {still:?}");
+
+    // An expired hint this service signed still names its client (RP-Initiated Logout §2).
+    let keys = KeySet::load(&shared_keys().await, None).expect("keys");
+    let mut expired = claims(id_token);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    expired["iat"] = json!(now - 7200);
+    expired["exp"] = json!(now - 3600);
+    let expired = keys.sign("JWT", &expired).expect("sign");
+    let query = [("id_token_hint", expired.as_str()), ("client_id", rp.id.as_str()), to, ("state", "s")];
+    let (status, confirm) =
+        page(browser.get(app.url("/oauth2/logout")).query(&query).send().await.expect("send")).await;
+    assert_eq!(status, 200);
+    let out = browser.post(app.url("/oauth2/logout")).form(&hidden_fields(&confirm)).send().await.expect("send");
+    assert_eq!(redirected(&out)["state"], "s");
 }
