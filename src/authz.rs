@@ -4,7 +4,9 @@
 //! in its token. Reading them from PostgreSQL on every call made that query the bound of those
 //! routes, so each instance caches them, keyed by the **authorization epoch**: a random value in
 //! Redis that is replaced whenever a user's roles or standing change through the API (role
-//! assigned, removed, renamed or deleted; user deleted). The epoch is read in the same Redis
+//! assigned, removed, renamed or deleted; user renamed or deleted). The standing also carries
+//! the account's current username and email, which every answer about a token reports instead
+//! of the names the token was issued with. The epoch is read in the same Redis
 //! round trip as the caller's revocation markers, and a cached entry is used only while the
 //! epoch it was read under is still current, so such a change takes effect at once on every
 //! instance. The order makes that safe: a writer commits to PostgreSQL and then replaces the
@@ -32,6 +34,10 @@ pub struct Standing {
     /// The user exists and is active.
     pub active: bool,
     pub roles: Vec<String>,
+    /// The names the account has now: a token's `username` and `email` claims are those of
+    /// when it was issued, and after a rename another account may hold them.
+    pub username: String,
+    pub email: String,
 }
 
 struct Entry<V> {
@@ -120,7 +126,12 @@ mod tests {
     use super::*;
 
     fn admin() -> Standing {
-        Standing { active: true, roles: vec!["admin".into()] }
+        Standing {
+            active: true,
+            roles: vec!["admin".into()],
+            username: "root".into(),
+            email: "root@example.com".into(),
+        }
     }
 
     fn cache(ttl: Duration, capacity: usize) -> AuthzCache {

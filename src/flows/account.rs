@@ -3,8 +3,9 @@
 
 use auth_actors::db::events::{self, SecurityEvent};
 use auth_actors::db::history::{self, HistoryRow};
+use auth_actors::db::roles;
 use auth_actors::db::sessions::{self, SessionRow};
-use auth_actors::db::users::{self, PasswordChange, ProfileOutcome, UserRecord};
+use auth_actors::db::users::{self, DeleteOutcome, PasswordChange, ProfileOutcome, UserRecord};
 use auth_actors::keyspace::Account;
 use auth_actors::rate_limiter::LoginSucceeded;
 use serde::Deserialize;
@@ -127,12 +128,22 @@ async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Clie
 /// Deletes a user (admin). Its sessions go with it and its access tokens are fenced off: by the
 /// logout-all marker, by the markers of every session it had (a refresh that committed just
 /// before the delete included), and by its standing, which every check now reads as gone.
+///
+/// The last active admin is never deleted. That is asked before the fence, so that a refused
+/// deletion leaves the admin signed in; the deletion asks again under the admin role's lock,
+/// and only an admin removed meanwhile by a concurrent request can make it refuse after the
+/// fence (the account then stays, signed out).
 pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(), FlowError> {
     let id: Uuid = raw_id.parse().map_err(|_| FlowError::NotFound(Entity::User))?;
+    if app.services.users.run(roles::IsLastAdmin { user_id: id }).await? {
+        return Err(FlowError::LastAdmin);
+    }
     logout::fence_access_tokens(app, id).await?;
-    let delete = users::Delete { id, actor: Some(admin.user_id) };
-    let sessions = app.services.users.run(delete).await?.ok_or(FlowError::NotFound(Entity::User))?;
-    logout::fence_sessions(app, id, sessions).await
+    match app.services.users.run(users::Delete { id, actor: Some(admin.user_id) }).await? {
+        DeleteOutcome::Deleted(sessions) => logout::fence_sessions(app, id, sessions).await,
+        DeleteOutcome::NoSuchUser => Err(FlowError::NotFound(Entity::User)),
+        DeleteOutcome::LastAdmin => Err(FlowError::LastAdmin),
+    }
 }
 
 pub async fn history(app: &App, principal: &Principal, page: Page) -> Result<(Vec<HistoryRow>, i64), FlowError> {

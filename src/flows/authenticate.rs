@@ -28,7 +28,7 @@ use super::error::FlowError;
 use super::oauth::{AuthenticatedClient, OAuthForm};
 use super::tokens::AccessClaims;
 use crate::app::App;
-use crate::authz::Standing;
+use crate::authz::{Cached, Standing};
 
 /// Who may call a route. Every entry of the route table names one, so a route cannot be added
 /// without deciding.
@@ -88,15 +88,25 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// Every claim of the token, as verified.
     pub claims: Arc<AccessClaims>,
+    /// The user's standing as checked (shared with the cache), for its current names.
+    standing: Option<Cached<Standing>>,
 }
 
 impl Principal {
+    /// The user's username now (once checked; before that, the token's claim).
     pub fn username(&self) -> &str {
-        self.claims.username.as_deref().unwrap_or_default()
+        match &self.standing {
+            Some(s) => &s.username,
+            None => self.claims.username.as_deref().unwrap_or_default(),
+        }
     }
 
+    /// The user's email now (once checked; before that, the token's claim).
     pub fn email(&self) -> &str {
-        self.claims.email.as_deref().unwrap_or_default()
+        match &self.standing {
+            Some(s) => &s.email,
+            None => self.claims.email.as_deref().unwrap_or_default(),
+        }
     }
 
     pub fn jti(&self) -> Uuid {
@@ -232,7 +242,8 @@ fn principal_from(claims: Arc<AccessClaims>) -> Option<Principal> {
     // user fields are in every token issued to a user.
     claims.username.as_ref()?;
     claims.email.as_ref()?;
-    Some(Principal { user_id: claims.sub.parse().ok()?, session: claims.sid?, roles: claims.roles.clone()?, claims })
+    let (user_id, session, roles) = (claims.sub.parse().ok()?, claims.sid?, claims.roles.clone()?);
+    Some(Principal { user_id, session, roles, claims, standing: None })
 }
 
 /// Whether Redis says `principal`'s token is revoked: blacklisted, its session revoked, or
@@ -380,6 +391,7 @@ async fn subject_standing(
         Subject::User(mut p) => match caller {
             Some(c) if c.user_id == p.user_id => {
                 p.roles.clone_from(&c.roles);
+                p.standing.clone_from(&c.standing);
                 Verdict::Active(Subject::User(p))
             }
             _ if current_standing(app, &mut p, epoch).await? => Verdict::Active(Subject::User(p)),
@@ -438,26 +450,31 @@ async fn meant_for_the_api(app: &App, claims: &AccessClaims, epoch: Option<&str>
     Ok(m.first_party && m.audience.as_deref() == Some(app.config.tokens.audience.as_str()))
 }
 
-/// Gives `principal` its user's current roles and tells whether the user exists and is active:
-/// from the cache filed under the current epoch, or read from PostgreSQL and cached. Without an
-/// epoch (Redis had none), the database is read and nothing is cached. A cache hit costs no
-/// allocation when the roles are those of the token.
+/// Gives `principal` its user's current roles and names and tells whether the user exists and
+/// is active: from the cache filed under the current epoch, or read from PostgreSQL and cached.
+/// Without an epoch (Redis had none), the database is read and nothing is cached. A cache hit
+/// costs no allocation when the roles are those of the token (the names are shared with the
+/// cache). A rename replaces the epoch like a role change, so no instance reports a name the
+/// account no longer holds.
 async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&str>) -> Result<bool, FlowError> {
     let user_id = principal.user_id;
-    if let Some(epoch) = epoch
-        && let Some(standing) = app.authz.get(&user_id, epoch)
-    {
-        if standing.roles != principal.roles {
-            principal.roles.clone_from(&standing.roles);
+    let standing = match epoch.and_then(|epoch| app.authz.get(&user_id, epoch)) {
+        Some(cached) => {
+            if cached.roles != principal.roles {
+                principal.roles.clone_from(&cached.roles);
+            }
+            cached
         }
-        return Ok(standing.active);
-    }
-    let standing = match app.services.users.run(auth_actors::db::users::Get { id: user_id }).await? {
-        Some(u) => Standing { active: u.is_active, roles: u.roles },
-        None => Standing { active: false, roles: Vec::new() },
+        None => {
+            let standing = match app.services.users.run(auth_actors::db::users::Get { id: user_id }).await? {
+                Some(u) => Standing { active: u.is_active, roles: u.roles, username: u.username, email: u.email },
+                None => Standing { active: false, roles: Vec::new(), username: String::new(), email: String::new() },
+            };
+            principal.roles.clone_from(&standing.roles);
+            app.authz.put(user_id, epoch.map(str::to_string), standing)
+        }
     };
-    principal.roles.clone_from(&standing.roles);
     let active = standing.active;
-    app.authz.put(user_id, epoch.map(str::to_string), standing);
+    principal.standing = Some(standing);
     Ok(active)
 }

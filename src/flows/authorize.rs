@@ -585,27 +585,28 @@ pub async fn userinfo(app: &App, claims: &AccessClaims) -> Result<serde_json::Va
     Ok(answer)
 }
 
-/// Where a sign-out may send the browser: a `post_logout_redirect_uri` registered by the client
-/// that the ID token hint (or `client_id`) names, with `state`.
+/// Checks the parameters of an RP-initiated sign-out, then tells where it may send the browser:
+/// a `post_logout_redirect_uri` registered by the client that the ID token hint (or
+/// `client_id`) names, with `state`.
+///
+/// A hint, when given, must be an ID token this service signed (OpenID Connect RP-Initiated
+/// Logout §2: the OP MUST verify it), and a `client_id` given beside it must be its audience
+/// (§3). Either failure is the error page, never a redirect and never a silent fall-back to the
+/// other parameter: otherwise a hint of one client would send the browser to another's address.
 pub async fn post_logout_target(app: &App, form: &OAuthForm) -> Result<Option<String>, PageError> {
-    let Some(uri) = form.get("post_logout_redirect_uri") else { return Ok(None) };
-    let client_id = match form.get("id_token_hint") {
-        Some(hint) => {
-            // A hint names the client even after it expired (OpenID Connect RP-Initiated Logout
-            // §2): accepted up to a browser session's lifetime later.
-            let rules = auth_actors::keys::VerifyRules {
-                typ: "JWT",
-                audience: None,
-                leeway: app.config.oauth.browser_session_ttl,
-                ..super::authenticate::rules(app)
-            };
-            let claims = app.services.keys.verify::<serde_json::Value>(hint, &rules).ok();
-            claims.and_then(|c| c.get("aud").and_then(|a| a.as_str()).map(str::to_string))
-        }
+    let hinted = match form.get("id_token_hint") {
+        Some(hint) => Some(hinted_client(app, hint)?),
         None => None,
+    };
+    if let (Some(audience), Some(client_id)) = (&hinted, form.get("client_id"))
+        && audience != client_id
+    {
+        return Err(PageError::BadRequest("the client_id is not the client the id_token_hint was issued to".into()));
     }
-    .or_else(|| form.get("client_id").map(str::to_string))
-    .ok_or_else(|| PageError::BadRequest("post_logout_redirect_uri needs an id_token_hint or a client_id".into()))?;
+    let Some(uri) = form.get("post_logout_redirect_uri") else { return Ok(None) };
+    let client_id = hinted.or_else(|| form.get("client_id").map(str::to_string)).ok_or_else(|| {
+        PageError::BadRequest("post_logout_redirect_uri needs an id_token_hint or a client_id".into())
+    })?;
     if !super::clients::plausible_client_id(&client_id) {
         return Err(PageError::UnknownClient);
     }
@@ -617,6 +618,28 @@ pub async fn post_logout_target(app: &App, form: &OAuthForm) -> Result<Option<St
         Some(state) => with_query(uri, &[("state", state)]),
         None => uri.to_string(),
     }))
+}
+
+/// The client an ID token hint was issued to (its `aud`), if this service signed it as an ID
+/// token (`typ: JWT`, so an access token is no hint). A hint names the client even after it
+/// expired (RP-Initiated Logout §2): it is accepted up to a browser session's lifetime later.
+fn hinted_client(app: &App, hint: &str) -> Result<String, PageError> {
+    let rules = auth_actors::keys::VerifyRules {
+        typ: "JWT",
+        audience: None,
+        leeway: app.config.oauth.browser_session_ttl,
+        ..super::authenticate::rules(app)
+    };
+    let claims = match app.services.keys.verify::<serde_json::Value>(hint, &rules) {
+        Ok(claims) => claims,
+        Err(auth_actors::key_manager::SignError::Call(e)) => return Err(PageError::Flow(e.into())),
+        Err(_) => return Err(PageError::BadRequest("the id_token_hint is not an ID token this service issued".into())),
+    };
+    claims
+        .get("aud")
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| PageError::BadRequest("the id_token_hint names no client".into()))
 }
 
 /// Ends a browser session (its cookie) and fences off what it issued directly.

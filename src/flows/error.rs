@@ -98,6 +98,15 @@ pub enum FlowError {
     RoleNotHeld,
     #[error("the user already holds this role")]
     RoleAlreadyHeld,
+    /// Access is decided by role name, so a role `seed-roles` makes keeps its name and stays.
+    #[error("role {0:?} is built in: it cannot be renamed or deleted")]
+    BuiltInRole(String),
+    /// A rename to a built-in role's name would hand its powers to the renamed role's holders.
+    #[error("the name {0:?} belongs to a built-in role")]
+    ReservedRoleName(String),
+    /// The change would leave no active account holding `admin`.
+    #[error("the last admin cannot lose the admin role; make another account admin first")]
+    LastAdmin,
     /// A unique value (`username`, `email`, `name`, ...) is already taken.
     #[error("{0} already exists")]
     Taken(&'static str),

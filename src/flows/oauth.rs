@@ -465,6 +465,8 @@ struct AssertionClaims {
     sub: String,
     exp: i64,
     jti: Option<String>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
 }
 
 async fn check_assertion(app: &App, entry: &ClientEntry, assertion: &str) -> Result<(), Refused> {
@@ -505,6 +507,12 @@ async fn check_assertion(app: &App, entry: &ClientEntry, assertion: &str) -> Res
     }
     if claims.exp - now > max_age {
         return Err(Refused::Because("assertion_lifetime"));
+    }
+    // RFC 7523 §3: not to be used before `nbf`; and an `iat` in the future is no issue time. A
+    // post-dated assertion would also outlive the replay record, which ends at `exp`.
+    let skew = t.clock_skew.as_secs() as i64;
+    if claims.nbf.into_iter().chain(claims.iat).any(|at| at > now.saturating_add(skew)) {
+        return Err(Refused::Because("assertion_not_yet_valid"));
     }
     let jti = claims.jti.filter(|j| !j.is_empty() && j.len() <= 256).ok_or(Refused::Because("assertion_jti"))?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jti.as_bytes());

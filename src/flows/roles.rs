@@ -3,7 +3,7 @@
 //! UserStore replaces the authorization epoch after each such change commits.
 
 use auth_actors::db::events::{self, EventRow};
-use auth_actors::db::roles::{self, AssignOutcome, RoleRecord, RoleRef};
+use auth_actors::db::roles::{self, AssignOutcome, RemoveOutcome, RoleChange, RoleRecord, RoleRef};
 use auth_actors::db::users::UserRecord;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
@@ -55,14 +55,19 @@ pub async fn update(app: &App, admin: &Principal, id: Uuid, input: UpdateRole) -
         description: input.description.map(|d| d.map(RoleDescription::into_inner)),
         actor: admin.user_id,
     };
-    app.services.users.run(update).await?.ok_or(FlowError::NotFound(Entity::Role))
+    changed(app.services.users.run(update).await?)
 }
 
 pub async fn delete(app: &App, admin: &Principal, id: Uuid) -> Result<(), FlowError> {
-    if app.services.users.run(roles::Delete { id, actor: admin.user_id }).await? {
-        Ok(())
-    } else {
-        Err(FlowError::NotFound(Entity::Role))
+    changed(app.services.users.run(roles::Delete { id, actor: admin.user_id }).await?)
+}
+
+fn changed<T>(change: RoleChange<T>) -> Result<T, FlowError> {
+    match change {
+        RoleChange::Done(v) => Ok(v),
+        RoleChange::NoSuchRole => Err(FlowError::NotFound(Entity::Role)),
+        RoleChange::BuiltIn(name) => Err(FlowError::BuiltInRole(name)),
+        RoleChange::ReservedName(name) => Err(FlowError::ReservedRoleName(name)),
     }
 }
 
@@ -89,10 +94,10 @@ pub async fn assign(app: &App, admin: &Principal, input: Assign) -> Result<RoleR
 }
 
 pub async fn remove(app: &App, admin: &Principal, user_id: Uuid, role_id: Uuid) -> Result<(), FlowError> {
-    if app.services.users.run(roles::Remove { user_id, role_id, actor: admin.user_id }).await? {
-        Ok(())
-    } else {
-        Err(FlowError::RoleNotHeld)
+    match app.services.users.run(roles::Remove { user_id, role_id, actor: admin.user_id }).await? {
+        RemoveOutcome::Removed => Ok(()),
+        RemoveOutcome::NotHeld => Err(FlowError::RoleNotHeld),
+        RemoveOutcome::LastAdmin => Err(FlowError::LastAdmin),
     }
 }
 

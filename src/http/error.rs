@@ -170,6 +170,9 @@ impl From<FlowError> for ApiError {
             FlowError::WrongPassword | FlowError::MissingRole(_) => ApiError::Forbidden(detail),
             FlowError::NotFound(_) | FlowError::RoleNotHeld => ApiError::NotFound(detail),
             FlowError::RoleAlreadyHeld
+            | FlowError::BuiltInRole(_)
+            | FlowError::ReservedRoleName(_)
+            | FlowError::LastAdmin
             | FlowError::Taken(_)
             | FlowError::PasswordChangedMeanwhile
             | FlowError::Contention => ApiError::Conflict(detail),

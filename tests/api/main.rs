@@ -18,6 +18,7 @@ mod metrics;
 mod oauth;
 mod oidc;
 mod openapi;
+mod protocol;
 mod redis_modes;
 mod refresh;
 mod roles;

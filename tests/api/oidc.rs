@@ -13,7 +13,7 @@ use crate::helpers::{Session, TestApp, TestUser, spawn_app, spawn_app_setting};
 use crate::oauth::Registered as Rp;
 
 pub(crate) const REDIRECT: &str = "https://app.example/callback";
-const LOGOUT_REDIRECT: &str = "https://app.example/signed-out";
+pub(crate) const LOGOUT_REDIRECT: &str = "https://app.example/signed-out";
 const SCOPE: &str = "openid profile email roles offline_access";
 
 /// Registers a relying party for the code flow (`extra` adds to or replaces its metadata).
@@ -45,7 +45,7 @@ pub(crate) fn pkce() -> (String, String) {
 
 /// The parameters of an authorization request; `extra` adds or replaces (an empty value
 /// removes).
-fn request(rp: &Rp, challenge: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn request(rp: &Rp, challenge: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = [
         ("response_type", "code"),
         ("client_id", rp.id.as_str()),
@@ -68,7 +68,11 @@ fn request(rp: &Rp, challenge: &str, extra: &[(&str, &str)]) -> Vec<(String, Str
     params
 }
 
-async fn authorize(app: &TestApp, browser: &reqwest::Client, params: &[(String, String)]) -> reqwest::Response {
+pub(crate) async fn authorize(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    params: &[(String, String)],
+) -> reqwest::Response {
     browser.get(app.url("/oauth2/authorize")).query(params).send().await.expect("send")
 }
 
@@ -77,7 +81,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// The hidden fields of a page's form.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
+pub(crate) fn hidden_fields(html: &str) -> Vec<(String, String)> {
     html.split("<input type=\"hidden\" ")
         .skip(1)
         .filter_map(|rest| {
@@ -89,14 +93,14 @@ fn hidden_fields(html: &str) -> Vec<(String, String)> {
 }
 
 /// A page: its status and body; asserts it is HTML.
-async fn page(resp: reqwest::Response) -> (u16, String) {
+pub(crate) async fn page(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"), "an HTML page");
     (status, resp.text().await.expect("text"))
 }
 
 /// Submits the sign-in form of `html`.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     browser: &reqwest::Client,
     html: &str,
@@ -116,7 +120,7 @@ async fn decide(app: &TestApp, browser: &reqwest::Client, html: &str, decision: 
 }
 
 /// The parameters of a redirect to the client.
-fn redirected(resp: &reqwest::Response) -> HashMap<String, String> {
+pub(crate) fn redirected(resp: &reqwest::Response) -> HashMap<String, String> {
     assert!(resp.status().is_redirection(), "a redirect, got {}", resp.status());
     let location = resp.headers()["location"].to_str().expect("ascii");
     let (base, query) = location.split_once('?').expect("a query");
@@ -180,16 +184,16 @@ pub(crate) async fn userinfo(app: &TestApp, access: &str) -> reqwest::Response {
 
 /// A running instance with a relying party (registered by an admin), a user, a PKCE pair and a
 /// browser: what every test here starts from.
-struct Fixture {
-    app: TestApp,
-    rp: Rp,
-    user: TestUser,
-    verifier: String,
-    challenge: String,
-    browser: reqwest::Client,
+pub(crate) struct Fixture {
+    pub(crate) app: TestApp,
+    pub(crate) rp: Rp,
+    pub(crate) user: TestUser,
+    pub(crate) verifier: String,
+    pub(crate) challenge: String,
+    pub(crate) browser: reqwest::Client,
 }
 
-async fn fixture(app: TestApp, rp_extra: Value) -> Fixture {
+pub(crate) async fn fixture(app: TestApp, rp_extra: Value) -> Fixture {
     let admin = app.admin_session().await;
     let rp = register(&app, &admin, rp_extra).await;
     let user = app.new_user().await;

@@ -1,13 +1,24 @@
 //! Roles and user-role grants. Every change records a security event in the same transaction.
+//!
+//! Two things are protected here, in the transaction that would break them:
+//! - The built-in roles (those `seed-roles` makes) keep their names and stay: access is decided
+//!   by role name, so renaming `admin`, or deleting `service` and renaming another role to it,
+//!   would silently move every grant. No other role may take a built-in name either.
+//! - Some active account always holds `admin`. Every write that can take `admin` away from an
+//!   account (removing the grant, deleting the account) first locks the admin role's row
+//!   (`FOR NO KEY UPDATE`, which grants' foreign-key checks do not wait for), then counts the
+//!   other active admins. Two such writes therefore run one after the other, and under READ
+//!   COMMITTED the second one's count is a new statement that sees what the first committed:
+//!   two admins removing each other at once leave one of them admin.
 
 use deadpool_postgres::{Client, GenericClient};
 use time::OffsetDateTime;
 use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
-use super::Operation;
 use super::events::{SecurityEvent, record_in};
 use super::users::UserRecord;
+use super::{DEFAULT_ROLES, Operation};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleRecord {
@@ -37,7 +48,62 @@ pub enum AssignOutcome {
     NoSuchRole,
 }
 
+/// What a change to an existing role led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange<T> {
+    Done(T),
+    NoSuchRole,
+    /// The role is built in (named here): it cannot be renamed or deleted.
+    BuiltIn(String),
+    /// The new name (given here) is a built-in role's: taking it would hand that role's powers to
+    /// this role's holders.
+    ReservedName(String),
+}
+
+/// What withdrawing a role from a user led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    Removed,
+    NotHeld,
+    /// The user is the last active admin: the grant stays.
+    LastAdmin,
+}
+
 const ROLE_COLUMNS: &str = "id, name, description, created_at";
+
+/// Whether `name` is (in any case) one of the roles every installation starts with.
+pub fn is_built_in(name: &str) -> bool {
+    DEFAULT_ROLES.iter().any(|(builtin, _)| builtin.eq_ignore_ascii_case(name))
+}
+
+/// Locks the admin role's row until the transaction ends and returns its id (`None` before
+/// `seed-roles`). See the module doc for why this makes the last-admin check race-free.
+async fn lock_admin_role(tx: &impl GenericClient) -> Result<Option<Uuid>, Error> {
+    Ok(super::opt(tx, "SELECT id FROM roles WHERE lower(name) = 'admin' FOR NO KEY UPDATE", &[])
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Whether taking `admin` away from `user_id` would leave no active account holding it. Takes
+/// the admin role's lock first, so it must be called inside the transaction that then takes it
+/// away.
+pub(crate) async fn is_last_admin(tx: &impl GenericClient, user_id: Uuid) -> Result<bool, Error> {
+    let Some(admin) = lock_admin_role(tx).await? else { return Ok(false) };
+    Ok(super::one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM user_roles WHERE user_id = $1 AND role_id = $2)
+            AND NOT EXISTS (SELECT 1 FROM user_roles ur JOIN users u ON u.id = ur.user_id
+                            WHERE ur.role_id = $2 AND ur.user_id <> $1 AND u.is_active)",
+        &[&user_id, &admin],
+    )
+    .await?
+    .get(0))
+}
+
+/// The current name of a role, its row locked until the transaction ends.
+async fn lock_role(tx: &impl GenericClient, id: Uuid) -> Result<Option<String>, Error> {
+    Ok(super::opt(tx, "SELECT name FROM roles WHERE id = $1 FOR UPDATE", &[&id]).await?.map(|r| r.get(0)))
+}
 
 /// Creates a role; `actor` is the admin.
 #[derive(Debug, Clone)]
@@ -83,8 +149,8 @@ impl Operation for List {
     }
 }
 
-/// Partial update; `description: Some(None)` clears it. `None` when there is no such role. A
-/// rename changes the standing of everyone who holds the role.
+/// Partial update; `description: Some(None)` clears it. A built-in role keeps its name, and no
+/// role takes a built-in name. A rename changes the standing of everyone who holds the role.
 #[derive(Debug, Clone)]
 pub struct Update {
     pub id: Uuid,
@@ -94,14 +160,23 @@ pub struct Update {
 }
 
 impl Operation for Update {
-    type Output = Option<RoleRecord>;
+    type Output = RoleChange<RoleRecord>;
 
     fn changes_standing(output: &Self::Output) -> bool {
-        output.is_some()
+        matches!(output, RoleChange::Done(_))
     }
 
-    async fn run(&self, client: &mut Client) -> Result<Option<RoleRecord>, Error> {
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
         let tx = client.transaction().await?;
+        let Some(current) = lock_role(&tx, self.id).await? else { return Ok(RoleChange::NoSuchRole) };
+        if let Some(name) = self.name.as_ref().filter(|n| **n != current) {
+            if is_built_in(&current) {
+                return Ok(RoleChange::BuiltIn(current));
+            }
+            if is_built_in(name) {
+                return Ok(RoleChange::ReservedName(name.clone()));
+            }
+        }
         let (set_description, description) = match &self.description {
             Some(d) => (true, d.as_deref()),
             None => (false, None),
@@ -117,17 +192,17 @@ impl Operation for Update {
         )
         .await?
         else {
-            return Ok(None);
+            return Ok(RoleChange::NoSuchRole);
         };
         let role = role_from(&row);
         let event = SecurityEvent::RoleUpdated { role: role.id, name: role.name.clone(), by: self.actor };
         record_in(&tx, &event, None).await?;
         tx.commit().await?;
-        Ok(Some(role))
+        Ok(RoleChange::Done(role))
     }
 }
 
-/// Deletes a role; grants of it go with it. False when there is no such role.
+/// Deletes a role that is not built in; grants of it go with it.
 #[derive(Debug, Clone, Copy)]
 pub struct Delete {
     pub id: Uuid,
@@ -135,20 +210,22 @@ pub struct Delete {
 }
 
 impl Operation for Delete {
-    type Output = bool;
+    type Output = RoleChange<()>;
 
-    fn changes_standing(deleted: &bool) -> bool {
-        *deleted
+    fn changes_standing(output: &Self::Output) -> bool {
+        matches!(output, RoleChange::Done(()))
     }
 
-    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
         let tx = client.transaction().await?;
-        let Some(row) = super::opt(&tx, "DELETE FROM roles WHERE id = $1 RETURNING name", &[&self.id]).await? else {
-            return Ok(false);
-        };
-        record_in(&tx, &SecurityEvent::RoleDeleted { role: self.id, name: row.get(0), by: self.actor }, None).await?;
+        let Some(name) = lock_role(&tx, self.id).await? else { return Ok(RoleChange::NoSuchRole) };
+        if is_built_in(&name) {
+            return Ok(RoleChange::BuiltIn(name));
+        }
+        super::run(&tx, "DELETE FROM roles WHERE id = $1", &[&self.id]).await?;
+        record_in(&tx, &SecurityEvent::RoleDeleted { role: self.id, name, by: self.actor }, None).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(RoleChange::Done(()))
     }
 }
 
@@ -209,7 +286,7 @@ impl Operation for Assign {
     }
 }
 
-/// Withdraws a role from a user; false when the user did not hold it.
+/// Withdraws a role from a user, unless it is `admin` and the user is the last active admin.
 #[derive(Debug, Clone, Copy)]
 pub struct Remove {
     pub user_id: Uuid,
@@ -218,14 +295,24 @@ pub struct Remove {
 }
 
 impl Operation for Remove {
-    type Output = bool;
+    type Output = RemoveOutcome;
 
-    fn changes_standing(removed: &bool) -> bool {
-        *removed
+    fn changes_standing(output: &RemoveOutcome) -> bool {
+        *output == RemoveOutcome::Removed
     }
 
-    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+    async fn run(&self, client: &mut Client) -> Result<RemoveOutcome, Error> {
         let tx = client.transaction().await?;
+        let is_admin_role = super::one(
+            &tx,
+            "SELECT EXISTS (SELECT 1 FROM roles WHERE id = $1 AND lower(name) = 'admin')",
+            &[&self.role_id],
+        )
+        .await?
+        .get::<_, bool>(0);
+        if is_admin_role && is_last_admin(&tx, self.user_id).await? {
+            return Ok(RemoveOutcome::LastAdmin);
+        }
         let Some(row) = super::opt(
             &tx,
             "DELETE FROM user_roles ur USING roles r WHERE ur.user_id = $1 AND ur.role_id = $2 AND r.id = ur.role_id
@@ -234,13 +321,13 @@ impl Operation for Remove {
         )
         .await?
         else {
-            return Ok(false);
+            return Ok(RemoveOutcome::NotHeld);
         };
         let event =
             SecurityEvent::RoleRemoved { user: self.user_id, role: self.role_id, name: row.get(0), by: self.actor };
         record_in(&tx, &event, None).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(RemoveOutcome::Removed)
     }
 }
 
@@ -285,6 +372,24 @@ impl Operation for UsersPage {
             offset: self.offset,
         };
         page.fetch(&*client, &[], super::users::user_from).await
+    }
+}
+
+/// Whether deleting `user_id` would now leave no active admin: the answer a deletion gives
+/// before it fences the account's tokens. The deletion checks again, under the lock.
+#[derive(Debug, Clone, Copy)]
+pub struct IsLastAdmin {
+    pub user_id: Uuid,
+}
+
+impl Operation for IsLastAdmin {
+    type Output = bool;
+
+    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
+        let tx = client.transaction().await?;
+        let last = is_last_admin(&tx, self.user_id).await?;
+        tx.commit().await?;
+        Ok(last)
     }
 }
 

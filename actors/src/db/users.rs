@@ -200,6 +200,13 @@ pub struct UpdateProfile {
 impl Operation for UpdateProfile {
     type Output = ProfileOutcome;
 
+    /// The standing that every check reads carries the account's current names, so a rename
+    /// must reach every instance's cache at once. (A run always changes something: a request
+    /// that changes nothing does not run it.)
+    fn changes_standing(output: &ProfileOutcome) -> bool {
+        matches!(output, ProfileOutcome::Updated { .. })
+    }
+
     async fn run(&self, client: &mut Client) -> Result<ProfileOutcome, Error> {
         let id = self.id;
         let tx = client.transaction().await?;
@@ -229,9 +236,19 @@ impl Operation for UpdateProfile {
     }
 }
 
-/// Deletes a user (sessions and role grants go with it) and records who did it (`actor`).
-/// Returns the user's sessions, so that the caller can fence off their access tokens, or
-/// `None` if there was no such user. A deletion changes the user's standing.
+/// What deleting a user led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Deleted: the sessions it had, so that the caller can fence off their access tokens.
+    Deleted(Vec<Uuid>),
+    NoSuchUser,
+    /// The user is the last active admin: nothing changed.
+    LastAdmin,
+}
+
+/// Deletes a user (sessions and role grants go with it) and records who did it (`actor`),
+/// unless it is the last active admin (checked in both transactions, under the admin role's
+/// lock; see the `roles` module). A deletion changes the user's standing.
 ///
 /// Its sessions are revoked first, in a transaction of its own: once that commits no refresh
 /// can rotate, so the delete that follows meets at most the rotations already running, and it
@@ -243,20 +260,26 @@ pub struct Delete {
 }
 
 impl Operation for Delete {
-    type Output = Option<Vec<Uuid>>;
+    type Output = DeleteOutcome;
 
     fn changes_standing(output: &Self::Output) -> bool {
-        output.is_some()
+        matches!(output, DeleteOutcome::Deleted(_))
     }
 
-    async fn run(&self, client: &mut Client) -> Result<Option<Vec<Uuid>>, Error> {
+    async fn run(&self, client: &mut Client) -> Result<DeleteOutcome, Error> {
         let id = self.id;
         let tx = client.transaction().await?;
+        if super::roles::is_last_admin(&tx, id).await? {
+            return Ok(DeleteOutcome::LastAdmin);
+        }
         let mut sessions = super::sessions::revoke_all_in(&tx, id, None, "user_deleted").await?;
         tx.commit().await?;
 
         let tx = client.transaction().await?;
         super::run(&tx, "SELECT 1 FROM refresh_tokens WHERE user_id = $1 ORDER BY id FOR UPDATE", &[&id]).await?;
+        if super::roles::is_last_admin(&tx, id).await? {
+            return Ok(DeleteOutcome::LastAdmin);
+        }
         for row in super::all(&tx, "SELECT id FROM refresh_families WHERE user_id = $1", &[&id]).await? {
             let family: Uuid = row.get(0);
             if !sessions.contains(&family) {
@@ -264,11 +287,11 @@ impl Operation for Delete {
             }
         }
         let Some(row) = super::opt(&tx, "DELETE FROM users WHERE id = $1 RETURNING username", &[&id]).await? else {
-            return Ok(None);
+            return Ok(DeleteOutcome::NoSuchUser);
         };
         let event = SecurityEvent::UserDeleted { user: id, username: row.get(0), by: self.actor };
         events::record_in(&tx, &event, None).await?;
         tx.commit().await?;
-        Ok(Some(sessions))
+        Ok(DeleteOutcome::Deleted(sessions))
     }
 }
