@@ -32,12 +32,12 @@ async fn register(app: &TestApp, admin: &Session, extra: Value) -> Rp {
 }
 
 /// A browser: its own cookie jar, redirects left for the test to inspect.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
 /// A PKCE verifier and its S256 challenge.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let challenge = B64.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
     (verifier, challenge)
@@ -77,7 +77,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// The hidden fields of a page's form.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
+pub(crate) fn hidden_fields(html: &str) -> Vec<(String, String)> {
     html.split("<input type=\"hidden\" ")
         .skip(1)
         .filter_map(|rest| {
@@ -89,14 +89,14 @@ fn hidden_fields(html: &str) -> Vec<(String, String)> {
 }
 
 /// A page: its status and body; asserts it is HTML.
-async fn page(resp: reqwest::Response) -> (u16, String) {
+pub(crate) async fn page(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"), "an HTML page");
     (status, resp.text().await.expect("text"))
 }
 
 /// Submits the sign-in form of `html`.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     browser: &reqwest::Client,
     html: &str,

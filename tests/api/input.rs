@@ -1,0 +1,148 @@
+//! Input an attacker controls that must not move where the service sends a browser: redirect
+//! URIs parsed as browsers parse them (loopback URIs on any port).
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Session, TestApp, spawn_app};
+use crate::oauth::register;
+use crate::oidc::{browser, page, pkce, sign_in};
+
+/// `POST /api/v1/clients` as the admin, returning the status and the body.
+async fn try_register(app: &TestApp, admin: &Session, metadata: Value) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(app.url("/api/v1/clients"))
+        .bearer_auth(&admin.access)
+        .json(&metadata)
+        .send()
+        .await
+        .expect("send");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+fn authorization_request(client_id: &str, redirect_uri: &str, challenge: &str) -> Vec<(String, String)> {
+    [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", "openid"),
+        ("state", "st-1"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn authorize(app: &TestApp, browser: &reqwest::Client, params: &[(String, String)]) -> reqwest::Response {
+    browser.get(app.url("/oauth2/authorize")).query(params).send().await.expect("send")
+}
+
+/// The code of a redirect to `base`.
+fn code_at(resp: &reqwest::Response, base: &str) -> String {
+    assert!(resp.status().is_redirection(), "a redirect, got {}", resp.status());
+    let location = resp.headers()["location"].to_str().expect("ascii");
+    let (to, query) = location.split_once('?').expect("a query");
+    assert_eq!(to, base, "redirected to the URI the request named");
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query");
+    params.into_iter().find(|(k, _)| k == "code").map(|(_, v)| v).expect("a code")
+}
+
+async fn exchange(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+    ];
+    app.client.post(app.url("/oauth2/token")).basic_auth(id, Some(secret)).form(&form).send().await.expect("send")
+}
+
+#[tokio::test]
+async fn a_redirect_uri_with_a_backslash_userinfo_or_fragment_is_refused_at_registration() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    for uri in [
+        // A browser reads `\` as `/` and goes to evil.example over plain http.
+        "http://evil.example\\@127.0.0.1/cb",
+        "https://evil.example\\@app.example/cb",
+        "http://evil.example@127.0.0.1/cb",
+        "http://127.0.0.1.evil.example/cb",
+        "https://app.example/cb#fragment",
+    ] {
+        for field in ["redirect_uris", "post_logout_redirect_uris"] {
+            let mut metadata = json!({
+                "client_name": "native",
+                "grant_types": ["authorization_code"],
+                "redirect_uris": ["http://127.0.0.1/cb"],
+            });
+            metadata[field] = json!([uri]);
+            let (status, body) = try_register(&app, &admin, metadata).await;
+            assert_eq!(status, 400, "{field} {uri} registered: {body}");
+            assert_eq!(body["error"], "invalid_redirect_uri", "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_loopback_redirect_uri_matches_on_any_port_and_the_exchange_needs_the_one_used() {
+    // Arrange: a native app registered with a portless loopback URI, and a web URI.
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    let client = register(
+        &app,
+        &admin,
+        json!({
+            "client_name": "native",
+            "grant_types": ["authorization_code"],
+            "redirect_uris": ["http://127.0.0.1/cb", "https://app.example/cb"],
+            "scope": "openid",
+            "first_party": true,
+        }),
+    )
+    .await;
+    let user = app.new_user().await;
+    let browser = browser();
+    let (verifier, challenge) = pkce();
+    let on_port = "http://127.0.0.1:53123/cb";
+
+    // Act: the request names the port the app listens on.
+    let (status, html) =
+        page(authorize(&app, &browser, &authorization_request(&client.id, on_port, &challenge)).await).await;
+    assert_eq!(status, 200, "the sign-in page for the loopback URI on port 53123: {html}");
+    let signed_in = sign_in(&app, &browser, &html, &user.username, &user.password).await;
+    let code = code_at(&signed_in, on_port);
+
+    // Assert: the exchange must name the URI the request named, port included.
+    let resp = exchange(&app, &client.id, &client.secret, &code, on_port, &verifier).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    let again = authorize(&app, &browser, &authorization_request(&client.id, on_port, &challenge)).await;
+    let code = code_at(&again, on_port);
+    let registered = exchange(&app, &client.id, &client.secret, &code, "http://127.0.0.1/cb", &verifier).await;
+    assert_eq!(registered.status(), 400);
+    assert_eq!(registered.json::<Value>().await.expect("json")["error"], "invalid_grant");
+
+    // Only the port is free: another path, host, query or a non-loopback port is refused.
+    for uri in [
+        "http://127.0.0.1:53123/cb2",
+        "http://127.0.0.1:53123/cb?x=1",
+        "http://127.0.0.2:53123/cb",
+        "http://localhost:53123/cb",
+        "https://127.0.0.1:53123/cb",
+        "https://app.example:8443/cb",
+    ] {
+        let resp = authorize(&app, &browser, &authorization_request(&client.id, uri, &challenge)).await;
+        assert!(resp.headers().get("location").is_none(), "{uri} redirected");
+        let (status, html) = page(resp).await;
+        assert_eq!(status, 400, "{uri}");
+        assert!(html.contains("has not registered"), "{uri}: {html}");
+    }
+}
