@@ -18,7 +18,7 @@
 //! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
 //! - [`authz`]: callers' current roles and OAuth clients, cached under the authorization epoch.
 //! - [`remote_keys`]: clients' public keys fetched from their `jwks_uri`.
-//! - [`uri`]: the rules for the URIs clients register and send (redirect URIs).
+//! - [`uri`]: the rules for the URIs clients register and send (redirect URIs, `jwks_uri`).
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
 //!
 //! The actors themselves (supervisor, KeyManager, UserStore, RateLimiter, Health) live in the

@@ -104,7 +104,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                 first_party: Some(first_party),
             };
             let oauth = layers.oauth()?;
-            let metadata = crate::flows::clients::metadata(input, &oauth).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let metadata = crate::flows::clients::metadata(input, &oauth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let (secret, digest) = match metadata.auth_method.uses_secret() {
                 true => crate::flows::clients::new_secret()
                     .map(|(s, d)| (Some(s), Some(d)))

@@ -1,10 +1,17 @@
-//! Input an attacker controls that must not move where the service sends a browser: redirect
-//! URIs parsed as browsers parse them (loopback URIs on any port).
+//! Input an attacker controls that must not move where the service sends a browser or what it
+//! connects to: redirect URIs parsed as browsers parse them (loopback URIs on any port), and
+//! `jwks_uri` targets that must be public at registration and at every fetch.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use auth_actors::keys::KeyAlg;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::{Session, TestApp, spawn_app};
-use crate::oauth::register;
+use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with};
+use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
 use crate::oidc::{browser, page, pkce, sign_in};
 
 /// `POST /api/v1/clients` as the admin, returning the status and the body.
@@ -144,5 +151,92 @@ async fn a_loopback_redirect_uri_matches_on_any_port_and_the_exchange_needs_the_
         let (status, html) = page(resp).await;
         assert_eq!(status, 400, "{uri}");
         assert!(html.contains("has not registered"), "{uri}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn a_jwks_uri_at_a_loopback_private_or_link_local_address_is_refused_at_registration() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    for uri in [
+        "https://127.0.0.1/jwks.json",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.1/jwks.json",
+        "https://localhost/jwks.json",
+        "https://[::ffff:127.0.0.1]/jwks.json",
+        "https://[fe80::1]/jwks.json",
+    ] {
+        let metadata =
+            json!({ "client_name": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri });
+        let (status, body) = try_register(&app, &admin, metadata).await;
+        assert_eq!(status, 400, "{uri} registered: {body}");
+        assert_eq!(body["error"], "invalid_client_metadata", "{body}");
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains("not a public address") || description.contains("local host"), "{description}");
+    }
+}
+
+/// A listener on 127.0.0.1 that serves `body` and counts the connections it accepts.
+async fn counting_jwks_server(body: String) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}/jwks.json"), connections)
+}
+
+#[tokio::test]
+async fn a_jwks_uri_written_around_registration_at_a_loopback_address_is_never_fetched() {
+    // Arrange: http allowed (so the scheme is not what refuses it), private targets not; a
+    // client whose jwks_uri was written to the database directly, at a listener that serves its
+    // real keys.
+    let app = spawn_app_with(|l| {
+        l.set("CLIENT_JWKS_ALLOW_HTTP", "true");
+    })
+    .await;
+    let admin = app.admin_session().await;
+    let key = client_key(KeyAlg::ES256);
+    let client = register(
+        &app,
+        &admin,
+        json!({ "client_name": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks }),
+    )
+    .await;
+    let (uri, connections) = counting_jwks_server(key.jwks.to_string()).await;
+    for stored in [uri.clone(), uri.replace("127.0.0.1", "localhost")] {
+        app.db()
+            .await
+            .execute("UPDATE oauth_clients SET jwks = NULL, jwks_uri = $2 WHERE client_id = $1", &[&client.id, &stored])
+            .await
+            .expect("update");
+
+        // Act: an unauthenticated assertion naming the client.
+        let assertion = key.assertion(&client.id, &token_endpoint(&app), &uuid::Uuid::new_v4().to_string(), 60);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &assertion),
+        ];
+        let resp = token_form(&app, &form).await;
+
+        // Assert: refused, and the listener never saw a connection.
+        oauth_error(resp, 401, "invalid_client").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(connections.load(Ordering::SeqCst), 0, "{stored} was fetched");
     }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with, temp_dir};
 
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A registered client: its id and, for a secret method, its secret.
 pub(crate) struct Registered {
@@ -47,11 +47,11 @@ async fn token_basic(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)
     app.client.post(app.url("/oauth2/token")).basic_auth(id, Some(secret)).form(form).send().await.expect("send")
 }
 
-async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
     app.client.post(app.url("/oauth2/token")).form(form).send().await.expect("send")
 }
 
-async fn oauth_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+pub(crate) async fn oauth_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status(), status, "expected {status} {code}");
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let body: Value = resp.json().await.expect("json");
@@ -61,7 +61,7 @@ async fn oauth_error(resp: reqwest::Response, status: u16, code: &str) -> Value 
 }
 
 /// The token endpoint as discovery names it (the public URL, not the test's own address).
-fn token_endpoint(app: &TestApp) -> String {
+pub(crate) fn token_endpoint(app: &TestApp) -> String {
     format!("{}/oauth2/token", app.app.config.tokens.public_url)
 }
 
@@ -77,12 +77,12 @@ fn header(token: &str) -> Value {
 }
 
 /// A client's own key pair (its private key stays here) and its public JWK Set.
-struct ClientKey {
+pub(crate) struct ClientKey {
     set: KeySet,
-    jwks: Value,
+    pub(crate) jwks: Value,
 }
 
-fn client_key(alg: KeyAlg) -> ClientKey {
+pub(crate) fn client_key(alg: KeyAlg) -> ClientKey {
     let dir = temp_dir("client-key");
     keys::generate_key(&dir, alg, 2048).expect("generate");
     let set = KeySet::load(&dir, None).expect("load");
@@ -93,7 +93,7 @@ fn client_key(alg: KeyAlg) -> ClientKey {
 
 impl ClientKey {
     /// A client assertion (RFC 7523) for `client` with audience `aud`.
-    fn assertion(&self, client: &str, aud: &str, jti: &str, lifetime: i64) -> String {
+    pub(crate) fn assertion(&self, client: &str, aud: &str, jti: &str, lifetime: i64) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = json!({ "iss": client, "sub": client, "aud": aud, "iat": now, "exp": now + lifetime, "jti": jti });
         self.set.sign("JWT", &claims).expect("sign")
@@ -237,6 +237,7 @@ async fn serve_jwks(body: String) -> String {
 async fn private_key_jwt_with_a_jwks_uri_uses_the_published_keys() {
     let app = spawn_app_with(|l| {
         l.set("CLIENT_JWKS_ALLOW_HTTP", "true");
+        l.set("CLIENT_JWKS_ALLOW_PRIVATE", "true");
     })
     .await;
     let admin = app.admin_session().await;
@@ -437,7 +438,7 @@ fn refreshing_client() -> Value {
 
 /// A client that may refresh, and a user's session bound to it with the scope `profile orders`
 /// (until the authorization-code grant issues them, a session is bound to a client here).
-async fn client_bound_session(app: &TestApp, admin: &Session) -> (Registered, Session, uuid::Uuid) {
+pub(crate) async fn client_bound_session(app: &TestApp, admin: &Session) -> (Registered, Session, uuid::Uuid) {
     let client = register(app, admin, refreshing_client()).await;
     let (_, session) = app.user_session().await;
     let sid = claims(&session.access)["sid"].as_str().expect("sid").parse::<uuid::Uuid>().expect("uuid");
