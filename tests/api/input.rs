@@ -1,12 +1,14 @@
 //! Input an attacker controls that must not move where the service sends a browser or what it
-//! connects to: redirect URIs parsed as browsers parse them (loopback URIs on any port), and
-//! `jwks_uri` targets that must be public at registration and at every fetch.
+//! connects to, nor pass for an outage: redirect URIs parsed as browsers parse them (loopback
+//! URIs on any port), `jwks_uri` targets that must be public at registration and at every
+//! fetch, and control characters refused where forms, queries and JSON bodies are parsed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use auth_actors::keys::KeyAlg;
+use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -239,4 +241,80 @@ async fn a_jwks_uri_written_around_registration_at_a_loopback_address_is_never_f
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(connections.load(Ordering::SeqCst), 0, "{stored} was fetched");
     }
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_oauth_input_is_refused_as_bad_input_never_as_an_outage() {
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+
+    // Registration: a NUL in client_name (JSON `\u0000`) or in a member name.
+    for metadata in [json!({ "client_name": "a\u{0}b" }), json!({ "client_name": "a", "x\u{0}": 1 })] {
+        let (status, body) = try_register(&app, &admin, metadata).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body["detail"].as_str().unwrap_or_default().contains("control character"), "{body}");
+    }
+
+    // Refresh: `scope=profile%00` on a live session bound to the client.
+    let (client, session, _) = crate::oauth::client_bound_session(&app, &admin).await;
+    let refresh =
+        [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str()), ("scope", "profile\0")];
+    let resp = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&refresh)
+        .send()
+        .await
+        .expect("send");
+    let body = oauth_error(resp, 400, "invalid_request").await;
+    assert!(body["error_description"].as_str().unwrap_or_default().contains("control character"), "{body}");
+
+    // Code exchange: `redirect_uri=…%00` with a well-formed code.
+    let rp = register(
+        &app,
+        &admin,
+        json!({
+            "client_name": "web",
+            "grant_types": ["authorization_code"],
+            "redirect_uris": ["https://app.example/cb"],
+            "scope": "openid",
+        }),
+    )
+    .await;
+    let code = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let (verifier, challenge) = pkce();
+    let resp = exchange(&app, &rp.id, &rp.secret, &code, "https://app.example/cb\0", &verifier).await;
+    oauth_error(resp, 400, "invalid_request").await;
+
+    // Hosted sign-in: username `a%00b`; and a NUL in the authorization request's query.
+    let browser = browser();
+    let request = authorization_request(&rp.id, "https://app.example/cb", &challenge);
+    let (status, html) = page(authorize(&app, &browser, &request).await).await;
+    assert_eq!(status, 200, "{html}");
+    let (status, html) = page(sign_in(&app, &browser, &html, "a\0b", "whatever-password").await).await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("control character"), "{html}");
+    let mut nul_state = request.clone();
+    nul_state.push(("nonce".into(), "n\0".into()));
+    let (status, html) = page(authorize(&app, &browser, &nul_state).await).await;
+    assert_eq!(status, 422, "{html}");
+
+    // Any other form or query: a login form, an admin's query.
+    let login = app.client.post(app.url("/api/v1/auth/login")).form(&[("username", "a\0b"), ("password", "x")]);
+    assert_eq!(login.send().await.expect("send").status(), 422);
+    let events = app.client.get(app.url("/api/v1/admin/events")).query(&[("type", "login\0")]);
+    assert_eq!(events.bearer_auth(&admin.access).send().await.expect("send").status(), 422);
+}
+
+#[tokio::test]
+async fn a_value_postgresql_refuses_is_bad_input_not_an_unavailable_database() {
+    // Below the parsers, as a backstop: a NUL that reaches PostgreSQL.
+    let app = spawn_app().await;
+    let get = auth_actors::db::clients::Get { client_id: "a\0b".into() };
+    let result = app.app.services.users.run(get).await;
+    assert!(matches!(result, Err(auth_actors::user_store::StoreError::Rejected(_))), "{result:?}");
+    let answer =
+        auth_service::http::ApiError::from(auth_service::flows::error::FlowError::from(result.expect_err("refused")));
+    assert_eq!(answer.status(), 422, "{answer}");
 }
