@@ -139,6 +139,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "Accept http:// (not only https://) jwks_uri values when registering clients (development only).",
     ),
     (
+        "CLIENT_JWKS_ALLOW_PRIVATE",
+        Some("false"),
+        "Let a client's jwks_uri point at loopback, private or link-local addresses, at registration and when fetched (development only).",
+    ),
+    (
         "BROWSER_SESSION_TTL",
         Some("12h"),
         "How long a sign-in on the hosted pages lasts (the browser's session cookie); the user signs in again after it.",
@@ -276,6 +281,9 @@ pub struct OAuthConfig {
     pub assertion_max_age: Duration,
     /// Whether a client's `jwks_uri` may be plain HTTP.
     pub jwks_allow_http: bool,
+    /// Whether a client's `jwks_uri` may point at a loopback, private or link-local address
+    /// (never in production: an unauthenticated assertion makes the service fetch it).
+    pub jwks_allow_private: bool,
     /// How long a browser session (the hosted sign-in's cookie) lasts.
     pub browser_session_ttl: Duration,
 }
@@ -444,6 +452,7 @@ impl Layers {
             secret_overlap,
             assertion_max_age: self.duration("CLIENT_ASSERTION_MAX_AGE")?,
             jwks_allow_http: self.bool("CLIENT_JWKS_ALLOW_HTTP")?,
+            jwks_allow_private: self.bool("CLIENT_JWKS_ALLOW_PRIVATE")?,
             browser_session_ttl: self.duration("BROWSER_SESSION_TTL")?,
         })
     }

@@ -18,6 +18,7 @@
 //! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
 //! - [`authz`]: callers' current roles and OAuth clients, cached under the authorization epoch.
 //! - [`remote_keys`]: clients' public keys fetched from their `jwks_uri`.
+//! - [`uri`]: the rules for the URIs clients register and send (redirect URIs, `jwks_uri`).
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
 //!
 //! The actors themselves (supervisor, KeyManager, UserStore, RateLimiter, Health) live in the
@@ -37,3 +38,4 @@ pub mod remote_keys;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod uri;

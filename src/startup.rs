@@ -55,7 +55,11 @@ pub async fn run(
             config.tokens.authz_cache_size,
             auth_actors::cache::CacheCounters::of(&metrics.client_cache),
         ),
-        remote_keys: crate::remote_keys::RemoteKeys::new(config.dependency_timeout),
+        remote_keys: crate::remote_keys::RemoteKeys::new(
+            config.dependency_timeout,
+            config.oauth.jwks_allow_http,
+            config.oauth.jwks_allow_private,
+        ),
         stopping: std::sync::atomic::AtomicBool::new(false),
         config: Arc::new(config),
         services,

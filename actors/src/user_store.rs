@@ -41,6 +41,11 @@ pub enum StoreError {
     /// written; the database itself is fine.
     #[error("the request kept conflicting with concurrent changes")]
     Contention,
+    /// PostgreSQL refused a value the operation carried (SQLSTATE class 22, data exception: a
+    /// NUL or an invalid byte sequence in text, a number, date or interval out of range). The
+    /// database is fine; the input is not, so this is never reported as an outage.
+    #[error("the database refused a value: {0}")]
+    Rejected(String),
     /// The change was committed, but the authorization epoch could not be replaced, so other
     /// instances may trust their cached standing for up to `AUTHZ_CACHE_TTL`.
     #[error("the change was saved but could not be announced: {0}")]
@@ -56,6 +61,9 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         if db::is_contention(&e) {
             return StoreError::Contention;
+        }
+        if db::is_data_exception(&e) {
+            return StoreError::Rejected(db::error_chain(&e));
         }
         match db::conflict_field(&e) {
             Some(field) => StoreError::Conflict(field),

@@ -104,7 +104,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                 first_party: Some(first_party),
             };
             let oauth = layers.oauth()?;
-            let metadata = crate::flows::clients::metadata(input, &oauth).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let metadata = crate::flows::clients::metadata(input, &oauth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(api_audience) = layers.value("JWT_AUDIENCE") {
                 crate::flows::clients::check_audience(&metadata, api_audience).map_err(|e| anyhow::anyhow!("{e}"))?;
             }

@@ -5,8 +5,10 @@
 //!
 //! 1. **Client and redirect URI first.** An unknown client, or a `redirect_uri` that is not one
 //!    of its registered URIs exactly (no prefix, no case folding, no trailing-slash leniency, no
-//!    extra query), is answered with an error page and never redirected: there is nowhere safe
-//!    to send it (no open redirect).
+//!    extra query; only a loopback `http` URI matches on any port, RFC 8252 §7.3, see
+//!    [`crate::uri::redirect_matches`]), is answered with an error page and never redirected:
+//!    there is nowhere safe to send it (no open redirect). The code is bound to the URI the
+//!    request named, port included, and the exchange must name that one.
 //! 2. **The rest of the request**, each error sent back to the client's redirect URI with
 //!    `error`, `state` and `iss` (RFC 9207): `response_type=code` only; the client registered for
 //!    the grant; the scopes among its own; a `code_challenge` with method `S256` (PKCE for every
@@ -208,7 +210,7 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
         }
     };
     let redirect_uri = param(form, "redirect_uri").ok_or(PageError::BadRedirectUri)?;
-    if !client.metadata().redirect_uris.iter().any(|r| r == redirect_uri) {
+    if !client.metadata().redirect_uris.iter().any(|r| crate::uri::redirect_matches(r, redirect_uri)) {
         return Err(PageError::BadRedirectUri);
     }
     let state = param(form, "state");

@@ -3,9 +3,9 @@
 //!
 //! Registration checks the metadata the way RFC 7591 §2 and OAuth 2.1 ask: only the grants the
 //! service implements (no implicit, no password), only the authentication methods it
-//! implements, exact redirect URIs (absolute, `https`, or `http` on a loopback address, no
-//! fragment, no wildcard), scope tokens of RFC 6749 §3.3, and for `private_key_jwt` exactly one
-//! of `jwks` (public keys only) and `jwks_uri`. Unknown metadata is ignored, as RFC 7591 §2
+//! implements, redirect URIs and `jwks_uri` by the rules of [`crate::uri`] (parsed as browsers
+//! parse them; a `jwks_uri` must point at a public address), scope tokens of RFC 6749 §3.3, and
+//! for `private_key_jwt` exactly one of `jwks` (public keys only) and `jwks_uri`. Unknown metadata is ignored, as RFC 7591 §2
 //! requires. A client that authenticates with a secret gets one of 256 random bits, shown once
 //! and stored as its SHA-256.
 
@@ -76,46 +76,6 @@ pub fn valid_scope_token(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
-/// A redirect URI as OAuth 2.1 §2.3.1 allows it: absolute, no fragment, `https`, or `http` on a
-/// loopback host (native apps, RFC 8252 §7.3), or a private-use scheme (`com.example.app:/cb`).
-fn valid_redirect_uri(uri: &str) -> bool {
-    let Some((scheme, rest)) = uri.split_once(':') else { return false };
-    if uri.len() > 2000 || uri.contains('#') || uri.contains('*') || uri.chars().any(|c| c.is_whitespace()) {
-        return false;
-    }
-    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    if !scheme_ok || rest.is_empty() {
-        return false;
-    }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => host_of(rest).is_some_and(|h| !h.is_empty()),
-        "http" => host_of(rest).is_some_and(is_loopback),
-        // A private-use scheme must name its owner's domain, reversed (it contains a dot).
-        other => other.contains('.'),
-    }
-}
-
-fn host_of(rest: &str) -> Option<&str> {
-    let authority = rest.strip_prefix("//")?.split(['/', '?']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = host_port.strip_prefix('[') {
-        return v6.split_once(']').map(|(h, _)| h);
-    }
-    Some(host_port.split(':').next().unwrap_or(host_port))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A `jwks_uri`: `https` (or `http` when `CLIENT_JWKS_ALLOW_HTTP` is on).
-fn valid_jwks_uri(uri: &str, oauth: &OAuthConfig) -> bool {
-    let Some((scheme, rest)) = uri.split_once("://") else { return false };
-    let host_ok = host_of(&format!("//{rest}")).is_some_and(|h| !h.is_empty());
-    host_ok && !uri.contains('#') && (scheme == "https" || (scheme == "http" && oauth.jwks_allow_http))
-}
-
 /// An inline JWK Set of public signing keys the service can verify assertions with.
 fn valid_jwks(jwks: &serde_json::Value) -> Result<(), FlowError> {
     let set: jsonwebtoken::jwk::JwkSet =
@@ -136,7 +96,7 @@ fn valid_jwks(jwks: &serde_json::Value) -> Result<(), FlowError> {
 
 /// Checks registration metadata and fills in the defaults (RFC 7591 §2: `client_secret_basic`;
 /// here `client_credentials`, since that is what a client of this service can use today).
-pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetadata, FlowError> {
+pub async fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetadata, FlowError> {
     let client_name = input.client_name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     let client_name = client_name.ok_or_else(|| metadata_error("client_name is required"))?;
     if client_name.chars().count() > 200 {
@@ -157,10 +117,8 @@ pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetad
     }
     let redirect_uris = input.redirect_uris.unwrap_or_default();
     let post_logout_redirect_uris = input.post_logout_redirect_uris.unwrap_or_default();
-    if let Some(bad) = redirect_uris.iter().chain(&post_logout_redirect_uris).find(|u| !valid_redirect_uri(u)) {
-        return Err(redirect_error(format!(
-            "redirect URI {bad:?} must be absolute, https (http only on loopback) or a private-use scheme, without a fragment or wildcard"
-        )));
+    for uri in redirect_uris.iter().chain(&post_logout_redirect_uris) {
+        crate::uri::redirect_uri(uri).map_err(|e| redirect_error(format!("redirect URI {uri:?} {e}")))?;
     }
     if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
         return Err(redirect_error("the authorization_code grant needs at least one redirect URI"));
@@ -189,9 +147,11 @@ pub fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<ClientMetad
             (Some(jwks), None)
         }
         (AuthMethod::PrivateKeyJwt, None, Some(uri)) => {
-            if !valid_jwks_uri(&uri, oauth) {
-                return Err(metadata_error("jwks_uri must be an https URL"));
-            }
+            let url = crate::uri::jwks_uri(&uri, oauth.jwks_allow_http)
+                .map_err(|e| metadata_error(format!("jwks_uri {uri:?} {e}")))?;
+            crate::uri::check_target(&url, oauth.jwks_allow_private)
+                .await
+                .map_err(|e| metadata_error(format!("jwks_uri {uri:?} {e}")))?;
             (None, Some(uri))
         }
         (AuthMethod::PrivateKeyJwt, None, None) => {
@@ -269,7 +229,7 @@ pub fn check_audience(metadata: &ClientMetadata, api_audience: &str) -> Result<(
 }
 
 pub async fn register(app: &App, actor: Option<Uuid>, input: MetadataInput) -> Result<Registered, FlowError> {
-    let metadata = metadata(input, &app.config.oauth)?;
+    let metadata = metadata(input, &app.config.oauth).await?;
     check_audience(&metadata, &app.config.tokens.audience)?;
     let (secret, digest) = match metadata.auth_method.uses_secret() {
         true => new_secret().map(|(s, d)| (Some(s), Some(d)))?,
@@ -295,7 +255,7 @@ pub async fn update(
     client_id: &str,
     input: MetadataInput,
 ) -> Result<Registered, FlowError> {
-    let metadata = metadata(input, &app.config.oauth)?;
+    let metadata = metadata(input, &app.config.oauth).await?;
     check_audience(&metadata, &app.config.tokens.audience)?;
     let before = show(app, client_id).await?;
     let needs_secret = metadata.auth_method.uses_secret() && !before.metadata.auth_method.uses_secret();
@@ -352,6 +312,7 @@ mod tests {
             secret_overlap: Duration::from_secs(60),
             assertion_max_age: Duration::from_secs(300),
             jwks_allow_http: false,
+            jwks_allow_private: false,
             browser_session_ttl: Duration::from_secs(3600),
         }
     }
@@ -360,32 +321,27 @@ mod tests {
         MetadataInput { client_name: Some(name.into()), ..Default::default() }
     }
 
-    #[test]
-    fn registration_fills_in_the_defaults_and_sorts_the_scopes() {
-        let m =
-            metadata(MetadataInput { scope: Some("write read read".into()), ..input("svc") }, &oauth()).expect("ok");
+    #[tokio::test]
+    async fn registration_fills_in_the_defaults_and_sorts_the_scopes() {
+        let m = metadata(MetadataInput { scope: Some("write read read".into()), ..input("svc") }, &oauth())
+            .await
+            .expect("ok");
         assert_eq!(m.auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(m.grant_types, ["client_credentials"]);
         assert_eq!(m.scope, "read write");
     }
 
-    #[test]
-    fn redirect_uris_must_be_exact_and_safe() {
-        for good in ["https://app.example.com/cb", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "com.example.app:/cb"]
-        {
-            assert!(valid_redirect_uri(good), "{good}");
+    #[tokio::test]
+    async fn an_unsafe_redirect_uri_is_an_invalid_redirect_uri() {
+        for bad in ["http://evil.example/cb", "http://evil.example\\@127.0.0.1/cb", "https://a.example/cb#x"] {
+            let input = MetadataInput { redirect_uris: Some(vec![bad.into()]), ..input("a") };
+            let refused = metadata(input, &oauth()).await;
+            assert!(matches!(refused, Err(FlowError::ClientMetadata { code: "invalid_redirect_uri", .. })), "{bad}");
         }
-        for bad in
-            ["/cb", "http://app.example.com/cb", "https://app.example.com/cb#x", "https://*.example.com/cb", "app:/cb"]
-        {
-            assert!(!valid_redirect_uri(bad), "{bad}");
-        }
-        let bad = MetadataInput { redirect_uris: Some(vec!["http://evil.example/cb".into()]), ..input("a") };
-        assert!(matches!(metadata(bad, &oauth()), Err(FlowError::ClientMetadata { code: "invalid_redirect_uri", .. })));
     }
 
-    #[test]
-    fn unsupported_grants_methods_and_key_material_are_refused() {
+    #[tokio::test]
+    async fn unsupported_grants_methods_and_key_material_are_refused() {
         let cases = [
             MetadataInput { grant_types: Some(vec!["password".into()]), ..input("a") },
             MetadataInput { grant_types: Some(vec!["implicit".into()]), ..input("a") },
@@ -396,6 +352,11 @@ mod tests {
                 jwks_uri: Some("http://keys.example/jwks".into()),
                 ..input("a")
             },
+            MetadataInput {
+                token_endpoint_auth_method: Some("private_key_jwt".into()),
+                jwks_uri: Some("https://169.254.169.254/jwks".into()),
+                ..input("a")
+            },
             MetadataInput { jwks_uri: Some("https://keys.example/jwks".into()), ..input("a") },
             MetadataInput { scope: Some("a\"b".into()), ..input("a") },
             MetadataInput { client_name: None, ..Default::default() },
@@ -404,7 +365,7 @@ mod tests {
             let debug = format!("{case:?}");
             assert!(
                 matches!(
-                    metadata(case, &oauth()),
+                    metadata(case, &oauth()).await,
                     Err(FlowError::ClientMetadata { code: "invalid_client_metadata", .. })
                 ),
                 "{debug}"

@@ -118,6 +118,10 @@ pub enum FlowError {
     Contention,
     #[error("{0} unavailable")]
     Unavailable(Dependency),
+    /// The database refused a value of the request (a character or a number it cannot store)
+    /// that no check before it caught: bad input, never an outage.
+    #[error("the request holds a value that cannot be stored")]
+    InvalidValue,
     /// A client asked to revoke a token that was not issued to it (RFC 7009 §2.1).
     #[error("the token was not issued to this client")]
     NotYours,
@@ -149,6 +153,10 @@ impl From<StoreError> for FlowError {
                 FlowError::Unavailable(Dependency::Database)
             }
             StoreError::Unannounced(e) => e.into(),
+            StoreError::Rejected(reason) => {
+                tracing::info!(reason = %reason, "the database refused a value of the request");
+                FlowError::InvalidValue
+            }
         }
     }
 }

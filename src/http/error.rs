@@ -159,7 +159,7 @@ impl From<FlowError> for ApiError {
     fn from(e: FlowError) -> Self {
         let detail = e.to_string();
         match e {
-            FlowError::Field(_) => ApiError::Unprocessable(detail),
+            FlowError::Field(_) | FlowError::InvalidValue => ApiError::Unprocessable(detail),
             FlowError::Token(Rejection::Invalid | Rejection::Revoked) => ApiError::InvalidToken(detail),
             FlowError::InsufficientScope(scope) => ApiError::InsufficientScope(scope),
             FlowError::BadCredentials
@@ -215,6 +215,13 @@ impl From<crate::flows::oauth::OAuthError> for ApiError {
         };
         let code = e.code();
         match e {
+            OAuthError::Flow(FlowError::InvalidValue) => ApiError::OAuth {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                description: FlowError::InvalidValue.to_string(),
+                challenge: None,
+                retry_after: None,
+            },
             OAuthError::Flow(flow) => flow.into(),
             other => ApiError::OAuth { status, code, description: other.to_string(), challenge, retry_after },
         }

@@ -1,5 +1,12 @@
 //! What a handler knows about a request: its id, the client's address, the matched route, the
 //! headers, and helpers that read the body under the size and time limits and parse it.
+//!
+//! Every form, query string and JSON body is parsed here, and here alone control characters
+//! are refused (422), in every value and every name: NUL (which PostgreSQL cannot store in
+//! text, so it would otherwise reach the database and fail there) and the other C0 controls and
+//! DEL. Tab, line feed and carriage return are allowed in values, where free text (a role's
+//! description) may hold them; every value with a narrower shape (names, URIs, scopes, tokens)
+//! has its own check that refuses them. Names hold no control character at all.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -68,20 +75,15 @@ impl Request {
         self.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| cookie_from_header(v, name))
     }
 
-    /// Every query-string parameter, percent-decoded, in order (a malformed query is 400).
+    /// Every query-string parameter, percent-decoded, in order (a malformed query is 400, a
+    /// control character 422).
     pub fn query_pairs(&self) -> Result<Vec<(String, String)>, ApiError> {
-        let Some(q) = self.query.as_deref() else { return Ok(Vec::new()) };
-        serde_urlencoded::from_str(q).map_err(|_| ApiError::BadRequest("malformed query string".into()))
+        self.query.as_deref().map_or(Ok(Vec::new()), parse_query)
     }
 
     /// A query-string parameter, percent-decoded.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        let q = self.query.as_deref()?;
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+    pub fn query_param(&self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.query_pairs()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v))
     }
 
     /// Whether the request declares no body at all (no `Content-Type`, and no length or a zero
@@ -142,17 +144,73 @@ pub fn cookie_from_header(header: &str, name: &str) -> Option<String> {
     })
 }
 
-/// JSON syntax errors are 400; a well-formed document with wrong or missing fields is 422.
-/// The syntax is checked on its own first, so a malformed body is 400 even when a field
-/// before the error already had the wrong type.
+/// Whether a parsed value may not hold `c`: the C0 controls and DEL, except tab, line feed and
+/// carriage return (see the module documentation).
+pub fn refused_in_value(c: char) -> bool {
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Whether a parameter or member name may not hold `c`: any control character.
+pub fn refused_in_name(c: char) -> bool {
+    c.is_control()
+}
+
+fn control_character(what: &str, name: &str) -> ApiError {
+    ApiError::Unprocessable(format!("{what} {name:?} contains a control character"))
+}
+
+/// Refuses a form or query whose names or values hold control characters.
+fn check_pairs(pairs: &[(String, String)], what: &str) -> Result<(), ApiError> {
+    for (name, value) in pairs {
+        if name.chars().any(refused_in_name) || value.chars().any(refused_in_value) {
+            return Err(control_character(&format!("{what} parameter"), name));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a JSON document with control characters in a member name or a string, at any depth
+/// (serde_json bounds the depth, so the recursion is bounded too). `path` names the member.
+fn check_json(value: &serde_json::Value, path: &str) -> Result<(), ApiError> {
+    match value {
+        serde_json::Value::String(s) if s.chars().any(refused_in_value) => Err(control_character("JSON member", path)),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|item| check_json(item, path)),
+        serde_json::Value::Object(members) => members.iter().try_for_each(|(name, member)| {
+            if name.chars().any(refused_in_name) {
+                return Err(control_character("JSON member name in", path));
+            }
+            check_json(member, name)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// JSON syntax errors are 400; a well-formed document with wrong or missing fields, or with a
+/// control character in a name or a string, is 422. The syntax is checked on its own first, so
+/// a malformed body is 400 even when a field before the error already had the wrong type.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    check_json(&value, "")?;
     serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
+/// A query string's parameters, percent-decoded, in order (400 when malformed, 422 when a name
+/// or value holds a control character).
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
+    check_pairs(&pairs, "query")?;
+    Ok(pairs)
+}
+
+/// A form body (422 when malformed or when a name or value holds a control character). It is
+/// decoded into pairs first, checked, then into `T`.
 pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_urlencoded::from_bytes(body).map_err(|e| ApiError::Unprocessable(format!("invalid form: {e}")))
+    let invalid = |e: serde_urlencoded::de::Error| ApiError::Unprocessable(format!("invalid form: {e}"));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(invalid)?;
+    check_pairs(&pairs, "form")?;
+    serde_urlencoded::from_bytes(body).map_err(invalid)
 }
 
 /// The client's address: the socket peer, or, when proxy headers are trusted and the peer is

@@ -145,9 +145,13 @@ pub fn required_token(form: &OAuthForm) -> Result<&str, ApiError> {
 }
 
 /// The form of a client-authenticated request and the client credentials it presents (in it,
-/// or in HTTP Basic).
+/// or in HTTP Basic). A form that cannot be read (malformed, a control character) is the
+/// protocol's `invalid_request` (RFC 6749 §5.2).
 pub async fn client_credentials(req: &mut Request) -> Result<(Presented, OAuthForm), ApiError> {
-    let pairs: Vec<(String, String)> = req.form().await?;
+    let pairs: Vec<(String, String)> = req.form().await.map_err(|e| match e {
+        ApiError::BadRequest(d) | ApiError::Unprocessable(d) => OAuthError::InvalidRequest(d).into(),
+        other => other,
+    })?;
     let form = OAuthForm::new(pairs)?;
     let presented = oauth::presented(req.header(hyper::header::AUTHORIZATION), &form)?;
     Ok((presented, form))

@@ -66,7 +66,7 @@ pub fn openapi() -> Response {
 #[cfg(feature = "test-hooks")]
 pub fn test_fail(app: &App, req: &Request) -> Result<Response, ApiError> {
     let actor = req.params.first().map(String::as_str).unwrap_or_default();
-    let index = req.query_param("worker").and_then(|w| w.parse().ok()).unwrap_or(0);
+    let index = req.query_param("worker")?.and_then(|w| w.parse().ok()).unwrap_or(0);
     let s = &app.services;
     let sent = match actor {
         "key_manager" => s.keys.fail("injected failure"),

@@ -63,7 +63,7 @@ pub async fn me(app: &App, caller: Caller) -> Result<Response, ApiError> {
 }
 
 pub async fn users(app: &App, req: Request) -> Result<Response, ApiError> {
-    let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
+    let page = Page::parse(req.query_param("page")?, req.query_param("size")?, 50)?;
     let (rows, total) = roles::users(app, page).await?;
     let items = rows
         .iter()
@@ -77,8 +77,8 @@ pub async fn users(app: &App, req: Request) -> Result<Response, ApiError> {
 }
 
 pub async fn events(app: &App, req: Request) -> Result<Response, ApiError> {
-    let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
-    let (rows, total) = roles::events(app, req.query_param("type"), req.query_param("user_id"), page).await?;
+    let page = Page::parse(req.query_param("page")?, req.query_param("size")?, 50)?;
+    let (rows, total) = roles::events(app, req.query_param("type")?, req.query_param("user_id")?, page).await?;
     let items = rows
         .iter()
         .map(|e| {

@@ -24,7 +24,7 @@ pub async fn signup(app: &App, mut req: Request) -> Result<Response, ApiError> {
 }
 
 pub async fn history(app: &App, req: Request, principal: Principal) -> Result<Response, ApiError> {
-    let page = Page::parse(req.query_param("page"), req.query_param("size"), 50)?;
+    let page = Page::parse(req.query_param("page")?, req.query_param("size")?, 50)?;
     let (rows, total) = account::history(app, &principal, page).await?;
     let items = rows
         .iter()

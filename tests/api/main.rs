@@ -9,6 +9,7 @@ mod authz;
 mod hardening;
 mod health;
 mod http;
+mod input;
 mod jwks;
 mod keys;
 mod limits;

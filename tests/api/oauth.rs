@@ -93,7 +93,7 @@ pub(crate) fn client_key(alg: KeyAlg) -> ClientKey {
 
 impl ClientKey {
     /// A client assertion (RFC 7523) for `client` with audience `aud`.
-    fn assertion(&self, client: &str, aud: &str, jti: &str, lifetime: i64) -> String {
+    pub(crate) fn assertion(&self, client: &str, aud: &str, jti: &str, lifetime: i64) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = json!({ "iss": client, "sub": client, "aud": aud, "iat": now, "exp": now + lifetime, "jti": jti });
         self.set.sign("JWT", &claims).expect("sign")
@@ -237,6 +237,7 @@ async fn serve_jwks(body: String) -> String {
 async fn private_key_jwt_with_a_jwks_uri_uses_the_published_keys() {
     let app = spawn_app_with(|l| {
         l.set("CLIENT_JWKS_ALLOW_HTTP", "true");
+        l.set("CLIENT_JWKS_ALLOW_PRIVATE", "true");
     })
     .await;
     let admin = app.admin_session().await;
@@ -443,7 +444,7 @@ fn refreshing_client() -> Value {
 
 /// A client that may refresh, and a user's session bound to it with the scope `profile orders`
 /// (until the authorization-code grant issues them, a session is bound to a client here).
-async fn client_bound_session(app: &TestApp, admin: &Session) -> (Registered, Session, uuid::Uuid) {
+pub(crate) async fn client_bound_session(app: &TestApp, admin: &Session) -> (Registered, Session, uuid::Uuid) {
     let client = register(app, admin, refreshing_client()).await;
     let (_, session) = app.user_session().await;
     let sid = claims(&session.access)["sid"].as_str().expect("sid").parse::<uuid::Uuid>().expect("uuid");

@@ -436,3 +436,11 @@ pub(crate) fn is_contention(e: &tokio_postgres::Error) -> bool {
         db.code() == &SqlState::T_R_DEADLOCK_DETECTED || db.code() == &SqlState::T_R_SERIALIZATION_FAILURE
     })
 }
+
+/// Whether PostgreSQL refused a value rather than failed: SQLSTATE class 22, data exception
+/// (`22021` a NUL or an invalid byte sequence in text, `22P05` an untranslatable character such
+/// as `\u0000` in jsonb, `22003` a number out of range, `22008`/`22015` a date or interval out
+/// of range, ...).
+pub(crate) fn is_data_exception(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| db.code().code().starts_with("22"))
+}

@@ -7,8 +7,12 @@
 //!   from content serde_json does not check in skipped fields); what a typed parse read agrees
 //!   with the document (including `UpdateRole`'s absent vs `null` description); a parsed `Value`
 //!   survives a serialise/parse round trip.
-//! - `parse_form` into `LoginInput` and into pairs. Oracles: errors are 422 only; the typed form
-//!   agrees with the pairs; `Page::parse` on the `page`/`size` pairs keeps its bounds.
+//! - `parse_form` into `LoginInput` and into pairs, and `parse_query` of the input as a query
+//!   string. Oracles: errors are 422 only (400 too for a query); the typed form agrees with the
+//!   pairs; `Page::parse` on the `page`/`size` pairs keeps its bounds.
+//! - For every parser above: parsing never yields a name holding a control character, nor a
+//!   value holding one other than tab, line feed and carriage return (the rule of
+//!   `auth_service::http::request`; NUL would reach PostgreSQL, which refuses it).
 //! - `cookie_from_header` with the input as the header. Oracles: a found value holds no `;`; a
 //!   well-formed cookie appended to the header is found unless the header already names it.
 //! - `client_ip` with the input's lines as `X-Forwarded-For` values, under a proxy
@@ -30,7 +34,9 @@ use auth_service::flows::roles::{Assign, Check, CreateRole, UpdateRole};
 use auth_service::flows::signup::SignupInput;
 use auth_service::flows::tokens::decode_refresh;
 use auth_service::http::ApiError;
-use auth_service::http::request::{client_ip, cookie_from_header, parse_form, parse_json};
+use auth_service::http::request::{
+    client_ip, cookie_from_header, parse_form, parse_json, parse_query, refused_in_name, refused_in_value,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hyper::StatusCode;
@@ -104,10 +110,44 @@ fn string_member<'a>(doc: &'a Value, key: &str, index: usize) -> Option<&'a str>
     member(doc, key, index).and_then(Value::as_str)
 }
 
+/// The control-character oracle for a parsed document: no name and no string holds one the
+/// parsers refuse.
+fn no_refused_controls(value: &Value) {
+    match value {
+        Value::String(s) => assert!(!s.chars().any(refused_in_value), "a parsed JSON string holds a control: {s:?}"),
+        Value::Array(items) => items.iter().for_each(no_refused_controls),
+        Value::Object(members) => {
+            for (name, member) in members {
+                assert!(!name.chars().any(refused_in_name), "a parsed JSON name holds a control: {name:?}");
+                no_refused_controls(member);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The control-character oracle for parsed pairs.
+fn no_refused_control_pairs(pairs: &[(String, String)], what: &str) {
+    for (name, value) in pairs {
+        assert!(!name.chars().any(refused_in_name), "{what}: a parsed name holds a control: {name:?}");
+        assert!(!value.chars().any(refused_in_value), "{what}: a parsed value holds a control: {value:?}");
+    }
+}
+
+/// The control-character oracle for the values of a typed parse.
+fn no_refused_control_values(values: &[&str], what: &str) {
+    for value in values {
+        assert!(!value.chars().any(refused_in_value), "{what}: a parsed value holds a control: {value:?}");
+    }
+}
+
 fn json(data: &[u8]) {
     let doc = parse_json::<Value>(data);
     expect_status(&doc, JSON_ERRORS, "parse_json::<Value>");
     let doc = doc.ok();
+    if let Some(v) = &doc {
+        no_refused_controls(v);
+    }
     if let Some(v) = &doc {
         let bytes = serde_json::to_vec(v).expect("a Value serialises");
         let again: Value = parse_json(&bytes).unwrap_or_else(|e| panic!("re-serialised JSON does not parse: {e}"));
@@ -127,6 +167,7 @@ fn json(data: &[u8]) {
     let doc = Some(d);
 
     if let Some(login) = typed::<LoginInput>(data, doc, "LoginInput") {
+        no_refused_control_values(&[&login.username, &login.password], "LoginInput");
         assert_eq!(string_member(d, "username", 0), Some(login.username.as_str()), "LoginInput.username");
         assert_eq!(string_member(d, "password", 1), Some(login.password.as_str()), "LoginInput.password");
     }
@@ -175,8 +216,19 @@ fn form(data: &[u8]) {
     const FORM_ERRORS: &[StatusCode] = &[StatusCode::UNPROCESSABLE_ENTITY];
     let pairs = parse_form::<Vec<(String, String)>>(data);
     expect_status(&pairs, FORM_ERRORS, "parse_form::<Vec<(String, String)>>");
+    if let Ok(pairs) = &pairs {
+        no_refused_control_pairs(pairs, "parse_form");
+    }
+    let query = parse_query(&String::from_utf8_lossy(data));
+    expect_status(&query, &[StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY], "parse_query");
+    if let Ok(query) = &query {
+        no_refused_control_pairs(query, "parse_query");
+    }
     let login = parse_form::<LoginInput>(data);
     expect_status(&login, FORM_ERRORS, "parse_form::<LoginInput>");
+    if let Ok(login) = &login {
+        no_refused_control_values(&[&login.username, &login.password], "parse_form::<LoginInput>");
+    }
     if let Ok(login) = &login {
         let pairs = pairs.as_ref().expect("a form that parses as LoginInput parses as pairs");
         let usernames: Vec<&str> = pairs.iter().filter(|(k, _)| k == "username").map(|(_, v)| v.as_str()).collect();
