@@ -57,6 +57,9 @@ use crate::authz::Cached;
 /// How long a code lives.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
 
+/// The longest `nonce` an authorization request may carry (it is stored with the code).
+pub const MAX_NONCE_LEN: usize = 512;
+
 /// The parameters of an authorization request, as they travel through the pages' forms.
 pub const REQUEST_FIELDS: &[&str] = &[
     "client_id",
@@ -262,7 +265,12 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
             _ => return back("invalid_request", "max_age must be a number of seconds"),
         },
     };
-    let nonce = param(form, "nonce").filter(|n| n.len() <= 512);
+    // OpenID Connect Core §3.1.3.7: the nonce must come back in the ID token, so one that is
+    // too long to store with the code is refused, never dropped.
+    let nonce = param(form, "nonce");
+    if nonce.is_some_and(|n| n.len() > MAX_NONCE_LEN) {
+        return back("invalid_request", &format!("nonce must be at most {MAX_NONCE_LEN} characters"));
+    }
     let fields =
         REQUEST_FIELDS.iter().filter_map(|name| param(form, name).map(|v| (name.to_string(), v.to_string()))).collect();
     Ok(Checked::Valid(Request {

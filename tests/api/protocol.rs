@@ -1,6 +1,6 @@
 //! Rules that hold whatever order requests arrive in: built-in roles and the last admin stay, names
-//! come from the current account, client assertions are not post-dated, and RP-initiated logout
-//! verifies its hint.
+//! come from the current account, client assertions are not post-dated, RP-initiated logout
+//! verifies its hint, and what an authorization request carries comes back.
 
 use auth_actors::keys::{KeyAlg, KeySet};
 use base64::Engine as _;
@@ -13,6 +13,7 @@ use crate::helpers::{Session, TestApp, TestUser, shared_keys, spawn_app, spawn_a
 use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
 use crate::oidc::{
     self, Fixture, LOGOUT_REDIRECT, authorize, code_for, exchange, fixture, hidden_fields, page, redirected, request,
+    sign_in,
 };
 
 async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> reqwest::Response {
@@ -313,4 +314,28 @@ async fn rp_initiated_logout_refuses_an_unverifiable_hint_and_a_client_id_that_i
     assert_eq!(status, 200);
     let out = browser.post(app.url("/oauth2/logout")).form(&hidden_fields(&confirm)).send().await.expect("send");
     assert_eq!(redirected(&out)["state"], "s");
+}
+
+#[tokio::test]
+async fn a_nonce_too_long_to_carry_is_refused_at_the_redirect_uri_and_a_long_state_always_comes_back() {
+    let Fixture { app, rp, user, verifier, challenge, browser } =
+        fixture(spawn_app().await, json!({ "first_party": true })).await;
+    let long_state = "s".repeat(4000);
+    let too_long = "n".repeat(513);
+    let params = request(&rp, &challenge, &[("nonce", &too_long), ("state", &long_state)]);
+    let refused = redirected(&authorize(&app, &browser, &params).await);
+    assert_eq!(refused.get("error").map(String::as_str), Some("invalid_request"), "{refused:?}");
+    assert_eq!(refused["state"], long_state);
+    assert_eq!(refused["iss"], app.app.config.tokens.issuer);
+
+    // The longest nonce allowed, and the long state, come back whole.
+    let longest = "n".repeat(512);
+    let params = request(&rp, &challenge, &[("nonce", &longest), ("state", &long_state)]);
+    let (status, html) = page(authorize(&app, &browser, &params).await).await;
+    assert_eq!(status, 200, "the sign-in page");
+    let signed_in = sign_in(&app, &browser, &html, &user.username, &user.password).await;
+    let back = redirected(&signed_in);
+    assert_eq!(back["state"], long_state);
+    let tokens: Value = exchange(&app, &rp, &back["code"], &verifier).await.json().await.expect("json");
+    assert_eq!(claims(tokens["id_token"].as_str().expect("id token"))["nonce"], longest.as_str());
 }
