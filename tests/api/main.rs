@@ -26,3 +26,4 @@ mod signup;
 mod standards;
 mod startup;
 mod supervision;
+mod surface;
