@@ -6,6 +6,12 @@
 //! inside a tracing span carrying that id, answered with the id echoed back, counted, and
 //! logged in exactly one access-log line.
 //!
+//! Every answer leaves here with `X-Content-Type-Options: nosniff`, and with
+//! `Cache-Control: no-store` unless its handler chose its own caching (the JWKS, discovery and
+//! the stylesheet are meant to be cached): sessions, login history, user lists, events and
+//! clients are personal data that no browser or shared cache may keep, and a default that
+//! every route gets cannot be forgotten by the next one.
+//!
 //! Shutdown: once `shutdown` resolves — after `SHUTDOWN_DELAY`, during which readyz answers
 //! 503 and HTTP/1.1 answers carry `Connection: close` (`App::is_stopping`), or at once when
 //! the actor tree stops by itself — the loop stops
@@ -149,6 +155,9 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.entry(hyper::header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     if http11 && app.is_stopping() {
         // Moves keep-alive clients to a new connection (and so to another instance) before the
         // drain closes this one under them.

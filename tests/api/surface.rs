@@ -52,3 +52,66 @@ async fn a_login_from_another_site_is_refused_and_sets_no_cookie() {
         }
     }
 }
+
+/// Asserts that `resp` may be neither stored by a cache nor sniffed into another media type.
+fn assert_not_cacheable_nor_sniffable(resp: &reqwest::Response, what: &str) {
+    let h = resp.headers();
+    assert_eq!(h.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{what}: cache-control");
+    assert_eq!(h.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"), "{what}: nosniff");
+}
+
+#[tokio::test]
+async fn every_authenticated_answer_is_neither_cached_nor_sniffed() {
+    use auth_service::flows::authenticate::Access;
+    use auth_service::http::router::ROUTES;
+
+    // Arrange
+    let app = spawn_app().await;
+    let admin = app.admin_session().await;
+    // Act and assert: the personal data itself.
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/users/user/history",
+        "/api/v1/user_roles/list",
+        "/api/v1/user_roles/me",
+        "/api/v1/admin/events",
+        "/api/v1/clients",
+        "/api/v1/consents",
+        "/api/v1/roles/list",
+    ] {
+        let resp = app.get_with(path, &admin.access).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_not_cacheable_nor_sniffable(&resp, path);
+    }
+    // Every other route that takes a credential, whatever it answers (the admin's own
+    // logout-all last, since it ends the session the others use).
+    let mut routes: Vec<_> = ROUTES.iter().filter(|r| r.access != Access::Public).collect();
+    routes.sort_by_key(|r| r.template == "/api/v1/auth/logout-all");
+    for route in routes {
+        let path = route
+            .template
+            .split('/')
+            .map(|s| if s.starts_with('{') { uuid::Uuid::now_v7().to_string() } else { s.to_string() })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = reqwest::Method::from_bytes(route.method.as_str().as_bytes()).expect("method");
+        let resp = app
+            .client
+            .request(method, app.url(&path))
+            .bearer_auth(&admin.access)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("token=not-a-token")
+            .send()
+            .await
+            .expect("send");
+        let what = format!("{} {} ({})", route.method, route.template, resp.status());
+        assert_not_cacheable_nor_sniffable(&resp, &what);
+    }
+    // An anonymous caller's refusal, and the documents meant to be cached keep their caching.
+    let refused = app.get("/api/v1/sessions").await;
+    assert_eq!(refused.status(), 401);
+    assert_not_cacheable_nor_sniffable(&refused, "anonymous sessions");
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(jwks.headers()["x-content-type-options"], "nosniff");
+}
