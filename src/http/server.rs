@@ -1,7 +1,8 @@
 //! The accept loop and the per-request wrapper.
 //!
 //! Each connection is served by hyper-util's auto builder (HTTP/1.1, and HTTP/2 with prior
-//! knowledge, "h2c") under a header-read timeout and a cap on open connections. Each request
+//! knowledge, "h2c") under a header-read timeout and a cap on open connections. An HTTP/1
+//! request without its one well-formed `Host` is refused with 400 before routing. Each request
 //! gets an id (the client's `X-Request-Id` when it is sane, else a new one), is routed, handled
 //! inside a tracing span carrying that id, answered with the id echoed back, counted, and
 //! logged in exactly one access-log line.
@@ -140,11 +141,12 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     let started = Instant::now();
     let id = request_id(&req);
     let http11 = req.version() == hyper::Version::HTTP_11;
+    let host = super::request::check_host(&req);
     let mut request = Request::new(req, id.clone(), peer, &app.config.http);
     let method = request.method.clone();
     let client_ip = request.client_ip;
     let span = tracing::info_span!("request", request_id = %id);
-    let (template, mut response) = match router::find(&method, &request.path) {
+    let (template, mut response) = match host.and_then(|()| router::find(&method, &request.path)) {
         Ok((route, params)) => {
             request.params = params;
             let result = crate::routes::dispatch(&app, route, request).instrument(span.clone()).await;

@@ -115,3 +115,80 @@ async fn every_authenticated_answer_is_neither_cached_nor_sniffed() {
     assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
     assert_eq!(jwks.headers()["x-content-type-options"], "nosniff");
 }
+
+async fn rename(app: &TestApp, access: &str, username: &str) -> reqwest::Response {
+    app.client
+        .patch(app.url("/api/v1/users/auth/update"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({ "username": username }))
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test]
+async fn renaming_spends_the_signup_budget_so_names_are_probed_no_faster_than_by_signing_up() {
+    // Arrange: the default signup limit (5 per minute per address); two signups spend two.
+    let app = spawn_app().await;
+    let victim = app.new_user().await;
+    let (prober, session) = app.user_session().await;
+    // Act: renames to a taken name and to a free one spend the remaining three.
+    assert_eq!(rename(&app, &session.access, &victim.username).await.status(), 409);
+    let renamed = unique_name("renamed");
+    assert_eq!(rename(&app, &session.access, &renamed).await.status(), 200);
+    assert_eq!(rename(&app, &session.access, &victim.username).await.status(), 409);
+    let probe = rename(&app, &session.access, &victim.username).await;
+    // Assert: the next probe is refused before the name is looked at, and so is a signup.
+    assert_eq!(probe.status(), 429, "a rename past the signup budget must be refused");
+    assert!(probe.headers().get("retry-after").is_some());
+    let signup = app.signup(&unique_name("late"), "late@example.com", "correct horse battery").await;
+    assert_eq!(signup.status(), 429);
+    // A password change, and asking for the name one already has, are no probes.
+    let password = app
+        .client
+        .patch(app.url("/api/v1/users/auth/update"))
+        .bearer_auth(&session.access)
+        .json(&serde_json::json!({"old_password": prober.password, "new_password": "another horse battery"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(password.status(), 200);
+    assert_eq!(rename(&app, &session.access, &renamed).await.status(), 200);
+}
+
+/// Sends `head` (a request head without its final empty line) on a raw connection and
+/// returns the status code and the body of the answer.
+async fn raw_request(app: &TestApp, head: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    stream.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the answer arrives")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_without_one_host_header_is_a_json_400() {
+    let app = spawn_app().await;
+    for head in [
+        "GET /api/v1/healthz HTTP/1.1\r\n",
+        "GET /api/v1/healthz HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+        "GET /api/v1/healthz HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n",
+        "GET /api/v1/healthz HTTP/1.1\r\nHost: user@a.example\r\n",
+    ] {
+        let (status, body) = raw_request(&app, head).await;
+        assert_eq!(status, 400, "{head:?} was answered {status}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+        assert_eq!(body["error"], "bad_request", "{body}");
+    }
+    // One Host (or none in HTTP/1.0, which has no such rule) is served.
+    for head in ["GET /api/v1/healthz HTTP/1.1\r\nHost: a.example\r\n", "GET /api/v1/healthz HTTP/1.0\r\n"] {
+        assert_eq!(raw_request(&app, head).await.0, 200, "{head:?}");
+    }
+}
