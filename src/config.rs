@@ -97,7 +97,7 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         Some("true"),
         "Mark the refresh cookie Secure and name it __Host-refresh_token (false only for plain-HTTP development).",
     ),
-    ("ALLOWED_ORIGINS", Some(""), "Comma-separated origins allowed on cookie-authenticated POSTs."),
+    ("ALLOWED_ORIGINS", Some(""), "Comma-separated origins allowed on browser logins and cookie-authenticated POSTs."),
     ("TRUST_PROXY_HEADERS", Some("false"), "Honour X-Forwarded-For from TRUSTED_PROXY_IPS."),
     ("TRUSTED_PROXY_IPS", Some(""), "Comma-separated CIDRs of trusted reverse proxies."),
     ("ARGON2_MEMORY_KIB", Some("19456"), "Argon2id memory cost (OWASP minimum 19456)."),

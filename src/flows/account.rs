@@ -6,7 +6,7 @@ use auth_actors::db::history::{self, HistoryRow};
 use auth_actors::db::roles;
 use auth_actors::db::sessions::{self, SessionRow};
 use auth_actors::db::users::{self, DeleteOutcome, PasswordChange, ProfileOutcome, UserRecord};
-use auth_actors::keyspace::Account;
+use auth_actors::keyspace::{Account, LimitClass};
 use auth_actors::rate_limiter::LoginSucceeded;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -70,6 +70,13 @@ pub struct ProfileUpdate {
 /// other session of the user. The old password is checked like a login's: through the account's
 /// lockout gate and per-account limit (shared with the login), each failure recorded as a
 /// `password_check_failed` event; while the account is locked even the right one is refused.
+///
+/// A new username is taken or refused (409) as at signup, so a rename tells whether a name
+/// exists just as a signup does: it spends the client's `signup` budget (`RATE_LIMIT_SIGNUP`)
+/// as well as its route's, before any name or password is looked at, so the two routes
+/// together answer no more such questions than signup alone. The limit is counted here rather
+/// than by putting the route in the `signup` class, because only the rename is a probe: a
+/// password change keeps the default class and does not spend the signups of its address.
 pub async fn update_profile(
     app: &App,
     principal: &Principal,
@@ -78,20 +85,23 @@ pub async fn update_profile(
 ) -> Result<UserRecord, FlowError> {
     let store = &app.services.users;
     let current = store.run(users::Get { id: principal.user_id }).await?.ok_or(FlowError::UserGone)?;
+    let username = input.username.map(Username::into_inner).filter(|u| *u != current.username);
+    if username.is_some() {
+        super::limits::spend(app, LimitClass::Signup, client.ip).await?;
+    }
     let password = match input.new_password {
         None => None,
         Some(new_password) => {
             let old = input
                 .old_password
                 .ok_or_else(|| FieldError::new("old_password", "old_password is required to change the password"))?;
-            let username = input.username.as_ref().map_or(current.username.as_str(), Username::as_str);
             let policy = (&app.config.passwords).into();
-            let new_password = Password::new(policy, new_password, username, &current.email)?;
+            let new_password =
+                Password::new(policy, new_password, username.as_deref().unwrap_or(&current.username), &current.email)?;
             let verified_version = check_old_password(app, principal.user_id, old, client).await?;
             Some(PasswordChange { verified_version, new: app.hasher.hash(new_password.into_inner()).await? })
         }
     };
-    let username = input.username.map(Username::into_inner).filter(|u| *u != current.username);
     if username.is_none() && password.is_none() {
         return Ok(current);
     }

@@ -1,5 +1,7 @@
 //! Per-IP rate limits by route class, applied by the dispatcher before a handler runs. Health,
 //! readiness, metrics and the public key documents are exempt: they must answer under load.
+//! A flow may spend a second class's budget when what a request asks, not its route, makes it
+//! that kind of request ([`spend`]): a rename is a username probe, like a signup.
 
 use auth_actors::keyspace::LimitClass;
 use auth_actors::rate_limiter::Decision;
@@ -49,4 +51,13 @@ pub async fn check(app: &App, class: Class, ip: std::net::IpAddr) -> Result<Opti
         denied(app, class);
     }
     Ok(Some(decision))
+}
+
+/// Counts one request of `class` for the client's IP from inside a flow, on top of its route's
+/// own class: `Throttled` once that budget is spent (and 503 if Redis is down, as every limit).
+pub async fn spend(app: &App, class: LimitClass, ip: std::net::IpAddr) -> Result<(), FlowError> {
+    match check(app, Class::Limited(class), ip).await? {
+        Some(decision) if !decision.allowed => Err(FlowError::Throttled { retry_after: decision.retry_after }),
+        _ => Ok(()),
+    }
 }

@@ -136,6 +136,33 @@ impl Request {
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one `Host`, and no HTTP/1.x request
+/// may carry two or one that is not a host with an optional port (empty is allowed: a target
+/// without an authority). Otherwise the request is 400, before it is routed: which host was
+/// meant is ambiguous, and a proxy in front may have read another one than we would. HTTP/2
+/// names the host in `:authority` (RFC 9113 §8.3.1) and is not held to this.
+pub fn check_host<B>(req: &hyper::Request<B>) -> Result<(), ApiError> {
+    let version = req.version();
+    if version != hyper::Version::HTTP_11 && version != hyper::Version::HTTP_10 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(hyper::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == hyper::Version::HTTP_11 => {
+            Err(ApiError::BadRequest("an HTTP/1.1 request needs a Host header".into()))
+        }
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest("more than one Host header".into())),
+        (Some(host), None) if host.is_empty() || is_host_and_port(host.as_bytes()) => Ok(()),
+        (Some(_), None) => Err(ApiError::BadRequest("the Host header is not a host name with an optional port".into())),
+    }
+}
+
+/// `uri-host [":" port]` (RFC 3986): an authority without user information.
+fn is_host_and_port(value: &[u8]) -> bool {
+    !value.contains(&b'@') && hyper::http::uri::Authority::try_from(value).is_ok()
+}
+
 /// The value of cookie `name` in one `Cookie` header value (`a=1; b=2`).
 pub fn cookie_from_header(header: &str, name: &str) -> Option<String> {
     header.split(';').find_map(|pair| {
@@ -255,5 +282,33 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: hyper::Version, hosts: &[&str]) -> hyper::Request<()> {
+        let mut builder = hyper::Request::builder().version(version).uri("/api/v1/healthz");
+        for host in hosts {
+            builder = builder.header(hyper::header::HOST, *host);
+        }
+        builder.body(()).expect("request")
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_well_formed_host() {
+        let (v10, v11, v2) = (hyper::Version::HTTP_10, hyper::Version::HTTP_11, hyper::Version::HTTP_2);
+        assert!(check_host(&request(v11, &["auth.example:8080"])).is_ok());
+        assert!(check_host(&request(v11, &["[::1]:8080"])).is_ok());
+        assert!(check_host(&request(v11, &[""])).is_ok());
+        assert!(matches!(check_host(&request(v11, &[])), Err(ApiError::BadRequest(_))));
+        assert!(matches!(check_host(&request(v11, &["a.example", "b.example"])), Err(ApiError::BadRequest(_))));
+        assert!(matches!(check_host(&request(v11, &["user@a.example"])), Err(ApiError::BadRequest(_))));
+        assert!(matches!(check_host(&request(v11, &["a.example/path"])), Err(ApiError::BadRequest(_))));
+        assert!(check_host(&request(v10, &[])).is_ok());
+        assert!(matches!(check_host(&request(v10, &["a", "b"])), Err(ApiError::BadRequest(_))));
+        assert!(check_host(&request(v2, &[])).is_ok());
     }
 }

@@ -1,10 +1,17 @@
 //! The accept loop and the per-request wrapper.
 //!
 //! Each connection is served by hyper-util's auto builder (HTTP/1.1, and HTTP/2 with prior
-//! knowledge, "h2c") under a header-read timeout and a cap on open connections. Each request
+//! knowledge, "h2c") under a header-read timeout and a cap on open connections. An HTTP/1
+//! request without its one well-formed `Host` is refused with 400 before routing. Each request
 //! gets an id (the client's `X-Request-Id` when it is sane, else a new one), is routed, handled
 //! inside a tracing span carrying that id, answered with the id echoed back, counted, and
 //! logged in exactly one access-log line.
+//!
+//! Every answer leaves here with `X-Content-Type-Options: nosniff`, and with
+//! `Cache-Control: no-store` unless its handler chose its own caching (the JWKS, discovery and
+//! the stylesheet are meant to be cached): sessions, login history, user lists, events and
+//! clients are personal data that no browser or shared cache may keep, and a default that
+//! every route gets cannot be forgotten by the next one.
 //!
 //! Shutdown: once `shutdown` resolves — after `SHUTDOWN_DELAY`, during which readyz answers
 //! 503 and HTTP/1.1 answers carry `Connection: close` (`App::is_stopping`), or at once when
@@ -134,11 +141,12 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     let started = Instant::now();
     let id = request_id(&req);
     let http11 = req.version() == hyper::Version::HTTP_11;
+    let host = super::request::check_host(&req);
     let mut request = Request::new(req, id.clone(), peer, &app.config.http);
     let method = request.method.clone();
     let client_ip = request.client_ip;
     let span = tracing::info_span!("request", request_id = %id);
-    let (template, mut response) = match router::find(&method, &request.path) {
+    let (template, mut response) = match host.and_then(|()| router::find(&method, &request.path)) {
         Ok((route, params)) => {
             request.params = params;
             let result = crate::routes::dispatch(&app, route, request).instrument(span.clone()).await;
@@ -149,6 +157,9 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.entry(hyper::header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     if http11 && app.is_stopping() {
         // Moves keep-alive clients to a new connection (and so to another instance) before the
         // drain closes this one under them.

@@ -42,9 +42,18 @@ fn clear_cookie(app: &App, resp: &mut Response) {
     }
 }
 
-/// Cookie-authenticated POSTs from a browser must come from an allowed origin (the service's
-/// own, or one of `ALLOWED_ORIGINS`). Requests without `Origin` (non-browser clients) pass.
+/// A browser's request to sign in, refresh or sign out must come from an allowed origin (the
+/// service's own, or one of `ALLOWED_ORIGINS`): otherwise another site's page could make the
+/// browser refresh or end the user's session, or sign it in to the attacker's account (login
+/// CSRF: the browser stores the refresh cookie of a cross-site response even though
+/// `SameSite=Strict` keeps it from being sent). `Origin: null` (sandboxed frames, some
+/// redirects) is refused like any foreign origin, and so is `Sec-Fetch-Site: cross-site` with
+/// or without an `Origin`. A request with neither header (a non-browser client) passes.
 fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
+    let refused = || Err(ApiError::Forbidden("origin not allowed".into()));
+    if req.header("sec-fetch-site").is_some_and(|site| site.trim().eq_ignore_ascii_case("cross-site")) {
+        return refused();
+    }
     let Some(origin) = req.header(hyper::header::ORIGIN) else { return Ok(()) };
     let origin = origin.trim_end_matches('/');
     let own = app.config.tokens.public_url.as_str();
@@ -52,16 +61,18 @@ fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
     if origin == own_origin || app.config.http.allowed_origins.iter().any(|o| o.trim_end_matches('/') == origin) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden("origin not allowed".into()))
+        refused()
     }
 }
 
 pub async fn login_form(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    check_origin(app, &req)?;
     let input: login::LoginInput = req.form().await?;
     Ok(issued(app, login::login(app, input, &client(&req)).await?, false))
 }
 
 pub async fn login_json(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    check_origin(app, &req)?;
     let input: login::LoginInput = req.json().await?;
     Ok(issued(app, login::login(app, input, &client(&req)).await?, false))
 }

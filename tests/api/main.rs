@@ -28,4 +28,5 @@ mod signup;
 mod standards;
 mod startup;
 mod supervision;
+mod surface;
 mod third_party;
