@@ -49,6 +49,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("JWT_KEYS_DIR", None, "Directory holding the signing keys and keys.json."),
     ("JWT_ACTIVE_KID", None, "Overrides which published key signs (normally keys.json decides)."),
     (
+        "JWT_KEYS_ALLOW_INSECURE_PERMISSIONS",
+        Some("false"),
+        "true loads a key directory others can write, or keys they can read, with a warning instead of refusing it.",
+    ),
+    (
         "KEYS_POLL_INTERVAL",
         Some("10s"),
         "How often every instance checks keys.json for changes (SIGHUP reloads at once).",
@@ -220,6 +225,8 @@ pub struct HttpConfig {
 pub struct TokenConfig {
     pub keys_dir: PathBuf,
     pub active_kid: Option<String>,
+    /// `JWT_KEYS_ALLOW_INSECURE_PERMISSIONS`: refuse a key directory open to others, or warn.
+    pub keys_permissions: auth_actors::keys::PermissionPolicy,
     pub keys_poll_interval: Duration,
     pub issuer: String,
     pub audience: String,
@@ -396,6 +403,13 @@ impl Layers {
         self.duration(name)
     }
 
+    /// `JWT_KEYS_ALLOW_INSECURE_PERMISSIONS` as the rule the key directory is held to; the
+    /// server and the `keys` commands read it alike.
+    pub fn keys_permissions(&self) -> Result<auth_actors::keys::PermissionPolicy, ConfigError> {
+        use auth_actors::keys::PermissionPolicy::{Refuse, Warn};
+        Ok(if self.bool("JWT_KEYS_ALLOW_INSECURE_PERMISSIONS")? { Warn } else { Refuse })
+    }
+
     /// One raw value, for commands that need a single setting.
     pub fn value(&self, name: &str) -> Option<&str> {
         setting_name(name).and_then(|n| self.get(n))
@@ -540,6 +554,7 @@ impl Layers {
             tokens: TokenConfig {
                 keys_dir: PathBuf::from(self.required("JWT_KEYS_DIR")?),
                 active_kid: self.get("JWT_ACTIVE_KID").map(str::to_string),
+                keys_permissions: self.keys_permissions()?,
                 keys_poll_interval: self.duration("KEYS_POLL_INTERVAL")?,
                 public_url: self.get("PUBLIC_URL").unwrap_or(&issuer).trim_end_matches('/').to_string(),
                 issuer,
@@ -661,6 +676,7 @@ impl Config {
         auth_actors::Settings {
             keys_dir: self.tokens.keys_dir.clone(),
             active_kid: self.tokens.active_kid.clone(),
+            keys_permissions: self.tokens.keys_permissions,
             keys_poll_interval: self.tokens.keys_poll_interval,
             token_cache_size: self.tokens.token_cache_size,
             database_url: self.database_url.expose().to_string(),

@@ -5,6 +5,11 @@
 //! a watch channel and [`KeyManagerHandle::sign`] signs with the current snapshot on a blocking
 //! thread, so RSA work neither serialises requests nor blocks the async runtime. The mailbox
 //! carries only the rare messages: reload, status, and the test-only failure hook.
+//!
+//! Every load and poll also judges the key directory's permissions (`keys` module doc): under
+//! [`PermissionPolicy::Refuse`] a directory that others could write, or a key they could read,
+//! fails startup and, while serving, refuses the reload (the keys loaded before stay, readiness
+//! says why); under [`PermissionPolicy::Warn`] each new finding is logged as a warning.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::cache::CacheCounters;
 use crate::handle::{CallError, Endpoint};
-use crate::keys::{self, Claims, JwksDocument, KeyError, KeySet, TokenError, VerifyRules};
+use crate::keys::{self, Claims, JwksDocument, KeyError, KeySet, PermissionPolicy, TokenError, VerifyRules};
 
 /// Messages the KeyManager handles.
 pub enum KeyManagerMsg {
@@ -26,9 +31,10 @@ pub enum KeyManagerMsg {
     Reload(RpcReplyPort<Result<String, String>>),
     /// Report the active kid and how many keys are published.
     Status(RpcReplyPort<KeyStatus>),
-    /// Re-read the key directory if `keys.json` changed since the last load, or if the last
-    /// load was not whole (sent to itself every poll interval, so that `keys rotate` on a
-    /// shared volume reaches every instance, and a repaired key file is picked up).
+    /// Re-read the key directory if `keys.json` changed since the last load, if the last
+    /// load was not whole, or if the permission findings changed (sent to itself every poll
+    /// interval, so that `keys rotate` on a shared volume reaches every instance, a repaired
+    /// key file is picked up, and a directory opened to others is noticed).
     Poll,
     /// Fail on purpose, to exercise supervision. Test builds only.
     #[cfg(feature = "failure-hook")]
@@ -52,6 +58,9 @@ pub struct KeyManagerArgs {
     pub dir: PathBuf,
     /// `JWT_ACTIVE_KID`: overrides the metadata's active key when set.
     pub active_kid: Option<String>,
+    /// `JWT_KEYS_ALLOW_INSECURE_PERMISSIONS`: whether a directory open to others is refused or
+    /// only warned about.
+    pub permissions: PermissionPolicy,
     /// Where snapshots are published; owned by the supervisor so it outlives restarts.
     pub publish: Arc<watch::Sender<Option<Arc<KeySet>>>>,
     /// How often `keys.json` is checked for changes.
@@ -66,15 +75,19 @@ pub struct KeyManagerState {
     args: KeyManagerArgs,
     /// Fingerprint of `keys.json` at the last load.
     stamp: Option<(std::time::SystemTime, u64)>,
-    /// Why the last reload could not read `keys.json` at all, if it could not.
+    /// Why the last reload could not read `keys.json` at all, or refused the directory, if it
+    /// did.
     unreadable: Option<String>,
+    /// The permission findings at the last load, to notice a change of modes between polls.
+    findings: Vec<String>,
 }
 
 pub struct KeyManager;
 
 impl KeyManager {
     fn load(args: &KeyManagerArgs) -> Result<Arc<KeySet>, KeyError> {
-        let set = KeySet::load(&args.dir, args.active_kid.as_deref())?;
+        let set = KeySet::load_with(&args.dir, args.active_kid.as_deref(), args.permissions)?;
+        warn_insecure(&set);
         Ok(Arc::new(set.with_cache(args.cache_capacity, args.cache_counters.clone())))
     }
 }
@@ -90,7 +103,12 @@ impl Actor for KeyManager {
         args: KeyManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let first_start = args.publish.borrow().is_none();
-        let mut state = KeyManagerState { stamp: keys::metadata_stamp(&args.dir), args, unreadable: None };
+        let mut state = KeyManagerState {
+            stamp: keys::metadata_stamp(&args.dir),
+            findings: keys::permission_findings(&args.dir),
+            args,
+            unreadable: None,
+        };
         if first_start {
             // Startup: the directory must be whole, or the service does not start.
             let set = Self::load(&state.args)?;
@@ -119,7 +137,10 @@ impl Actor for KeyManager {
             KeyManagerMsg::Poll => {
                 let whole = state.unreadable.is_none()
                     && state.args.publish.borrow().as_ref().is_some_and(|set| set.problems().is_empty());
-                if !whole || keys::metadata_stamp(&state.args.dir) != state.stamp {
+                if !whole
+                    || keys::metadata_stamp(&state.args.dir) != state.stamp
+                    || keys::permission_findings(&state.args.dir) != state.findings
+                {
                     let _ = reload(state);
                 }
             }
@@ -149,16 +170,24 @@ impl Actor for KeyManager {
 /// force, since nothing is then known to have changed.
 fn reload(state: &mut KeyManagerState) -> Result<String, String> {
     let stamp = keys::metadata_stamp(&state.args.dir);
+    state.findings = keys::permission_findings(&state.args.dir);
     let previous = state.args.publish.borrow().clone();
-    match KeySet::reload(&state.args.dir, state.args.active_kid.as_deref(), previous.as_deref()) {
+    let args = &state.args;
+    match KeySet::reload(&args.dir, args.active_kid.as_deref(), previous.as_deref(), args.permissions) {
         Ok(set) => {
+            if previous.as_ref().is_none_or(|old| old.warnings() != set.warnings()) {
+                warn_insecure(&set);
+            }
             let set = set.with_cache(state.args.cache_capacity, state.args.cache_counters.clone());
             state.stamp = stamp;
             state.unreadable = None;
             let kid = set.active_kid().map(str::to_string);
             let problems = set.problems().to_vec();
             let changed = previous.as_ref().is_none_or(|old| {
-                old.jwks().etag != set.jwks().etag || old.active_kid() != set.active_kid() || old.problems() != problems
+                old.jwks().etag != set.jwks().etag
+                    || old.active_kid() != set.active_kid()
+                    || old.problems() != problems
+                    || old.warnings() != set.warnings()
             });
             if changed {
                 state.args.publish.send_replace(Some(Arc::new(set)));
@@ -182,6 +211,17 @@ fn reload(state: &mut KeyManagerState) -> Result<String, String> {
             state.unreadable = Some(reason.clone());
             Err(reason)
         }
+    }
+}
+
+/// Logs, loudly, the permission findings a snapshot was loaded past.
+fn warn_insecure(set: &KeySet) {
+    if !set.warnings().is_empty() {
+        tracing::warn!(
+            findings = %set.warnings().join("; "),
+            "the key directory is open to others and loaded anyway (JWT_KEYS_ALLOW_INSECURE_PERMISSIONS=true): \
+             whoever can write it can add a signing key, whoever can read a key can sign as this service"
+        );
     }
 }
 

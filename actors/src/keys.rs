@@ -5,6 +5,17 @@
 //! file `keys.json` that records each key's algorithm and lifecycle state. Every instance that
 //! mounts the same directory therefore agrees on which key signs and which keys are published.
 //!
+//! Permissions are part of the directory's integrity: whoever can write the directory (or
+//! `keys.json`) can add or activate a signing key, and whoever can read a private key can sign
+//! as the service. So every load and reload first judges the modes ([`permission_findings`]):
+//! the directory, `keys.json` and the real directory of each key file must belong to this
+//! process's user or to root and be writable by nobody else, unless they sit on a read-only
+//! mount (a Kubernetes Secret volume's directory is world-writable but mounted read-only); a
+//! private key must belong to this user with no group or other bits (0600, 0400), or to root
+//! and be readable at most by its group (0640, 0440: a Secret mounted for an `fsGroup`). The
+//! rule is PostgreSQL's for its server key. Under [`PermissionPolicy::Refuse`] a finding
+//! refuses the load; under [`PermissionPolicy::Warn`] it is only reported.
+//!
 //! A [`KeySet`] is built once per (re)load and then shared behind an `Arc`: signing uses
 //! aws-lc-rs key pairs parsed once at load time, so no request pays for PEM/DER parsing, and
 //! verification uses `jsonwebtoken` decoding keys built from the same public components that the
@@ -151,6 +162,122 @@ pub enum KeyError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("key generation failed: {0}")]
     Generate(String),
+    #[error(
+        "key directory {dir} is not safe: {findings} (fix the modes, or set \
+         JWT_KEYS_ALLOW_INSECURE_PERMISSIONS=true to load it anyway with a warning)"
+    )]
+    InsecurePermissions { dir: PathBuf, findings: String },
+}
+
+/// What a load does with a key directory whose permissions let others in
+/// (`JWT_KEYS_ALLOW_INSECURE_PERMISSIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionPolicy {
+    /// Refuse the directory: startup fails, a reload keeps the previous keys.
+    Refuse,
+    /// Load it; the findings are kept in [`KeySet::warnings`] for the caller to log loudly.
+    Warn,
+}
+
+/// What a path is to the key directory, for the rule its mode is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPath {
+    /// The key directory, the real directory of a key file, or `keys.json`: nobody else may
+    /// write it.
+    Writable,
+    /// A private key: nobody else may read it.
+    PrivateKey,
+}
+
+/// The ownership and mode of one path, as [`judge_permissions`] needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub uid: u32,
+    pub mode: u32,
+    /// The filesystem holding it is mounted read-only.
+    pub read_only: bool,
+}
+
+/// Why `stat` of a `kind` path lets someone other than `euid` (or root) in, if it does.
+pub fn judge_permissions(kind: KeyPath, stat: Stat, euid: u32) -> Option<String> {
+    let mode = stat.mode & 0o7777;
+    let owner_is_us = stat.uid == euid;
+    match kind {
+        KeyPath::Writable if stat.read_only => None,
+        KeyPath::Writable | KeyPath::PrivateKey if !owner_is_us && stat.uid != 0 => {
+            Some(format!("owned by uid {}, neither this process's user ({euid}) nor root", stat.uid))
+        }
+        KeyPath::Writable if mode & 0o022 != 0 => {
+            Some(format!("writable by its group or by others (mode {mode:04o}; at most 0755)"))
+        }
+        KeyPath::PrivateKey if owner_is_us && mode & 0o077 != 0 => {
+            Some(format!("a private key open to its group or to others (mode {mode:04o}; 0600 or 0400)"))
+        }
+        KeyPath::PrivateKey if !owner_is_us && mode & 0o037 != 0 => Some(format!(
+            "a root-owned private key open to more than reading by its group (mode {mode:04o}; at most 0640)"
+        )),
+        _ => None,
+    }
+}
+
+/// This process's effective user id.
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether `path` sits on a filesystem mounted read-only (false when that cannot be told).
+fn on_read_only_mount(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stats` is a valid place for
+    // statvfs to write its answer, read only when it reports success.
+    let ok = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) } == 0;
+    // SAFETY: statvfs succeeded, so it filled `stats` in.
+    ok && unsafe { stats.assume_init() }.f_flag & libc::ST_RDONLY != 0
+}
+
+/// The findings of [`judge_permissions`] for the key directory, `keys.json`, and each key file
+/// `keys.json` publishes (through symbolic links, with the real directory of each); each names
+/// its path. Paths that cannot be read are left to the load, which reports them.
+pub fn permission_findings(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let euid = effective_uid();
+    let mut findings = Vec::new();
+    let mut judge = |path: &Path, kind: KeyPath| {
+        let Ok(md) = fs::metadata(path) else { return };
+        let stat = Stat { uid: md.uid(), mode: md.mode(), read_only: on_read_only_mount(path) };
+        if let Some(finding) = judge_permissions(kind, stat, euid) {
+            findings.push(format!("{} is {finding}", path.display()));
+        }
+    };
+    judge(dir, KeyPath::Writable);
+    judge(&dir.join(METADATA_FILE), KeyPath::Writable);
+    let published = read_metadata(dir).map(|m| m.keys).unwrap_or_default();
+    let mut real_dirs = std::collections::BTreeSet::new();
+    for key in published.iter().filter(|k| k.state.is_published()) {
+        let path = dir.join(format!("{}.pem", key.kid));
+        judge(&path, KeyPath::PrivateKey);
+        if let Some(parent) = fs::canonicalize(&path).ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            real_dirs.insert(parent);
+        }
+    }
+    real_dirs.remove(&fs::canonicalize(dir).unwrap_or_default());
+    for real_dir in &real_dirs {
+        judge(real_dir, KeyPath::Writable);
+    }
+    findings
+}
+
+/// Applies `policy` to the directory's [`permission_findings`]: an error under `Refuse`, else
+/// the findings as warnings.
+pub fn check_permissions(dir: &Path, policy: PermissionPolicy) -> Result<Vec<String>, KeyError> {
+    let findings = permission_findings(dir);
+    if findings.is_empty() || policy == PermissionPolicy::Warn {
+        return Ok(findings);
+    }
+    Err(KeyError::InsecurePermissions { dir: dir.to_path_buf(), findings: findings.join("; ") })
 }
 
 /// Reads `keys.json` from `dir` (the source of truth: PEM files it does not list are ignored).
@@ -499,6 +626,8 @@ pub struct KeySet {
     active_kid: Option<String>,
     /// What a reload could not load or decide, for readiness; empty when the directory is whole.
     problems: Vec<String>,
+    /// Permission findings loaded past under [`PermissionPolicy::Warn`], for the log.
+    warnings: Vec<String>,
     jwks: JwksDocument,
     rng: SystemRandom,
     /// Tokens this snapshot has already verified, so a client reusing its token costs one RSA
@@ -601,10 +730,16 @@ impl VerifyRules {
 }
 
 impl KeySet {
-    /// Loads every published key of `dir`, refusing a directory that is not whole (startup
-    /// fails fast on it). `active_override` (from `JWT_ACTIVE_KID`) wins over the metadata's
-    /// active key, and must name a published key.
+    /// Loads every published key of `dir`, refusing a directory that is not whole or that
+    /// others could write or read (startup fails fast on it). `active_override` (from
+    /// `JWT_ACTIVE_KID`) wins over the metadata's active key, and must name a published key.
     pub fn load(dir: &Path, active_override: Option<&str>) -> Result<KeySet, KeyError> {
+        KeySet::load_with(dir, active_override, PermissionPolicy::Refuse)
+    }
+
+    /// [`KeySet::load`], with the permissions held to `policy`.
+    pub fn load_with(dir: &Path, active_override: Option<&str>, policy: PermissionPolicy) -> Result<KeySet, KeyError> {
+        let warnings = check_permissions(dir, policy)?;
         let meta = read_metadata(dir)?;
         let published: Vec<&KeyMeta> = meta.keys.iter().filter(|k| k.state.is_published()).collect();
         if published.is_empty() {
@@ -616,15 +751,22 @@ impl KeySet {
             keys.insert(m.kid.clone(), key);
         }
         let active_kid = choose_active(&keys, active_override)?;
-        Ok(KeySet::new(keys, Some(active_kid), Vec::new()))
+        Ok(KeySet::new(keys, Some(active_kid), Vec::new(), warnings))
     }
 
     /// Reloads `dir` while serving: exactly the keys `keys.json` publishes now, so that a
     /// revoked or removed key goes at once even when another key's file is broken. A published
     /// key whose file cannot be loaded keeps the material `previous` had for it, if any, and is
     /// left out otherwise; each such failure is listed in [`KeySet::problems`]. Fails only when
-    /// `keys.json` itself cannot be read (nothing is then known to change).
-    pub fn reload(dir: &Path, active_override: Option<&str>, previous: Option<&KeySet>) -> Result<KeySet, KeyError> {
+    /// `keys.json` itself cannot be read, or when the permissions break the rule under
+    /// [`PermissionPolicy::Refuse`] (nothing is then known to change, or to be ours).
+    pub fn reload(
+        dir: &Path,
+        active_override: Option<&str>,
+        previous: Option<&KeySet>,
+        policy: PermissionPolicy,
+    ) -> Result<KeySet, KeyError> {
+        let warnings = check_permissions(dir, policy)?;
         let meta = read_metadata(dir)?;
         let mut keys = BTreeMap::new();
         let mut problems = Vec::new();
@@ -652,13 +794,23 @@ impl KeySet {
                 None
             }
         };
-        Ok(KeySet::new(keys, active_kid, problems))
+        Ok(KeySet::new(keys, active_kid, problems, warnings))
     }
 
-    fn new(keys: BTreeMap<String, LoadedKey>, active_kid: Option<String>, problems: Vec<String>) -> KeySet {
+    fn new(
+        keys: BTreeMap<String, LoadedKey>,
+        active_kid: Option<String>,
+        problems: Vec<String>,
+        warnings: Vec<String>,
+    ) -> KeySet {
         let jwks = build_jwks(&keys);
         let verified = BoundedCache::new(DEFAULT_VERIFIED_CACHE, CacheCounters::default());
-        KeySet { keys, active_kid, problems, jwks, rng: SystemRandom::new(), verified }
+        KeySet { keys, active_kid, problems, warnings, jwks, rng: SystemRandom::new(), verified }
+    }
+
+    /// The permission findings this snapshot was loaded past ([`PermissionPolicy::Warn`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The same snapshot with a verification cache of `capacity` tokens counted in `counters`.
@@ -868,6 +1020,31 @@ mod tests {
 
     fn temp_dir(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("auth-keys-{name}-{}", uuid::Uuid::new_v4()))
+    }
+
+    #[test]
+    fn permissions_follow_the_rule_of_a_server_key() {
+        let judge = |kind, uid, mode, read_only| judge_permissions(kind, Stat { uid, mode, read_only }, 1000);
+        // Directories and keys.json: ours or root's, writable by nobody else.
+        assert_eq!(judge(KeyPath::Writable, 1000, 0o40700, false), None);
+        assert_eq!(judge(KeyPath::Writable, 0, 0o40755, false), None);
+        assert!(judge(KeyPath::Writable, 1000, 0o40775, false).is_some_and(|f| f.contains("mode 0775")));
+        assert!(judge(KeyPath::Writable, 1000, 0o40777, false).is_some());
+        assert!(judge(KeyPath::Writable, 1001, 0o40700, false).is_some_and(|f| f.contains("uid 1001")));
+        // A Kubernetes Secret volume: a world-writable directory, mounted read-only.
+        assert_eq!(judge(KeyPath::Writable, 0, 0o41777, true), None);
+        // Private keys: ours with no group or other bits, or root's readable by its group at most.
+        assert_eq!(judge(KeyPath::PrivateKey, 1000, 0o100600, false), None);
+        assert_eq!(judge(KeyPath::PrivateKey, 1000, 0o100400, true), None);
+        assert!(judge(KeyPath::PrivateKey, 1000, 0o100640, false).is_some());
+        assert!(judge(KeyPath::PrivateKey, 1000, 0o100644, true).is_some(), "read-only does not hide a readable key");
+        assert_eq!(judge(KeyPath::PrivateKey, 0, 0o100440, true), None);
+        assert_eq!(judge(KeyPath::PrivateKey, 0, 0o100640, false), None);
+        assert!(judge(KeyPath::PrivateKey, 0, 0o100644, true).is_some_and(|f| f.contains("mode 0644")));
+        assert!(judge(KeyPath::PrivateKey, 0, 0o100660, false).is_some());
+        assert!(judge(KeyPath::PrivateKey, 1001, 0o100600, false).is_some());
+        // Running as root: a root-owned key is our own, so no group bits.
+        assert!(judge_permissions(KeyPath::PrivateKey, Stat { uid: 0, mode: 0o100640, read_only: false }, 0).is_some());
     }
 
     #[test]

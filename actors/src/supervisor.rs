@@ -40,6 +40,8 @@ use crate::user_store::{UserStore, UserStoreArgs, UserStoreHandle, UserStoreMsg}
 pub struct Settings {
     pub keys_dir: PathBuf,
     pub active_kid: Option<String>,
+    /// Whether a key directory open to others is refused or loaded with a warning.
+    pub keys_permissions: crate::keys::PermissionPolicy,
     /// How often the KeyManager checks `keys.json` for changes (zero: only on reload).
     pub keys_poll_interval: Duration,
     /// Tokens each key snapshot remembers as verified.
@@ -259,6 +261,7 @@ impl SupervisorState {
                 let args = KeyManagerArgs {
                     dir: self.settings.keys_dir.clone(),
                     active_kid: self.settings.active_kid.clone(),
+                    permissions: self.settings.keys_permissions,
                     publish: self.publish.clone(),
                     poll_interval: self.settings.keys_poll_interval,
                     cache_capacity: self.settings.token_cache_size,
@@ -360,7 +363,8 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let SupervisorArgs { settings, services, slots, publish, publish_redis } = args;
         // Validate in the order an operator fixes things: keys, then PostgreSQL, then Redis.
-        KeySet::load(&settings.keys_dir, settings.active_kid.as_deref()).map_err(StartupError::from)?;
+        KeySet::load_with(&settings.keys_dir, settings.active_kid.as_deref(), settings.keys_permissions)
+            .map_err(StartupError::from)?;
         let pool = connect_postgres(&settings).await?;
         services.users.set_pool(pool.clone());
         let redis = connect_redis(&settings).await?;

@@ -109,6 +109,12 @@ pub async fn run(layers: &Layers, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
     match cmd {
         KeysCommand::Generate { alg, dir, bits } => {
             let dir = keys_dir(layers, dir)?;
+            // A key written into a directory others can write or read is no secret: refuse it
+            // as the server would refuse to load it (the directory is created 0700, each key
+            // 0600).
+            for finding in keys::check_permissions(&dir, layers.keys_permissions()?)? {
+                eprintln!("warning: {finding} (JWT_KEYS_ALLOW_INSECURE_PERMISSIONS=true)");
+            }
             let key = tokio::task::spawn_blocking(move || keys::generate_key(&dir, alg, bits)).await??;
             println!(
                 "generated {} key {} ({}) at {}",

@@ -192,3 +192,120 @@ async fn an_http_1_1_request_without_one_host_header_is_a_json_400() {
         assert_eq!(raw_request(&app, head).await.0, 200, "{head:?}");
     }
 }
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The one key file of a directory made by `key_dir`.
+fn pem_of(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "pem"))
+        .expect("pem")
+}
+
+/// Why an instance over `keys` does not start.
+async fn startup_error(keys: &std::path::Path) -> String {
+    let database = fresh_database().await;
+    let config = test_layers(&database, keys).build().expect("valid configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // An instance that does start is stopped at once, so the test fails rather than hangs.
+    let (started, stop) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stop.await;
+    };
+    let result = auth_service::startup::run(config, listener, None, shutdown, move |_| {
+        let _ = started.send(());
+    })
+    .await;
+    result.err().map(|e| e.to_string()).expect("startup must be refused")
+}
+
+#[tokio::test]
+async fn a_key_directory_others_can_write_or_a_key_they_can_read_is_refused_at_startup() {
+    use auth_actors::keys::KeyAlg;
+    // Arrange: a directory anyone may add a key to.
+    let keys = key_dir(KeyAlg::RS256);
+    chmod(&keys, 0o777);
+    // Act and assert
+    let error = startup_error(&keys).await;
+    assert!(error.contains("is writable by its group or by others (mode 0777"), "{error}");
+    assert!(error.contains("JWT_KEYS_ALLOW_INSECURE_PERMISSIONS"), "{error}");
+    // A private key anyone may read.
+    chmod(&keys, 0o700);
+    chmod(&pem_of(&keys), 0o644);
+    let error = startup_error(&keys).await;
+    assert!(error.contains(".pem is a private key open to its group or to others (mode 0644"), "{error}");
+    // The setting loads it anyway (with a warning in the log).
+    let app = spawn_app_with_keys(&keys, |l| {
+        l.set("JWT_KEYS_ALLOW_INSECURE_PERMISSIONS", "true");
+    })
+    .await;
+    assert_eq!(app.get("/.well-known/jwks.json").await.status(), 200);
+    let (_, session) = app.user_session().await;
+    assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_key_directory_opened_to_others_while_serving_is_refused_at_the_next_poll() {
+    use auth_actors::keys::{KeyAlg, generate_key};
+    // Arrange
+    let keys = key_dir(KeyAlg::RS256);
+    let app = spawn_app_with_keys(&keys, |l| {
+        l.set("KEYS_POLL_INTERVAL", "100ms");
+    })
+    .await;
+    // Act: the directory becomes writable by anyone, and a key is added to it.
+    chmod(&keys, 0o777);
+    let added = generate_key(&keys, KeyAlg::ES256, 2048).expect("generate").kid;
+    // Assert: the reload is refused, the keys loaded before still sign, readiness says why.
+    app.eventually("readiness names the unsafe directory", || async {
+        let ready: serde_json::Value = app.get("/api/v1/readyz").await.json().await.expect("json");
+        ready["details"]["keys"].as_str().unwrap_or_default().contains("is writable by its group or by others")
+    })
+    .await;
+    let refused = app.app.services.keys.reload().await.expect_err("what SIGHUP does is refused");
+    assert!(refused.to_string().contains("not safe"), "{refused}");
+    let jwks: serde_json::Value = app.get("/.well-known/jwks.json").await.json().await.expect("jwks");
+    assert!(!jwks.to_string().contains(&added), "the added key is not published: {jwks}");
+    let (_, session) = app.user_session().await;
+    assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 200);
+    // Closed again, the directory is read at the next poll.
+    chmod(&keys, 0o700);
+    app.eventually("the added key is published once the directory is safe", || async {
+        let jwks: serde_json::Value = app.get("/.well-known/jwks.json").await.json().await.expect("jwks");
+        jwks.to_string().contains(&added)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keys_generate_refuses_a_directory_others_can_write_and_makes_its_own_0700() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Arrange
+    let open = temp_dir("open-keys");
+    chmod(&open, 0o777);
+    let dir_arg = open.display().to_string();
+    // Act
+    let refused = run_cli(&["keys", "generate", "--dir", &dir_arg], &[]).await;
+    // Assert: nothing written.
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "keys generate must refuse a 0777 directory: {stderr}");
+    assert!(stderr.contains("is writable by its group or by others"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&open).expect("dir").count(), 0);
+    // Allowed, with a warning.
+    let allowed =
+        run_cli(&["keys", "generate", "--dir", &dir_arg], &[("JWT_KEYS_ALLOW_INSECURE_PERMISSIONS", "true".into())])
+            .await;
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert!(String::from_utf8_lossy(&allowed.stderr).contains("warning:"));
+    // A directory it creates itself is 0700, its key 0600.
+    let fresh = temp_dir("fresh-keys").join("keys");
+    let made = run_cli(&["keys", "generate", "--dir", &fresh.display().to_string()], &[]).await;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(std::fs::metadata(&fresh).expect("dir").permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(pem_of(&fresh)).expect("pem").permissions().mode() & 0o777, 0o600);
+}
