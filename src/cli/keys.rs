@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use auth_actors::db::Operation as _;
+use auth_actors::db::clients::LongestAccessTokenTtl;
 use auth_actors::db::events::{self, SecurityEvent};
 use auth_actors::keys::{self, KeyAlg};
 use clap::Subcommand;
@@ -54,13 +56,36 @@ pub enum KeysCommand {
     },
 }
 
-fn lifecycle(layers: &Layers) -> anyhow::Result<keys::Lifecycle> {
+/// The timings of the lifecycle rules. A retired key must stay published until every token it
+/// signed has expired: `ACCESS_TOKEN_TTL` for the service's own tokens, but an OAuth client may
+/// be registered with a longer `access_token_ttl` (up to a day). The longest registered one is
+/// read from the database; when it cannot be read, the longest a client may register is
+/// assumed, so a key is kept too long rather than removed under live tokens.
+async fn lifecycle(layers: &Layers) -> anyhow::Result<keys::Lifecycle> {
+    let own = layers.duration_value("ACCESS_TOKEN_TTL")?;
+    let clients = match longest_client_ttl(layers).await {
+        Ok(ttl) => ttl,
+        Err(e) => {
+            eprintln!(
+                "warning: the clients' token lifetimes could not be read ({e}); assuming the longest a client may \
+                 register, {} s",
+                crate::flows::clients::MAX_ACCESS_TOKEN_TTL.as_secs()
+            );
+            crate::flows::clients::MAX_ACCESS_TOKEN_TTL
+        }
+    };
     Ok(keys::Lifecycle {
         jwks_max_age: layers.duration_value("JWKS_MAX_AGE")?,
         poll_interval: layers.duration_value("KEYS_POLL_INTERVAL")?,
-        access_ttl: layers.duration_value("ACCESS_TOKEN_TTL")?,
+        access_ttl: own.max(clients),
         clock_skew: layers.duration_value("CLOCK_SKEW")?,
     })
+}
+
+async fn longest_client_ttl(layers: &Layers) -> anyhow::Result<std::time::Duration> {
+    let mut client = super::migrate::connect_pooled(layers).await?;
+    let longest = LongestAccessTokenTtl.run(&mut client).await?;
+    Ok(std::time::Duration::from_secs(longest.map_or(0, |s| s.max(0) as u64)))
 }
 
 /// Prints what changed and records it as security events when the database is reachable.
@@ -145,12 +170,12 @@ pub async fn run(layers: &Layers, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
         }
         KeysCommand::Rotate { dir } => {
             let dir = keys_dir(layers, dir)?;
-            let r = keys::rotate(&dir, &lifecycle(layers)?, time::OffsetDateTime::now_utc())?;
+            let r = keys::rotate(&dir, &lifecycle(layers).await?, time::OffsetDateTime::now_utc())?;
             report(layers, r).await;
         }
         KeysCommand::Remove { kid, dir } => {
             let dir = keys_dir(layers, dir)?;
-            let r = keys::remove(&dir, &kid, &lifecycle(layers)?, time::OffsetDateTime::now_utc())?;
+            let r = keys::remove(&dir, &kid, &lifecycle(layers).await?, time::OffsetDateTime::now_utc())?;
             report(layers, r).await;
         }
         KeysCommand::Revoke { kid, dir } => {

@@ -195,3 +195,31 @@ async fn an_emergency_revoke_unpublishes_the_key_and_its_tokens_stop_verifying()
     let fresh_admin = app.admin_session().await;
     assert_eq!(app.introspect(&fresh_admin.access, &old.access).await, serde_json::json!({"active": false}));
 }
+
+#[tokio::test]
+async fn a_retired_key_stays_while_a_clients_longer_lived_tokens_it_signed_may_live() {
+    // Arrange: ACCESS_TOKEN_TTL is 2 s, but a client is registered for one-minute tokens.
+    let dir = key_dir(KeyAlg::RS256);
+    let first = read_metadata(&dir).expect("meta").keys[0].kid.clone();
+    let app = spawn(&dir).await;
+    let env = lifecycle_env(&dir, &app);
+    let admin = app.admin_session().await;
+    let meta = serde_json::json!({ "client_name": "long-lived", "access_token_ttl": 60 });
+    crate::oauth::register(&app, &admin, meta).await;
+    let (ok, out) = cli(&["keys", "generate", "--alg", "ES256"], &env).await;
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (ok, out) = cli(&["keys", "rotate"], &env).await;
+    assert!(ok && out.contains(&format!("retired {first}")), "{out}");
+
+    // Act: past ACCESS_TOKEN_TTL, remove the retired key.
+    tokio::time::sleep(Duration::from_millis(TTL_SECS * 1000 + 300)).await;
+    let (removed, out) = cli(&["keys", "remove", &first], &env).await;
+
+    // Assert: refused, since the client's tokens it signed may live a minute.
+    assert!(!removed && out.contains("may still have live tokens"), "{out}");
+    assert!(
+        read_metadata(&dir).expect("meta").keys.iter().any(|k| k.kid == first),
+        "the retired key is still published"
+    );
+}

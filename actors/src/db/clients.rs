@@ -229,6 +229,19 @@ impl Operation for List {
     }
 }
 
+/// The longest `access_token_ttl` a registered client has, in seconds (`None`: no client sets
+/// one). The key commands keep a retired key published until tokens that long have expired.
+#[derive(Debug, Clone, Copy)]
+pub struct LongestAccessTokenTtl;
+
+impl Operation for LongestAccessTokenTtl {
+    type Output = Option<i32>;
+
+    async fn run(&self, client: &mut Client) -> Result<Option<i32>, Error> {
+        Ok(super::one(&*client, "SELECT max(access_token_ttl) FROM oauth_clients", &[]).await?.get(0))
+    }
+}
+
 /// Every scope some registered client may be granted (for discovery's `scopes_supported`).
 #[derive(Debug, Clone, Copy)]
 pub struct Scopes;
