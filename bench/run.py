@@ -45,7 +45,7 @@ REDIRECT_URI = "https://app.bench.example/callback"
 VERIFIER = "bench-verifier-" + "v" * 43
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 # Codes made per scenario and phase: more than the exchange can use in its time.
-CODES = int(os.environ.get("BENCH_CODES", "40000"))
+CODES = int(os.environ.get("BENCH_CODES", "80000"))
 
 
 class Done(Exception):
