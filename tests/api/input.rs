@@ -3,14 +3,12 @@
 //! URIs on any port), `jwks_uri` targets that must be public at registration and at every
 //! fetch, and control characters refused where forms, queries and JSON bodies are parsed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use auth_actors::keys::KeyAlg;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with};
 use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
@@ -178,30 +176,6 @@ async fn a_jwks_uri_at_a_loopback_private_or_link_local_address_is_refused_at_re
     }
 }
 
-/// A listener on 127.0.0.1 that serves `body` and counts the connections it accepts.
-async fn counting_jwks_server(body: String) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    (format!("http://{addr}/jwks.json"), connections)
-}
-
 #[tokio::test]
 async fn a_jwks_uri_written_around_registration_at_a_loopback_address_is_never_fetched() {
     // Arrange: http allowed (so the scheme is not what refuses it), private targets not; a
@@ -219,7 +193,7 @@ async fn a_jwks_uri_written_around_registration_at_a_loopback_address_is_never_f
         json!({ "client_name": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks }),
     )
     .await;
-    let (uri, connections) = counting_jwks_server(key.jwks.to_string()).await;
+    let (uri, connections) = crate::oauth::serve_jwks(key.jwks.to_string()).await;
     for stored in [uri.clone(), uri.replace("127.0.0.1", "localhost")] {
         app.db()
             .await

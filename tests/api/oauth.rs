@@ -2,6 +2,8 @@
 //! token endpoint with every grant and client authentication method, every RFC 6749 §5.2
 //! error, secret rotation, `private_key_jwt` replay, introspection and revocation by clients.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use auth_actors::keys::{self, KeyAlg, KeySet};
@@ -212,12 +214,16 @@ async fn private_key_jwt_authenticates_and_a_replayed_assertion_is_refused() {
     assert_eq!(replays, 2);
 }
 
-/// Serves `body` to every request on a loopback port (a client's published JWK Set).
-async fn serve_jwks(body: String) -> String {
+/// Serves `body` to every request on a loopback port (a client's published JWK Set): its URI,
+/// and how many connections it has accepted.
+pub(crate) async fn serve_jwks(body: String) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
@@ -230,7 +236,7 @@ async fn serve_jwks(body: String) -> String {
             });
         }
     });
-    format!("http://{addr}/jwks.json")
+    (format!("http://{addr}/jwks.json"), connections)
 }
 
 #[tokio::test]
@@ -242,7 +248,7 @@ async fn private_key_jwt_with_a_jwks_uri_uses_the_published_keys() {
     .await;
     let admin = app.admin_session().await;
     let key = client_key(KeyAlg::ES256);
-    let uri = serve_jwks(key.jwks.to_string()).await;
+    let (uri, _) = serve_jwks(key.jwks.to_string()).await;
     let client = register(
         &app,
         &admin,
