@@ -108,7 +108,7 @@ pub async fn update_profile(
     let update =
         users::UpdateProfile { id: principal.user_id, username, password, keep_family: Some(principal.session) };
     match store.run(update).await? {
-        ProfileOutcome::Updated { user, revoked } => {
+        ProfileOutcome::Updated { user, revoked, .. } => {
             logout::fence_sessions(app, user.id, revoked).await?;
             Ok(user)
         }

@@ -191,6 +191,35 @@ async fn a_renamed_accounts_old_token_reports_its_new_name_never_the_account_tha
     assert_eq!(me["id"], user.id.as_str());
 }
 
+/// The authorization epoch as Redis holds it now.
+async fn epoch(app: &TestApp) -> Option<String> {
+    let mut redis = redis::Client::open(crate::helpers::REDIS_URL)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("GET").arg(app.app.config.redis_keys.authz_epoch()).query_async(&mut redis).await.expect("get")
+}
+
+#[tokio::test]
+async fn a_rename_replaces_the_authorization_epoch_and_a_password_change_alone_does_not() {
+    let app = spawn_app().await;
+    let (user, session) = app.user_session().await;
+    assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 200);
+    let before = epoch(&app).await;
+    assert!(before.is_some(), "an epoch is in place once a token was checked");
+
+    // A password change fences the other sessions; every cached standing stays good.
+    let change = json!({"old_password": user.password, "new_password": "a brand new passphrase"});
+    let resp = app.client.patch(app.url("/api/v1/users/auth/update")).bearer_auth(&session.access).json(&change);
+    assert_eq!(resp.send().await.expect("send").status(), 200);
+    assert_eq!(epoch(&app).await, before, "a password change alone keeps every cache");
+
+    // A rename changes what every check reports: every instance must read it again.
+    rename(&app, &session, &format!("{}_renamed", user.username)).await;
+    assert_ne!(epoch(&app).await, before, "a rename replaces the epoch");
+}
+
 #[tokio::test]
 async fn a_client_assertion_with_nbf_or_iat_in_the_future_beyond_the_clock_skew_is_refused() {
     let app = spawn_app().await;

@@ -178,8 +178,9 @@ pub struct PasswordChange {
 /// What a profile update led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProfileOutcome {
-    /// Applied: the user as it now is, and the sessions a new password revoked.
-    Updated { user: UserRecord, revoked: Vec<Uuid> },
+    /// Applied: the user as it now is, the sessions a new password revoked, and whether the
+    /// username changed.
+    Updated { user: UserRecord, revoked: Vec<Uuid>, renamed: bool },
     /// The user no longer exists.
     Gone,
     /// The password changed after the old one was verified: nothing was applied.
@@ -201,10 +202,10 @@ impl Operation for UpdateProfile {
     type Output = ProfileOutcome;
 
     /// The standing that every check reads carries the account's current names, so a rename
-    /// must reach every instance's cache at once. (A run always changes something: a request
-    /// that changes nothing does not run it.)
+    /// must reach every instance's cache at once. A password change alone leaves the standing
+    /// as it was (its sessions are fenced instead), so it does not empty every cache.
     fn changes_standing(output: &ProfileOutcome) -> bool {
-        matches!(output, ProfileOutcome::Updated { .. })
+        matches!(output, ProfileOutcome::Updated { renamed: true, .. })
     }
 
     async fn run(&self, client: &mut Client) -> Result<ProfileOutcome, Error> {
@@ -232,7 +233,7 @@ impl Operation for UpdateProfile {
         }
         let Some(user) = get_in(&tx, id).await? else { return Ok(ProfileOutcome::Gone) };
         tx.commit().await?;
-        Ok(ProfileOutcome::Updated { user, revoked })
+        Ok(ProfileOutcome::Updated { user, revoked, renamed: self.username.is_some() })
     }
 }
 
