@@ -7,8 +7,8 @@ use auth_actors::Services;
 use crate::authz::{AuthzCache, ClientCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oauth::remote_keys::RemoteKeys;
 use crate::passwords::PasswordHasher;
-use crate::remote_keys::RemoteKeys;
 
 /// Cheap to clone (one reference count): every request holds one.
 #[derive(Clone)]

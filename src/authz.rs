@@ -79,7 +79,7 @@ pub struct EpochCache<K, V> {
 pub type AuthzCache = EpochCache<Uuid, Standing>;
 
 /// OAuth clients as the token endpoint authenticates them, by client id.
-pub type ClientCache = EpochCache<String, crate::flows::oauth::ClientEntry>;
+pub type ClientCache = EpochCache<String, crate::oauth::protocol::ClientEntry>;
 
 impl<K: Eq + std::hash::Hash + Clone, V> EpochCache<K, V> {
     pub fn new(ttl: Duration, capacity: usize, counters: CacheCounters) -> Self {

@@ -18,6 +18,10 @@ use ipnet::IpNet;
 
 /// `(name, default, meaning)` of every setting. The single source for parsing and for the
 /// configuration reference in docs/OPERATIONS.md.
+/// The longest a rotated-out client secret may keep working (`CLIENT_SECRET_OVERLAP`, and the
+/// `overlap_seconds` of a rotation).
+pub const MAX_SECRET_OVERLAP: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("BIND_ADDR", Some("127.0.0.1:8080"), "Address the HTTP API listens on."),
     ("METRICS_BIND_ADDR", None, "Optional separate address for /metrics (otherwise served on BIND_ADDR)."),
@@ -458,7 +462,7 @@ impl Layers {
     /// The OAuth slice alone (the `clients` commands).
     pub fn oauth(&self) -> Result<OAuthConfig, ConfigError> {
         let secret_overlap = self.duration("CLIENT_SECRET_OVERLAP")?;
-        if secret_overlap > crate::flows::clients::MAX_SECRET_OVERLAP {
+        if secret_overlap > MAX_SECRET_OVERLAP {
             let reason = "must be at most 30 days".to_string();
             return Err(ConfigError::Invalid { name: "CLIENT_SECRET_OVERLAP", reason });
         }

@@ -196,3 +196,17 @@ mod tests {
         assert!(err.to_string().contains("3-64 characters"), "{err}");
     }
 }
+
+/// Who is calling, as far as the network tells: for login history, security events and limits.
+/// (The OAuth client a request authenticates as is [`crate::oauth::client_auth::AuthenticatedClient`].)
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: std::net::IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl Peer {
+    pub fn ip_string(&self) -> Option<String> {
+        Some(self.ip.to_string())
+    }
+}

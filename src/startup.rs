@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 
 use crate::app::{App, AppState};
 use crate::config::Config;
-use crate::http::server;
 use crate::metrics::Metrics;
+use crate::server;
 
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub async fn run(
             config.tokens.authz_cache_size,
             auth_actors::cache::CacheCounters::of(&metrics.client_cache),
         ),
-        remote_keys: crate::remote_keys::RemoteKeys::new(
+        remote_keys: crate::oauth::remote_keys::RemoteKeys::new(
             config.dependency_timeout,
             config.oauth.jwks_allow_http,
             config.oauth.jwks_allow_private,

@@ -14,7 +14,7 @@ use auth_actors::db::{self, Operation};
 use clap::Subcommand;
 
 use crate::config::Layers;
-use crate::flows::clients::MetadataInput;
+use crate::oauth::registry::MetadataInput;
 
 #[derive(Subcommand)]
 pub enum ClientsCommand {
@@ -104,20 +104,20 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                 first_party: Some(first_party),
             };
             let oauth = layers.oauth()?;
-            let metadata = crate::flows::clients::metadata(input, &oauth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let metadata = crate::oauth::registry::metadata(input, &oauth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(api_audience) = layers.value("JWT_AUDIENCE") {
-                crate::flows::clients::check_audience(&metadata, api_audience).map_err(|e| anyhow::anyhow!("{e}"))?;
+                crate::oauth::registry::check_audience(&metadata, api_audience).map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             let (secret, digest) = match metadata.auth_method.uses_secret() {
-                true => crate::flows::clients::new_secret()
+                true => crate::oauth::registry::new_secret()
                     .map(|(s, d)| (Some(s), Some(d)))
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
                 false => (None, None),
             };
-            let client_id = crate::flows::clients::new_client_id().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let client_id = crate::oauth::registry::new_client_id().map_err(|e| anyhow::anyhow!("{e}"))?;
             let create = clients::Create { client_id, metadata, secret_digest: digest, actor: None };
             let record = create.run(&mut client).await.map_err(db_error)?;
-            let mut out = crate::routes::client_json(&record);
+            let mut out = crate::oauth::routes::client_json(&record);
             if let Some(secret) = secret {
                 out["client_secret"] = secret.into();
             }
@@ -134,14 +134,14 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
         ClientsCommand::Show { client_id } => {
             let found = clients::Get { client_id: client_id.clone() }.run(&mut client).await.map_err(db_error)?;
             let record: ClientRecord = found.with_context(|| format!("no client {client_id}"))?;
-            println!("{}", serde_json::to_string_pretty(&crate::routes::client_json(&record))?);
+            println!("{}", serde_json::to_string_pretty(&crate::oauth::routes::client_json(&record))?);
         }
         ClientsCommand::RotateSecret { client_id, overlap } => {
             let overlap = match overlap {
                 Some(raw) => crate::config::parse_duration(&raw).map_err(|e| anyhow::anyhow!("--overlap: {e}"))?,
                 None => layers.oauth()?.secret_overlap,
             };
-            if overlap > crate::flows::clients::MAX_SECRET_OVERLAP {
+            if overlap > crate::config::MAX_SECRET_OVERLAP {
                 bail!("--overlap must be at most 30 days");
             }
             let found = clients::Get { client_id: client_id.clone() }.run(&mut client).await.map_err(db_error)?;
@@ -152,7 +152,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                     record.metadata.auth_method.as_str()
                 );
             }
-            let (secret, digest) = crate::flows::clients::new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (secret, digest) = crate::oauth::registry::new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
             let rotate = clients::RotateSecret { client_id: client_id.clone(), digest, overlap, actor: None };
             let until =
                 rotate.run(&mut client).await.map_err(db_error)?.with_context(|| format!("no client {client_id}"))?;

@@ -69,9 +69,9 @@ async fn lifecycle(layers: &Layers) -> anyhow::Result<keys::Lifecycle> {
             eprintln!(
                 "warning: the clients' token lifetimes could not be read ({e}); assuming the longest a client may \
                  register, {} s",
-                crate::flows::clients::MAX_ACCESS_TOKEN_TTL.as_secs()
+                crate::flows::tokens::MAX_ACCESS_TOKEN_TTL.as_secs()
             );
-            crate::flows::clients::MAX_ACCESS_TOKEN_TTL
+            crate::flows::tokens::MAX_ACCESS_TOKEN_TTL
         }
     };
     Ok(keys::Lifecycle {

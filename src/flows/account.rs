@@ -11,11 +11,11 @@ use auth_actors::rate_limiter::LoginSucceeded;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::Client;
 use super::authenticate::Principal;
 use super::error::{Entity, FlowError};
 use super::logout;
 use crate::app::App;
+use crate::domain::Peer;
 use crate::domain::{FieldError, Password, Username};
 use crate::passwords::Verified;
 
@@ -81,7 +81,7 @@ pub async fn update_profile(
     app: &App,
     principal: &Principal,
     input: ProfileUpdate,
-    client: &Client,
+    client: &Peer,
 ) -> Result<UserRecord, FlowError> {
     let store = &app.services.users;
     let current = store.run(users::Get { id: principal.user_id }).await?.ok_or(FlowError::UserGone)?;
@@ -119,7 +119,7 @@ pub async fn update_profile(
 
 /// Checks the caller's old password through the login gate; returns the password version it
 /// matched, which the change then replaces only if it is still current.
-async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Client) -> Result<i32, FlowError> {
+async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Peer) -> Result<i32, FlowError> {
     let account = Account::User(user_id);
     super::login::gate(app, &account, client).await?;
     let store = &app.services.users;

@@ -1,5 +1,5 @@
-//! Who is calling: the one verifier every protected route and introspection use, and the
-//! access rules the route table declares.
+//! Who is calling: the one verifier of access tokens that every protected route, introspection
+//! and userinfo use.
 //!
 //! A Bearer token is accepted only if the KeyManager's current keys verify it (signature with
 //! the algorithm bound to its `kid`, `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`), its claims
@@ -13,8 +13,7 @@
 //! the user's standing comes from the per-instance cache filed under that epoch (see
 //! [`crate::authz`]), so a cached user costs no PostgreSQL query.
 //!
-//! Every route declares its [`Access`] in the route table; the dispatcher calls [`authorize`]
-//! before the handler runs and hands the handler the resulting [`Caller`].
+//! Which of these checks a route needs is decided in one place, [`crate::routes::access`].
 
 use std::sync::Arc;
 
@@ -22,61 +21,11 @@ use auth_actors::keys::VerifyRules;
 use auth_actors::rate_limiter::{TokenRef, TokenState};
 use uuid::Uuid;
 
-use auth_actors::db::grants::BrowserSession;
-
-use super::error::FlowError;
-use super::oauth::{AuthenticatedClient, OAuthForm};
+use super::error::{FlowError, Rejection};
 use super::tokens::AccessClaims;
 use crate::app::App;
 use crate::authz::{Cached, Standing};
-
-/// Who may call a route. Every entry of the route table names one, so a route cannot be added
-/// without deciding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone (probes, documents, signup, login, refresh, logout, revocation by token holders).
-    Public,
-    /// A valid access token of an active user.
-    Bearer,
-    /// A valid token if one is sent; anyone else is the guest.
-    OptionalBearer,
-    /// A Bearer of a user who holds `admin` now.
-    Admin,
-    /// A Bearer of a user who holds `admin` or `service` now.
-    AdminOrService,
-    /// [`Access::AdminOrService`], or an authenticated OAuth client (a resource server, RFC
-    /// 7662 §2.1); the request's `token` form field (the subject of an introspection) is
-    /// verified with the caller (in the same Redis round trip, for a Bearer caller).
-    Introspector,
-    /// An authenticated OAuth client (RFC 6749 §2.3): the token endpoint, OAuth revocation.
-    Client,
-    /// Anyone; a client that presents credentials must authenticate (revocation by a token's
-    /// holder, or by its client).
-    OptionalClient,
-    /// Anyone, with the browser session their session cookie names, if it is live (the hosted
-    /// pages of the browser flow; their forms carry a CSRF token).
-    Browser,
-    /// A valid access token of this issuer for any audience, issued to a user who is active now,
-    /// with scope `openid` (OpenID Connect userinfo; RFC 6750 errors).
-    UserInfo,
-}
-
-impl Access {
-    /// The roles this access needs, if any.
-    pub fn roles(self) -> Option<&'static [&'static str]> {
-        match self {
-            Access::Admin => Some(&["admin"]),
-            Access::AdminOrService | Access::Introspector => Some(&["admin", "service"]),
-            Access::Public
-            | Access::Bearer
-            | Access::OptionalBearer
-            | Access::Client
-            | Access::OptionalClient
-            | Access::Browser
-            | Access::UserInfo => None,
-        }
-    }
-}
+use crate::oauth::client_auth;
 
 /// The caller behind a valid access token.
 #[derive(Debug, Clone)]
@@ -116,60 +65,6 @@ impl Principal {
     fn token(&self) -> TokenRef {
         TokenRef::User { user: self.user_id, jti: self.claims.jti, session: self.session }
     }
-}
-
-/// What the dispatcher hands a handler, per the route's [`Access`].
-#[derive(Debug)]
-pub enum Caller {
-    /// A public route, or an optional-Bearer route called without a valid token.
-    Anonymous,
-    User(Principal),
-    /// An introspector and the verdict on the token it asked about.
-    Introspector {
-        caller: Introspecting,
-        subject: Verdict,
-    },
-    /// An authenticated OAuth client and the form it sent.
-    Client {
-        client: AuthenticatedClient,
-        form: OAuthForm,
-    },
-    /// An optional-client route called without client credentials, and the form.
-    Holder {
-        form: OAuthForm,
-    },
-    /// A visitor of the hosted pages, signed in or not.
-    Browser(Option<BrowserSession>),
-}
-
-/// Who is introspecting.
-#[derive(Debug)]
-pub enum Introspecting {
-    /// A user holding admin or service, by Bearer token.
-    User(Principal),
-    /// An OAuth client (a resource server).
-    Client(AuthenticatedClient),
-}
-
-impl Caller {
-    /// The authenticated user; a route whose access admits no anonymous caller always has one.
-    pub fn principal(self) -> Result<Principal, FlowError> {
-        match self {
-            Caller::User(p) | Caller::Introspector { caller: Introspecting::User(p), .. } => Ok(p),
-            _ => Err(FlowError::Token(Rejection::Missing)),
-        }
-    }
-}
-
-/// Why a token was refused; all of them are 401 to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("missing bearer token")]
-    Missing,
-    #[error("invalid token")]
-    Invalid,
-    #[error("token has been revoked")]
-    Revoked,
 }
 
 /// The verdict on a token someone else presented (introspection's subject).
@@ -268,76 +163,20 @@ pub async fn authenticate(app: &App, bearer: Option<&str>) -> Result<Principal, 
     verify(app, bearer.ok_or(FlowError::Token(Rejection::Missing))?).await
 }
 
-fn require(caller: &Principal, roles: &'static [&'static str]) -> Result<(), FlowError> {
-    if caller.roles.iter().any(|r| roles.contains(&r.as_str())) { Ok(()) } else { Err(FlowError::MissingRole(roles)) }
-}
-
-/// Decides `access` for a request with this Bearer token. ([`Access::Introspector`] is decided
-/// by [`introspector`], with its subject; here it is checked like `AdminOrService`, with no
-/// subject.)
-pub async fn authorize(app: &App, access: Access, bearer: Option<&str>) -> Result<Caller, FlowError> {
-    match access {
-        Access::Public => Ok(Caller::Anonymous),
-        Access::OptionalBearer => match bearer {
-            None => Ok(Caller::Anonymous),
-            Some(token) => match verify(app, token).await {
-                Ok(p) => Ok(Caller::User(p)),
-                Err(FlowError::Token(_)) => Ok(Caller::Anonymous),
-                Err(outage) => Err(outage),
-            },
-        },
-        Access::Bearer | Access::Admin | Access::AdminOrService => {
-            let caller = authenticate(app, bearer).await?;
-            if let Some(roles) = access.roles() {
-                require(&caller, roles)?;
-            }
-            Ok(Caller::User(caller))
-        }
-        Access::UserInfo => userinfo_caller(app, bearer).await,
-        // These read the request's form or cookies; the dispatcher decides them with
-        // `introspector`, `verdict`, the client authentication of `oauth` and the browser session
-        // of `authorize`.
-        Access::Introspector | Access::Client | Access::OptionalClient | Access::Browser => {
-            Err(FlowError::Token(Rejection::Missing))
-        }
-    }
-}
-
-/// [`Access::UserInfo`]: a user's access token, whatever its audience, verified as introspection
-/// verifies its subject (revocation, the user's standing now), granted `openid`.
-async fn userinfo_caller(app: &App, bearer: Option<&str>) -> Result<Caller, FlowError> {
-    let token = bearer.ok_or(FlowError::Token(Rejection::Missing))?;
-    match verdict(app, token).await? {
-        Verdict::Active(Subject::User(p)) => {
-            let scope = p.claims.scope.as_deref().unwrap_or_default();
-            if !scope.split(' ').any(|s| s == "openid") {
-                return Err(FlowError::InsufficientScope("openid"));
-            }
-            Ok(Caller::User(p))
-        }
-        Verdict::Active(Subject::Client(_)) => Err(FlowError::Token(Rejection::Invalid)),
-        Verdict::Inactive(rejection) => Err(FlowError::Token(rejection)),
-    }
-}
-
-/// The caller's verified claims (no Redis yet): the first step of [`Access::Introspector`],
-/// taken before the body is read, so that an unauthenticated caller is refused at once.
-pub fn caller_claims(app: &App, bearer: Option<&str>) -> Result<Principal, FlowError> {
-    verify_claims(app, bearer.ok_or(FlowError::Token(Rejection::Missing))?)
-}
-
-/// [`Access::Introspector`]: the caller (from [`caller_claims`]) must hold admin or service
-/// now; the subject token is fully verified, its principal carrying its user's current roles.
-/// One Redis round trip for both.
-pub async fn introspector(app: &App, caller: Principal, subject: &str) -> Result<Caller, FlowError> {
+/// Checks a caller's token (from [`verify_claims`]) and a subject token together, in one Redis
+/// round trip: the caller as [`verify`] checks it, the subject as [`verdict`] does, with its
+/// user's current roles (introspection by a Bearer caller).
+pub async fn verify_with_subject(
+    app: &App,
+    caller: Principal,
+    subject: &str,
+) -> Result<(Principal, Verdict), FlowError> {
     let subject = match subject_claims(app, subject) {
         Ok(s) => Ok(s),
         Err(FlowError::Token(rejection)) => Err(rejection),
         Err(outage) => return Err(outage),
     };
-    let (caller, subject) = check(app, caller, Some(subject)).await?;
-    require(&caller, Access::Introspector.roles().unwrap_or_default())?;
-    Ok(Caller::Introspector { caller: Introspecting::User(caller), subject })
+    check(app, caller, Some(subject)).await
 }
 
 /// The verdict on `token` for a caller that is not a Bearer (an authenticated client): its
@@ -351,22 +190,6 @@ pub async fn verdict(app: &App, token: &str) -> Result<Verdict, FlowError> {
     let check = app.services.limiter.check_tokens(&[subject.token()], true).await?;
     let state = check.states.first().ok_or(FlowError::Unavailable(super::error::Dependency::Redis))?;
     subject_standing(app, subject, state, check.authz_epoch.as_deref(), None).await
-}
-
-/// The verdict on `token` for the resource server `client` (RFC 7662 §2.1): active only for a
-/// token issued to the client itself or meant for an audience the client is registered to
-/// serve (SPEC §7); any other token, however valid, is inactive to it, so a client cannot learn
-/// who holds tokens meant for someone else.
-pub async fn verdict_for_client(app: &App, client: &AuthenticatedClient, token: &str) -> Result<Verdict, FlowError> {
-    Ok(match verdict(app, token).await? {
-        Verdict::Active(subject) if serves(client, subject.claims()) => Verdict::Active(subject),
-        Verdict::Active(_) => Verdict::Inactive(Rejection::Invalid),
-        inactive => inactive,
-    })
-}
-
-fn serves(client: &AuthenticatedClient, claims: &AccessClaims) -> bool {
-    claims.client_id.as_deref() == Some(client.id()) || client.entry.metadata().audience.as_deref() == Some(&claims.aud)
 }
 
 /// A verified subject's verdict, given its revocation markers: revoked, or issued to a user who
@@ -383,7 +206,7 @@ async fn subject_standing(
         return Ok(Verdict::Inactive(Rejection::Revoked));
     }
     if let Some(client) = &subject.claims().client_id
-        && super::oauth::client_entry(app, client, epoch).await?.is_none()
+        && client_auth::client_entry(app, client, epoch).await?.is_none()
     {
         return Ok(Verdict::Inactive(Rejection::Revoked));
     }
@@ -445,7 +268,7 @@ async fn check(
 /// token was issued loses the API at once (its registry change replaced the epoch).
 async fn meant_for_the_api(app: &App, claims: &AccessClaims, epoch: Option<&str>) -> Result<bool, FlowError> {
     let Some(client) = &claims.client_id else { return Ok(true) };
-    let Some(entry) = super::oauth::client_entry(app, client, epoch).await? else { return Ok(false) };
+    let Some(entry) = client_auth::client_entry(app, client, epoch).await? else { return Ok(false) };
     let m = entry.metadata();
     Ok(m.first_party && m.audience.as_deref() == Some(app.config.tokens.audience.as_str()))
 }

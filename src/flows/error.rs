@@ -12,7 +12,6 @@ use auth_actors::key_manager::SignError;
 use auth_actors::rate_limiter::LimiterError;
 use auth_actors::user_store::StoreError;
 
-use super::authenticate::Rejection;
 use crate::domain::FieldError;
 use crate::passwords::HashError;
 
@@ -142,6 +141,12 @@ impl FlowError {
     }
 }
 
+impl From<crate::secret::NoRandomness> for FlowError {
+    fn from(_: crate::secret::NoRandomness) -> Self {
+        FlowError::Unavailable(Dependency::Randomness)
+    }
+}
+
 impl From<StoreError> for FlowError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -202,4 +207,15 @@ impl From<CallError> for FlowError {
             }
         }
     }
+}
+
+/// Why a token was refused; all of them are 401 to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid token")]
+    Invalid,
+    #[error("token has been revoked")]
+    Revoked,
 }

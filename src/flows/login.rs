@@ -24,12 +24,13 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Client;
-use super::error::{Dependency, FlowError};
+use super::error::FlowError;
 use super::tokens::{self, Issued};
 use crate::app::App;
+use crate::domain::Peer;
 use crate::metrics::{Outcome, OutcomeLabels};
 use crate::passwords::Verified;
+use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginInput {
@@ -37,7 +38,7 @@ pub struct LoginInput {
     pub password: String,
 }
 
-pub async fn login(app: &App, input: LoginInput, client: &Client) -> Result<Issued, FlowError> {
+pub async fn login(app: &App, input: LoginInput, client: &Peer) -> Result<Issued, FlowError> {
     let checked = check_password(app, input, client).await?;
     let (refresh_token, session) = new_session(&checked, SessionKind::Api, app.config.tokens.refresh_ttl, client)?;
     let family = session.family_id;
@@ -58,7 +59,7 @@ pub struct Checked {
 
 /// Steps 2 to 4: the credential check every sign-in shares (the API login and the hosted
 /// sign-in page): look up, the account gate, argon2, the failure record or the re-hash.
-pub async fn check_password(app: &App, input: LoginInput, client: &Client) -> Result<Checked, FlowError> {
+pub async fn check_password(app: &App, input: LoginInput, client: &Peer) -> Result<Checked, FlowError> {
     let LoginInput { username: login, password } = input;
     if login.is_empty() || login.len() > 254 || password.len() > 4 * app.config.passwords.max_length {
         return Err(FlowError::BadCredentials);
@@ -105,30 +106,25 @@ pub fn new_session(
     checked: &Checked,
     kind: SessionKind,
     ttl: std::time::Duration,
-    client: &Client,
+    client: &Peer,
 ) -> Result<(String, NewSession), FlowError> {
-    let refresh_token = tokens::new_refresh_secret()?;
-    let secret = tokens::decode_refresh(&refresh_token).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
+    let secret = Secret::generate()?;
     let session = NewSession {
         user_id: checked.user.id,
         family_id: Uuid::now_v7(),
         kind,
-        token: NewToken {
-            id: Uuid::now_v7(),
-            hash: tokens::refresh_hash(&secret),
-            expires_at: OffsetDateTime::now_utc() + ttl,
-        },
+        token: NewToken { id: Uuid::now_v7(), hash: secret.digest(), expires_at: OffsetDateTime::now_utc() + ttl },
         ip_address: client.ip_string(),
         user_agent: client.user_agent.clone(),
         password_version: checked.password_version,
     };
-    Ok((refresh_token, session))
+    Ok((secret.encode(), session))
 }
 
 /// Step 3: the account's lockout gate and per-account rate limit, for every check of a password
 /// (a login, and the old password of a password change). A known user's account is its id, so
 /// both share one lockout.
-pub(crate) async fn gate(app: &App, account: &Account, client: &Client) -> Result<(), FlowError> {
+pub(crate) async fn gate(app: &App, account: &Account, client: &Peer) -> Result<(), FlowError> {
     let limits = &app.config.limits;
     if !limits.enabled {
         return Ok(());

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::authenticate::{self, Principal, Subject};
 use super::error::FlowError;
-use super::tokens;
 use crate::app::App;
+use crate::secret::Secret;
 
 /// Revokes the family of `refresh` (when given and known) and blacklists the presented access
 /// token until it expires (when it is a valid token of ours). Succeeds even when there is
@@ -22,20 +22,20 @@ pub async fn logout(app: &App, refresh: Option<&str>, bearer: Option<&str>) -> R
     {
         blacklist(app, &p).await?;
     }
-    if let Some(secret) = refresh.and_then(tokens::decode_refresh) {
+    if let Some(secret) = refresh.and_then(Secret::parse) {
         revoke_refresh(app, &secret).await?;
     }
     Ok(())
 }
 
 /// Revokes the session of a refresh-token secret, and fences off its access tokens.
-pub async fn revoke_refresh(app: &App, secret: &[u8]) -> Result<(), FlowError> {
+pub async fn revoke_refresh(app: &App, secret: &Secret) -> Result<(), FlowError> {
     revoke_refresh_of(app, secret, None).await
 }
 
 /// [`revoke_refresh`] on behalf of `client`, which may revoke only the sessions bound to it.
-pub async fn revoke_refresh_of(app: &App, secret: &[u8], client: Option<&str>) -> Result<(), FlowError> {
-    let revoke = RevokeByToken { presented: tokens::refresh_hash(secret), client: client.map(|c| Some(c.to_string())) };
+pub async fn revoke_refresh_of(app: &App, secret: &Secret, client: Option<&str>) -> Result<(), FlowError> {
+    let revoke = RevokeByToken { presented: secret.digest(), client: client.map(|c| Some(c.to_string())) };
     match app.services.users.run(revoke).await? {
         RevokeOutcome::Revoked { family_id, user_id } => fence_sessions(app, user_id, vec![family_id]).await,
         RevokeOutcome::Unknown => Ok(()),
@@ -71,7 +71,7 @@ fn past_acceptance(app: &App) -> Duration {
 /// the longest `access_token_ttl` a client may register, whichever is longer. A user's fence
 /// covers every token of the user, whichever client it was issued to.
 fn longest_access_ttl(app: &App) -> Duration {
-    app.config.tokens.access_ttl.max(super::clients::MAX_ACCESS_TOKEN_TTL)
+    app.config.tokens.access_ttl.max(super::tokens::MAX_ACCESS_TOKEN_TTL)
 }
 
 /// How long a fence must stand: a token minted at this very moment lives at most

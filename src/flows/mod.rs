@@ -1,4 +1,6 @@
-//! The business logic of each request, one module per flow, between HTTP and the actors.
+//! The first-party account flows (`/api/v1/...`), one module per flow, between HTTP and the
+//! actors. The OAuth / OpenID provider is [`crate::oauth`]; it builds on [`tokens`], [`login`],
+//! [`logout`] and [`authenticate`] from here.
 //! A flow takes parsed input (whose values are already valid, see [`crate::domain`]), runs
 //! actor operations (always through typed handles, always with a timeout), and returns plain
 //! data or a [`FlowError`](error::FlowError), which says what went wrong in the domain's terms;
@@ -15,38 +17,16 @@
 //! - [`error`]: the domain error every flow returns.
 //! - [`account`]: profile update, user deletion, history, sessions.
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
-//! - [`standards`]: introspection, revocation and discovery metadata.
-//! - [`clients`]: the OAuth client registry (RFC 7591 metadata).
-//! - [`oauth`]: the OAuth token endpoint and client authentication.
-//! - [`authorize`]: the browser flow (authorization code with PKCE, OpenID Connect), consent,
-//!   the code exchange, userinfo and sign-out.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
 
 pub mod account;
 pub mod authenticate;
-pub mod authorize;
-pub mod clients;
 pub mod error;
 pub mod limits;
 pub mod login;
 pub mod logout;
-pub mod oauth;
 pub mod refresh;
 pub mod roles;
 pub mod signup;
-pub mod standards;
 pub mod tokens;
-
-/// Who is calling, as far as the network tells: for history, events and limits.
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub ip: std::net::IpAddr,
-    pub user_agent: Option<String>,
-}
-
-impl Client {
-    pub fn ip_string(&self) -> Option<String> {
-        Some(self.ip.to_string())
-    }
-}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use super::account::Page;
-use super::authenticate::{Caller, Principal};
+use super::authenticate::Principal;
 use super::error::{Entity, FlowError};
 use crate::app::App;
 use crate::domain::{FieldError, RoleDescription, RoleName};
@@ -114,8 +114,8 @@ pub async fn check(app: &App, input: Check) -> Result<bool, FlowError> {
 
 /// The caller's principal, or the guest principal. Never 401; a 503 only when a dependency
 /// needed to decide is down.
-pub async fn me(app: &App, caller: Caller) -> Result<serde_json::Value, FlowError> {
-    if let Ok(p) = caller.principal() {
+pub async fn me(app: &App, caller: Option<Principal>) -> Result<serde_json::Value, FlowError> {
+    if let Some(p) = caller {
         return Ok(
             serde_json::json!({ "id": p.user_id, "username": p.username(), "email": p.email(), "roles": p.roles }),
         );

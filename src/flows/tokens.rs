@@ -1,7 +1,8 @@
 //! Token material: access-token claims (RFC 9068 shape, one struct for signing and for
 //! verifying), opaque refresh-token secrets, and the refresh cookie.
 //!
-//! A refresh token is 32 random bytes, base64url-encoded. The database keeps only its SHA-256.
+//! A refresh token is a [`Secret`]: 32 random bytes, base64url-encoded; the database keeps only
+//! its SHA-256.
 //! When a token is rotated, its successor's secret is stored sealed with a pad derived from the
 //! parent's secret (SHA-256 of a domain tag and the secret), so a retry that presents the
 //! parent again within the grace window gets the very same successor back.
@@ -9,16 +10,14 @@
 use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::error::{Dependency, FlowError};
+use super::error::FlowError;
 use crate::app::App;
 use crate::config::HttpConfig;
+use crate::secret::{self, Secret};
 
 /// The refresh cookie's name over plain HTTP (development).
 pub const REFRESH_COOKIE: &str = "refresh_token";
@@ -29,7 +28,9 @@ pub const HOST_REFRESH_COOKIE: &str = "__Host-refresh_token";
 /// Over plain HTTP the refresh cookie is sent only to the auth routes (a `__Host-` cookie must
 /// have `Path=/`).
 pub const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
-const SECRET_LEN: usize = 32;
+/// The longest `access_token_ttl` a client may register (one day): revocation markers must
+/// outlive it (see `logout::fence_ttl`).
+pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(86_400);
 const SEAL_TAG: &[u8] = b"auth-service refresh successor seal v1";
 
 /// The `type` claim: this service's own guard against a token of another kind (an ID token, a
@@ -147,38 +148,25 @@ pub async fn issue_access(
     Ok((token, ttl))
 }
 
-/// A new refresh-token secret, as sent to the client.
-pub fn new_refresh_secret() -> Result<String, FlowError> {
-    let mut bytes = [0u8; SECRET_LEN];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| FlowError::Unavailable(Dependency::Randomness))?;
-    Ok(B64.encode(bytes))
-}
-
-/// Decodes a presented refresh token; anything but 32 base64url bytes is not ours.
-pub fn decode_refresh(token: &str) -> Option<Vec<u8>> {
-    let bytes = B64.decode(token.trim()).ok()?;
-    (bytes.len() == SECRET_LEN).then_some(bytes)
-}
-
-/// The stored form of a refresh-token secret.
-pub fn refresh_hash(secret: &[u8]) -> Vec<u8> {
-    digest(&SHA256, secret).as_ref().to_vec()
-}
-
-fn pad(parent_secret: &[u8]) -> Vec<u8> {
+fn pad(parent: &Secret) -> [u8; secret::LEN] {
     let mut input = SEAL_TAG.to_vec();
-    input.extend_from_slice(parent_secret);
-    digest(&SHA256, &input).as_ref().to_vec()
+    input.extend_from_slice(parent.bytes());
+    let mut pad = [0u8; secret::LEN];
+    pad.copy_from_slice(digest(&SHA256, &input).as_ref());
+    pad
 }
 
-/// Seals `successor` (a secret) under the parent's secret.
-pub fn seal(parent_secret: &[u8], successor: &[u8]) -> Vec<u8> {
-    pad(parent_secret).iter().zip(successor).map(|(a, b)| a ^ b).collect()
+/// Seals `successor` under the parent's secret.
+pub fn seal(parent: &Secret, successor: &Secret) -> Vec<u8> {
+    pad(parent).iter().zip(successor.bytes()).map(|(a, b)| a ^ b).collect()
 }
 
-/// Recovers the successor secret sealed under `parent_secret`, as the client-facing token.
-pub fn unseal(parent_secret: &[u8], sealed: &[u8]) -> Option<String> {
-    (sealed.len() == SECRET_LEN).then(|| B64.encode(seal(parent_secret, sealed)))
+/// Recovers the successor sealed under `parent`, as the client-facing token.
+pub fn unseal(parent: &Secret, sealed: &[u8]) -> Option<String> {
+    let sealed: [u8; secret::LEN] = sealed.try_into().ok()?;
+    let mut bytes = pad(parent);
+    bytes.iter_mut().zip(sealed).for_each(|(p, s)| *p ^= s);
+    Some(Secret::from_bytes(bytes).encode())
 }
 
 /// The name of the refresh cookie, the only one read back.
@@ -207,13 +195,13 @@ mod tests {
 
     #[test]
     fn a_sealed_successor_unseals_only_with_its_parent() {
-        let parent = decode_refresh(&new_refresh_secret().expect("secret")).expect("decode");
-        let successor_token = new_refresh_secret().expect("secret");
-        let successor = decode_refresh(&successor_token).expect("decode");
+        let parent = Secret::generate().expect("secret");
+        let successor = Secret::generate().expect("secret");
+        let successor_token = successor.encode();
         let sealed = seal(&parent, &successor);
-        assert_ne!(sealed, successor);
+        assert_ne!(sealed, successor.bytes());
         assert_eq!(unseal(&parent, &sealed).as_deref(), Some(successor_token.as_str()));
-        let other = decode_refresh(&new_refresh_secret().expect("secret")).expect("decode");
+        let other = Secret::generate().expect("secret");
         assert_ne!(unseal(&other, &sealed).as_deref(), Some(successor_token.as_str()));
     }
 
@@ -249,11 +237,5 @@ mod tests {
         assert!(serde_json::from_value::<AccessClaims>(refresh).is_err());
         let issued = claims.issued_ms().expect("v7");
         assert!((issued - OffsetDateTime::now_utc().unix_timestamp() * 1000).abs() < 5_000);
-    }
-
-    #[test]
-    fn only_32_byte_base64url_tokens_are_refresh_tokens() {
-        assert!(decode_refresh("short").is_none());
-        assert!(decode_refresh("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln").is_none());
     }
 }

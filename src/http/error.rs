@@ -10,8 +10,8 @@ use hyper::StatusCode;
 
 use super::response::{self, Response};
 use crate::domain::FieldError;
-use crate::flows::authenticate::Rejection;
 use crate::flows::error::FlowError;
+use crate::flows::error::Rejection;
 
 /// Every way a request can fail, as the client should see it.
 #[derive(Debug, thiserror::Error)]
@@ -202,9 +202,9 @@ impl From<FlowError> for ApiError {
 /// when the client tried Basic; every failure of it, since this service always answers 401);
 /// a throttled client is 429 with `Retry-After`. A failure of the service behind the protocol
 /// is answered as any other (503).
-impl From<crate::flows::oauth::OAuthError> for ApiError {
-    fn from(e: crate::flows::oauth::OAuthError) -> Self {
-        use crate::flows::oauth::OAuthError;
+impl From<crate::oauth::protocol::OAuthError> for ApiError {
+    fn from(e: crate::oauth::protocol::OAuthError) -> Self {
+        use crate::oauth::protocol::OAuthError;
         let (status, challenge, retry_after) = match &e {
             OAuthError::InvalidClient { basic: true, .. } => {
                 (StatusCode::UNAUTHORIZED, Some("Basic realm=\"auth-service\", charset=\"UTF-8\""), None)

@@ -29,7 +29,7 @@ pub struct Request {
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
-    pub client_ip: IpAddr,
+    pub peer_ip: IpAddr,
     /// Values of `{param}` segments of the matched route template, in order.
     pub params: Vec<String>,
     body: Option<Incoming>,
@@ -40,14 +40,14 @@ pub struct Request {
 impl Request {
     pub fn new(req: hyper::Request<Incoming>, id: String, peer: SocketAddr, http: &HttpConfig) -> Request {
         let (parts, body) = req.into_parts();
-        let client_ip = client_ip(peer.ip(), &parts.headers, http);
+        let peer_ip = peer_ip(peer.ip(), &parts.headers, http);
         Request {
             id,
             method: parts.method,
             path: parts.uri.path().to_string(),
             query: parts.uri.query().map(str::to_string),
             headers: parts.headers,
-            client_ip,
+            peer_ip,
             params: Vec::new(),
             body: Some(body),
             max_body: http.max_body_bytes,
@@ -61,6 +61,11 @@ impl Request {
 
     pub fn user_agent(&self) -> Option<String> {
         self.header(hyper::header::USER_AGENT).map(|s| s.chars().take(512).collect())
+    }
+
+    /// Who is calling, as far as the network tells (for history, events and limits).
+    pub fn peer(&self) -> crate::domain::Peer {
+        crate::domain::Peer { ip: self.peer_ip, user_agent: self.user_agent() }
     }
 
     /// The Bearer token of the Authorization header, if any.
@@ -245,7 +250,7 @@ pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// trusted proxy. Entries may carry a port (`ip:port`, `[v6]:port`), as several load balancers
 /// append them. An entry that cannot be parsed ends the walk: the client is then the nearest
 /// trusted hop, never an address further left, which anyone could have written.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, http: &HttpConfig) -> IpAddr {
+pub fn peer_ip(peer: IpAddr, headers: &HeaderMap, http: &HttpConfig) -> IpAddr {
     let peer = canonical(peer);
     let trusted = |ip: IpAddr| http.trusted_proxies.iter().any(|net: &IpNet| net.contains(&ip));
     if !http.trust_proxy_headers || !trusted(peer) {

@@ -27,3 +27,7 @@ pub fn empty(status: StatusCode) -> Response {
     *resp.status_mut() = status;
     resp
 }
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -5,16 +5,10 @@ use hyper::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::flows::authenticate::{Caller, Principal};
-use crate::flows::oauth::{self, OAuthError, OAuthForm, Presented};
-use crate::flows::standards::Revoker;
+use crate::flows::authenticate::Principal;
 use crate::flows::tokens::{self, Issued};
-use crate::flows::{Client, login, logout as logout_flow, refresh as refresh_flow};
+use crate::flows::{login, logout as logout_flow, refresh as refresh_flow};
 use crate::http::{ApiError, Request, Response, response};
-
-pub fn client(req: &Request) -> Client {
-    Client { ip: req.client_ip, user_agent: req.user_agent() }
-}
 
 /// The token response (with the refresh token in the body too when `echo_refresh`, for clients
 /// that sent it in a body) and the refresh cookie.
@@ -68,13 +62,13 @@ fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
 pub async fn login_form(app: &App, mut req: Request) -> Result<Response, ApiError> {
     check_origin(app, &req)?;
     let input: login::LoginInput = req.form().await?;
-    Ok(issued(app, login::login(app, input, &client(&req)).await?, false))
+    Ok(issued(app, login::login(app, input, &req.peer()).await?, false))
 }
 
 pub async fn login_json(app: &App, mut req: Request) -> Result<Response, ApiError> {
     check_origin(app, &req)?;
     let input: login::LoginInput = req.json().await?;
-    Ok(issued(app, login::login(app, input, &client(&req)).await?, false))
+    Ok(issued(app, login::login(app, input, &req.peer()).await?, false))
 }
 
 #[derive(Deserialize)]
@@ -101,7 +95,7 @@ async fn presented_refresh(app: &App, req: &mut Request) -> Result<(Option<Strin
 pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let (token, from_body) = presented_refresh(app, &mut req).await?;
     let token = token.ok_or_else(|| ApiError::Unauthorized("missing refresh token".into()))?;
-    let result = refresh_flow::refresh(app, &token, &client(&req)).await.map_err(ApiError::from);
+    let result = refresh_flow::refresh(app, &token, &req.peer()).await.map_err(ApiError::from);
     match result {
         Ok(tokens) => Ok(issued(app, tokens, from_body)),
         Err(e @ ApiError::Unauthorized(_)) => {
@@ -122,89 +116,12 @@ pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
-pub async fn logout_all(app: &App, principal: Principal) -> Result<Response, ApiError> {
+pub async fn logout_all(app: &App, _req: Request, principal: Principal) -> Result<Response, ApiError> {
     let revoked = logout_flow::logout_all(app, &principal).await?;
     let mut resp = response::json(
         StatusCode::OK,
         &serde_json::json!({ "detail": "logged out everywhere", "sessions_revoked": revoked }),
     );
     clear_cookie(app, &mut resp);
-    Ok(resp)
-}
-
-/// The form of introspection and revocation (RFC 7662 §2.1, RFC 7009 §2.1).
-#[derive(Deserialize)]
-pub struct TokenForm {
-    #[serde(default)]
-    pub token: String,
-    /// Accepted as RFC 7009 and RFC 7662 define it; the token's own shape tells its kind.
-    #[serde(rename = "token_type_hint")]
-    _hint: Option<String>,
-}
-
-pub async fn token_form(req: &mut Request) -> Result<TokenForm, ApiError> {
-    let form: TokenForm = req.form().await?;
-    if form.token.is_empty() {
-        return Err(ApiError::BadRequest("the token parameter is required".into()));
-    }
-    Ok(form)
-}
-
-/// The `token` of an introspection or revocation form (RFC 7662 §2.1, RFC 7009 §2.1).
-pub fn required_token(form: &OAuthForm) -> Result<&str, ApiError> {
-    form.get("token").ok_or_else(|| OAuthError::InvalidRequest("the token parameter is required".into()).into())
-}
-
-/// The form of a client-authenticated request and the client credentials it presents (in it,
-/// or in HTTP Basic). A form that cannot be read (malformed, a control character) is the
-/// protocol's `invalid_request` (RFC 6749 §5.2).
-pub async fn client_credentials(req: &mut Request) -> Result<(Presented, OAuthForm), ApiError> {
-    let pairs: Vec<(String, String)> = req.form().await.map_err(|e| match e {
-        ApiError::BadRequest(d) | ApiError::Unprocessable(d) => OAuthError::InvalidRequest(d).into(),
-        other => other,
-    })?;
-    let form = OAuthForm::new(pairs)?;
-    let presented = oauth::presented(req.header(hyper::header::AUTHORIZATION), &form)?;
-    Ok((presented, form))
-}
-
-/// RFC 7662, for callers holding the admin or service role, and for authenticated clients; the
-/// dispatcher has already checked the caller and the subject token.
-pub fn introspect(caller: Caller) -> Result<Response, ApiError> {
-    let Caller::Introspector { subject, .. } = caller else {
-        return Err(ApiError::Forbidden("requires role admin or service".into()));
-    };
-    let body = crate::flows::standards::introspection(&subject);
-    let mut resp = response::json(StatusCode::OK, &body);
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
-}
-
-/// RFC 7009: 200 whatever the token was, for its holder; a client may revoke only its own.
-pub async fn revoke(app: &App, caller: Caller) -> Result<Response, ApiError> {
-    let (form, by) = match &caller {
-        Caller::Client { client, form } => (form, Revoker::Client(client.id())),
-        Caller::Holder { form } => (form, Revoker::Holder),
-        _ => return Err(ApiError::Unauthorized("client authentication is required".into())),
-    };
-    crate::flows::standards::revoke(app, required_token(form)?, by).await?;
-    let mut resp = response::empty(StatusCode::OK);
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
-}
-
-/// `POST /oauth2/token` (RFC 6749 §3.2): the token response, never cached.
-pub async fn token(app: &App, req: &Request, caller: Caller) -> Result<Response, ApiError> {
-    let Caller::Client { client, form } = caller else {
-        return Err(OAuthError::InvalidClient {
-            description: "client authentication is required".into(),
-            basic: false,
-        }
-        .into());
-    };
-    let issued = oauth::token(app, &client, &form, &self::client(req)).await?;
-    let mut resp = response::json(StatusCode::OK, &issued);
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(hyper::header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
 }

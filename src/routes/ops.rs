@@ -4,17 +4,15 @@ use bytes::Bytes;
 use hyper::StatusCode;
 
 use crate::app::App;
-#[cfg(feature = "test-hooks")]
-use crate::http::Request;
-use crate::http::{ApiError, Response, response};
+use crate::http::{ApiError, Request, Response, response};
 
 /// 200 while the process serves requests: answering at all is the proof of life.
-pub fn healthz() -> Result<Response, ApiError> {
+pub async fn healthz(_app: &App, _req: Request) -> Result<Response, ApiError> {
     Ok(response::with_body(StatusCode::OK, "application/json", bytes::Bytes::from_static(br#"{"status":"ok"}"#)))
 }
 
 /// 200 when PostgreSQL, Redis, the keys and every actor are fine; 503 naming what is not.
-pub async fn readyz(app: &App) -> Result<Response, ApiError> {
+pub async fn readyz(app: &App, _req: Request) -> Result<Response, ApiError> {
     if app.is_stopping() {
         let body = serde_json::json!({ "status": "stopping", "details": { "shutdown": "in progress" } });
         let mut resp = response::json(StatusCode::SERVICE_UNAVAILABLE, &body);
@@ -37,6 +35,15 @@ pub async fn readyz(app: &App) -> Result<Response, ApiError> {
     }
 }
 
+/// `GET /metrics` on the API listener, unless metrics have a listener of their own.
+pub async fn metrics_route(app: &App, _req: Request) -> Result<Response, ApiError> {
+    if app.config.http.metrics_bind_addr.is_some() {
+        return Err(ApiError::NotFound("metrics are served on METRICS_BIND_ADDR".into()));
+    }
+    Ok(metrics(app))
+}
+
+/// The metrics in the OpenMetrics text format, with the gauges read at scrape time set first.
 pub fn metrics(app: &App) -> Response {
     if let Ok(keys) = app.services.keys.snapshot()
         && let Some(since) = keys.active_since()
@@ -58,13 +65,13 @@ pub fn metrics(app: &App) -> Response {
 /// The OpenAPI 3.1 document of this API, compiled in (`src/openapi.json`).
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-pub fn openapi() -> Response {
-    response::with_body(StatusCode::OK, "application/json", Bytes::from_static(OPENAPI.as_bytes()))
+pub async fn openapi(_app: &App, _req: Request) -> Result<Response, ApiError> {
+    Ok(response::with_body(StatusCode::OK, "application/json", Bytes::from_static(OPENAPI.as_bytes())))
 }
 
 /// Makes one actor fail, to prove supervision. Compiled only with the `test-hooks` feature.
 #[cfg(feature = "test-hooks")]
-pub fn test_fail(app: &App, req: &Request) -> Result<Response, ApiError> {
+pub async fn test_fail(app: &App, req: Request) -> Result<Response, ApiError> {
     let actor = req.params.first().map(String::as_str).unwrap_or_default();
     let index = req.query_param("worker")?.and_then(|w| w.parse().ok()).unwrap_or(0);
     let s = &app.services;

@@ -3,16 +3,16 @@
 use auth_actors::db::roles::RoleRecord;
 use hyper::StatusCode;
 
-use super::users::{rfc3339, user_json};
+use super::users::user_json;
 use crate::app::App;
 use crate::flows::account::Page;
-use crate::flows::authenticate::{Caller, Principal};
+use crate::flows::authenticate::Principal;
 use crate::flows::error::Entity;
 use crate::flows::roles::{self, path_id};
 use crate::http::{ApiError, Request, Response, response};
 
 fn role_json(r: &RoleRecord) -> serde_json::Value {
-    serde_json::json!({ "id": r.id, "name": r.name, "description": r.description, "created_at": rfc3339(r.created_at) })
+    serde_json::json!({ "id": r.id, "name": r.name, "description": r.description, "created_at": response::rfc3339(r.created_at) })
 }
 
 pub async fn create(app: &App, mut req: Request, admin: Principal) -> Result<Response, ApiError> {
@@ -20,7 +20,7 @@ pub async fn create(app: &App, mut req: Request, admin: Principal) -> Result<Res
     Ok(response::json(StatusCode::CREATED, &role_json(&role)))
 }
 
-pub async fn list(app: &App) -> Result<Response, ApiError> {
+pub async fn list(app: &App, _req: Request, _caller: Principal) -> Result<Response, ApiError> {
     let all = roles::list(app).await?;
     Ok(response::json(StatusCode::OK, &all.iter().map(role_json).collect::<Vec<_>>()))
 }
@@ -53,16 +53,16 @@ pub async fn remove(app: &App, req: Request, admin: Principal) -> Result<Respons
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
-pub async fn check(app: &App, mut req: Request) -> Result<Response, ApiError> {
+pub async fn check(app: &App, mut req: Request, _caller: Principal) -> Result<Response, ApiError> {
     let allowed = roles::check(app, req.json().await?).await?;
     Ok(response::json(StatusCode::OK, &serde_json::json!({ "allowed": allowed })))
 }
 
-pub async fn me(app: &App, caller: Caller) -> Result<Response, ApiError> {
+pub async fn me(app: &App, _req: Request, caller: Option<Principal>) -> Result<Response, ApiError> {
     Ok(response::json(StatusCode::OK, &roles::me(app, caller).await?))
 }
 
-pub async fn users(app: &App, req: Request) -> Result<Response, ApiError> {
+pub async fn users(app: &App, req: Request, _admin: Principal) -> Result<Response, ApiError> {
     let page = Page::parse(req.query_param("page")?, req.query_param("size")?, 50)?;
     let (rows, total) = roles::users(app, page).await?;
     let items = rows
@@ -76,7 +76,7 @@ pub async fn users(app: &App, req: Request) -> Result<Response, ApiError> {
     Ok(response::json(StatusCode::OK, &page.envelope(items, total)))
 }
 
-pub async fn events(app: &App, req: Request) -> Result<Response, ApiError> {
+pub async fn events(app: &App, req: Request, _admin: Principal) -> Result<Response, ApiError> {
     let page = Page::parse(req.query_param("page")?, req.query_param("size")?, 50)?;
     let (rows, total) = roles::events(app, req.query_param("type")?, req.query_param("user_id")?, page).await?;
     let items = rows
@@ -84,7 +84,7 @@ pub async fn events(app: &App, req: Request) -> Result<Response, ApiError> {
         .map(|e| {
             serde_json::json!({
                 "id": e.id,
-                "created_at": rfc3339(e.created_at),
+                "created_at": response::rfc3339(e.created_at),
                 "type": e.event_type,
                 "user_id": e.user_id,
                 "actor_id": e.actor_id,

@@ -2,17 +2,12 @@
 
 use auth_actors::db::users::UserRecord;
 use hyper::StatusCode;
-use time::format_description::well_known::Rfc3339;
 
 use crate::app::App;
 use crate::flows::account::{self, Page};
 use crate::flows::authenticate::Principal;
 use crate::flows::signup;
 use crate::http::{ApiError, Request, Response, response};
-
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
 
 pub fn user_json(u: &UserRecord) -> serde_json::Value {
     serde_json::json!({ "user_id": u.id, "username": u.username, "email": u.email, "is_active": u.is_active })
@@ -30,7 +25,7 @@ pub async fn history(app: &App, req: Request, principal: Principal) -> Result<Re
         .iter()
         .map(|r| {
             serde_json::json!({
-                "login_time": rfc3339(r.login_time),
+                "login_time": response::rfc3339(r.login_time),
                 "ip_address": r.ip_address,
                 "user_agent": r.user_agent,
                 "successful": r.successful,
@@ -41,7 +36,7 @@ pub async fn history(app: &App, req: Request, principal: Principal) -> Result<Re
 }
 
 pub async fn update_profile(app: &App, mut req: Request, principal: Principal) -> Result<Response, ApiError> {
-    let client = super::auth::client(&req);
+    let client = req.peer();
     let user = account::update_profile(app, &principal, req.json().await?, &client).await?;
     Ok(response::json(StatusCode::OK, &user_json(&user)))
 }
@@ -51,15 +46,15 @@ pub async fn delete(app: &App, req: Request, admin: Principal) -> Result<Respons
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
-pub async fn sessions(app: &App, principal: Principal) -> Result<Response, ApiError> {
+pub async fn sessions(app: &App, _req: Request, principal: Principal) -> Result<Response, ApiError> {
     let rows = account::sessions(app, &principal).await?;
     let items: Vec<serde_json::Value> = rows
         .iter()
         .map(|s| {
             serde_json::json!({
                 "id": s.id,
-                "created_at": rfc3339(s.created_at),
-                "last_used_at": rfc3339(s.last_used_at),
+                "created_at": response::rfc3339(s.created_at),
+                "last_used_at": response::rfc3339(s.last_used_at),
                 "ip_address": s.ip_address,
                 "user_agent": s.user_agent,
                 "kind": s.kind,

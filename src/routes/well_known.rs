@@ -9,7 +9,7 @@ use crate::metrics::{Outcome, OutcomeLabels};
 
 /// `GET /.well-known/jwks.json`: the cached bytes with a strong ETag, 304 when the client's
 /// `If-None-Match` already names it.
-pub fn jwks(app: &App, req: &Request) -> Result<Response, ApiError> {
+pub async fn jwks(app: &App, req: Request) -> Result<Response, ApiError> {
     let doc = app.services.keys.jwks()?;
     let cache = HeaderValue::from_str(&format!("public, max-age={}", app.config.tokens.jwks_max_age.as_secs()))
         .unwrap_or(HeaderValue::from_static("public, max-age=300"));
@@ -28,8 +28,8 @@ pub fn jwks(app: &App, req: &Request) -> Result<Response, ApiError> {
 }
 
 /// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
-pub async fn discovery(app: &App) -> Result<Response, ApiError> {
-    let mut resp = response::json(StatusCode::OK, &crate::flows::standards::metadata(app).await?);
+pub async fn discovery(app: &App, _req: Request) -> Result<Response, ApiError> {
+    let mut resp = response::json(StatusCode::OK, &crate::oauth::openid::discovery(app).await?);
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     Ok(resp)
 }

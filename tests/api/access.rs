@@ -2,8 +2,8 @@
 //! caller (401), and every route that needs a role refuses a caller without it (403), before
 //! the handler runs (so whatever the body and the path say).
 
-use auth_service::flows::authenticate::Access;
-use auth_service::http::router::{ROUTES, RouteDef};
+use auth_service::routes::access::Access;
+use auth_service::routes::table::{ROUTES, RouteDef};
 
 use serde_json::json;
 
@@ -89,10 +89,10 @@ fn the_table_leaves_open_exactly_the_routes_meant_to_be_open_and_asks_a_role_exa
     };
     // The failure hook of test builds is open on purpose and exists only there.
     let hook = |r: &&RouteDef| r.template.starts_with("/api/v1/_test/");
-    let mut open: Vec<_> = ROUTES.iter().filter(|r| is_open(r.access) && !hook(r)).map(key).collect();
+    let mut open: Vec<_> = ROUTES.iter().filter(|r| is_open(r.access()) && !hook(r)).map(key).collect();
     open.sort();
     assert_eq!(open, listed(OPEN), "routes without a credential check");
-    let mut role: Vec<_> = ROUTES.iter().filter(|r| r.access.roles().is_some()).map(key).collect();
+    let mut role: Vec<_> = ROUTES.iter().filter(|r| r.access().roles().is_some()).map(key).collect();
     role.sort();
     assert_eq!(role, listed(NEEDS_ROLE), "routes that need a role");
 }
@@ -105,7 +105,7 @@ async fn every_route_that_is_not_public_refuses_an_anonymous_caller_and_a_caller
     let mut checked = (0, 0);
 
     for route in ROUTES {
-        if is_open(route.access) {
+        if is_open(route.access()) {
             continue;
         }
         // Act and assert: no token.
@@ -113,12 +113,12 @@ async fn every_route_that_is_not_public_refuses_an_anonymous_caller_and_a_caller
         let anonymous = request(&app.client, route, url.clone()).send().await.expect("send");
         assert_eq!(anonymous.status(), 401, "{} {} without a token", route.method, route.template);
         // A route for OAuth clients challenges with HTTP Basic (RFC 6749 §5.2), the others with Bearer.
-        let scheme = if route.access == Access::Client { "Basic" } else { "Bearer" };
+        let scheme = if route.access() == Access::Client { "Basic" } else { "Bearer" };
         let challenge = anonymous.headers()["www-authenticate"].to_str().expect("ascii").to_string();
         assert!(challenge.starts_with(scheme), "{} {}: {challenge}", route.method, route.template);
         checked.0 += 1;
 
-        if route.access.roles().is_some() {
+        if route.access().roles().is_some() {
             let denied = request(&app.client, route, url).bearer_auth(&session.access).send().await.expect("send");
             assert_eq!(denied.status(), 403, "{} {} with a user token", route.method, route.template);
             let body: serde_json::Value = denied.json().await.expect("json");
@@ -127,14 +127,14 @@ async fn every_route_that_is_not_public_refuses_an_anonymous_caller_and_a_caller
         }
     }
     // Every route the lists above do not leave open was walked, and every one that needs a role.
-    let protected = ROUTES.iter().filter(|r| !is_open(r.access)).count();
+    let protected = ROUTES.iter().filter(|r| !is_open(r.access())).count();
     assert_eq!(checked, (protected, NEEDS_ROLE.len()), "checked {checked:?}");
 }
 
 #[tokio::test]
 async fn an_optional_bearer_route_serves_the_guest_to_an_anonymous_or_invalid_caller() {
     let app = spawn_app_with(|_| {}).await;
-    for route in ROUTES.iter().filter(|r| r.access == Access::OptionalBearer) {
+    for route in ROUTES.iter().filter(|r| r.access() == Access::OptionalBearer) {
         for token in [None, Some("not-a-token")] {
             let mut req = app.client.get(app.url(&concrete(route)));
             if let Some(t) = token {
@@ -181,7 +181,7 @@ async fn a_third_party_apps_token_acts_on_no_api_route_even_when_an_admin_consen
     for route in api_routes() {
         let resp =
             request(&app.client, route, app.url(&concrete(route))).bearer_auth(&token).send().await.expect("send");
-        match route.access {
+        match route.access() {
             Access::OptionalBearer => {
                 assert_eq!(resp.status(), 200, "{}", route.template);
                 let body: serde_json::Value = resp.json().await.expect("json");
@@ -194,7 +194,7 @@ async fn a_third_party_apps_token_acts_on_no_api_route_even_when_an_admin_consen
             }
         }
     }
-    assert_eq!(refused, api_routes().filter(|r| !is_open(r.access)).count());
+    assert_eq!(refused, api_routes().filter(|r| !is_open(r.access())).count());
     assert!(refused >= 24, "walked {refused} routes");
     assert_eq!(oidc::userinfo(&app, &token).await.status(), 200, "userinfo is what a consent to openid allows");
 }
@@ -226,7 +226,7 @@ async fn a_first_party_client_registered_for_the_api_acts_as_its_user_there_and_
     let token = code_flow_token(&app, &rp, &user).await;
     assert_eq!(oidc::claims(&token)["aud"], api.as_str());
     let mut walked = 0;
-    for route in api_routes().filter(|r| !is_open(r.access) && r.template != "/api/v1/auth/logout-all") {
+    for route in api_routes().filter(|r| !is_open(r.access()) && r.template != "/api/v1/auth/logout-all") {
         let resp =
             request(&app.client, route, app.url(&concrete(route))).bearer_auth(&token).send().await.expect("send");
         let status = resp.status().as_u16();
@@ -239,7 +239,7 @@ async fn a_first_party_client_registered_for_the_api_acts_as_its_user_there_and_
         walked += 1;
     }
     // Every route the walk above refused a third-party token on, but logout-all (tried last).
-    assert_eq!(walked, api_routes().filter(|r| !is_open(r.access)).count() - 1, "walked {walked}");
+    assert_eq!(walked, api_routes().filter(|r| !is_open(r.access())).count() - 1, "walked {walked}");
     assert_eq!(app.get_with("/api/v1/clients", &token).await.status(), 200);
 
     // Once its registration no longer names the API, the same token is refused there at once.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use auth_service::http::router::{ROUTES, is_internal};
+use auth_service::routes::table::{ROUTES, is_internal};
 
 use crate::helpers::spawn_app;
 

@@ -62,8 +62,8 @@ fn assert_not_cacheable_nor_sniffable(resp: &reqwest::Response, what: &str) {
 
 #[tokio::test]
 async fn every_authenticated_answer_is_neither_cached_nor_sniffed() {
-    use auth_service::flows::authenticate::Access;
-    use auth_service::http::router::ROUTES;
+    use auth_service::routes::access::Access;
+    use auth_service::routes::table::ROUTES;
 
     // Arrange
     let app = spawn_app().await;
@@ -85,7 +85,7 @@ async fn every_authenticated_answer_is_neither_cached_nor_sniffed() {
     }
     // Every other route that takes a credential, whatever it answers (the admin's own
     // logout-all last, since it ends the session the others use).
-    let mut routes: Vec<_> = ROUTES.iter().filter(|r| r.access != Access::Public).collect();
+    let mut routes: Vec<_> = ROUTES.iter().filter(|r| r.access() != Access::Public).collect();
     routes.sort_by_key(|r| r.template == "/api/v1/auth/logout-all");
     for route in routes {
         let path = route

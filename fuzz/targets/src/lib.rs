@@ -5,7 +5,7 @@
 //! - [`jwt`]: `KeySet::verify` on arbitrary token strings, on tokens assembled from a readable
 //!   header/payload/signature description, and on structured mutations of validly signed tokens.
 //! - [`parsers`]: the request-body parsers (`parse_json` into the flows' input types,
-//!   `parse_form`), `cookie_from_header`, `client_ip` with arbitrary `X-Forwarded-For` values,
+//!   `parse_form`), `cookie_from_header`, `peer_ip` with arbitrary `X-Forwarded-For` values,
 //!   and the field validators.
 //! - [`router`]: `router::find` on arbitrary methods and paths.
 //! - [`harness`]: corpus replay and a small deterministic mutator for the stable harness.

@@ -15,13 +15,13 @@
 //!   `auth_service::http::request`; NUL would reach PostgreSQL, which refuses it).
 //! - `cookie_from_header` with the input as the header. Oracles: a found value holds no `;`; a
 //!   well-formed cookie appended to the header is found unless the header already names it.
-//! - `client_ip` with the input's lines as `X-Forwarded-For` values, under a proxy
+//! - `peer_ip` with the input's lines as `X-Forwarded-For` values, under a proxy
 //!   configuration picked by the first byte. Oracles: untrusted peer or untrusted headers give
 //!   the peer; otherwise, walking from the right past trusted hops, the first untrusted address
 //!   (with or without a port), or the nearest trusted hop when an entry cannot be read, never
 //!   an address further left; the answer is never an IPv4-mapped IPv6 address.
 //! - `Username`, `Email`, `Password` (the checked values of `auth_service::domain`) and
-//!   `decode_refresh`: what they accept keeps the documented shape.
+//!   `Secret::parse`: what they accept keeps the documented shape.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -32,11 +32,11 @@ use auth_service::flows::account::{Page, ProfileUpdate};
 use auth_service::flows::login::LoginInput;
 use auth_service::flows::roles::{Assign, Check, CreateRole, UpdateRole};
 use auth_service::flows::signup::SignupInput;
-use auth_service::flows::tokens::decode_refresh;
 use auth_service::http::ApiError;
 use auth_service::http::request::{
-    client_ip, cookie_from_header, parse_form, parse_json, parse_query, refused_in_name, refused_in_value,
+    cookie_from_header, parse_form, parse_json, parse_query, peer_ip, refused_in_name, refused_in_value,
 };
+use auth_service::secret::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hyper::StatusCode;
@@ -330,12 +330,12 @@ fn forwarded(data: &[u8]) {
             headers.append("x-forwarded-for", value);
         }
     }
-    let ip = client_ip(peer, &headers, &http);
+    let ip = peer_ip(peer, &headers, &http);
     let trusted = |ip: IpAddr| http.trusted_proxies.iter().any(|n| n.contains(&ip));
     let peer = canonical(peer);
     assert!(
         !matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()),
-        "client_ip returned an IPv4-mapped address: {ip}"
+        "peer_ip returned an IPv4-mapped address: {ip}"
     );
     if !http.trust_proxy_headers || !trusted(peer) {
         assert_eq!(ip, peer, "forwarded headers used without a trusted proxy in front");
@@ -355,7 +355,7 @@ fn forwarded(data: &[u8]) {
             None => break,
         }
     }
-    assert_eq!(ip, client.unwrap_or(nearest), "client_ip walked the header wrongly: {entries:?}");
+    assert_eq!(ip, client.unwrap_or(nearest), "peer_ip walked the header wrongly: {entries:?}");
 }
 
 fn fields(text: &str) {
@@ -373,8 +373,8 @@ fn fields(text: &str) {
     if Password::new(policy, text.to_string(), "fuzz_user", "fuzz@example.com").is_ok() {
         assert!((8..=128).contains(&text.chars().count()), "password length {} accepted", text.chars().count());
     }
-    if let Some(secret) = decode_refresh(text) {
-        assert_eq!(secret.len(), 32, "refresh secret of {} bytes accepted", secret.len());
-        assert_eq!(B64.encode(&secret), text.trim(), "non-canonical refresh token accepted");
+    if let Some(secret) = Secret::parse(text) {
+        assert_eq!(B64.encode(secret.bytes()), text.trim(), "non-canonical secret accepted");
+        assert_eq!(secret.encode(), text.trim(), "a secret does not encode as it was sent");
     }
 }

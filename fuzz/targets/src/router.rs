@@ -1,4 +1,4 @@
-//! Target `router`: `auth_service::http::router::find` on arbitrary methods and paths.
+//! Target `router`: `auth_service::routes::table::find` on arbitrary methods and paths.
 //!
 //! The first byte picks the method (`G`ET, `P`OST, p`U`T, p`A`TCH, `D`ELETE, `H`EAD,
 //! `O`PTIONS, `T`RACE, `C`ONNECT; `X` takes an extension method from the input up to the first
@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use auth_service::http::ApiError;
-use auth_service::http::router::{self, ROUTES, RouteDef};
+use auth_service::routes::table::{self as router, ROUTES, RouteDef};
 use hyper::Method;
 
 /// The method and path an input stands for.

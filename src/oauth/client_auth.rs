@@ -1,5 +1,6 @@
-//! The OAuth 2.1 token endpoint (`POST /oauth2/token`) and client authentication, which the
-//! token, introspection and revocation endpoints share.
+//! Client authentication, which the token, introspection and revocation endpoints share, with
+//! the per-instance cache of registered clients (and, through [`super::remote_keys`], the keys
+//! clients publish at their `jwks_uri`).
 //!
 //! Client authentication (RFC 6749 §2.3, RFC 7523 §2.2):
 //!
@@ -27,155 +28,26 @@
 //!    (and at the threshold locks the client for this address) and is recorded as a
 //!    `client_auth_failed` event. Every failure is the same `401 invalid_client`.
 //!
-//! A `resource` parameter (RFC 8707) must name the audience the client is registered for
-//! (`invalid_target` otherwise). A token's `aud` is that audience, or else the client's own id;
-//! only a `first_party` client can be registered for this service's own API (`JWT_AUDIENCE`).
-//!
-//! Grants: `authorization_code` (see [`super::authorize`]), `client_credentials` (a token whose
-//! `sub` and `client_id` are the client) and `refresh_token` (a session bound to the client,
-//! rotated exactly as `/api/v1/auth/refresh` rotates, with the same grace window and reuse
-//! detection). The client must be registered for
-//! the grant (`unauthorized_client`); the scopes asked for must be among its own
-//! (`invalid_scope`); no scope asked for means all of them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_actors::db::clients::{self, AuthMethod, ClientCredentials};
+use auth_actors::db::clients::{self, AuthMethod};
 use auth_actors::db::events::{self, SecurityEvent};
-use auth_actors::db::sessions::{NewToken, Rotate, RotateOutcome, RotationRules};
 use auth_actors::rate_limiter::{BeginClient, ClientGate, ClientLimits, EndClient, UseAssertion};
 use base64::Engine as _;
-use jsonwebtoken::jwk::JwkSet;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::Client;
-use super::clients::{ASSERTION_ALGS, plausible_client_id, secret_digest, valid_scope_token};
-use super::error::{Dependency, FlowError};
-use super::tokens::{self, AccessClaims, TokenKind};
+use super::protocol::{ASSERTION_ALGS, ClientEntry, JWT_BEARER, OAuthError, OAuthForm, plausible_client_id};
 use crate::app::App;
-use crate::metrics::{GrantLabels, GrantOutcome};
-
-/// `client_assertion_type` of RFC 7523 §2.2.
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// An error of the OAuth protocol (RFC 6749 §5.2), or a failure of the service behind it.
-#[derive(Debug, thiserror::Error)]
-pub enum OAuthError {
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// `basic`: the client tried HTTP Basic, so the answer names that scheme (RFC 6749 §5.2).
-    #[error("{description}")]
-    InvalidClient { description: String, basic: bool },
-    #[error("{0}")]
-    InvalidGrant(String),
-    #[error("{0}")]
-    UnauthorizedClient(String),
-    #[error("{0}")]
-    UnsupportedGrantType(String),
-    #[error("{0}")]
-    InvalidScope(String),
-    /// A `resource` (RFC 8707 §2) the client is not registered to get tokens for.
-    #[error("{0}")]
-    InvalidTarget(String),
-    /// The client is locked, over its limit, or has too many checks under way.
-    #[error("{description}")]
-    Throttled { description: &'static str, retry_after: Duration },
-    #[error(transparent)]
-    Flow(#[from] FlowError),
-}
-
-impl OAuthError {
-    /// The RFC 6749 `error` code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidClient { .. } | OAuthError::Throttled { .. } => "invalid_client",
-            OAuthError::InvalidGrant(_) => "invalid_grant",
-            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
-            OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
-            OAuthError::InvalidScope(_) => "invalid_scope",
-            OAuthError::InvalidTarget(_) => "invalid_target",
-            OAuthError::Flow(_) => "server_error",
-        }
-    }
-
-    fn outcome(&self) -> GrantOutcome {
-        match self {
-            OAuthError::InvalidRequest(_) => GrantOutcome::invalid_request,
-            OAuthError::InvalidClient { .. } => GrantOutcome::invalid_client,
-            OAuthError::InvalidGrant(_) => GrantOutcome::invalid_grant,
-            OAuthError::UnauthorizedClient(_) => GrantOutcome::unauthorized_client,
-            OAuthError::UnsupportedGrantType(_) => GrantOutcome::unsupported_grant_type,
-            OAuthError::InvalidScope(_) => GrantOutcome::invalid_scope,
-            OAuthError::InvalidTarget(_) => GrantOutcome::invalid_target,
-            OAuthError::Throttled { .. } => GrantOutcome::throttled,
-            OAuthError::Flow(_) => GrantOutcome::error,
-        }
-    }
-}
-
-impl From<auth_actors::user_store::StoreError> for OAuthError {
-    fn from(e: auth_actors::user_store::StoreError) -> Self {
-        OAuthError::Flow(e.into())
-    }
-}
-
-impl From<auth_actors::rate_limiter::LimiterError> for OAuthError {
-    fn from(e: auth_actors::rate_limiter::LimiterError) -> Self {
-        OAuthError::Flow(e.into())
-    }
-}
-
-/// The form of the token, introspection and revocation endpoints. A parameter without a value
-/// counts as absent, and none may be given twice (RFC 6749 §3.2).
-#[derive(Debug, Default)]
-pub struct OAuthForm(Vec<(String, String)>);
-
-impl OAuthForm {
-    pub fn new(pairs: Vec<(String, String)>) -> Result<OAuthForm, OAuthError> {
-        let mut names: Vec<&str> = pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k.as_str()).collect();
-        names.sort_unstable();
-        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(OAuthError::InvalidRequest(format!("parameter {} is given more than once", twice[0])));
-        }
-        Ok(OAuthForm(pairs))
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
-    }
-}
-
-/// A registered client as the token endpoint uses it.
-#[derive(Debug)]
-pub struct ClientEntry {
-    pub credentials: ClientCredentials,
-    /// Its inline JWK Set, parsed once.
-    pub jwks: Option<JwkSet>,
-}
-
-impl ClientEntry {
-    pub fn id(&self) -> &str {
-        &self.credentials.client.client_id
-    }
-
-    pub fn metadata(&self) -> &clients::ClientMetadata {
-        &self.credentials.client.metadata
-    }
-
-    /// Whether the client may be granted every scope of `requested` (space-separated).
-    fn allows_scopes(&self, requested: &str) -> bool {
-        let allowed: Vec<&str> = self.metadata().scope.split(' ').collect();
-        requested.split(' ').filter(|s| !s.is_empty()).all(|s| allowed.contains(&s))
-    }
-}
+use crate::authz::Cached;
+use crate::domain::Peer;
+use crate::flows::error::FlowError;
 
 /// A client that has proved who it is.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedClient {
-    pub entry: crate::authz::Cached<ClientEntry>,
+    pub entry: Cached<ClientEntry>,
     pub method: AuthMethod,
 }
 
@@ -317,7 +189,7 @@ pub enum ClientUse {
 pub async fn authenticate_client(
     app: &App,
     presented: Presented,
-    request: &Client,
+    request: &Peer,
     client_use: ClientUse,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let basic = matches!(presented, Presented::Basic { .. });
@@ -349,7 +221,7 @@ pub async fn authenticate_client(
             return Err(OAuthError::Throttled { description: "too many failed authentications", retry_after });
         }
         ClientGate::RateLimited { retry_after } => {
-            super::limits::denied(app, auth_actors::keyspace::LimitClass::Client);
+            crate::flows::limits::denied(app, auth_actors::keyspace::LimitClass::Client);
             return Err(OAuthError::Throttled { description: "too many token requests", retry_after });
         }
         ClientGate::Busy { retry_after } => {
@@ -402,7 +274,7 @@ pub async fn client_entry(
     app: &App,
     client_id: &str,
     epoch: Option<&str>,
-) -> Result<Option<crate::authz::Cached<ClientEntry>>, FlowError> {
+) -> Result<Option<Cached<ClientEntry>>, FlowError> {
     if let Some(epoch) = epoch
         && let Some(entry) = app.clients.get(client_id, epoch)
     {
@@ -447,7 +319,7 @@ async fn check_credentials(
 }
 
 fn check_secret(entry: &ClientEntry, secret: &str) -> Result<(), Refused> {
-    let presented = secret_digest(secret);
+    let presented = crate::secret::digest_text(secret);
     let now = OffsetDateTime::now_utc();
     let mut matched = false;
     for s in &entry.credentials.secrets {
@@ -525,217 +397,12 @@ async fn check_assertion(app: &App, entry: &ClientEntry, assertion: &str) -> Res
     Ok(())
 }
 
-/// What the token endpoint answers on success (RFC 6749 §5.1).
-#[derive(Debug, serde::Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// OpenID Connect: when the code was issued for scope `openid`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-}
-
-/// `POST /oauth2/token` for an authenticated client.
-pub async fn token(
-    app: &App,
-    client: &AuthenticatedClient,
-    form: &OAuthForm,
-    request: &Client,
-) -> Result<TokenResponse, OAuthError> {
-    let grant = form.get("grant_type");
-    let result = match grant {
-        None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
-        Some(g) if !super::clients::GRANT_TYPES.contains(&g) => {
-            Err(OAuthError::UnsupportedGrantType(format!("grant type {g:?} is not supported")))
-        }
-        Some(g) if !client.entry.metadata().grant_types.iter().any(|r| r == g) => {
-            Err(OAuthError::UnauthorizedClient(format!("the client is not registered for the {g} grant")))
-        }
-        _ if form.get("resource").is_some_and(|r| Some(r) != client.entry.metadata().audience.as_deref()) => {
-            Err(OAuthError::InvalidTarget("the client is not registered for this resource".into()))
-        }
-        Some("authorization_code") => super::authorize::exchange(app, client, form, request).await,
-        Some("client_credentials") => client_credentials(app, client, form).await,
-        Some(_) => refresh_token(app, client, form, request).await,
-    };
-    count_token_request(app, form, result.as_ref().map(|_| ()));
-    result
-}
-
-/// Counts a token request by grant type and outcome, including one refused before its grant
-/// was looked at (client authentication, the client gate).
-pub fn count_token_request(app: &App, form: &OAuthForm, result: Result<(), &OAuthError>) {
-    let grant_type = match form.get("grant_type") {
-        Some("authorization_code") => "authorization_code",
-        Some("client_credentials") => "client_credentials",
-        Some("refresh_token") => "refresh_token",
-        _ => "other",
-    };
-    let outcome = match result {
-        Ok(()) => GrantOutcome::issued,
-        Err(e) => e.outcome(),
-    };
-    app.metrics.token_requests.get_or_create(&GrantLabels { grant_type, outcome }).inc();
-}
-
-/// The scope to grant: what was asked for, if the client may have all of it; else everything the
-/// client may have.
-fn granted_scope(client: &AuthenticatedClient, requested: Option<&str>) -> Result<String, OAuthError> {
-    match requested {
-        None => Ok(client.entry.metadata().scope.clone()),
-        Some(r) => {
-            let mut scopes: Vec<&str> = r.split(' ').filter(|s| !s.is_empty()).collect();
-            if scopes.iter().any(|s| !valid_scope_token(s)) {
-                return Err(OAuthError::InvalidScope("malformed scope".into()));
-            }
-            if !client.entry.allows_scopes(r) {
-                return Err(OAuthError::InvalidScope("a requested scope is not allowed for this client".into()));
-            }
-            scopes.sort_unstable();
-            scopes.dedup();
-            Ok(scopes.join(" "))
-        }
-    }
-}
-
-pub(super) fn ttl_of(app: &App, client: &AuthenticatedClient) -> u64 {
-    client.entry.metadata().access_token_ttl.map_or(app.config.tokens.access_ttl.as_secs(), |t| t.max(1) as u64)
-}
-
-/// The `aud` of an access token issued to `client`: the audience it was registered for, or
-/// else the client itself. Only a first-party client can be registered for this service's own
-/// API (`JWT_AUDIENCE`, see [`super::clients::check_audience`]), so no other client's token is
-/// ever accepted there (SPEC §7, "Who may use a token where").
-pub(super) fn audience_of(client: &AuthenticatedClient) -> String {
-    client.entry.metadata().audience.clone().unwrap_or_else(|| client.id().to_string())
-}
-
-async fn client_credentials(
-    app: &App,
-    client: &AuthenticatedClient,
-    form: &OAuthForm,
-) -> Result<TokenResponse, OAuthError> {
-    let scope = granted_scope(client, form.get("scope"))?;
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let ttl = ttl_of(app, client);
-    let claims = AccessClaims {
-        iss: app.config.tokens.issuer.clone(),
-        sub: client.id().to_string(),
-        aud: audience_of(client),
-        exp: now + ttl as i64,
-        iat: now,
-        nbf: now,
-        jti: Uuid::now_v7(),
-        kind: TokenKind::Access,
-        username: None,
-        email: None,
-        roles: None,
-        sid: None,
-        client_id: Some(client.id().to_string()),
-        scope: Some(scope.clone()),
-    };
-    let access_token = app.services.keys.sign("at+jwt", claims).await.map_err(FlowError::from)?;
-    app.metrics.tokens_issued.inc();
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: Some(scope).filter(|s| !s.is_empty()),
-        refresh_token: None,
-        id_token: None,
-    })
-}
-
-/// The refresh-token grant: the session must be bound to this client; the rotation is the one
-/// `/api/v1/auth/refresh` uses. A narrower `scope` than the session's may be asked for (RFC 6749
-/// §6); a wider one is `invalid_scope`.
-async fn refresh_token(
-    app: &App,
-    client: &AuthenticatedClient,
-    form: &OAuthForm,
-    request: &Client,
-) -> Result<TokenResponse, OAuthError> {
-    let presented =
-        form.get("refresh_token").ok_or_else(|| OAuthError::InvalidRequest("refresh_token is required".into()))?;
-    let invalid = || OAuthError::InvalidGrant("invalid, expired or revoked refresh token".into());
-    let parent = tokens::decode_refresh(presented).ok_or_else(invalid)?;
-    let candidate = tokens::new_refresh_secret()?;
-    let candidate_secret = tokens::decode_refresh(&candidate).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
-    let t = &app.config.tokens;
-    let successor = NewToken {
-        id: Uuid::now_v7(),
-        hash: tokens::refresh_hash(&candidate_secret),
-        expires_at: OffsetDateTime::now_utc() + t.refresh_ttl,
-    };
-    let rules =
-        RotationRules { grace: t.reuse_grace, grace_retries: t.grace_retries, max_lifetime: t.session_max_lifetime };
-    // A scope wider than the session's is refused before anything is written, so the client
-    // keeps a token it can refresh.
-    let asked: Option<Vec<String>> =
-        form.get("scope").map(|asked| asked.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect());
-    let rotate = Rotate {
-        presented: tokens::refresh_hash(&parent),
-        successor,
-        sealed: tokens::seal(&parent, &candidate_secret),
-        rules,
-        ip: request.ip_string(),
-        client_id: Some(client.id().to_string()),
-        scope: asked,
-    };
-    let (user, family, scope, refresh_token) = match app.services.users.run(rotate).await? {
-        RotateOutcome::Rotated { user, family_id, scope } => (user, family_id, scope, candidate),
-        RotateOutcome::Retried { user, family_id, scope, sealed } => {
-            (user, family_id, scope, tokens::unseal(&parent, &sealed).ok_or_else(invalid)?)
-        }
-        RotateOutcome::ReuseDetected { user_id, family_id } => {
-            super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
-            return Err(OAuthError::InvalidGrant("refresh token reuse detected; the session has been revoked".into()));
-        }
-        RotateOutcome::ScopeExceeded => {
-            return Err(OAuthError::InvalidScope("a refresh cannot widen the session's scope".into()));
-        }
-        RotateOutcome::Invalid => return Err(invalid()),
-    };
-    if !user.is_active {
-        return Err(invalid());
-    }
-    // The rotation checked that what was asked for is within the session's scope.
-    let scope = form.get("scope").map(str::to_string).unwrap_or_else(|| scope.unwrap_or_default());
-    let to = tokens::IssuedTo {
-        client_id: client.id(),
-        audience: audience_of(client),
-        scope: scope.clone(),
-        ttl: ttl_of(app, client),
-    };
-    let (access_token, ttl) = tokens::issue_access(app, &user, family, Some(to)).await?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: Some(scope).filter(|s| !s.is_empty()),
-        refresh_token: Some(refresh_token),
-        id_token: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn form(pairs: &[(&str, &str)]) -> OAuthForm {
         OAuthForm::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).expect("form")
-    }
-
-    #[test]
-    fn a_parameter_given_twice_is_an_invalid_request_and_an_empty_one_is_absent() {
-        let twice = vec![("scope".to_string(), "a".to_string()), ("scope".to_string(), "b".to_string())];
-        assert!(matches!(OAuthForm::new(twice), Err(OAuthError::InvalidRequest(_))));
-        assert_eq!(form(&[("scope", "")]).get("scope"), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The hosted pages of the browser flow (`/oauth2/authorize`, `/oauth2/consent`,
 //! `/oauth2/logout`), OpenID Connect userinfo, and the consents a user has given. The flow is
-//! `crate::flows::authorize`; this module holds what is HTTP about it:
+//! [`crate::oauth::authorize`]; this module holds what is HTTP about it:
 //!
 //! - The browser session is the cookie `__Host-session` (`session` with `COOKIE_SECURE=false`):
 //!   `HttpOnly`, `Secure`, `SameSite=Lax` (so that it reaches the authorization endpoint when a
@@ -21,14 +21,16 @@ use std::time::Duration;
 use hyper::header::{CACHE_CONTROL, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Method, StatusCode};
 
-use super::auth::client;
 use crate::app::App;
-use crate::flows::authenticate::{Caller, Principal};
-use crate::flows::authorize::{self, Checked, PageError, Registration, SignInError, Step};
-use crate::flows::oauth::OAuthForm;
-use crate::flows::tokens;
+use auth_actors::db::grants::BrowserSession;
+
+use crate::flows::authenticate::Principal;
 use crate::http::{ApiError, Request, Response, response};
+use crate::oauth::authorize::{self, Checked, PageError, Registration, SignInError, Step};
+use crate::oauth::openid;
+use crate::oauth::protocol::{OAuthError, OAuthForm};
 use crate::pages;
+use crate::secret::Secret;
 
 /// Why a page request failed: a page error of the flow, or one of the HTTP layer (a body that is
 /// not a form, too large, ...). Both are shown as pages.
@@ -55,8 +57,8 @@ impl From<crate::flows::error::FlowError> for Failure {
     }
 }
 
-impl From<crate::flows::oauth::OAuthError> for Failure {
-    fn from(e: crate::flows::oauth::OAuthError) -> Self {
+impl From<OAuthError> for Failure {
+    fn from(e: OAuthError) -> Self {
         Failure::Page(PageError::BadRequest(e.to_string()))
     }
 }
@@ -185,17 +187,17 @@ fn page_or_error(result: Result<Response, Failure>) -> Response {
 
 /// The browser's CSRF token, and the cookie that sets it when the browser had none.
 fn csrf_token(app: &App, req: &Request) -> Result<(String, Option<String>), Failure> {
-    if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| tokens::decode_refresh(t).is_some()) {
+    if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| Secret::parse(t).is_some()) {
         return Ok((token, None));
     }
-    let token = tokens::new_refresh_secret()?;
+    let token = Secret::generate().map_err(crate::flows::error::FlowError::from)?.encode();
     let set = cookie(app, csrf_cookie_name(app), &token, None);
     Ok((token, Some(set)))
 }
 
 /// A form's CSRF token must equal the browser's CSRF cookie.
 fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
-    let cookie = req.cookie(csrf_cookie_name(app)).filter(|c| tokens::decode_refresh(c).is_some());
+    let cookie = req.cookie(csrf_cookie_name(app)).filter(|c| Secret::parse(c).is_some());
     match (cookie, form.get("csrf_token")) {
         (Some(c), Some(sent))
             if aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), sent.as_bytes()).is_ok() =>
@@ -275,17 +277,9 @@ fn render(
     Ok(resp)
 }
 
-fn browser_session(caller: Caller) -> Option<auth_actors::db::grants::BrowserSession> {
-    match caller {
-        Caller::Browser(session) => session,
-        _ => None,
-    }
-}
-
 /// `GET` and `POST /oauth2/authorize`: an authorization request (OpenID Connect Core §3.1.2.1
 /// allows both), or the sign-in form (a POST carrying a CSRF token).
-pub async fn authorize(app: &App, mut req: Request, caller: Caller) -> Response {
-    let session = browser_session(caller);
+pub async fn authorize(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
     page_or_error(
         async {
             let form = parameters(&mut req).await?;
@@ -319,7 +313,7 @@ async fn sign_in(
     app: &App,
     req: &Request,
     form: &OAuthForm,
-    session: Option<auth_actors::db::grants::BrowserSession>,
+    session: Option<BrowserSession>,
 ) -> Result<Response, Failure> {
     check_csrf(app, req, form)?;
     let request = match authorize::check_request(app, form, Registration::Current).await? {
@@ -328,11 +322,11 @@ async fn sign_in(
     };
     let username = form.get("username").unwrap_or_default().to_string();
     let password = form.get("password").unwrap_or_default().to_string();
-    let (step, signed_in) = authorize::sign_in(app, request, username, password, &client(req)).await?;
+    let (step, signed_in) = authorize::sign_in(app, request, username, password, &req.peer()).await?;
     let mut cookies = Vec::new();
     if let Some(new) = signed_in {
         if let Some(old) = session {
-            authorize::sign_out(app, &old).await?;
+            openid::sign_out(app, &old).await?;
         }
         let ttl = app.config.oauth.browser_session_ttl;
         cookies.push(cookie(app, session_cookie_name(app), &new.cookie, Some(ttl)));
@@ -341,8 +335,7 @@ async fn sign_in(
 }
 
 /// `POST /oauth2/consent`: the consent form's answer.
-pub async fn consent(app: &App, mut req: Request, caller: Caller) -> Response {
-    let session = browser_session(caller);
+pub async fn consent(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
     page_or_error(
         async {
             let form = parameters(&mut req).await?;
@@ -369,12 +362,11 @@ const LOGOUT_FIELDS: &[&str] = &["id_token_hint", "post_logout_redirect_uri", "s
 /// `GET` and `POST /oauth2/logout` (OpenID Connect RP-Initiated Logout): a GET of a signed-in
 /// browser asks first; the confirmation (a POST with the CSRF token) ends the browser session
 /// and goes back to the client's registered `post_logout_redirect_uri`, if one was given.
-pub async fn logout(app: &App, mut req: Request, caller: Caller) -> Response {
-    let session = browser_session(caller);
+pub async fn logout(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
     page_or_error(
         async {
             let form = parameters(&mut req).await?;
-            let target = authorize::post_logout_target(app, &form).await?;
+            let target = openid::post_logout_target(app, &form).await?;
             let signed_out = || match &target {
                 Some(uri) => redirect(uri, req.method == Method::POST),
                 None => html(StatusCode::OK, pages::signed_out(), None),
@@ -382,7 +374,7 @@ pub async fn logout(app: &App, mut req: Request, caller: Caller) -> Response {
             if req.method == Method::POST {
                 check_csrf(app, &req, &form)?;
                 if let Some(s) = &session {
-                    authorize::sign_out(app, s).await?;
+                    openid::sign_out(app, s).await?;
                 }
                 let mut resp = signed_out();
                 set_cookies(&mut resp, &[cookie(app, session_cookie_name(app), "", Some(Duration::ZERO))]);
@@ -402,24 +394,24 @@ pub async fn logout(app: &App, mut req: Request, caller: Caller) -> Response {
 }
 
 /// `GET /oauth2/assets/style.css`: the pages' one stylesheet.
-pub fn stylesheet() -> Response {
+pub async fn stylesheet(_app: &App, _req: Request) -> Result<Response, ApiError> {
     let mut resp = response::with_body(StatusCode::OK, "text/css; charset=utf-8", pages::STYLESHEET.into());
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    resp
+    Ok(resp)
 }
 
 /// `GET` and `POST /oauth2/userinfo` (OpenID Connect Core §5.3): the claims the token's scopes
 /// allow, of the user as they are now.
-pub async fn userinfo(app: &App, principal: Principal) -> Result<Response, ApiError> {
-    let body = authorize::userinfo(app, &principal.claims).await?;
+pub async fn userinfo(app: &App, _req: Request, principal: Principal) -> Result<Response, ApiError> {
+    let body = openid::userinfo(app, &principal.claims).await?;
     let mut resp = response::json(StatusCode::OK, &body);
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
 /// `GET /api/v1/consents`: the clients the caller has let in, and to what.
-pub async fn consents(app: &App, principal: Principal) -> Result<Response, ApiError> {
+pub async fn consents(app: &App, _req: Request, principal: Principal) -> Result<Response, ApiError> {
     let rows = authorize::consents(app, principal.user_id).await?;
     let body: Vec<serde_json::Value> = rows
         .iter()
@@ -428,7 +420,7 @@ pub async fn consents(app: &App, principal: Principal) -> Result<Response, ApiEr
                 "client_id": r.client_id,
                 "client_name": r.client_name,
                 "scope": r.scope,
-                "granted_at": super::users::rfc3339(r.granted_at),
+                "granted_at": response::rfc3339(r.granted_at),
             })
         })
         .collect();
@@ -436,7 +428,7 @@ pub async fn consents(app: &App, principal: Principal) -> Result<Response, ApiEr
 }
 
 /// `DELETE /api/v1/consents/{client_id}`: takes a consent back and ends that client's sessions.
-pub async fn revoke_consent(app: &App, req: &Request, principal: Principal) -> Result<Response, ApiError> {
+pub async fn revoke_consent(app: &App, req: Request, principal: Principal) -> Result<Response, ApiError> {
     let client_id = req.params.first().map(String::as_str).unwrap_or_default();
     authorize::revoke_consent(app, principal.user_id, client_id).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))

@@ -1,5 +1,6 @@
 //! The browser flow (OAuth 2.1 authorization code with PKCE, OpenID Connect): the
-//! authorization endpoint, the hosted sign-in and consent, the code exchange, and sign-out.
+//! authorization endpoint, the hosted sign-in and consent, and the consents a user has given.
+//! The code it issues is redeemed at the token endpoint ([`super::token::authorization_code`]).
 //!
 //! `GET /oauth2/authorize`:
 //!
@@ -27,32 +28,22 @@
 //! CSRF cookie; the password goes through the same checks as `/api/v1/auth/login` (per-IP
 //! limit, account gate and lockout, argon2, failure record); success opens a browser session
 //! and carries on at step 4. The consent form posts to `POST /oauth2/consent`.
-//!
-//! At the token endpoint, `grant_type=authorization_code` redeems a code once (a second use
-//! fails and revokes the session the first one opened), checks the redirect URI and the PKCE
-//! verifier, opens a session bound to the client (kind `oauth`), and answers the access token,
-//! an ID token when `openid` was granted, and a refresh token when `offline_access` was.
 
 use std::time::Duration;
 
-use auth_actors::db::grants::{
-    self, BrowserSession, Consent, Exchange, ExchangeCode, FindBrowserSession, GrantConsent, IssueCode, Refusal,
-};
-use auth_actors::db::sessions::{self, NewToken, RevokeOne, SessionKind, StartOutcome};
-use aws_lc_rs::digest::{SHA256, digest};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use serde::Serialize;
+use auth_actors::db::grants::{self, BrowserSession, Consent, FindBrowserSession, GrantConsent, IssueCode};
+use auth_actors::db::sessions::{self, SessionKind, StartOutcome};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Client;
-use super::error::{Dependency, FlowError};
-use super::login::{self, LoginInput};
-use super::oauth::{self, AuthenticatedClient, ClientEntry, OAuthError, OAuthForm, TokenResponse};
-use super::tokens::{self, AccessClaims};
+use super::client_auth;
+use super::protocol::{ClientEntry, OAuthForm, valid_pkce};
 use crate::app::App;
 use crate::authz::Cached;
+use crate::domain::Peer;
+use crate::flows::error::FlowError;
+use crate::flows::login::{self, LoginInput};
+use crate::secret::Secret;
 
 /// How long a code lives.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
@@ -163,15 +154,10 @@ fn error_redirect(app: &App, redirect_uri: &str, error: &str, description: &str,
     with_query(redirect_uri, &pairs)
 }
 
-fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+pub(super) fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
     let sep = if uri.contains('?') { '&' } else { '?' };
     format!("{uri}{sep}{query}")
-}
-
-/// RFC 7636 §4.1: 43–128 characters of `[A-Za-z0-9-._~]` (and a challenge has the same shape).
-fn valid_pkce(value: &str) -> bool {
-    (43..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// Which registration of the client a request is checked against.
@@ -198,7 +184,7 @@ pub enum Checked {
 /// back to the client as a redirect, [`Checked::Back`]).
 pub async fn check_request(app: &App, form: &OAuthForm, registration: Registration) -> Result<Checked, PageError> {
     let client_id = param(form, "client_id").ok_or(PageError::UnknownClient)?;
-    if !super::clients::plausible_client_id(client_id) {
+    if !super::protocol::plausible_client_id(client_id) {
         return Err(PageError::UnknownClient);
     }
     let recent = match registration {
@@ -209,7 +195,7 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
         Some(client) => client,
         None => {
             let epoch = app.services.limiter.check_tokens(&[], true).await.map_err(FlowError::from)?.authz_epoch;
-            oauth::client_entry(app, client_id, epoch.as_deref()).await?.ok_or(PageError::UnknownClient)?
+            client_auth::client_entry(app, client_id, epoch.as_deref()).await?.ok_or(PageError::UnknownClient)?
         }
     };
     let redirect_uri = param(form, "redirect_uri").ok_or(PageError::BadRedirectUri)?;
@@ -289,8 +275,8 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
 
 /// The browser session a cookie names, if it is live.
 pub async fn browser_session(app: &App, cookie: Option<&str>) -> Result<Option<BrowserSession>, FlowError> {
-    let Some(secret) = cookie.and_then(tokens::decode_refresh) else { return Ok(None) };
-    Ok(app.services.users.run(FindBrowserSession { token_hash: tokens::refresh_hash(&secret) }).await?)
+    let Some(secret) = cookie.and_then(Secret::parse) else { return Ok(None) };
+    Ok(app.services.users.run(FindBrowserSession { token_hash: secret.digest() }).await?)
 }
 
 /// Steps 3 to 5 for a checked request and whoever is signed in (`fresh`: the user signed in
@@ -335,10 +321,10 @@ pub async fn decide(
 
 /// Step 5: a code for the signed-in user, and the redirect that carries it.
 async fn issue_code(app: &App, request: &Request, session: &BrowserSession) -> Result<String, FlowError> {
-    let code = tokens::new_refresh_secret()?;
-    let secret = tokens::decode_refresh(&code).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
+    let secret = Secret::generate()?;
+    let code = secret.encode();
     let issue = IssueCode {
-        code_hash: tokens::refresh_hash(&secret),
+        code_hash: secret.digest(),
         client_id: request.client.id().to_string(),
         user_id: session.user.id,
         redirect_uri: request.redirect_uri.clone(),
@@ -371,7 +357,7 @@ pub async fn sign_in(
     request: Request,
     username: String,
     password: String,
-    client: &Client,
+    client: &Peer,
 ) -> Result<(Step, Option<SignedIn>), FlowError> {
     let input = LoginInput { username: username.clone(), password };
     let checked = match login::check_password(app, input, client).await {
@@ -430,235 +416,6 @@ pub async fn consent(
     decide(app, request, Some(session), true).await
 }
 
-/// The claims of an ID token (OpenID Connect Core §2), with the user's claims by scope.
-#[derive(Debug, Serialize)]
-pub struct IdClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub exp: i64,
-    pub iat: i64,
-    pub nbf: i64,
-    pub auth_time: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
-    pub azp: String,
-    pub at_hash: String,
-    pub sid: Uuid,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preferred_username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email_verified: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub roles: Option<Vec<String>>,
-}
-
-/// `at_hash`: the left half of the SHA-256 of the access token, base64url (both RS256 and ES256
-/// hash with SHA-256).
-pub fn at_hash(access_token: &str) -> String {
-    let d = digest(&SHA256, access_token.as_bytes());
-    B64.encode(&d.as_ref()[..16])
-}
-
-/// RFC 7636 §4.6: the challenge a verifier answers, `BASE64URL(SHA256(code_verifier))`.
-fn s256(verifier: &str) -> String {
-    B64.encode(digest(&SHA256, verifier.as_bytes()).as_ref())
-}
-
-fn has_scope(scope: &str, wanted: &str) -> bool {
-    scope.split(' ').any(|s| s == wanted)
-}
-
-/// `grant_type=authorization_code`; see the module documentation.
-pub async fn exchange(
-    app: &App,
-    client: &AuthenticatedClient,
-    form: &OAuthForm,
-    request: &Client,
-) -> Result<TokenResponse, OAuthError> {
-    let invalid = |d: &str| OAuthError::InvalidGrant(d.into());
-    let code = form.get("code").ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?;
-    let redirect_uri =
-        form.get("redirect_uri").ok_or_else(|| OAuthError::InvalidRequest("redirect_uri is required".into()))?;
-    let verifier = form
-        .get("code_verifier")
-        .ok_or_else(|| OAuthError::InvalidRequest("code_verifier is required (PKCE)".into()))?;
-    if !valid_pkce(verifier) {
-        return Err(OAuthError::InvalidRequest("code_verifier must be 43 to 128 unreserved characters".into()));
-    }
-    let secret = tokens::decode_refresh(code).ok_or_else(|| invalid("invalid or expired code"))?;
-    let t = &app.config.tokens;
-    let refresh_token = tokens::new_refresh_secret()?;
-    let refresh_secret =
-        tokens::decode_refresh(&refresh_token).ok_or(FlowError::Unavailable(Dependency::Randomness))?;
-    let family = Uuid::now_v7();
-    let exchange = ExchangeCode {
-        code_hash: tokens::refresh_hash(&secret),
-        client_id: client.id().to_string(),
-        redirect_uri: redirect_uri.to_string(),
-        challenge: s256(verifier),
-        family_id: family,
-        token: NewToken {
-            id: Uuid::now_v7(),
-            hash: tokens::refresh_hash(&refresh_secret),
-            expires_at: OffsetDateTime::now_utc() + t.refresh_ttl,
-        },
-        refresh_allowed: client.entry.metadata().grant_types.iter().any(|g| g == "refresh_token"),
-        access_ttl: Duration::from_secs(oauth::ttl_of(app, client)),
-        ip_address: request.ip_string(),
-        user_agent: request.user_agent.clone(),
-    };
-    let (user, scope, nonce, auth_time, offline) = match app.services.users.run(exchange).await? {
-        Exchange::Started { user, scope, nonce, auth_time, offline } => (user, scope, nonce, auth_time, offline),
-        Exchange::Refused(Refusal::RedirectUri) => {
-            return Err(invalid("redirect_uri differs from the authorization request's"));
-        }
-        Exchange::Refused(Refusal::Verifier) => {
-            return Err(invalid("code_verifier does not match the code_challenge"));
-        }
-        Exchange::Refused(Refusal::UserGone) => return Err(invalid("the user can no longer sign in")),
-        Exchange::Replayed { user_id, family_id } => {
-            if let Some(family_id) = family_id {
-                app.services.users.run(RevokeOne { user_id, family_id }).await?;
-                super::logout::fence_sessions(app, user_id, vec![family_id]).await?;
-            }
-            return Err(invalid("the code was already used; the tokens it issued are revoked"));
-        }
-        Exchange::Invalid => return Err(invalid("invalid or expired code")),
-    };
-    let to = tokens::IssuedTo {
-        client_id: client.id(),
-        audience: oauth::audience_of(client),
-        scope: scope.clone(),
-        ttl: oauth::ttl_of(app, client),
-    };
-    let (access_token, ttl) = tokens::issue_access(app, &user, family, Some(to)).await?;
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let id_token = match has_scope(&scope, "openid") {
-        false => None,
-        true => {
-            let id = IdClaims {
-                iss: t.issuer.clone(),
-                sub: user.id.to_string(),
-                aud: client.id().to_string(),
-                exp: now + ttl as i64,
-                iat: now,
-                nbf: now,
-                auth_time: auth_time.unix_timestamp(),
-                nonce,
-                azp: client.id().to_string(),
-                at_hash: at_hash(&access_token),
-                sid: family,
-                preferred_username: has_scope(&scope, "profile").then(|| user.username.clone()),
-                email: has_scope(&scope, "email").then(|| user.email.clone()),
-                email_verified: has_scope(&scope, "email").then_some(false),
-                roles: has_scope(&scope, "roles").then(|| user.roles.clone()),
-            };
-            Some(app.services.keys.sign("JWT", id).await.map_err(FlowError::from)?)
-        }
-    };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: Some(scope).filter(|s| !s.is_empty()),
-        refresh_token: offline.then_some(refresh_token),
-        id_token,
-    })
-}
-
-/// The userinfo answer (OpenID Connect Core §5.3) for a verified access token: the claims its
-/// scopes allow, of the user as they are now.
-pub async fn userinfo(app: &App, claims: &AccessClaims) -> Result<serde_json::Value, FlowError> {
-    let user_id: Uuid = claims.sub.parse().map_err(|_| FlowError::Token(super::authenticate::Rejection::Invalid))?;
-    let user = app
-        .services
-        .users
-        .run(auth_actors::db::users::Get { id: user_id })
-        .await?
-        .filter(|u| u.is_active)
-        .ok_or(FlowError::Token(super::authenticate::Rejection::Revoked))?;
-    let scope = claims.scope.as_deref().unwrap_or_default();
-    let mut answer = serde_json::json!({ "sub": user.id });
-    if has_scope(scope, "profile") {
-        answer["preferred_username"] = user.username.into();
-    }
-    if has_scope(scope, "email") {
-        answer["email"] = user.email.into();
-        answer["email_verified"] = false.into();
-    }
-    if has_scope(scope, "roles") {
-        answer["roles"] = serde_json::json!(user.roles);
-    }
-    Ok(answer)
-}
-
-/// Checks the parameters of an RP-initiated sign-out, then tells where it may send the browser:
-/// a `post_logout_redirect_uri` registered by the client that the ID token hint (or
-/// `client_id`) names, with `state`.
-///
-/// A hint, when given, must be an ID token this service signed (OpenID Connect RP-Initiated
-/// Logout §2: the OP MUST verify it), and a `client_id` given beside it must be its audience
-/// (§3). Either failure is the error page, never a redirect and never a silent fall-back to the
-/// other parameter: otherwise a hint of one client would send the browser to another's address.
-pub async fn post_logout_target(app: &App, form: &OAuthForm) -> Result<Option<String>, PageError> {
-    let hinted = match form.get("id_token_hint") {
-        Some(hint) => Some(hinted_client(app, hint)?),
-        None => None,
-    };
-    if let (Some(audience), Some(client_id)) = (&hinted, form.get("client_id"))
-        && audience != client_id
-    {
-        return Err(PageError::BadRequest("the client_id is not the client the id_token_hint was issued to".into()));
-    }
-    let Some(uri) = form.get("post_logout_redirect_uri") else { return Ok(None) };
-    let client_id = hinted.or_else(|| form.get("client_id").map(str::to_string)).ok_or_else(|| {
-        PageError::BadRequest("post_logout_redirect_uri needs an id_token_hint or a client_id".into())
-    })?;
-    if !super::clients::plausible_client_id(&client_id) {
-        return Err(PageError::UnknownClient);
-    }
-    let entry = oauth::client_entry(app, &client_id, None).await?.ok_or(PageError::UnknownClient)?;
-    if !entry.metadata().post_logout_redirect_uris.iter().any(|r| r == uri) {
-        return Err(PageError::BadRedirectUri);
-    }
-    Ok(Some(match form.get("state") {
-        Some(state) => with_query(uri, &[("state", state)]),
-        None => uri.to_string(),
-    }))
-}
-
-/// The client an ID token hint was issued to (its `aud`), if this service signed it as an ID
-/// token (`typ: JWT`, so an access token is no hint). A hint names the client even after it
-/// expired (RP-Initiated Logout §2): it is accepted up to a browser session's lifetime later.
-fn hinted_client(app: &App, hint: &str) -> Result<String, PageError> {
-    let rules = auth_actors::keys::VerifyRules {
-        typ: "JWT",
-        audience: None,
-        leeway: app.config.oauth.browser_session_ttl,
-        ..super::authenticate::rules(app)
-    };
-    let claims = match app.services.keys.verify::<serde_json::Value>(hint, &rules) {
-        Ok(claims) => claims,
-        Err(auth_actors::key_manager::SignError::Call(e)) => return Err(PageError::Flow(e.into())),
-        Err(_) => return Err(PageError::BadRequest("the id_token_hint is not an ID token this service issued".into())),
-    };
-    claims
-        .get("aud")
-        .and_then(|a| a.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| PageError::BadRequest("the id_token_hint names no client".into()))
-}
-
-/// Ends a browser session (its cookie) and fences off what it issued directly.
-pub async fn sign_out(app: &App, session: &BrowserSession) -> Result<(), FlowError> {
-    let revoke = sessions::RevokeOne { user_id: session.user.id, family_id: session.family_id };
-    app.services.users.run(revoke).await?;
-    super::logout::fence_sessions(app, session.user.id, vec![session.family_id]).await
-}
-
 /// The consents a user has given.
 pub async fn consents(app: &App, user_id: Uuid) -> Result<Vec<grants::ConsentRow>, FlowError> {
     Ok(app.services.users.run(grants::ListConsents { user_id }).await?)
@@ -667,28 +424,14 @@ pub async fn consents(app: &App, user_id: Uuid) -> Result<Vec<grants::ConsentRow
 /// Takes back a consent; the client's sessions of that user end with it.
 pub async fn revoke_consent(app: &App, user_id: Uuid, client_id: &str) -> Result<(), FlowError> {
     let revoke = grants::RevokeConsent { user_id, client_id: client_id.to_string() };
-    let sessions = app.services.users.run(revoke).await?.ok_or(FlowError::NotFound(super::error::Entity::Client))?;
-    super::logout::fence_sessions(app, user_id, sessions).await
+    let sessions =
+        app.services.users.run(revoke).await?.ok_or(FlowError::NotFound(crate::flows::error::Entity::Client))?;
+    crate::flows::logout::fence_sessions(app, user_id, sessions).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pkce_s256_is_the_rfc_7636_example() {
-        // RFC 7636 Appendix B.
-        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert!(valid_pkce(verifier));
-        assert_eq!(s256(verifier), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
-        assert!(!valid_pkce("short"));
-    }
-
-    #[test]
-    fn at_hash_is_the_left_half_of_the_sha_256() {
-        assert_eq!(at_hash("abc").len(), 22);
-        assert_ne!(at_hash("abc"), at_hash("abd"));
-    }
 
     #[test]
     fn redirects_append_to_an_existing_query() {

@@ -12,39 +12,19 @@
 use std::time::Duration;
 
 use auth_actors::db::clients::{self, AuthMethod, ClientMetadata, ClientRecord};
-use aws_lc_rs::digest::{SHA256, digest};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::error::{Dependency, Entity, FlowError};
+use super::protocol::{AUTH_METHODS, GRANT_TYPES, valid_scope_token};
 use crate::app::App;
-use crate::config::OAuthConfig;
+use crate::config::{MAX_SECRET_OVERLAP, OAuthConfig};
 use crate::domain::FieldError;
-
-/// The grants a client may be registered for.
-pub const GRANT_TYPES: &[&str] = &["authorization_code", "client_credentials", "refresh_token"];
-
-/// The authentication methods a client may be registered with (`none`: a public client, such as
-/// a mobile or single-page application, which holds no secret and must use PKCE).
-pub const AUTH_METHODS: &[AuthMethod] =
-    &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt, AuthMethod::None];
-
-/// The OpenID Connect scopes: a client must be allowed them to ask for them.
-pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "roles", "offline_access"];
-
-/// The longest a rotated-out secret may keep working beside its successor.
-pub const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// The algorithms a `private_key_jwt` assertion may be signed with.
-pub const ASSERTION_ALGS: &[&str] = &["RS256", "ES256"];
-
-/// The longest `access_token_ttl` a client may register (one day): revocation markers must
-/// outlive it (see `logout::fence_ttl`).
-pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+use crate::flows::error::{Entity, FlowError};
+use crate::flows::tokens::MAX_ACCESS_TOKEN_TTL;
+use crate::secret::{self, Secret};
 
 /// Client metadata as a registration request sends it (RFC 7591 §2), plus this service's own
 /// `audience`, `access_token_ttl` and `first_party`. Fields it does not know are ignored.
@@ -69,11 +49,6 @@ fn metadata_error(description: impl Into<String>) -> FlowError {
 
 fn redirect_error(description: impl Into<String>) -> FlowError {
     FlowError::ClientMetadata { code: "invalid_redirect_uri", description: description.into() }
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-pub fn valid_scope_token(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// An inline JWK Set of public signing keys the service can verify assertions with.
@@ -184,31 +159,15 @@ pub async fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<Clien
     })
 }
 
-/// A new client secret (shown once) and its stored digest.
+/// A new client secret: shown once, stored as the digest of its text.
 pub fn new_secret() -> Result<(String, Vec<u8>), FlowError> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| FlowError::Unavailable(Dependency::Randomness))?;
-    let secret = B64.encode(bytes);
-    let digest = secret_digest(&secret);
+    let secret = Secret::generate()?.encode();
+    let digest = secret::digest_text(&secret);
     Ok((secret, digest))
 }
 
-/// The stored form of a presented client secret.
-pub fn secret_digest(secret: &str) -> Vec<u8> {
-    digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
-}
-
-/// A new client id: 128 random bits, base64url (22 characters of `[A-Za-z0-9_-]`).
 pub fn new_client_id() -> Result<String, FlowError> {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| FlowError::Unavailable(Dependency::Randomness))?;
-    Ok(B64.encode(bytes))
-}
-
-/// Whether `id` has the shape of a client id this service could have issued (it is then safe in
-/// a Redis key and a log line).
-pub fn plausible_client_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    Ok(B64.encode(secret::random::<16>()?))
 }
 
 /// A registered client, and its secret when one was just made.
@@ -298,7 +257,7 @@ pub async fn delete(app: &App, actor: Option<Uuid>, client_id: &str) -> Result<(
     let delete = clients::Delete { client_id: client_id.to_string(), actor };
     let sessions = app.services.users.run(delete).await?.ok_or(FlowError::NotFound(Entity::Client))?;
     for (user, session) in sessions {
-        super::logout::fence_sessions(app, user, vec![session]).await?;
+        crate::flows::logout::fence_sessions(app, user, vec![session]).await?;
     }
     Ok(())
 }
@@ -306,6 +265,7 @@ pub async fn delete(app: &App, actor: Option<Uuid>, client_id: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oauth::protocol::plausible_client_id;
 
     fn oauth() -> OAuthConfig {
         OAuthConfig {
@@ -380,6 +340,6 @@ mod tests {
         assert!(plausible_client_id(&id) && !plausible_client_id("a{b}") && !plausible_client_id(""));
         let (secret, digest) = new_secret().expect("secret");
         assert_eq!(B64.decode(&secret).expect("b64").len(), 32);
-        assert_eq!(digest, secret_digest(&secret));
+        assert_eq!(digest, secret::digest_text(&secret));
     }
 }

@@ -36,11 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::request::Request;
-use super::response::Response;
-use super::router;
 use crate::app::App;
+use crate::http::{ApiError, Request, Response, request};
 use crate::metrics::{RequestLabels, RouteLabels};
+use crate::routes::table;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -141,12 +140,12 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     let started = Instant::now();
     let id = request_id(&req);
     let http11 = req.version() == hyper::Version::HTTP_11;
-    let host = super::request::check_host(&req);
+    let host = request::check_host(&req);
     let mut request = Request::new(req, id.clone(), peer, &app.config.http);
     let method = request.method.clone();
-    let client_ip = request.client_ip;
+    let client_ip = request.peer_ip;
     let span = tracing::info_span!("request", request_id = %id);
-    let (template, mut response) = match host.and_then(|()| router::find(&method, &request.path)) {
+    let (template, mut response) = match host.and_then(|()| table::find(&method, &request.path)) {
         Ok((route, params)) => {
             request.params = params;
             let result = crate::routes::dispatch(&app, route, request).instrument(span.clone()).await;
@@ -213,7 +212,7 @@ pub async fn serve_metrics(listener: TcpListener, app: App) {
                     let resp = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
                         crate::routes::render_metrics(&app)
                     } else {
-                        super::ApiError::NotFound("only /metrics is served here".into()).into_response()
+                        ApiError::NotFound("only /metrics is served here".into()).into_response()
                     };
                     Ok::<_, Infallible>(resp)
                 }
