@@ -4,10 +4,12 @@
 
 use auth_actors::db::grants::BrowserSession;
 use auth_actors::db::sessions;
+use auth_actors::db::users::UserRecord;
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Serialize;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::authorize::{PageError, with_query};
@@ -40,6 +42,47 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+}
+
+/// Who signed in, for an ID token: the user as they are now, the session the code opened, when
+/// they signed in, and the authorization request's `nonce`.
+pub struct SignedIn<'a> {
+    pub user: &'a UserRecord,
+    pub session: Uuid,
+    pub auth_time: OffsetDateTime,
+    pub nonce: Option<String>,
+}
+
+/// The ID token issued beside `access_token` (which lives `ttl` seconds) to `client_id`: the
+/// user's claims the granted `scope` allows (OpenID Connect Core §2, §5.4).
+pub async fn id_token(
+    app: &App,
+    client_id: &str,
+    signed_in: &SignedIn<'_>,
+    scope: &str,
+    access_token: &str,
+    ttl: u64,
+) -> Result<String, FlowError> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let user = signed_in.user;
+    let claims = IdClaims {
+        iss: app.config.tokens.issuer.clone(),
+        sub: user.id.to_string(),
+        aud: client_id.to_string(),
+        exp: now + ttl as i64,
+        iat: now,
+        nbf: now,
+        auth_time: signed_in.auth_time.unix_timestamp(),
+        nonce: signed_in.nonce.clone(),
+        azp: client_id.to_string(),
+        at_hash: at_hash(access_token),
+        sid: signed_in.session,
+        preferred_username: has_scope(scope, "profile").then(|| user.username.clone()),
+        email: has_scope(scope, "email").then(|| user.email.clone()),
+        email_verified: has_scope(scope, "email").then_some(false),
+        roles: has_scope(scope, "roles").then(|| user.roles.clone()),
+    };
+    Ok(app.services.keys.sign("JWT", claims).await?)
 }
 
 /// `at_hash`: the left half of the SHA-256 of the access token, base64url (both RS256 and ES256

@@ -158,6 +158,25 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
+impl TokenResponse {
+    /// A Bearer token response; a grant with no scope leaves `scope` out.
+    pub fn bearer(
+        access_token: String,
+        expires_in: u64,
+        scope: String,
+        refresh_token: Option<String>,
+    ) -> TokenResponse {
+        TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            scope: Some(scope).filter(|s| !s.is_empty()),
+            refresh_token,
+            id_token: None,
+        }
+    }
+}
+
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 pub fn valid_scope_token(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))

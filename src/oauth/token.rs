@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use auth_actors::db::grants::{Exchange, ExchangeCode, Refusal};
 use auth_actors::db::sessions::{NewToken, RevokeOne};
+use auth_actors::db::users::UserRecord;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::client_auth::AuthenticatedClient;
-use super::openid::{IdClaims, at_hash};
+use super::openid::{self, SignedIn};
 use super::protocol::{
     GRANT_TYPES, OAuthError, OAuthForm, TokenResponse, has_scope, s256, valid_pkce, valid_scope_token,
 };
@@ -170,45 +171,33 @@ pub async fn authorization_code(
         }
         Exchange::Invalid => return Err(invalid("invalid or expired code")),
     };
-    let to = tokens::IssuedTo {
-        client_id: client.id(),
-        audience: audience_of(client),
-        scope: scope.clone(),
-        ttl: ttl_of(app, client),
-    };
-    let (access_token, ttl) = tokens::issue_access(app, &user, family, Some(to)).await?;
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let (access_token, ttl) = issue_for_user(app, client, &user, family, &scope).await?;
     let id_token = match has_scope(&scope, "openid") {
         false => None,
         true => {
-            let id = IdClaims {
-                iss: t.issuer.clone(),
-                sub: user.id.to_string(),
-                aud: client.id().to_string(),
-                exp: now + ttl as i64,
-                iat: now,
-                nbf: now,
-                auth_time: auth_time.unix_timestamp(),
-                nonce,
-                azp: client.id().to_string(),
-                at_hash: at_hash(&access_token),
-                sid: family,
-                preferred_username: has_scope(&scope, "profile").then(|| user.username.clone()),
-                email: has_scope(&scope, "email").then(|| user.email.clone()),
-                email_verified: has_scope(&scope, "email").then_some(false),
-                roles: has_scope(&scope, "roles").then(|| user.roles.clone()),
-            };
-            Some(app.services.keys.sign("JWT", id).await.map_err(FlowError::from)?)
+            let signed_in = SignedIn { user: &user, session: family, auth_time, nonce };
+            Some(openid::id_token(app, client.id(), &signed_in, &scope, &access_token, ttl).await?)
         }
     };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: Some(scope).filter(|s| !s.is_empty()),
-        refresh_token: offline.then(|| refresh.encode()),
-        id_token,
-    })
+    let refresh_token = offline.then(|| refresh.encode());
+    Ok(TokenResponse { id_token, ..TokenResponse::bearer(access_token, ttl, scope, refresh_token) })
+}
+
+/// An access token for `user`'s session `family` of `client`, with its lifetime in seconds.
+async fn issue_for_user(
+    app: &App,
+    client: &AuthenticatedClient,
+    user: &UserRecord,
+    family: Uuid,
+    scope: &str,
+) -> Result<(String, u64), FlowError> {
+    let to = tokens::IssuedTo {
+        client_id: client.id(),
+        audience: audience_of(client),
+        scope: scope.to_string(),
+        ttl: ttl_of(app, client),
+    };
+    tokens::issue_access(app, user, family, Some(to)).await
 }
 
 async fn client_credentials(
@@ -237,14 +226,7 @@ async fn client_credentials(
     };
     let access_token = app.services.keys.sign("at+jwt", claims).await.map_err(FlowError::from)?;
     app.metrics.tokens_issued.inc();
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: Some(scope).filter(|s| !s.is_empty()),
-        refresh_token: None,
-        id_token: None,
-    })
+    Ok(TokenResponse::bearer(access_token, ttl, scope, None))
 }
 
 /// The refresh-token grant: the session must be bound to this client; the rotation is the one
@@ -278,19 +260,6 @@ async fn refresh_token(
     let (user, family, scope) = (rotated.user, rotated.family, rotated.scope);
     // The rotation checked that what was asked for is within the session's scope.
     let scope = form.get("scope").map(str::to_string).unwrap_or_else(|| scope.unwrap_or_default());
-    let to = tokens::IssuedTo {
-        client_id: client.id(),
-        audience: audience_of(client),
-        scope: scope.clone(),
-        ttl: ttl_of(app, client),
-    };
-    let (access_token, ttl) = tokens::issue_access(app, &user, family, Some(to)).await?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: Some(scope).filter(|s| !s.is_empty()),
-        refresh_token: Some(refresh_token),
-        id_token: None,
-    })
+    let (access_token, ttl) = issue_for_user(app, client, &user, family, &scope).await?;
+    Ok(TokenResponse::bearer(access_token, ttl, scope, Some(refresh_token)))
 }
