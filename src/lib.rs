@@ -3,23 +3,26 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the commands of the one binary (`serve`, `migrate`, `seed-roles`,
-//!   `create-superuser`, `keys ...`, `hash calibrate`). `main.rs` only calls [`cli::main`].
-//! - [`config`]: typed configuration, layered defaults < `config/*.toml` < environment.
-//! - [`domain`]: the checked values (username, email, role name, password) the API and the CLI
-//!   both parse.
-//! - [`startup`]: runs one instance — actor tree, HTTP server, shutdown.
-//! - [`http`]: the raw hyper front end — accept loop, routing table, request/response
-//!   helpers, and the one mapping from errors to status codes.
-//! - [`routes`]: one handler per route; each parses, calls a flow, renders. The dispatcher
-//!   applies the route's rate limit and access first.
-//! - [`flows`]: the business logic of each request (login, refresh, ...), between HTTP and
-//!   the actors.
-//! - [`passwords`]: Argon2id hashing off the async runtime, bounded.
-//! - [`authz`]: callers' current roles and OAuth clients, cached under the authorization epoch.
-//! - [`remote_keys`]: clients' public keys fetched from their `jwks_uri`.
-//! - [`uri`]: the rules for the URIs clients register and send (redirect URIs, `jwks_uri`).
-//! - [`metrics`], [`telemetry`]: Prometheus metrics and logs.
+//! From the wire inwards (each layer imports only the ones below it):
+//!
+//! - [`server`]: the accept loop — connections, limits, the request id, the access log — which
+//!   finds the route in [`routes::table`] and hands the request to [`routes::dispatch`].
+//! - [`routes`]: the route table, the one access decision ([`routes::access`]) and the
+//!   first-party handlers; each parses, calls a flow, renders.
+//! - [`oauth`]: the OAuth 2.1 / OpenID provider, laid out by endpoint, with its own handlers and
+//!   hosted pages ([`pages`] renders them from `templates/`).
+//! - [`flows`]: the first-party account flows (signup, login, refresh, logout, the token
+//!   verifier, roles, account), between HTTP and the actors.
+//! - [`http`]: the request and response types, the route matcher, and the one mapping from
+//!   errors to status codes.
+//! - Leaves, importing no layer above: [`config`] (typed configuration, layered defaults <
+//!   `config/*.toml` < environment), [`domain`] (checked values the API and the CLI both parse,
+//!   and the network [`domain::Peer`]), [`secret`] (opaque secrets), [`authz`] (the caches filed
+//!   under the authorization epoch), [`passwords`] (Argon2id off the async runtime),
+//!   [`uri`] (the rules for the URIs clients register), [`metrics`] and [`telemetry`].
+//! - [`startup`] runs one instance (actor tree, HTTP server, shutdown), [`app`] is the state every
+//!   request shares, and [`cli`] holds the commands of the one binary; `main.rs` only calls
+//!   [`cli::main`].
 //!
 //! The actors themselves (supervisor, KeyManager, UserStore, RateLimiter, Health) live in the
 //! `auth-actors` crate.

@@ -1,19 +1,50 @@
-//! Who is calling: the one verifier of access tokens that every protected route, introspection
-//! and userinfo use.
+//! Who is calling: the one verifier of access tokens. [`verify`] is used by every protected route
+//! and `me`, [`verdict`] by introspection and userinfo, the claims check alone by logout and
+//! revocation. Which of these a route needs is decided in one place, [`crate::routes::access`].
 //!
-//! A Bearer token is accepted only if the KeyManager's current keys verify it (signature with
-//! the algorithm bound to its `kid`, `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`), its claims
-//! decode as [`AccessClaims`] of `type: access`, it names its user and its session (`sid`), its
-//! `jti` is not blacklisted, its session has not been revoked, it was issued after the user's
-//! logout-all marker, and its user exists and is active *now*. The principal it yields carries
-//! the user's current roles, not the ones written in the token. Redis being unreachable fails
-//! closed (503), never open.
+//! 1. `KeyManagerHandle::verify` takes the current snapshot (503 while the KeyManager is down) and
+//!    calls `KeySet::verify` inline: the header must name a `kid` of a published key; the header's
+//!    `alg` must equal the algorithm recorded for that key, and the validator accepts that one
+//!    algorithm only (so `alg: none`, HS256 key confusion and RSA/EC swaps fail before any
+//!    signature check); `typ` must be `at+jwt`; the signature must verify; `exp`, `nbf`, `iat`,
+//!    `iss`, `aud`, `sub` are required, `iss` and `aud` must match, `exp` and `nbf` are checked
+//!    with `CLOCK_SKEW` of leeway; the claims must decode into `AccessClaims` (so `type: "access"`,
+//!    a `jti` that is a UUID, ...). A token that passed is remembered by that snapshot (keyed by
+//!    its exact text, the rules and the claims type, at most `TOKEN_CACHE_SIZE` tokens, the least
+//!    useful evicted one by one), so a client that reuses its token pays for one signature check
+//!    per snapshot; on every hit `exp` and `nbf` are checked again against the clock. A key change
+//!    builds a new snapshot with an empty cache, so an emergency revoke is never served from it.
+//!    Revocation is never cached: step 3 runs on every request.
+//! 2. The claims must have a UUID `sub`, `username`, `email`, `roles` and a UUID `sid`; a token
+//!    without a session is refused.
+//! 3. One `RateLimiterHandle::check_tokens` reads, in one pipelined round trip, the blacklist
+//!    entry `{u:<user id>}bl:<jti>`, the user's not-before marker `{u:<user id>}nb` and the session
+//!    marker `{u:<user id>}rs:<sid>` (one `MGET`, one hash slot) and the **authorization epoch**
+//!    `{authz}epoch`. A blacklisted token, a revoked session, or a
+//!    token issued (the time inside its UUIDv7 `jti`) no later than the not-before marker is
+//!    refused: 401, or `{"active": false}` for introspection. Redis unreachable is 503.
+//! 4. A token that names a `client_id` (issued through `/oauth2/token`) must belong to a client
+//!    that exists now, is `first_party` and is registered for `JWT_AUDIENCE`
+//!    (`meant_for_the_api`, reading the registration from `ClientCache` under the
+//!    same epoch): a third-party app's token never acts on the API (401).
+//! 5. The user's current standing — exists, active, which roles — must say active (401
+//!    otherwise); the principal the route sees carries the current roles, and the dispatcher checks
+//!    them against the route's access before the handler runs.
 //!
-//! The revocation markers and the authorization epoch are read in one pipelined round trip;
-//! the user's standing comes from the per-instance cache filed under that epoch (see
-//! [`crate::authz`]), so a cached user costs no PostgreSQL query.
-//!
-//! Which of these checks a route needs is decided in one place, [`crate::routes::access`].
+//! The standing is the user's current roles, active flag, username and email (the names every
+//! answer about a token reports, never the token's own claims). Each instance caches it
+//! ([`crate::authz`], at most `AUTHZ_CACHE_SIZE` users, the least useful evicted one at a time),
+//! filed under the epoch that was read before PostgreSQL was asked; an entry is used only while
+//! Redis still holds the same epoch, and for at most `AUTHZ_CACHE_TTL`. Every change of roles or
+//! standing made through the API (assign, remove, rename or delete a role, rename or delete a user)
+//! commits in PostgreSQL and *then* replaces the epoch (the UserStore handle runs `BumpAuthzEpoch`
+//! after every operation whose `changes_standing` says so, before it answers), so whatever any
+//! instance cached before the commit is filed under an epoch that no longer exists: the change
+//! holds on the very next request everywhere. If Redis holds no epoch (first start, or it lost its
+//! data), the RateLimiter starts one with `SET NX` and reads back whichever value holds.
+//! Introspection puts its caller's token, the subject token and the epoch in one pipelined round
+//! trip, and checks the subject's standing the same way, so cached users cost one Redis round trip
+//! and no PostgreSQL query.
 
 use std::sync::Arc;
 

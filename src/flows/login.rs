@@ -1,17 +1,59 @@
 //! Login: look up → reserve an attempt → verify → sign → store the session.
 //!
-//! 1. The per-IP limit has already been applied by the router (route class `login`).
-//! 2. Look the user up by username or email.
-//! 3. Reserve one password check on the account in Redis (atomic): a locked account, or one
-//!    whose reservations are used up, is refused before any hashing, so parallel guesses cannot
-//!    exceed the lockout threshold. The per-account rate limit is counted here too.
-//! 4. Verify the password with argon2 — against a dummy hash when the user is unknown, so both
-//!    cases cost the same work and get the same 401.
-//! 5. On success: clear the account's failures, re-hash if the parameters changed (only over
-//!    the very hash that was verified), store the session together with its history row (one
-//!    transaction, which fails if the password changed since step 2), and only then sign the
-//!    access token, so that a token is never minted for a session a concurrent logout-all or
-//!    password change could miss.
+//! `POST /api/v1/auth/login` (form) and `POST /api/v1/auth/login-json` (JSON) differ only in
+//! parsing; both call [`login`]. The hosted sign-in page of the browser flow uses the same
+//! [`check_password`] (steps 2 to 6).
+//!
+//! 1. **Per-IP rate limit.** the dispatcher (`crate::routes::dispatch`) counts the request in class
+//!    `login` (the `Hit` command, key `rl:login:ip:<address>`, GCRA script): 429 when denied.
+//! 2. **Bounds.** An empty login, a login over 254 bytes, or a password over four times
+//!    `PASSWORD_MAX_LENGTH` is answered with the common 401 before any work.
+//! 3. **Look up via the UserStore.** `UserStoreHandle::run(db::users::FindCredentials { .. })`
+//!    picks a worker (an idle one first) and sends it the operation; the worker runs its SQL (by
+//!    email when the login contains `@`, else by username; case-insensitive), returning the user,
+//!    its current roles and its password hash, or nothing. The account key is the user id, or
+//!    `unknown:<lowercased login>` for an unknown name.
+//! 4. **Reserve an attempt in the RateLimiter (Lua).** Unless `RATE_LIMIT_ENABLED=false`, the
+//!    `BeginLogin` command runs the `BEGIN_LOGIN` script on the account's `{acct:<account>}lock`,
+//!    `…att` and `…lvl` keys (one hash slot) in one atomic step:
+//!    a locked account is refused; otherwise the attempt counter is incremented, and the attempt
+//!    past `LOCKOUT_THRESHOLD` sets the lock (duration `LOCKOUT_BASE × 2^(level−1)`, at most
+//!    `LOCKOUT_MAX`) and resets the counter. A refused attempt counts
+//!    `auth_logins_total{outcome="locked"}`; the one that started the lock also counts
+//!    `auth_lockouts_total` and records a `lockout` security event through the UserStore. Both get
+//!    429 with `Retry-After`. Then the per-account limit (the `Hit` command, key
+//!    `rl:login_account:<account>`, `RATE_LIMIT_LOGIN_ACCOUNT`) may answer 429. Because the
+//!    reservation is made before any hashing, parallel guesses cannot get more than the threshold
+//!    checked.
+//! 5. **Argon2 on the hashing pool.** `PasswordHasher::verify` waits at most `HASH_QUEUE_TIMEOUT`
+//!    for a slot (else 503), then runs the verification on one of the argon2 threads with that
+//!    thread's reused memory — against the stored hash, or against the dummy hash for an unknown
+//!    user. A correct password whose hash was made with other parameters is re-hashed in the same
+//!    job.
+//! 6. **Record the failure, or clear the attempts.** A wrong password, an unknown user or an
+//!    inactive user counts `auth_logins_total{outcome="failure"}` and runs
+//!    `db::history::RecordFailure`, which writes in one statement a `login_failed` security
+//!    event (marked `unknown_user` when there is no user) and, for a known user, a failed history
+//!    row; the answer is the common `401 invalid username or password`. On success, a re-hashed
+//!    password is stored (`db::users::Rehash`, an `UPDATE ... WHERE password_hash = <the hash that
+//!    was verified>`, so it never overwrites a password changed meanwhile) and the
+//!    `LoginSucceeded` command deletes the account's attempt and level keys.
+//! 7. **Store the session and its history in one transaction.** A session id (UUIDv7) and a
+//!    refresh secret of 32 random bytes are made; `db::sessions::Start` first takes a share lock on
+//!    the user row *if it is active and its `password_version` is still the one the login read*
+//!    (every password change raises it; a re-hash does not). Otherwise nothing is written and the
+//!    login fails with the common 401), then inserts the family (`refresh_families`), its first
+//!    token (`refresh_tokens`, SHA-256 of the secret only) and the successful `login_history` row.
+//! 8. **Sign through the KeyManager snapshot on a blocking thread**, only now that the session is
+//!    stored: `tokens::issue_access` builds the claims (`sid` = session id, `jti` = UUIDv7) and
+//!    `KeyManagerHandle::sign` takes the current `Arc<KeySet>` (503 if the KeyManager's slot is
+//!    empty) and signs with the active key inside `spawn_blocking`. No message is sent. Because
+//!    the session exists before its first token, a logout-all or password change that commits
+//!    afterwards finds the session and fences it; one that committed before makes step 7 fail
+//!    (password change) or came first (logout-all).
+//! 9. The route answers 200 `{access_token, token_type: "bearer", expires_in}` with the refresh
+//!    cookie and `Cache-Control: no-store`; `auth_logins_total{outcome="success"}` and
+//!    `auth_tokens_issued_total` are counted.
 
 use auth_actors::db::history::RecordFailure;
 use auth_actors::db::sessions::{self, NewSession, NewToken, SessionKind, StartOutcome};

@@ -1,19 +1,48 @@
 //! Refresh: rotate the presented refresh token and issue a new access token. The rotation
-//! ([`rotate`]) is the one the OAuth `refresh_token` grant uses too.
+//! ([`rotate`], steps 2 to 6) is the one the OAuth `refresh_token` grant uses too, with the client
+//! the session is bound to in its compare-and-swap.
 //!
-//! 1. Decode the presented token and hash it; make a candidate successor and seal it under the
-//!    presented secret.
-//! 2. Ask the UserStore to rotate (one compare-and-swap in PostgreSQL):
-//!    - `Rotated`: our candidate is the successor;
-//!    - `Retried`: another request rotated this token within the grace window; unseal its
-//!      successor, so every retry gets the same one and the family never forks. Each retry
-//!      is counted on the token and recorded as a `refresh_retried` event;
-//!    - `ReuseDetected`: the token was rotated before the window, or was retried more than
-//!      `REFRESH_GRACE_RETRIES` times; the family is revoked (and the event recorded) in the
-//!      same transaction: 401;
-//!    - `Invalid`: 401.
-//! 3. With the user the rotation returned (active, current roles), sign the access token for
-//!    that session.
+//! `POST /api/v1/auth/refresh` → `crate::routes::auth::refresh` → [`refresh`].
+//!
+//! 1. **Take the token.** With `Content-Type: application/json` and a `refresh_token` field, the
+//!    token comes from the body (and the successor is returned in the body too). Otherwise it
+//!    comes from the `refresh_token` cookie, after the `Origin` check: a request carrying an
+//!    `Origin` header must come from the service's own origin or `ALLOWED_ORIGINS` (403
+//!    otherwise). No token is 401.
+//! 2. **Decode and hash.** Anything but 32 base64url bytes is 401
+//!    (`auth_refreshes_total{outcome="invalid"}`). The flow computes `SHA-256(secret)`, the only
+//!    form the database knows.
+//! 3. **Seal a candidate successor under the presented secret.** It makes a new 32-byte secret,
+//!    its id (UUIDv7), digest and expiry (`REFRESH_TOKEN_TTL` from now), and
+//!    `sealed = successor XOR SHA-256(tag ‖ presented secret)`.
+//! 4. **One-statement compare-and-swap.** The UserStore runs the operation `db::sessions::Rotate`. Its
+//!    first statement is one CTE, one round trip and one implicit transaction: `UPDATE
+//!    refresh_tokens SET rotated_at = now(), successor_sealed = $sealed WHERE token_hash = $hash AND
+//!    rotated_at IS NULL AND` (token and family not revoked, token not expired); insert the
+//!    successor with `parent_id` set; touch the family (`last_used_at`, new `expires_at`); and
+//!    return the family id and the user with its current roles. The family must be younger than
+//!    `SESSION_MAX_LIFETIME`, and the successor and family expire at the sooner of
+//!    `REFRESH_TOKEN_TTL` from now and the session's absolute end. Exactly one concurrent caller
+//!    wins this `UPDATE`; the others wait on the row lock and then match nothing. A row back is
+//!    `Rotated`: the candidate is the successor.
+//! 5. **No row: look at the token** (a second transaction). Unknown, revoked, or expired without
+//!    having been rotated is `Invalid` (401). Rotated less than `REFRESH_REUSE_GRACE` ago with a
+//!    live successor is `Retried` — if the token's `grace_retries` count, raised by a conditional
+//!    `UPDATE ... WHERE grace_retries < REFRESH_GRACE_RETRIES`, was still under the bound; a
+//!    `refresh_retried` event is written in the same transaction: the caller gets the winner's
+//!    sealed successor and **unseals it with the secret it presented**, so every retry and every
+//!    concurrent loser receives the same successor and the family never forks. Rotated before the
+//!    window, or retried once too often, is `ReuseDetected`: the family and all its tokens are
+//!    revoked and a `refresh_reuse_detected` security event is written **in the same
+//!    transaction**.
+//! 6. **Fence on reuse.** On `ReuseDetected` the flow logs a warning and calls
+//!    `logout::fence_sessions`, which sets the Redis session marker `{u:<user id>}rs:<session id>`
+//!    (for `ACCESS_TOKEN_TTL + 2 × CLOCK_SKEW`) through the `RevokeSessions` command, so the access
+//!    tokens already issued to that session are refused too; the answer is 401.
+//! 7. **Sign.** With the user the rotation returned (401 if it is no longer active), the access
+//!    token for that session is signed as in login step 8, and the route answers as login does,
+//!    with the successor in the cookie. A 401 from the flow also clears the cookie. The outcome
+//!    is counted in `auth_refreshes_total` (`rotated`, `retried`, `reuse_detected`, `invalid`).
 
 use auth_actors::db::sessions::{NewToken, Rotate, RotateOutcome, RotationRules};
 use auth_actors::db::users::UserRecord;

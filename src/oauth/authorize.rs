@@ -24,6 +24,13 @@
 //!    redirect URI, the challenge, the scopes, the nonce and the time of sign-in; sent with
 //!    `state` and `iss`.
 //!
+//! A browser without a session is checked first against `Registration::Recent`: the client as
+//! cached less than `AUTHZ_CACHE_TTL` ago under any epoch, without the Redis read. If that leads
+//! to the plain sign-in page, the page is rendered from it — it decides nothing, and its form is
+//! checked again against the current registration. Anything else (an error page, an error
+//! redirect, `prompt=none`) is decided again on `Registration::Current`, so no redirect ever goes
+//! to a URI on the strength of a stale registration.
+//!
 //! The sign-in form posts to `POST /oauth2/authorize`: its CSRF token must match the browser's
 //! CSRF cookie; the password goes through the same checks as `/api/v1/auth/login` (per-IP
 //! limit, account gate and lockout, argon2, failure record); success opens a browser session

@@ -9,7 +9,7 @@ use crate::flows::tokens::AccessClaims;
 use crate::secret::Secret;
 
 /// The introspection answer for a token already put through the verifier (see
-/// [`super::authenticate::introspector`] and [`super::authenticate::verdict`]): `{active:false}`
+/// [`crate::routes::access`] and [`authenticate::verdict`]): `{active:false}`
 /// for anything that is not a live access token of ours; its claims otherwise, with a user's
 /// current roles. Refresh tokens are opaque and never introspected as active.
 pub fn introspection(verdict: &Verdict) -> serde_json::Value {

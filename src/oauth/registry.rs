@@ -2,12 +2,12 @@
 //! client metadata in, registered clients out.
 //!
 //! Registration checks the metadata the way RFC 7591 §2 and OAuth 2.1 ask: only the grants the
-//! service implements (no implicit, no password), only the authentication methods it
-//! implements, redirect URIs and `jwks_uri` by the rules of [`crate::uri`] (parsed as browsers
-//! parse them; a `jwks_uri` must point at a public address), scope tokens of RFC 6749 §3.3, and
-//! for `private_key_jwt` exactly one of `jwks` (public keys only) and `jwks_uri`. Unknown metadata is ignored, as RFC 7591 §2
-//! requires. A client that authenticates with a secret gets one of 256 random bits, shown once
-//! and stored as its SHA-256.
+//! service implements (no implicit, no password), only the authentication methods it implements,
+//! redirect URIs and `jwks_uri` by the rules of [`crate::uri`] (parsed as browsers parse them; a
+//! `jwks_uri` must point at a public address), scope tokens of RFC 6749 §3.3, and for
+//! `private_key_jwt` exactly one of `jwks` (public keys only) and `jwks_uri`. Unknown metadata is
+//! ignored, as RFC 7591 §2 requires. A client that authenticates with a secret gets one of 256
+//! random bits, shown once and stored as its SHA-256.
 
 use std::time::Duration;
 

@@ -7,8 +7,20 @@
 //!   the PKCE verifier, opens a session bound to the client (kind `oauth`), and answers the access
 //!   token, an ID token ([`super::openid`]) when `openid` was granted, and a refresh token when
 //!   `offline_access` was.
-//! - [`client_credentials`]: a token whose `sub` and `client_id` are the client.
-//! - [`refresh_token`]: a session bound to the client, rotated by the one rotation
+//!
+//!   The exchange runs in one statement, `db::grants::ExchangeCode`: it marks the code used (a
+//!   compare-and-swap on `used_at IS NULL`, for the client it was issued to), compares the redirect
+//!   URI, the PKCE challenge with the S256 of the verifier and the user's standing, and — when all
+//!   hold — opens a session of kind `oauth` bound to the client and scope (with its first refresh
+//!   token if `offline_access` was granted, otherwise living only as long as the access token),
+//!   records it on the code, and returns the user with its roles. A twin presented meanwhile waits
+//!   on the code's row lock, then finds the code used and the session recorded: it revokes and
+//!   fences that session. Nothing between the two halves of an exchange can interleave, because
+//!   there are no two halves. Then the access token and (for `openid`) the ID token are signed by
+//!   the KeyManager. Codes a day past their expiry are purged, a hundred at a time, as new ones are
+//!   issued.
+//! - `client_credentials`: a token whose `sub` and `client_id` are the client.
+//! - `refresh_token`: a session bound to the client, rotated by the one rotation
 //!   `/api/v1/auth/refresh` uses ([`crate::flows::refresh`]), with the same grace window and
 //!   reuse detection.
 //!

@@ -1,4 +1,14 @@
 //! Liveness, readiness and metrics.
+//!
+//! Readiness: [`readyz`] calls `HealthHandle::readiness`. The Health actor clones its
+//! arguments, **spawns a task** that owns the reply port, and returns to its mailbox at once, so a
+//! slow dependency delays only this answer. The task runs three probes concurrently, each under
+//! `PROBE_TIMEOUT`, through the same handles requests use: `postgres` (`UserStoreHandle::ping`, a
+//! worker runs `SELECT 1` on a pooled connection), `redis` (`RateLimiterHandle::ping`, `PING`) and
+//! `keys` (`KeyManagerHandle::status`: the active kid of the current snapshot, and what the last
+//! reload could not load, reported as `degraded: …` without making the instance unready); it adds `actors`,
+//! `ok` or the children that are not `Running`. The handler answers 200 `ready` or 503 `not_ready`
+//! with `Retry-After: 1`; if Health itself cannot be called, 503 with `{"actors": "<reason>"}`.
 
 use bytes::Bytes;
 use hyper::StatusCode;

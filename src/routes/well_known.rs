@@ -1,4 +1,13 @@
-//! The JWKS, served from the KeyManager's cached document.
+//! The JWKS and the discovery documents.
+//!
+//! The JWKS involves **no message at all**: `KeyManagerHandle::jwks` checks that the KeyManager's
+//! slot is filled (503 otherwise), reads the latest `Arc<KeySet>`, whose JWKS bytes and strong ETag
+//! were computed once when it was loaded, and the handler answers 304 when `If-None-Match` names
+//! the ETag, else 200 with the cached bytes; both with `Cache-Control: public,
+//! max-age=JWKS_MAX_AGE`. Key reloads (SIGHUP, or a change of `keys.json` noticed by the poll) are
+//! the messages that do go to the KeyManager: it loads the directory again and publishes the new
+//! snapshot if it differs (keys, active key or problems); only an unreadable `keys.json` keeps the
+//! old one.
 
 use hyper::StatusCode;
 use hyper::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
