@@ -400,10 +400,7 @@ async fn check_assertion(app: &App, entry: &ClientEntry, assertion: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn form(pairs: &[(&str, &str)]) -> OAuthForm {
-        OAuthForm::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).expect("form")
-    }
+    use crate::oauth::protocol::tests::form;
 
     #[test]
     fn credentials_are_read_from_exactly_one_place() {

@@ -203,10 +203,11 @@ pub fn has_scope(scope: &str, wanted: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> OAuthForm {
+    /// A form from literal pairs, for tests.
+    pub(crate) fn form(pairs: &[(&str, &str)]) -> OAuthForm {
         OAuthForm::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).expect("form")
     }
 
