@@ -81,13 +81,13 @@ pub async fn update_profile(
     app: &App,
     principal: &Principal,
     input: ProfileUpdate,
-    client: &Peer,
+    peer: &Peer,
 ) -> Result<UserRecord, FlowError> {
     let store = &app.services.users;
     let current = store.run(users::Get { id: principal.user_id }).await?.ok_or(FlowError::UserGone)?;
     let username = input.username.map(Username::into_inner).filter(|u| *u != current.username);
     if username.is_some() {
-        super::limits::spend(app, LimitClass::Signup, client.ip).await?;
+        super::limits::spend(app, LimitClass::Signup, peer.ip).await?;
     }
     let password = match input.new_password {
         None => None,
@@ -98,7 +98,7 @@ pub async fn update_profile(
             let policy = (&app.config.passwords).into();
             let new_password =
                 Password::new(policy, new_password, username.as_deref().unwrap_or(&current.username), &current.email)?;
-            let verified_version = check_old_password(app, principal.user_id, old, client).await?;
+            let verified_version = check_old_password(app, principal.user_id, old, peer).await?;
             Some(PasswordChange { verified_version, new: app.hasher.hash(new_password.into_inner()).await? })
         }
     };
@@ -119,14 +119,14 @@ pub async fn update_profile(
 
 /// Checks the caller's old password through the login gate; returns the password version it
 /// matched, which the change then replaces only if it is still current.
-async fn check_old_password(app: &App, user_id: Uuid, old: String, client: &Peer) -> Result<i32, FlowError> {
+async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) -> Result<i32, FlowError> {
     let account = Account::User(user_id);
-    super::login::gate(app, &account, client).await?;
+    super::login::gate(app, &account, peer).await?;
     let store = &app.services.users;
     let (stored, version) = store.run(users::PasswordHash { id: user_id }).await?.ok_or(FlowError::UserGone)?;
     if app.hasher.verify(old, Some(stored)).await? == Verified::No {
         let event = SecurityEvent::PasswordCheckFailed { user: user_id };
-        store.run(events::Record { event, ip: client.ip_string() }).await?;
+        store.run(events::Record { event, ip: peer.ip_string() }).await?;
         return Err(FlowError::WrongPassword);
     }
     if app.config.limits.enabled {

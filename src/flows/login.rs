@@ -80,9 +80,9 @@ pub struct LoginInput {
     pub password: String,
 }
 
-pub async fn login(app: &App, input: LoginInput, client: &Peer) -> Result<Issued, FlowError> {
-    let checked = check_password(app, input, client).await?;
-    let (refresh_token, session) = new_session(&checked, SessionKind::Api, app.config.tokens.refresh_ttl, client)?;
+pub async fn login(app: &App, input: LoginInput, peer: &Peer) -> Result<Issued, FlowError> {
+    let checked = check_password(app, input, peer).await?;
+    let (refresh_token, session) = new_session(&checked, SessionKind::Api, app.config.tokens.refresh_ttl, peer)?;
     let family = session.family_id;
     if app.services.users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
         return Err(FlowError::BadCredentials);
@@ -101,7 +101,7 @@ pub struct Checked {
 
 /// Steps 2 to 4: the credential check every sign-in shares (the API login and the hosted
 /// sign-in page): look up, the account gate, argon2, the failure record or the re-hash.
-pub async fn check_password(app: &App, input: LoginInput, client: &Peer) -> Result<Checked, FlowError> {
+pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result<Checked, FlowError> {
     let LoginInput { username: login, password } = input;
     if login.is_empty() || login.len() > 254 || password.len() > 4 * app.config.passwords.max_length {
         return Err(FlowError::BadCredentials);
@@ -112,7 +112,7 @@ pub async fn check_password(app: &App, input: LoginInput, client: &Peer) -> Resu
         Some(c) => Account::User(c.user.id),
         None => Account::unknown(&login),
     };
-    gate(app, &account, client).await?;
+    gate(app, &account, peer).await?;
 
     let stored = found.as_ref().map(|c| c.password_hash.clone());
     let verified = app.hasher.verify(password, stored).await?;
@@ -129,8 +129,8 @@ pub async fn check_password(app: &App, input: LoginInput, client: &Peer) -> Resu
             // One statement whether or not the user exists, so a failure takes the same time.
             let failure = RecordFailure {
                 user_id: found.map(|c| c.user.id),
-                ip: client.ip_string(),
-                user_agent: client.user_agent.clone(),
+                ip: peer.ip_string(),
+                user_agent: peer.user_agent.clone(),
             };
             users.run(failure).await?;
             return Err(FlowError::BadCredentials);
@@ -148,7 +148,7 @@ pub fn new_session(
     checked: &Checked,
     kind: SessionKind,
     ttl: std::time::Duration,
-    client: &Peer,
+    peer: &Peer,
 ) -> Result<(String, NewSession), FlowError> {
     let secret = Secret::generate()?;
     let session = NewSession {
@@ -156,8 +156,8 @@ pub fn new_session(
         family_id: Uuid::now_v7(),
         kind,
         token: NewToken { id: Uuid::now_v7(), hash: secret.digest(), expires_at: OffsetDateTime::now_utc() + ttl },
-        ip_address: client.ip_string(),
-        user_agent: client.user_agent.clone(),
+        ip_address: peer.ip_string(),
+        user_agent: peer.user_agent.clone(),
         password_version: checked.password_version,
     };
     Ok((secret.encode(), session))
@@ -166,7 +166,7 @@ pub fn new_session(
 /// Step 3: the account's lockout gate and per-account rate limit, for every check of a password
 /// (a login, and the old password of a password change). A known user's account is its id, so
 /// both share one lockout.
-pub(crate) async fn gate(app: &App, account: &Account, client: &Peer) -> Result<(), FlowError> {
+pub(crate) async fn gate(app: &App, account: &Account, peer: &Peer) -> Result<(), FlowError> {
     let limits = &app.config.limits;
     if !limits.enabled {
         return Ok(());
@@ -185,7 +185,7 @@ pub(crate) async fn gate(app: &App, account: &Account, client: &Peer) -> Result<
                 Account::Unknown(_) => None,
             };
             let event = SecurityEvent::Lockout { user, retry_after_secs: retry_after.as_secs() };
-            app.services.users.run(events::Record { event, ip: client.ip_string() }).await?;
+            app.services.users.run(events::Record { event, ip: peer.ip_string() }).await?;
         }
         return Err(FlowError::Throttled { retry_after });
     }

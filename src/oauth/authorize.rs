@@ -364,10 +364,10 @@ pub async fn sign_in(
     request: Request,
     username: String,
     password: String,
-    client: &Peer,
+    peer: &Peer,
 ) -> Result<(Step, Option<SignedIn>), FlowError> {
     let input = LoginInput { username: username.clone(), password };
-    let checked = match login::check_password(app, input, client).await {
+    let checked = match login::check_password(app, input, peer).await {
         Ok(c) => c,
         Err(FlowError::BadCredentials) => {
             return Ok((Step::SignIn { request, login: username, error: Some(SignInError::BadCredentials) }, None));
@@ -379,7 +379,7 @@ pub async fn sign_in(
         Err(e) => return Err(e),
     };
     let ttl = app.config.oauth.browser_session_ttl;
-    let (cookie, session) = login::new_session(&checked, SessionKind::Browser, ttl, client)?;
+    let (cookie, session) = login::new_session(&checked, SessionKind::Browser, ttl, peer)?;
     let family = session.family_id;
     if app.services.users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
         let error = Some(SignInError::BadCredentials);

@@ -189,7 +189,7 @@ pub enum ClientUse {
 pub async fn authenticate_client(
     app: &App,
     presented: Presented,
-    request: &Peer,
+    peer: &Peer,
     client_use: ClientUse,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let basic = matches!(presented, Presented::Basic { .. });
@@ -213,7 +213,7 @@ pub async fn authenticate_client(
     let limiter = &app.services.limiter;
     // Failures are counted per (address, client): client ids are public, so a lock of the
     // client itself would hand any stranger a way to shut it out (SPEC §7).
-    let address = request.ip_string().unwrap_or_default();
+    let address = peer.ip_string().unwrap_or_default();
     let gate = limiter.run(BeginClient { client: client_id.clone(), address: address.clone(), limits }).await?;
     match gate.gate {
         ClientGate::Allowed => {}
@@ -241,7 +241,7 @@ pub async fn authenticate_client(
         };
         if let Some(lock) = limiter.run(end).await? {
             let event = SecurityEvent::ClientLockout { client: client_id.clone(), retry_after_secs: lock.as_secs() };
-            app.services.users.run(events::Record { event, ip: request.ip_string() }).await?;
+            app.services.users.run(events::Record { event, ip: peer.ip_string() }).await?;
         }
     }
     match verdict {
@@ -249,7 +249,7 @@ pub async fn authenticate_client(
         Err(Refused::Because(reason)) => {
             app.metrics.client_auth_failures.get_or_create(&crate::metrics::MethodLabels { method }).inc();
             let event = SecurityEvent::ClientAuthFailed { client: client_id, method, reason };
-            app.services.users.run(events::Record { event, ip: request.ip_string() }).await?;
+            app.services.users.run(events::Record { event, ip: peer.ip_string() }).await?;
             Err(invalid_client("unknown client or wrong credentials", basic))
         }
         Err(Refused::Outage(e)) => Err(e),

@@ -57,7 +57,7 @@ pub async fn token(
     app: &App,
     client: &AuthenticatedClient,
     form: &OAuthForm,
-    request: &Peer,
+    peer: &Peer,
 ) -> Result<TokenResponse, OAuthError> {
     let grant = form.get("grant_type");
     let result = match grant {
@@ -71,9 +71,9 @@ pub async fn token(
         _ if form.get("resource").is_some_and(|r| Some(r) != client.entry.metadata().audience.as_deref()) => {
             Err(OAuthError::InvalidTarget("the client is not registered for this resource".into()))
         }
-        Some("authorization_code") => authorization_code(app, client, form, request).await,
+        Some("authorization_code") => authorization_code(app, client, form, peer).await,
         Some("client_credentials") => client_credentials(app, client, form).await,
-        Some(_) => refresh_token(app, client, form, request).await,
+        Some(_) => refresh_token(app, client, form, peer).await,
     };
     count_token_request(app, form, result.as_ref().map(|_| ()));
     result
@@ -133,7 +133,7 @@ pub async fn authorization_code(
     app: &App,
     client: &AuthenticatedClient,
     form: &OAuthForm,
-    request: &Peer,
+    peer: &Peer,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = |d: &str| OAuthError::InvalidGrant(d.into());
     let code = form.get("code").ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?;
@@ -162,8 +162,8 @@ pub async fn authorization_code(
         },
         refresh_allowed: client.entry.metadata().grant_types.iter().any(|g| g == "refresh_token"),
         access_ttl: Duration::from_secs(ttl_of(app, client)),
-        ip_address: request.ip_string(),
-        user_agent: request.user_agent.clone(),
+        ip_address: peer.ip_string(),
+        user_agent: peer.user_agent.clone(),
     };
     let (user, scope, nonce, auth_time, offline) = match app.services.users.run(exchange).await? {
         Exchange::Started { user, scope, nonce, auth_time, offline } => (user, scope, nonce, auth_time, offline),
@@ -248,7 +248,7 @@ async fn refresh_token(
     app: &App,
     client: &AuthenticatedClient,
     form: &OAuthForm,
-    request: &Peer,
+    peer: &Peer,
 ) -> Result<TokenResponse, OAuthError> {
     let presented =
         form.get("refresh_token").ok_or_else(|| OAuthError::InvalidRequest("refresh_token is required".into()))?;
@@ -258,7 +258,7 @@ async fn refresh_token(
     // keeps a token it can refresh.
     let asked: Option<Vec<String>> =
         form.get("scope").map(|asked| asked.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect());
-    let rotated = match refresh::rotate(app, &parent, request, Some(client.id()), asked).await? {
+    let rotated = match refresh::rotate(app, &parent, peer, Some(client.id()), asked).await? {
         Rotation::Rotated(r) => r,
         Rotation::Reused => {
             return Err(OAuthError::InvalidGrant("refresh token reuse detected; the session has been revoked".into()));
