@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use auth_actors::Services;
 
-use crate::authz::{AuthzCache, ClientCache};
+use crate::authz::AuthzCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oauth::protocol::ClientCache;
 use crate::oauth::remote_keys::RemoteKeys;
 use crate::passwords::PasswordHasher;
 

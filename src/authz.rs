@@ -14,7 +14,7 @@
 //! answers); a reader reads the epoch and then PostgreSQL, so whatever it reads from before the
 //! commit is filed under an epoch that is already gone.
 //!
-//! The same epoch guards the OAuth clients each instance caches ([`ClientCache`]): every
+//! The same epoch guards the OAuth clients each instance caches (`crate::oauth::protocol::ClientCache`): every
 //! registration change (update, secret rotation, deletion) replaces it too.
 //!
 //! Entries also expire after `AUTHZ_CACHE_TTL`, which bounds how long a change made outside the
@@ -77,9 +77,6 @@ pub struct EpochCache<K, V> {
 
 /// Callers' standing, by user.
 pub type AuthzCache = EpochCache<Uuid, Standing>;
-
-/// OAuth clients as the token endpoint authenticates them, by client id.
-pub type ClientCache = EpochCache<String, crate::oauth::protocol::ClientEntry>;
 
 impl<K: Eq + std::hash::Hash + Clone, V> EpochCache<K, V> {
     pub fn new(ttl: Duration, capacity: usize, counters: CacheCounters) -> Self {

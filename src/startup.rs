@@ -50,7 +50,7 @@ pub async fn run(
             config.tokens.authz_cache_size,
             auth_actors::cache::CacheCounters::of(&metrics.authz_cache),
         ),
-        clients: crate::authz::ClientCache::new(
+        clients: crate::oauth::protocol::ClientCache::new(
             config.tokens.authz_cache_ttl,
             config.tokens.authz_cache_size,
             auth_actors::cache::CacheCounters::of(&metrics.client_cache),

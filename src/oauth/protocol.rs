@@ -119,6 +119,10 @@ impl OAuthForm {
     }
 }
 
+/// OAuth clients as the token endpoint authenticates them, by client id, filed under the
+/// authorization epoch like callers' standing (see [`crate::authz`]).
+pub type ClientCache = crate::authz::EpochCache<String, ClientEntry>;
+
 /// A registered client as the token endpoint uses it.
 #[derive(Debug)]
 pub struct ClientEntry {
