@@ -5,18 +5,21 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test
+.PHONY: run build services database keys migrate seed-roles create-superuser test check interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test help
 
 ## Set everything up and serve on 127.0.0.1:8080.
 run: services database keys migrate seed-roles
 	$(BIN) serve
 
+## Build the debug binary.
 build:
 	$(CARGO) build
 
+## Make sure PostgreSQL and Redis answer on 127.0.0.1.
 services:
 	@scripts/ensure-services.sh
 
+## Create the development database if it is missing.
 database: services
 	@scripts/ensure-database.sh
 
@@ -26,9 +29,11 @@ keys: build
 		$(BIN) keys generate --alg RS256 --dir "$${JWT_KEYS_DIR:-.dev/keys}"; \
 	else echo "keys: present in $${JWT_KEYS_DIR:-.dev/keys}"; fi
 
+## Apply pending migrations and create the coming months' login-history partitions.
 migrate: build database
 	$(BIN) migrate
 
+## Insert the missing default roles.
 seed-roles: build
 	$(BIN) seed-roles
 
@@ -118,9 +123,22 @@ fuzz:
 schemathesis: build
 	@scripts/schemathesis.sh
 
+## cargo fmt --check and cargo clippy -D warnings over the workspace, every target.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features test-hooks -- -D warnings
 
+## The inner loop, no services needed: lint, then the unit tests of every crate (the actors
+## included), built with the features `make test` uses so the two share their artifacts.
+check: lint
+	$(CARGO) test --workspace --features test-hooks --lib --bins
+
+## Format the workspace.
 fmt:
 	$(CARGO) fmt --all
+
+## List the targets with what each does (bare `make` is `make run`).
+help:
+	@awk '/^## / { text = text (text ? " " : "") substr($$0, 4); next } \
+		/^[a-z][a-z0-9-]*:/ { printf "  %-18s %s\n", substr($$0, 1, index($$0, ":") - 1), text } \
+		{ text = "" }' $(firstword $(MAKEFILE_LIST))

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,12 +26,15 @@ import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import instance  # noqa: E402 (scripts/instance.py, found through the path set above)
+from instance import ADMIN_URL, free_port  # noqa: E402,F401 (bench/scale.py takes free_port from here)
+
 REL = os.path.join(ROOT, "target", "release")
 WORK = os.path.join(ROOT, "target", "bench")
 WRK_DIR = os.path.join(ROOT, "bench", "wrk")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
-ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password 1"
 USERS = 64
 # The many-users scenario: distinct users and tokens, each request another one (the default
@@ -56,14 +58,6 @@ def wanted(name):
     return ONLY in name
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def http(method, url, body=None, headers=None):
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
@@ -75,48 +69,27 @@ def http(method, url, body=None, headers=None):
 
 def service_env(run, db, keys, port):
     """The environment of a bench instance: production settings, its own database, keys, Redis prefix and port."""
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CONFIG_DIR": os.path.join(WORK, "empty-config"),
-        "DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + "/" + db,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "REDIS_KEY_PREFIX": f"bench:{run}:",
-        "JWT_KEYS_DIR": keys,
-        "JWT_ISSUER": base,
-        "JWT_AUDIENCE": "bench",
-        "BIND_ADDR": f"127.0.0.1:{port}",
-        "RATE_LIMIT_ENABLED": "false",
-        "COOKIE_SECURE": "false",
-        "LOG_LEVEL": "info",
-    }
-    os.makedirs(env["CONFIG_DIR"], exist_ok=True)
-    return env
+    return {**instance.base_env("bench", run, db, keys, port), "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "info"}
 
 
 def prepare(binary, env):
     """Migrates and seeds the (already created) database and generates the signing key."""
-    for args in (["migrate"], ["seed-roles"], ["keys", "generate", "--alg", "RS256", "--bits", "2048"]):
-        subprocess.run([binary, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    instance.prepare(binary, env, ("--alg", "RS256", "--bits", "2048"))
 
 
 def start_service(binary, env, base, log_path):
     """Starts `serve`; returns the process and the milliseconds from process start to the first readyz 200."""
-    log = open(log_path, "w")
-    started = time.perf_counter()
-    server = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    while True:
+    def ready():
         try:
-            if http("GET", f"{base}/api/v1/readyz")[0] == 200:
-                break
+            return http("GET", f"{base}/api/v1/readyz")[0] == 200
         except OSError:
-            pass
-        if time.perf_counter() - started > 30:
-            server.terminate()
-            server.wait()
-            sys.exit("bench: the service did not become ready")
-        time.sleep(0.002)
-    return server, (time.perf_counter() - started) * 1000
+            return False
+
+    try:
+        server, seconds = instance.serve(binary, env, open(log_path, "w"), ready, interval=0.002)
+    except RuntimeError:
+        sys.exit("bench: the service did not become ready")
+    return server, seconds * 1000
 
 
 JSON = {"Content-Type": "application/json"}
@@ -158,7 +131,7 @@ def scale_section(path):
 
 
 def psql(sql, db=None):
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + db if db else ADMIN_URL
+    url = instance.database_url(db) if db else ADMIN_URL
     return subprocess.run(["psql", url, "-qAtc", sql], check=True, capture_output=True, text=True).stdout
 
 
@@ -199,7 +172,7 @@ def premade_codes(db, user_id, client_id, scope, name):
     copy = os.path.join(WORK, f"codes-{name}-{db}.copy")
     with open(copy, "w") as f:
         f.write("\n".join(rows) + "\n")
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + db
+    url = instance.database_url(db)
     script = f"""CREATE TEMP TABLE premade (code_hash bytea);
              \\copy premade FROM '{copy}'
              INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, auth_time, expires_at)
@@ -262,12 +235,17 @@ def run_scenario(url, scenario, threads, conns, env=None):
     return wrk(url, scenario, threads, conns, SECONDS, {**(env or {}), "PHASE": "m"})
 
 
-def rss_mib(pid):
+def status_mib(pid, field):
+    """A memory figure of /proc/PID/status (VmRSS: resident now, VmHWM: its peak) in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mib(pid):
+    return status_mib(pid, "VmRSS")
 
 
 def sampled_peak_rss(pid, work):
@@ -292,11 +270,7 @@ def sampled_peak_rss(pid, work):
 
 
 def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_mib(pid, "VmHWM")
 
 
 def cpu_model():

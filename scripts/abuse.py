@@ -50,16 +50,16 @@ import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import instance
 
 HEADER_READ_TIMEOUT = 2.0
 REQUEST_TIMEOUT = 2.0
 CLOSE_MARGIN = 1.0  # a connection must be closed by its timeout plus this
+HOLD = HEADER_READ_TIMEOUT + 4.0  # how long a scenario waits for the server to close its connections
 HEALTHZ_BOUND = 1.0  # seconds
 RSS_BOUND_MIB = 256
 NOFILE = 65536
@@ -82,19 +82,13 @@ def outer(args):
         if hard < MIN_NOFILE:
             print(f"abuse: {hard} open files are too few for 10 000 connections (need {MIN_NOFILE})", file=sys.stderr)
             return 1
-    env = dict(os.environ)
-    env.setdefault("BIN", "target/release/auth-service")
-    if not os.path.exists(os.path.join(REPO, env["BIN"])):
-        print(f"abuse: {env['BIN']} is missing; build it with: cargo build --release -p auth-service -j 1",
-              file=sys.stderr)
+    env = instance.release_env("abuse")
+    if env is None:
         return 1
     env["HEADER_READ_TIMEOUT"] = f"{HEADER_READ_TIMEOUT:g}s"
     env["REQUEST_TIMEOUT"] = f"{REQUEST_TIMEOUT:g}s"
     env.setdefault("RATE_LIMIT_ENABLED", "false")
-    cmd = [os.path.join(REPO, "scripts", "with-service.sh"), sys.executable, os.path.abspath(__file__), "--inner"]
-    if args.quick:
-        cmd.append("--quick")
-    return subprocess.call(cmd, cwd=REPO, env=env)
+    return instance.with_service(__file__, ["--inner"] + (["--quick"] if args.quick else []), env)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,15 +134,20 @@ def find_service_pid(port):
     return None
 
 
-def rss_kib(pid):
+def proc_number(pid, name, prefix, column):
+    """The number in `column` of the line of /proc/PID/NAME that starts with `prefix` (None if unreadable)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
+                if line.startswith(prefix):
+                    return int(line.split()[column])
+    except (OSError, ValueError):
         return None
     return None
+
+
+def rss_kib(pid):
+    return proc_number(pid, "status", "VmRSS:", 1)
 
 
 def alive(pid):
@@ -160,14 +159,7 @@ def alive(pid):
 
 
 def open_files_limit(pid):
-    try:
-        with open(f"/proc/{pid}/limits") as f:
-            for line in f:
-                if line.startswith("Max open files"):
-                    return int(line.split()[3])
-    except (OSError, ValueError):
-        return None
-    return None
+    return proc_number(pid, "limits", "Max open files", 3)
 
 
 def fd_count(pid):
@@ -423,6 +415,21 @@ def close_time_text(times):
     return f"{times[0]:.2f}/{statistics.median(times):.2f}/{times[-1]:.2f}s"
 
 
+def close_line(times, bound, since="connect"):
+    """The detail line of when the server closed the connections, against the bound."""
+    return f"server close after {since} min/median/max: {close_time_text(times)} (bound {bound:.1f}s)"
+
+
+def answers_text(statuses):
+    """A ConnSet's answers by status, e.g. "200: 3, 408: 17"."""
+    return ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+
+
+def all_closed_in_time(s, n, bound):
+    """Whether all n connections of the summary `s` connected and were closed by the server within `bound`."""
+    return s["n"] == n and len([t for t in s["times"] if t <= bound]) == n
+
+
 # ----------------------------------------------------------------------------------------------
 # Hand-written HTTP/2 (prior knowledge, h2c).
 
@@ -654,15 +661,28 @@ class Runner:
             print(f"    failed probe: status {p[1]} after {p[2] * 1000:.0f} ms: {p[3]}")
         self.rows.append(row)
 
+    def hold(self, n, first):
+        """Opens n connections that each send `first`, then waits until the server has closed them
+        all or HEADER_READ_TIMEOUT + 4 s have passed, probing healthz once after the first second.
+        Returns the ConnSet (still to be closed), its summary, how many are still open, and the probe."""
+        cs = ConnSet(self.addr)
+        cs.open(n, first=first)
+        t_start = time.monotonic()
+        row_check = None
+        while cs.open_conns() and time.monotonic() - t_start < HOLD:
+            cs.poll(0.1)
+            if row_check is None and time.monotonic() - t_start > 1.0:
+                row_check = self.monitor.probe()
+        return cs, cs.summary(), len(cs.open_conns()), row_check
+
     # 1a / 1b ------------------------------------------------------------------------------
     def slowloris(self, n, payload, label):
         cs = ConnSet(self.addr)
         cs.open(n, first=payload[:1])
-        limit = HEADER_READ_TIMEOUT + 4.0
         t_start = time.monotonic()
         pos, next_send = 1, time.monotonic() + 0.5
         checked = False
-        while cs.open_conns() and time.monotonic() - t_start < limit:
+        while cs.open_conns() and time.monotonic() - t_start < HOLD:
             now = time.monotonic()
             if now >= next_send:
                 if pos < len(payload):
@@ -678,16 +698,14 @@ class Runner:
         cs.close_all()
         bound = HEADER_READ_TIMEOUT + CLOSE_MARGIN
         in_time = [t for t in s["times"] if t <= bound]
-        ok = s["n"] == n and len(in_time) == n
-        outcome = f"{s['closed']}/{s['n']} closed by server" + (f", {still_open} still open after {limit:.0f}s" if still_open else "")
+        ok = all_closed_in_time(s, n, bound)
+        outcome = f"{s['closed']}/{s['n']} closed by server" + (f", {still_open} still open after {HOLD:.0f}s" if still_open else "")
         if len(in_time) != s["closed"]:
             outcome += f", {s['closed'] - len(in_time)} late"
-        answers = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
         row = {"conns": f"{s['n']} conns", "outcome": outcome, "close": close_time_text(s["times"]), "ok": ok,
                "details": [f"{label}: {s['n']} connected ({s['failed_connects']} failed), bytes sent each: {min(pos, len(payload))}",
-                           f"answers before close: {answers}",
-                           f"server close after first byte min/median/max: {close_time_text(s['times'])}"
-                           f" (bound {bound:.1f}s)"]}
+                           f"answers before close: {answers_text(s['statuses'])}",
+                           close_line(s["times"], bound, "first byte")]}
         if checked:
             row["check"] = row_check
         return row
@@ -702,26 +720,16 @@ class Runner:
     def scenario_1c(self):
         n = 100
         settings = frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 1 << 20))
-        cs = ConnSet(self.addr)
-        cs.open(n, first=H2_PREFACE + settings)
-        t_start = time.monotonic()
-        limit = HEADER_READ_TIMEOUT + 4.0
-        row_check = None
-        while cs.open_conns() and time.monotonic() - t_start < limit:
-            cs.poll(0.1)
-            if row_check is None and time.monotonic() - t_start > 1.0:
-                row_check = self.monitor.probe()
-        s = cs.summary()
-        still_open = len(cs.open_conns())
+        cs, s, still_open, row_check = self.hold(n, H2_PREFACE + settings)
         got_settings = sum(1 for c in cs.conns.values() if len(c["data"]) >= 9 and c["data"][3] == SETTINGS)
         cs.close_all()
         bound = HEADER_READ_TIMEOUT + CLOSE_MARGIN
-        ok = s["n"] == n and len([t for t in s["times"] if t <= bound]) == n
-        outcome = f"{s['closed']}/{s['n']} closed by server" + (f", {still_open} still open after {limit:.0f}s" if still_open else "")
+        ok = all_closed_in_time(s, n, bound)
+        outcome = f"{s['closed']}/{s['n']} closed by server" + (f", {still_open} still open after {HOLD:.0f}s" if still_open else "")
         return {"conns": f"{s['n']} conns", "outcome": outcome, "close": close_time_text(s["times"]), "ok": ok,
                 "check": row_check,
                 "details": [f"h2c preface + SETTINGS sent, then no request: {got_settings} got the server's SETTINGS",
-                            f"server close after connect min/median/max: {close_time_text(s['times'])} (bound {bound:.1f}s)"]}
+                            close_line(s["times"], bound)]}
 
     # 2a / 2b ------------------------------------------------------------------------------
     def unfinished_body(self, n, trickle):
@@ -755,8 +763,7 @@ class Runner:
         timely = [t for t in answer_times if t <= bound]
         n408 = s["statuses"].get("408", 0)
         ok = len(timely) == n and n408 == n
-        answers = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
-        outcome = f"{answers}; {s['closed']}/{s['n']} closed by server"
+        outcome = f"{answers_text(s['statuses'])}; {s['closed']}/{s['n']} closed by server"
         if still_open:
             outcome += f", {still_open} open after {limit:.0f}s"
         return {"conns": f"{s['n']} conns", "outcome": outcome, "close": close_time_text(s["times"]), "ok": ok,
@@ -764,12 +771,6 @@ class Runner:
                 "details": [f"answer after headers min/median/max: {close_time_text(answer_times)} (bound {bound:.1f}s)",
                             f"connection closed by server min/median/max: {close_time_text(s['times'])}",
                             f"body bytes sent: {pos if trickle else 10} of 1000"]}
-
-    def scenario_2a(self):
-        return self.unfinished_body(20, trickle=False)
-
-    def scenario_2b(self):
-        return self.unfinished_body(20, trickle=True)
 
     # 3 --------------------------------------------------------------------------------------
     def scenario_3(self):
@@ -780,10 +781,9 @@ class Runner:
         cs.open(n)
         overflows = listen_overflows() - overflows
         t_opened = time.monotonic()
-        hold = HEADER_READ_TIMEOUT + 4.0
         rss_at_n = fds = None
         row_check = None
-        while cs.open_conns() and time.monotonic() - t_opened < hold:
+        while cs.open_conns() and time.monotonic() - t_opened < HOLD:
             cs.poll(0.1)
             if rss_at_n is None and time.monotonic() - t_opened > 0.5:
                 rss_at_n = rss_kib(self.pid)
@@ -793,39 +793,26 @@ class Runner:
         still_open = len(cs.open_conns())
         cs.close_all()
         bound = HEADER_READ_TIMEOUT + CLOSE_MARGIN
-        timely = [t for t in s["times"] if t <= bound]
-        ok = s["n"] == n and len(timely) == n
+        ok = all_closed_in_time(s, n, bound)
         outcome = f"{s['closed']}/{s['n']} closed by server, {still_open} still open after {time.monotonic() - t_start:.0f}s"
         return {"conns": f"{s['n']} conns", "outcome": outcome, "close": close_time_text(s["times"]), "ok": ok,
                 "check": row_check,
                 "details": [f"connected {s['n']} in {t_opened - t_start:.1f}s ({s['failed_connects']} failed,"
                             f" {overflows} accept-queue overflows)",
                             f"service at {s['n']} idle connections: RSS {fmt_mib(rss_at_n)}, {fds} open fds",
-                            f"server close after connect min/median/max: {close_time_text(s['times'])} (bound {bound:.1f}s)"]}
+                            close_line(s["times"], bound)]}
 
     def scenario_3b(self):
         n = 100
         req = b"GET /api/v1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        cs = ConnSet(self.addr)
-        cs.open(n, first=req)
-        t_start = time.monotonic()
-        limit = HEADER_READ_TIMEOUT + 4.0
-        row_check = None
-        while cs.open_conns() and time.monotonic() - t_start < limit:
-            cs.poll(0.1)
-            if row_check is None and time.monotonic() - t_start > 1.0:
-                row_check = self.monitor.probe()
-        s = cs.summary()
-        still_open = len(cs.open_conns())
+        cs, s, still_open, row_check = self.hold(n, req)
         cs.close_all()
         bound = HEADER_READ_TIMEOUT + CLOSE_MARGIN
-        ok = s["n"] == n and s["statuses"].get("200") == n and len([t for t in s["times"] if t <= bound]) == n
-        answers = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
-        outcome = f"{answers}; {s['closed']}/{s['n']} closed by server" + (f", {still_open} still open" if still_open else "")
+        ok = s["statuses"].get("200") == n and all_closed_in_time(s, n, bound)
+        outcome = f"{answers_text(s['statuses'])}; {s['closed']}/{s['n']} closed by server" + (f", {still_open} still open" if still_open else "")
         return {"conns": f"{s['n']} conns", "outcome": outcome, "close": close_time_text(s["times"]), "ok": ok,
                 "check": row_check,
-                "details": ["one keep-alive GET /api/v1/healthz each, then silence",
-                            f"server close after connect min/median/max: {close_time_text(s['times'])} (bound {bound:.1f}s)"]}
+                "details": ["one keep-alive GET /api/v1/healthz each, then silence", close_line(s["times"], bound)]}
 
     def scenario_3c(self):
         n = 1000
@@ -988,12 +975,6 @@ class Runner:
                 "details": [f"first answer {times[0] * 1000:.0f} ms, last {times[-1] * 1000:.0f} ms" if times else "no answers",
                             f"connection {conn_state} at the end"]}
 
-    def scenario_5a(self):
-        return self.stream_burst(1000, held_open=False)
-
-    def scenario_5a_held(self):
-        return self.stream_burst(1000, held_open=True)
-
     def scenario_5b(self):
         duration = 2.0 if self.quick else 5.0
         max_conns = 2000  # each connection leaves a TIME_WAIT port behind
@@ -1114,15 +1095,15 @@ def inner(args):
     r.run("1a slowloris h1", r.scenario_1a)
     r.run("1b slowloris h2 preface", r.scenario_1b)
     r.run("1c h2 conn, no request", r.scenario_1c)
-    r.run("2a body stalls", r.scenario_2a)
-    r.run("2b body trickles", r.scenario_2b)
+    r.run("2a body stalls", lambda: r.unfinished_body(20, trickle=False))
+    r.run("2b body trickles", lambda: r.unfinished_body(20, trickle=True))
     r.run("3 idle connections", r.scenario_3)
     r.run("3b keep-alive, then idle", r.scenario_3b)
     r.run("3c burst of 1000 connects", r.scenario_3c)
     r.run("4a 1 MiB header h1", r.scenario_4a)
     r.run("4b 1 MiB header h2", r.scenario_4b)
-    r.run("5a h2 1000 streams", r.scenario_5a)
-    r.run("5a' h2 1000 held streams", r.scenario_5a_held)
+    r.run("5a h2 1000 streams", lambda: r.stream_burst(1000, held_open=False))
+    r.run("5a' h2 1000 held streams", lambda: r.stream_burst(1000, held_open=True))
     r.run("5b h2 rapid reset", r.scenario_5b)
     r.monitor.close()
     total = time.monotonic() - r.started

@@ -35,21 +35,14 @@ import time
 import urllib.parse
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import instance
+from instance import ADMIN_URL, ROOT, free_port
+
 BIN = os.environ.get("BIN", os.path.join(ROOT, "target", "debug", "auth-service"))
 WORK = os.path.join(ROOT, "target", "chaos")
-ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REQUEST_TIMEOUT = 10.0
 WORKERS = int(os.environ.get("CHAOS_WORKERS", "6"))
 PASSWORD = "chaos password 1"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Service:
@@ -59,20 +52,11 @@ class Service:
         self.port = free_port()
         self.redis_port = free_port()
         self.keys = os.path.join(WORK, f"keys-{self.run}")
-        os.makedirs(os.path.join(WORK, "empty-config"), exist_ok=True)
         self.env = {
-            **os.environ,
-            "CONFIG_DIR": os.path.join(WORK, "empty-config"),
-            "DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db,
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "REDIS_KEY_PREFIX": f"chaos:{self.run}:",
-            "JWT_KEYS_DIR": self.keys,
-            "JWT_ISSUER": f"http://127.0.0.1:{self.port}",
-            "JWT_AUDIENCE": "chaos",
-            "BIND_ADDR": f"127.0.0.1:{self.port}",
+            **instance.base_env("chaos", self.run, self.db, self.keys, self.port,
+                                redis_url=f"redis://127.0.0.1:{self.redis_port}/0"),
             "ARGON2_MEMORY_KIB": "256",
             "ARGON2_ITERATIONS": "1",
-            "COOKIE_SECURE": "false",
             "RATE_LIMIT_LOGIN": "100000/60s",
             "RATE_LIMIT_LOGIN_ACCOUNT": "100000/60s",
             "RATE_LIMIT_SIGNUP": "100000/60s",
@@ -110,18 +94,11 @@ class Service:
 
     def setup(self):
         subprocess.run(["psql", ADMIN_URL, "-qc", f'CREATE DATABASE "{self.db}"'], check=True, stdout=subprocess.DEVNULL)
-        for args in (["migrate"], ["seed-roles"], ["keys", "generate", "--alg", "RS256"]):
-            subprocess.run([BIN, *args], env=self.env, check=True, stdout=subprocess.DEVNULL)
+        instance.prepare(BIN, self.env)
         self.start_redis()
 
     def start(self):
-        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if ready_status(self.port) == 200:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("service did not become ready")
+        self.proc, _ = instance.serve(BIN, self.env, self.log, lambda: ready_status(self.port) == 200)
 
     def teardown(self):
         for p in (self.proc, self.redis):

@@ -178,14 +178,19 @@ login() {
   [ "$(json "$name" token_type)" = bearer ] || fail "token_type is not bearer"
 }
 
+# ready NAME: readyz answers 200 with the status ready.
+ready() {
+  call "$1" GET /api/v1/readyz
+  expect 200
+  [ "$(json "$1" status)" = ready ] || fail "status is not ready"
+  ok
+}
+
 echo "auth-service demo against $AUTH_URL"
 
 # 1 ----------------------------------------------------------------------------------------
 step "readiness (GET /api/v1/readyz)"
-call ready1 GET /api/v1/readyz
-expect 200
-[ "$(json ready1 status)" = ready ] || fail "status is not ready"
-ok
+ready ready1
 
 # 2 ----------------------------------------------------------------------------------------
 step "signup a new user (POST /api/v1/users/signup)"
@@ -398,9 +403,6 @@ note "active, sub $USER_ID, roles $(json introspect roles)"
 
 # 17 ---------------------------------------------------------------------------------------
 step "readiness again (GET /api/v1/readyz)"
-call ready2 GET /api/v1/readyz
-expect 200
-[ "$(json ready2 status)" = ready ] || fail "status is not ready"
-ok
+ready ready2
 
 echo "demo: all $TOTAL steps passed"

@@ -30,30 +30,25 @@ import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import instance
+
 WARMUP_PAIRS = 10
 BOOTSTRAP_ROUNDS = 4000
 
 
 def outer(args):
-    env = dict(os.environ)
-    env.setdefault("BIN", "target/release/auth-service")
-    if not os.path.exists(os.path.join(REPO, env["BIN"])):
-        print(f"timing: {env['BIN']} is missing; build it with: cargo build --release -p auth-service -j 1",
-              file=sys.stderr)
+    env = instance.release_env("timing")
+    if env is None:
         return 1
     env["ARGON2_MEMORY_KIB"] = "19456"
     env["ARGON2_ITERATIONS"] = "2"
     env.pop("ARGON2_PARALLELISM", None)
     env["RATE_LIMIT_ENABLED"] = "false"
-    cmd = [os.path.join(REPO, "scripts", "with-service.sh"), sys.executable, os.path.abspath(__file__),
-           "--inner", "-n", str(args.n)]
-    return subprocess.call(cmd, cwd=REPO, env=env)
+    return instance.with_service(__file__, ["--inner", "-n", str(args.n)], env)
 
 
 class Client:

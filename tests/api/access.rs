@@ -5,10 +5,11 @@
 use auth_service::routes::access::Access;
 use auth_service::routes::table::{ROUTES, RouteDef};
 
+use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestUser, spawn_app_setting, spawn_app_with};
-use crate::oauth::Registered;
+use crate::helpers::{TestApp, TestUser, assert_error, claims, spawn_app, spawn_app_setting};
+use crate::oauth::{Registered, access_token, try_register};
 use crate::oidc;
 
 /// The route's path with a fresh uuid in every placeholder.
@@ -121,8 +122,7 @@ async fn every_route_that_is_not_public_refuses_an_anonymous_caller_and_a_caller
         if route.access().roles().is_some() {
             let denied = request(&app.client, route, url).bearer_auth(&session.access).send().await.expect("send");
             assert_eq!(denied.status(), 403, "{} {} with a user token", route.method, route.template);
-            let body: serde_json::Value = denied.json().await.expect("json");
-            assert_eq!(body["error"], "forbidden");
+            assert_error(denied, 403, "forbidden").await;
             checked.1 += 1;
         }
     }
@@ -133,14 +133,10 @@ async fn every_route_that_is_not_public_refuses_an_anonymous_caller_and_a_caller
 
 #[tokio::test]
 async fn an_optional_bearer_route_serves_the_guest_to_an_anonymous_or_invalid_caller() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     for route in ROUTES.iter().filter(|r| r.access() == Access::OptionalBearer) {
         for token in [None, Some("not-a-token")] {
-            let mut req = app.client.get(app.url(&concrete(route)));
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.expect("send");
+            let resp = app.call(Method::GET, &concrete(route), token, None).await;
             assert_eq!(resp.status(), 200, "{} with {token:?}", route.template);
             let body: serde_json::Value = resp.json().await.expect("json");
             assert_eq!(body["username"], "guest");
@@ -160,8 +156,7 @@ async fn code_flow_token(app: &TestApp, rp: &Registered, user: &TestUser) -> Str
     let code = oidc::code_for(app, &oidc::browser(), rp, user, &challenge).await;
     let resp = oidc::exchange(app, rp, &code["code"], &verifier).await;
     assert_eq!(resp.status(), 200, "the code exchange");
-    let body: serde_json::Value = resp.json().await.expect("json");
-    body["access_token"].as_str().expect("access_token").to_string()
+    access_token(resp).await
 }
 
 #[tokio::test]
@@ -172,7 +167,7 @@ async fn a_third_party_apps_token_acts_on_no_api_route_even_when_an_admin_consen
     let admin = app.admin_session_for(&user).await;
     let rp = oidc::register(&app, &admin, json!({ "first_party": false })).await;
     let token = code_flow_token(&app, &rp, &user).await;
-    let claims = oidc::claims(&token);
+    let claims = claims(&token);
     assert_eq!(claims["aud"], rp.id.as_str(), "a third-party token names its own client as audience: {claims}");
 
     // Act and assert: every route of the API that needs a credential refuses it, the admin
@@ -209,22 +204,20 @@ async fn a_first_party_client_registered_for_the_api_acts_as_its_user_there_and_
     // Only a first-party client may be registered for the API's audience.
     let third_party = json!({ "client_name": "x", "grant_types": ["authorization_code"],
         "redirect_uris": [oidc::REDIRECT], "scope": "openid", "audience": api });
-    let resp = app.client.post(app.url("/api/v1/clients")).bearer_auth(&admin.access).json(&third_party).send().await;
-    let resp = resp.expect("send");
+    let resp = try_register(&app, &admin, &third_party).await;
     assert_eq!(resp.status(), 400, "a third-party client cannot be registered for the API");
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_client_metadata");
+    assert_error(resp, 400, "invalid_client_metadata").await;
 
     // A first-party client without that audience gets tokens for itself, not for the API.
     let own = oidc::register(&app, &admin, json!({ "first_party": true })).await;
     let token = code_flow_token(&app, &own, &user).await;
-    assert_eq!(oidc::claims(&token)["aud"], own.id.as_str());
+    assert_eq!(claims(&token)["aud"], own.id.as_str());
     assert_eq!(app.get_with("/api/v1/sessions", &token).await.status(), 401);
 
     // Registered for the API, its token acts as the admin on every API route.
     let rp = oidc::register(&app, &admin, json!({ "first_party": true, "audience": api })).await;
     let token = code_flow_token(&app, &rp, &user).await;
-    assert_eq!(oidc::claims(&token)["aud"], api.as_str());
+    assert_eq!(claims(&token)["aud"], api.as_str());
     let mut walked = 0;
     for route in api_routes().filter(|r| !is_open(r.access()) && r.template != "/api/v1/auth/logout-all") {
         let resp =
@@ -245,14 +238,7 @@ async fn a_first_party_client_registered_for_the_api_acts_as_its_user_there_and_
     // Once its registration no longer names the API, the same token is refused there at once.
     let mut metadata = rp.body.clone();
     metadata["audience"] = json!("https://elsewhere.example");
-    let resp = app
-        .client
-        .put(app.url(&format!("/api/v1/clients/{}", rp.id)))
-        .bearer_auth(&admin.access)
-        .json(&metadata)
-        .send()
-        .await
-        .expect("send");
+    let resp = app.call(Method::PUT, &format!("/api/v1/clients/{}", rp.id), Some(&admin.access), Some(&metadata)).await;
     assert_eq!(resp.status(), 200, "re-pointed");
     assert_eq!(app.get_with("/api/v1/sessions", &token).await.status(), 401, "no longer meant for the API");
 }

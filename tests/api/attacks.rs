@@ -125,7 +125,7 @@ async fn forged_and_misused_tokens_are_refused_everywhere() {
 
     // A revoked jti: logout blacklists the presented access token.
     let victim = app.login(&user).await;
-    let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&victim.access).send().await.expect("send");
+    let resp = app.post_with("/api/v1/auth/logout", &victim.access).await;
     assert_eq!(resp.status(), 200);
     assert_rejected(&app, &admin.access, &victim.access, "revoked jti").await;
 

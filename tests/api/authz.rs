@@ -5,34 +5,17 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{REDIS_URL, Session, TestApp, TestUser, spawn_app, spawn_app_with};
-
-async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> u16 {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.expect("send").status().as_u16()
-}
+use crate::helpers::{Session, TestApp, redis_connection, spawn_app, spawn_app_setting};
 
 async fn list_users(app: &TestApp, s: &Session) -> u16 {
-    call(app, Method::GET, "/api/v1/user_roles/list", &s.access, None).await
-}
-
-async fn admin(app: &TestApp) -> (TestUser, Session) {
-    let user = app.new_user().await;
-    let session = app.admin_session_for(&user).await;
-    (user, session)
+    app.call(Method::GET, "/api/v1/user_roles/list", Some(&s.access), None).await.status().as_u16()
 }
 
 /// An instance with `AUTHZ_CACHE_TTL=ttl` and an admin whose roles were read (and cached, if the
 /// cache is on) before its admin role was removed in SQL, behind the API's back.
 async fn admin_revoked_in_sql(ttl: &str) -> (TestApp, Session) {
-    let app = spawn_app_with(|l| {
-        l.set("AUTHZ_CACHE_TTL", ttl);
-    })
-    .await;
-    let (user, s) = admin(&app).await;
+    let app = spawn_app_setting("AUTHZ_CACHE_TTL", ttl).await;
+    let (user, s) = app.admin_user().await;
     assert_eq!(list_users(&app, &s).await, 200);
     let n = app
         .db()
@@ -54,7 +37,7 @@ async fn cache(app: &TestApp, result: &str) -> f64 {
 #[tokio::test]
 async fn a_callers_roles_are_read_once_and_then_served_from_the_cache() {
     let app = spawn_app().await;
-    let (_, s) = admin(&app).await;
+    let (_, s) = app.admin_user().await;
     let (hits, misses) = (cache(&app, "hit").await, cache(&app, "miss").await);
     for _ in 0..3 {
         assert_eq!(list_users(&app, &s).await, 200);
@@ -66,8 +49,8 @@ async fn a_callers_roles_are_read_once_and_then_served_from_the_cache() {
 #[tokio::test]
 async fn a_role_change_through_the_api_ends_every_cached_entry_at_once() {
     let app = spawn_app().await;
-    let (_, a) = admin(&app).await;
-    let (_, b) = admin(&app).await;
+    let (_, a) = app.admin_user().await;
+    let (_, b) = app.admin_user().await;
     assert_eq!(list_users(&app, &a).await, 200);
     assert_eq!(list_users(&app, &b).await, 200);
     let misses = cache(&app, "miss").await;
@@ -75,7 +58,7 @@ async fn a_role_change_through_the_api_ends_every_cached_entry_at_once() {
     // on A's next call.
     let other = app.new_user().await;
     let assign = json!({"user_id": other.id, "role_name": "service"});
-    assert_eq!(call(&app, Method::POST, "/api/v1/user_roles/assign", &b.access, Some(&assign)).await, 201);
+    assert_eq!(app.call(Method::POST, "/api/v1/user_roles/assign", Some(&b.access), Some(&assign)).await.status(), 201);
     assert_eq!(list_users(&app, &a).await, 200);
     assert_eq!(cache(&app, "miss").await - misses, 1.0);
 }
@@ -83,23 +66,20 @@ async fn a_role_change_through_the_api_ends_every_cached_entry_at_once() {
 #[tokio::test]
 async fn renaming_a_role_takes_effect_on_the_next_request() {
     let app = spawn_app().await;
-    let (user, a) = admin(&app).await;
-    let created = app
-        .client
-        .post(app.url("/api/v1/roles/create"))
-        .bearer_auth(&a.access)
-        .json(&json!({"name": "editors"}))
-        .send()
-        .await
-        .expect("send");
+    let (user, a) = app.admin_user().await;
+    let created =
+        app.call(Method::POST, "/api/v1/roles/create", Some(&a.access), Some(&json!({"name": "editors"}))).await;
     let id = created.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
     let assign = json!({"user_id": user.id, "role_id": id});
-    assert_eq!(call(&app, Method::POST, "/api/v1/user_roles/assign", &a.access, Some(&assign)).await, 201);
+    assert_eq!(app.call(Method::POST, "/api/v1/user_roles/assign", Some(&a.access), Some(&assign)).await.status(), 201);
     let roles = |me: Value| me["roles"].clone();
     let me: Value = app.get_with("/api/v1/user_roles/me", &a.access).await.json().await.expect("json");
     assert_eq!(roles(me), json!(["admin", "editors", "user"]));
     let rename = json!({"name": "writers"});
-    assert_eq!(call(&app, Method::PUT, &format!("/api/v1/roles/update/{id}"), &a.access, Some(&rename)).await, 200);
+    assert_eq!(
+        app.call(Method::PUT, &format!("/api/v1/roles/update/{id}"), Some(&a.access), Some(&rename)).await.status(),
+        200
+    );
     let me: Value = app.get_with("/api/v1/user_roles/me", &a.access).await.json().await.expect("json");
     assert_eq!(roles(me), json!(["admin", "user", "writers"]));
 }
@@ -109,8 +89,7 @@ async fn a_revocation_made_in_sql_holds_until_the_epoch_key_is_deleted() {
     let (app, s) = admin_revoked_in_sql("1h").await;
     // Documented: outside the API the cache is not told.
     assert_eq!(list_users(&app, &s).await, 200);
-    let mut redis =
-        redis::Client::open(REDIS_URL).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let mut redis = redis_connection().await;
     let key = app.app.config.redis_keys.authz_epoch();
     let deleted: i64 = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.expect("DEL");
     assert_eq!(deleted, 1);
@@ -134,17 +113,17 @@ async fn with_the_cache_off_every_call_reads_the_database() {
 #[tokio::test]
 async fn introspection_checks_caller_and_subject_in_one_go_and_refuses_a_logged_out_caller() {
     let app = spawn_app().await;
-    let (_, caller) = admin(&app).await;
+    let (_, caller) = app.admin_user().await;
     let subject = app.login(&app.new_user().await).await;
     assert_eq!(app.introspect(&caller.access, &subject.access).await["active"], true);
     // The subject logs out: inactive, while the caller still works.
-    let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&subject.access).send().await.expect("send");
+    let resp = app.post_with("/api/v1/auth/logout", &subject.access).await;
     assert!(resp.status().is_success());
     assert_eq!(app.introspect(&caller.access, &subject.access).await["active"], false);
     // A garbage subject is inactive too.
     assert_eq!(app.introspect(&caller.access, "not-a-token").await["active"], false);
     // The caller logs out: its token no longer introspects anything.
-    let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&caller.access).send().await.expect("send");
+    let resp = app.post_with("/api/v1/auth/logout", &caller.access).await;
     assert!(resp.status().is_success());
     assert_eq!(app.introspect_response(&caller.access, &subject.access).await.status(), 401);
 }

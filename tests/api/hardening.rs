@@ -7,42 +7,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auth_actors::keys::{KeyAlg, read_metadata};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    REDIS_URL, TestApp, TestUser, database_url, key_dir, refresh_cookie, run_cli, spawn_app, spawn_app_on,
-    spawn_app_setting, spawn_app_with, spawn_app_with_keys,
+    TestApp, TestUser, claims, key_dir, redis_connection, refresh_cookie, run_cli, spawn_app, spawn_app_on,
+    spawn_app_setting, spawn_app_settings, spawn_app_with, spawn_app_with_keys, superuser_env,
 };
 
 fn no_limits(l: &mut auth_service::config::Layers) {
     l.set("RATE_LIMIT_ENABLED", "false");
 }
 
-async fn patch_profile(app: &TestApp, access: &str, body: Value) -> reqwest::Response {
-    app.client.patch(app.url("/api/v1/users/auth/update")).bearer_auth(access).json(&body).send().await.expect("send")
-}
-
 async fn event_count(app: &TestApp, event_type: &str, user_id: &str) -> i64 {
     let id: uuid::Uuid = user_id.parse().expect("uuid");
-    app.db()
+    app.db_value("SELECT count(*) FROM security_events WHERE event_type = $1 AND user_id = $2", &[&event_type, &id])
         .await
-        .query_one("SELECT count(*) FROM security_events WHERE event_type = $1 AND user_id = $2", &[&event_type, &id])
-        .await
-        .expect("count")
-        .get(0)
 }
 
 async fn is_admin(app: &TestApp, username: &str) -> bool {
-    app.db()
-        .await
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN users u ON u.id = ur.user_id JOIN roles r ON r.id = ur.role_id
-             WHERE lower(u.username) = lower($1) AND r.name = 'admin')",
-            &[&username],
-        )
-        .await
-        .expect("query")
-        .get(0)
+    app.db_value(
+        "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN users u ON u.id = ur.user_id JOIN roles r ON r.id = ur.role_id
+         WHERE lower(u.username) = lower($1) AND r.name = 'admin')",
+        &[&username],
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -57,19 +46,7 @@ async fn create_superuser(
 ) -> (bool, String) {
     let mut args = vec!["create-superuser"];
     args.extend_from_slice(flags);
-    let env = [
-        ("DATABASE_URL", database_url(&app.database)),
-        ("REDIS_URL", REDIS_URL.to_string()),
-        ("JWT_KEYS_DIR", "/unused".to_string()),
-        ("JWT_ISSUER", "http://auth.test".to_string()),
-        ("JWT_AUDIENCE", "test-audience".to_string()),
-        ("ARGON2_MEMORY_KIB", "256".to_string()),
-        ("ARGON2_ITERATIONS", "1".to_string()),
-        ("SUPERUSER_USERNAME", username.to_string()),
-        ("SUPERUSER_EMAIL", email.to_string()),
-        ("SUPERUSER_PASSWORD", password.to_string()),
-    ];
-    let out = run_cli(&args, &env).await;
+    let out = run_cli(&args, &superuser_env(&app.database, username, email, password)).await;
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     (out.status.success(), stderr)
 }
@@ -115,20 +92,16 @@ async fn create_superuser_refuses_a_username_and_an_email_of_two_different_accou
 
 #[tokio::test]
 async fn wrong_old_passwords_lock_the_account_and_then_even_the_right_one_is_refused() {
-    let app = spawn_app_with(|l| {
-        l.set("LOCKOUT_THRESHOLD", "3").set("LOCKOUT_BASE", "60s");
-    })
-    .await;
+    let app = spawn_app_settings(&[("LOCKOUT_THRESHOLD", "3"), ("LOCKOUT_BASE", "60s")]).await;
     let (user, session) = app.user_session().await;
     let change = |old: &str| json!({"old_password": old, "new_password": "a brand new password"});
 
     let mut statuses = Vec::new();
     for i in 0..5 {
-        statuses
-            .push(patch_profile(&app, &session.access, change(&format!("wrong guess {i}"))).await.status().as_u16());
+        statuses.push(app.update_profile(&session.access, change(&format!("wrong guess {i}"))).await.status().as_u16());
     }
     assert_eq!(statuses, vec![403, 403, 403, 429, 429], "three checks, then locked");
-    let resp = patch_profile(&app, &session.access, change(&user.password)).await;
+    let resp = app.update_profile(&session.access, change(&user.password)).await;
     assert_eq!(resp.status(), 429, "locked: the right old password is refused too");
     assert!(resp.headers().get("retry-after").is_some());
     assert_eq!(event_count(&app, "password_check_failed", &user.id).await, 3);
@@ -144,27 +117,14 @@ async fn introspection_reports_current_roles_and_inactive_users_are_refused_ever
     let app = spawn_app_setting("AUTHZ_CACHE_TTL", "0s").await;
     let admin = app.admin_session().await;
     let user = app.new_user().await;
-    let assign = app
-        .client
-        .post(app.url("/api/v1/user_roles/assign"))
-        .bearer_auth(&admin.access)
-        .json(&json!({"user_id": user.id, "role_name": "moderator"}))
-        .send()
-        .await
-        .expect("send");
+    let moderator = json!({"user_id": user.id, "role_name": "moderator"});
+    let assign = app.call(Method::POST, "/api/v1/user_roles/assign", Some(&admin.access), Some(&moderator)).await;
     assert_eq!(assign.status(), 201);
     let session = app.login(&user).await;
     assert_eq!(app.introspect(&admin.access, &session.access).await["roles"], json!(["moderator", "user"]));
 
-    let role_id: uuid::Uuid =
-        app.db().await.query_one("SELECT id FROM roles WHERE name = 'moderator'", &[]).await.expect("role").get(0);
-    let removed = app
-        .client
-        .delete(app.url(&format!("/api/v1/user_roles/{}/roles/{role_id}", user.id)))
-        .bearer_auth(&admin.access)
-        .send()
-        .await
-        .expect("send");
+    let role_id: uuid::Uuid = app.db_value("SELECT id FROM roles WHERE name = 'moderator'", &[]).await;
+    let removed = app.delete_with(&format!("/api/v1/user_roles/{}/roles/{role_id}", user.id), &admin.access).await;
     assert_eq!(removed.status(), 204);
     let answer = app.introspect(&admin.access, &session.access).await;
     assert_eq!(answer["active"], true);
@@ -231,14 +191,7 @@ async fn no_access_token_minted_by_a_refresh_racing_logout_all_survives_it() {
     for round in 0..25u64 {
         let killer = app.login(&user).await;
         let (minted, _) = race_refreshes(&app, &user, Duration::from_millis(5 + round % 7), || async {
-            let resp = app
-                .client
-                .post(app.url("/api/v1/auth/logout-all"))
-                .bearer_auth(&killer.access)
-                .send()
-                .await
-                .expect("send");
-            assert_eq!(resp.status(), 200);
+            assert_eq!(app.post_with("/api/v1/auth/logout-all", &killer.access).await.status(), 200);
         })
         .await;
         for token in &minted {
@@ -261,13 +214,7 @@ async fn deleting_a_user_while_its_sessions_refresh_answers_204_and_the_refreshe
     for round in 0..12u64 {
         let user = app.new_user().await;
         let (minted, statuses) = race_refreshes(&app, &user, Duration::from_millis(5 + round % 5), || async {
-            let resp = app
-                .client
-                .delete(app.url(&format!("/api/v1/users/{}", user.id)))
-                .bearer_auth(&admin.access)
-                .send()
-                .await
-                .expect("send");
+            let resp = app.delete_with(&format!("/api/v1/users/{}", user.id), &admin.access).await;
             assert_eq!(resp.status(), 204, "round {round}: {}", resp.text().await.unwrap_or_default());
         })
         .await;
@@ -329,30 +276,15 @@ async fn a_deadlocked_delete_is_retried_and_answers_204_not_database_unavailable
 // 6. X-Forwarded-For entries with a port are parsed, and an unparseable one stops the walk.
 
 async fn login_from(app: &TestApp, user: &TestUser, forwarded: &str) -> String {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/auth/login-json"))
-        .header("x-forwarded-for", forwarded)
-        .json(&json!({"username": user.username, "password": user.password}))
-        .send()
-        .await
-        .expect("send");
+    let resp = app.login_json_from(forwarded, &user.username, &user.password).await;
     assert_eq!(resp.status(), 200);
-    let id: uuid::Uuid = user.id.parse().expect("uuid");
-    app.db()
-        .await
-        .query_one("SELECT ip_address FROM login_history WHERE user_id = $1 ORDER BY login_time DESC LIMIT 1", &[&id])
-        .await
-        .expect("row")
-        .get(0)
+    app.last_login_ip(user).await
 }
 
 #[tokio::test]
 async fn forwarded_entries_with_ports_are_parsed_and_garbage_stops_the_walk() {
-    let app = spawn_app_with(|l| {
-        l.set("TRUST_PROXY_HEADERS", "true").set("TRUSTED_PROXY_IPS", "127.0.0.1/32, 10.0.0.0/8");
-    })
-    .await;
+    let app =
+        spawn_app_settings(&[("TRUST_PROXY_HEADERS", "true"), ("TRUSTED_PROXY_IPS", "127.0.0.1/32, 10.0.0.0/8")]).await;
     let user = app.new_user().await;
     assert_eq!(login_from(&app, &user, "198.51.100.7, 203.0.113.9:4711").await, "203.0.113.9");
     assert_eq!(login_from(&app, &user, "198.51.100.7, [2001:db8::5]:443").await, "2001:db8::5");
@@ -405,7 +337,7 @@ async fn a_revoked_key_stops_verifying_even_when_another_key_file_is_broken() {
     assert!(keys.contains(&broken), "and names the broken key: {keys}");
 
     // A KeyManager that fails now restarts on the degraded directory instead of staying down.
-    let fail = app.client.post(app.url("/api/v1/_test/fail/key_manager")).send().await.expect("send");
+    let fail = app.fail_actor("key_manager").await;
     assert_eq!(fail.status(), 202);
     app.eventually("the KeyManager restarts", || async {
         app.metric("auth_actor_restarts_total{actor=\"key_manager\"}").await == 1.0
@@ -445,7 +377,7 @@ async fn a_login_racing_a_password_change_neither_reverts_it_nor_keeps_its_sessi
                 tokio::time::sleep(Duration::from_micros(250 * (round % 8))).await;
                 rehashing.login_json(&user.username, &user.password).await
             },
-            patch_profile(&app, &owner.access, json!({"old_password": user.password, "new_password": next}))
+            app.update_profile(&owner.access, json!({"old_password": user.password, "new_password": next}))
         );
         assert_eq!(change.status(), 200, "round {round}");
         let raced_refresh = (login.status() == 200).then(|| refresh_cookie(&login).expect("cookie"));
@@ -482,9 +414,7 @@ async fn a_token_without_a_session_id_is_refused() {
 async fn a_session_cannot_be_refreshed_past_its_absolute_lifetime() {
     let app = spawn_app_setting("SESSION_MAX_LIFETIME", "2s").await;
     let (_, session) = app.user_session().await;
-    let resp = app.refresh(&session.refresh).await;
-    assert_eq!(resp.status(), 200);
-    let successor = refresh_cookie(&resp).expect("cookie");
+    let successor = app.rotate(&session.refresh).await;
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(app.refresh(&successor).await.status(), 401, "rotation does not extend the session forever");
 }
@@ -493,9 +423,7 @@ async fn a_session_cannot_be_refreshed_past_its_absolute_lifetime() {
 async fn grace_window_retries_are_counted_recorded_and_bounded() {
     let app = spawn_app_setting("REFRESH_GRACE_RETRIES", "2").await;
     let (user, session) = app.user_session().await;
-    let first = app.refresh(&session.refresh).await;
-    assert_eq!(first.status(), 200);
-    let successor = refresh_cookie(&first).expect("cookie");
+    let successor = app.rotate(&session.refresh).await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let resp = app.refresh(&session.refresh).await;
@@ -535,18 +463,12 @@ async fn a_secure_refresh_cookie_uses_the_host_prefix_and_secure_is_the_default(
 async fn a_blacklist_entry_outlives_the_token_and_the_leeway() {
     let app = spawn_app_setting("CLOCK_SKEW", "2s").await;
     let (_, session) = app.user_session().await;
-    let claims: Value = {
-        use base64::Engine as _;
-        let payload = session.access.split('.').nth(1).expect("payload");
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
-            .expect("json")
-    };
-    let resp = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth(&session.access).send().await.expect("send");
+    let claims = claims(&session.access);
+    let resp = app.post_with("/api/v1/auth/logout", &session.access).await;
     assert_eq!(resp.status(), 200);
     let user_id = claims["sub"].as_str().expect("sub").parse().expect("uuid");
     let key = app.app.config.redis_keys.blacklist(user_id, claims["jti"].as_str().expect("jti").parse().expect("uuid"));
-    let mut redis =
-        redis::Client::open(REDIS_URL).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let mut redis = redis_connection().await;
     let before_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let pttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut redis).await.expect("pttl");
     // The verifier accepts the token while now (whole seconds) <= exp + leeway.

@@ -1,4 +1,6 @@
-use crate::helpers::{CuttableProxy, spawn_app, spawn_app_with};
+//! The probes: liveness always, readiness naming the dependency that is down.
+
+use crate::helpers::{spawn_app, spawn_app_behind_redis_proxy};
 
 #[tokio::test]
 async fn healthz_returns_200_ok() {
@@ -21,12 +23,7 @@ async fn readyz_returns_200_with_every_part_ok() {
 
 #[tokio::test]
 async fn readyz_returns_503_naming_redis_when_redis_becomes_unreachable() {
-    let proxy = CuttableProxy::start("127.0.0.1:6379").await;
-    let port = proxy.port;
-    let app = spawn_app_with(|l| {
-        l.set("REDIS_URL", format!("redis://127.0.0.1:{port}/0"));
-    })
-    .await;
+    let (proxy, app) = spawn_app_behind_redis_proxy().await;
     assert_eq!(app.get("/api/v1/readyz").await.status(), 200);
 
     proxy.cut();

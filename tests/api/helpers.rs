@@ -12,10 +12,15 @@ use auth_actors::keys::{self, KeyAlg};
 use auth_service::app::App;
 use auth_service::config::Layers;
 use auth_service::startup::{self, Exit};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, Response};
+use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
+use tokio_postgres::types::{FromSqlOwned, ToSql};
 
 pub const ADMIN_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -36,6 +41,11 @@ pub fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// A connection to the test database `name`.
+pub async fn connect(name: &str) -> tokio_postgres::Client {
+    auth_actors::db::connect(&database_url(name), Duration::from_secs(5)).await.expect("connect")
+}
+
 async fn admin_client() -> tokio_postgres::Client {
     auth_actors::db::connect(&admin_url(), Duration::from_secs(5))
         .await
@@ -54,8 +64,7 @@ async fn template() -> &'static str {
                 .await
                 .expect("drop template");
             admin.execute(&format!("CREATE DATABASE \"{name}\""), &[]).await.expect("create template");
-            let mut client =
-                auth_actors::db::connect(&database_url(&name), Duration::from_secs(5)).await.expect("connect");
+            let mut client = connect(&name).await;
             auth_actors::db::migrate(&mut client).await.expect("migrate template");
             auth_actors::db::seed_roles(&client).await.expect("seed roles");
             drop(client);
@@ -95,6 +104,15 @@ pub fn temp_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("auth-test-{label}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// The one key file of a directory made by `key_dir`.
+pub fn pem_of(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "pem"))
+        .expect("pem")
 }
 
 /// A key directory with one active key of `alg`.
@@ -188,16 +206,23 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts an instance on its own database and key directory, after `customise` has adjusted
-/// the settings.
 /// An instance with one setting changed from the test defaults.
 pub async fn spawn_app_setting(name: &str, value: &str) -> TestApp {
+    spawn_app_settings(&[(name, value)]).await
+}
+
+/// An instance with each of `settings` (name, value) changed from the test defaults.
+pub async fn spawn_app_settings(settings: &[(&str, &str)]) -> TestApp {
     spawn_app_with(|l| {
-        l.set(name, value);
+        for (name, value) in settings {
+            l.set(name, *value);
+        }
     })
     .await
 }
 
+/// Starts an instance on its own database and key directory, after `customise` has adjusted
+/// the settings.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Layers)) -> TestApp {
     let database = fresh_database().await;
     let keys_dir = shared_keys().await;
@@ -281,6 +306,17 @@ impl CuttableProxy {
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+}
+
+/// An instance whose Redis connection runs through a proxy the test can cut.
+pub async fn spawn_app_behind_redis_proxy() -> (CuttableProxy, TestApp) {
+    let proxy = CuttableProxy::start("127.0.0.1:6379").await;
+    let port = proxy.port;
+    let app = spawn_app_with(|l| {
+        l.set("REDIS_URL", format!("redis://127.0.0.1:{port}/0"));
+    })
+    .await;
+    (proxy, app)
 }
 
 /// Starts another instance over an existing database (same keys), e.g. with other settings.
@@ -380,13 +416,20 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Refreshes with `token`, which must succeed; returns the successor from the cookie.
+    pub async fn rotate(&self, token: &str) -> String {
+        let resp = self.refresh(token).await;
+        assert_eq!(resp.status(), 200, "refresh");
+        refresh_cookie(&resp).expect("successor cookie")
+    }
+
     pub async fn get_with(&self, path: &str, access: &str) -> reqwest::Response {
         self.client.get(self.url(path)).bearer_auth(access).send().await.expect("request")
     }
 
     /// A direct connection to this instance's database, for checks the API does not expose.
     pub async fn db(&self) -> tokio_postgres::Client {
-        auth_actors::db::connect(&database_url(&self.database), Duration::from_secs(5)).await.expect("connect")
+        connect(&self.database).await
     }
 }
 
@@ -417,15 +460,27 @@ impl TestApp {
 
     /// Grants `user` the admin role directly in the database and logs it in.
     pub async fn admin_session_for(&self, user: &TestUser) -> Session {
+        self.grant_role(user, "admin").await;
+        self.login(user).await
+    }
+
+    /// A new user granted `admin` directly in the database, and its session.
+    pub async fn admin_user(&self) -> (TestUser, Session) {
+        let user = self.new_user().await;
+        let session = self.admin_session_for(&user).await;
+        (user, session)
+    }
+
+    /// Grants `user` the role named `role` directly in the database.
+    pub async fn grant_role(&self, user: &TestUser, role: &str) {
         self.db()
             .await
             .execute(
-                "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r WHERE u.username = $1 AND r.name = 'admin'",
-                &[&user.username],
+                "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r WHERE u.username = $1 AND r.name = $2",
+                &[&user.username, &role],
             )
             .await
-            .expect("grant admin");
-        self.login(user).await
+            .expect("grant role");
     }
 
     /// Posts an introspection of `token` as `caller`.
@@ -445,4 +500,124 @@ impl TestApp {
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("json")
     }
+}
+
+impl TestApp {
+    /// `method path` with `token` as the bearer credential and `body` as JSON, each if given.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.expect("send")
+    }
+
+    /// Makes `actor` fail through the hook of test builds.
+    pub async fn fail_actor(&self, actor: &str) -> Response {
+        self.client.post(self.url(&format!("/api/v1/_test/fail/{actor}"))).send().await.expect("send")
+    }
+
+    /// A POST without a body, with `access` as the bearer credential.
+    pub async fn post_with(&self, path: &str, access: &str) -> Response {
+        self.call(Method::POST, path, Some(access), None).await
+    }
+
+    pub async fn delete_with(&self, path: &str, access: &str) -> Response {
+        self.call(Method::DELETE, path, Some(access), None).await
+    }
+
+    /// A POST of `body` as it is, declared as `content_type`.
+    pub async fn post_body(&self, path: &str, content_type: &str, body: &'static str) -> Response {
+        self.client.post(self.url(path)).header("content-type", content_type).body(body).send().await.expect("send")
+    }
+
+    /// Changes the caller's own profile (username, password) with `body`.
+    pub async fn update_profile(&self, access: &str, body: Value) -> Response {
+        self.call(Method::PATCH, "/api/v1/users/auth/update", Some(access), Some(&body)).await
+    }
+
+    /// Logs `session` out, presenting both its tokens as a browser would.
+    pub async fn logout(&self, session: &Session) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/logout"))
+            .header("cookie", format!("refresh_token={}", session.refresh))
+            .bearer_auth(&session.access)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// A JSON login sent through a proxy that names `forwarded` in `X-Forwarded-For`.
+    pub async fn login_json_from(&self, forwarded: &str, login: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/login-json"))
+            .header("x-forwarded-for", forwarded)
+            .json(&serde_json::json!({"username": login, "password": password}))
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// The address the latest login of `user` was recorded from.
+    pub async fn last_login_ip(&self, user: &TestUser) -> String {
+        let id: uuid::Uuid = user.id.parse().expect("uuid");
+        self.db_value(
+            "SELECT ip_address FROM login_history WHERE user_id = $1 ORDER BY login_time DESC LIMIT 1",
+            &[&id],
+        )
+        .await
+    }
+
+    /// The first column of the one row `sql` returns, for checks the API does not expose.
+    pub async fn db_value<T: FromSqlOwned>(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> T {
+        self.db().await.query_one(sql, params).await.expect("row").get(0)
+    }
+
+    /// How many security events of `event_type` were recorded.
+    pub async fn security_events(&self, event_type: &str) -> i64 {
+        self.db_value("SELECT count(*) FROM security_events WHERE event_type = $1", &[&event_type]).await
+    }
+}
+
+/// Asserts that `resp` is a JSON error with `status` and the code `error`; returns its body.
+pub async fn assert_error(resp: Response, status: u16, error: &str) -> Value {
+    assert_eq!(resp.status(), status, "expected {status} {error}");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], error, "{body}");
+    body
+}
+
+/// The claims of a JWT, read without verifying it.
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
+}
+
+/// A connection to the Redis every test instance uses, for checks the API does not expose.
+pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(REDIS_URL).expect("url").get_multiplexed_async_connection().await.expect("redis")
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The environment `create-superuser` needs against `database`, for the account given.
+pub fn superuser_env(database: &str, username: &str, email: &str, password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url(database)),
+        ("REDIS_URL", REDIS_URL.to_string()),
+        ("JWT_KEYS_DIR", "/unused".to_string()),
+        ("JWT_ISSUER", "http://auth.test".to_string()),
+        ("JWT_AUDIENCE", "test-audience".to_string()),
+        ("ARGON2_MEMORY_KIB", "256".to_string()),
+        ("ARGON2_ITERATIONS", "1".to_string()),
+        ("SUPERUSER_USERNAME", username.to_string()),
+        ("SUPERUSER_EMAIL", email.to_string()),
+        ("SUPERUSER_PASSWORD", password.to_string()),
+    ]
 }

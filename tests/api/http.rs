@@ -1,4 +1,7 @@
-use crate::helpers::spawn_app;
+//! The HTTP layer every route shares: request ids, JSON 404 and 405, HTTP/2, request metrics,
+//! graceful shutdown and the header read timeout.
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_setting};
 
 #[tokio::test]
 async fn a_request_id_sent_by_the_client_is_echoed() {
@@ -27,11 +30,10 @@ async fn an_unknown_path_is_a_json_404() {
 #[tokio::test]
 async fn a_known_path_with_the_wrong_method_is_a_json_405() {
     let app = spawn_app().await;
-    let resp = app.client.delete(app.url("/api/v1/healthz")).send().await.expect("send");
+    let resp = app.call(reqwest::Method::DELETE, "/api/v1/healthz", None, None).await;
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "method_not_allowed");
+    assert_error(resp, 405, "method_not_allowed").await;
 }
 
 #[tokio::test]
@@ -63,7 +65,7 @@ async fn shutdown_completes_and_reports_a_requested_exit() {
 #[tokio::test]
 async fn a_stopping_instance_is_not_ready_but_still_serves_for_the_shutdown_delay_then_drains() {
     // Arrange
-    let mut app = crate::helpers::spawn_app_setting("SHUTDOWN_DELAY", "2s").await;
+    let mut app = spawn_app_setting("SHUTDOWN_DELAY", "2s").await;
     assert_eq!(app.get("/api/v1/readyz").await.status(), 200);
 
     // Act: what SIGTERM does.
@@ -92,10 +94,7 @@ async fn a_stopping_instance_is_not_ready_but_still_serves_for_the_shutdown_dela
 #[tokio::test]
 async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_read_timeout() {
     use tokio::io::AsyncReadExt;
-    let app = crate::helpers::spawn_app_with(|l| {
-        l.set("HEADER_READ_TIMEOUT", "300ms");
-    })
-    .await;
+    let app = spawn_app_setting("HEADER_READ_TIMEOUT", "300ms").await;
     let mut idle = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf)).await;

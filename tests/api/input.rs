@@ -10,20 +10,15 @@ use auth_actors::keys::KeyAlg;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with};
-use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
-use crate::oidc::{browser, page, pkce, sign_in};
+use crate::helpers::{Session, TestApp, assert_error, spawn_app, spawn_app_setting};
+use crate::oauth::{
+    assertion_grant, client_key, oauth_error, register, register_signer, token_basic, token_endpoint, token_form,
+};
+use crate::oidc::{authorize, browser, page, pkce, sign_in};
 
 /// `POST /api/v1/clients` as the admin, returning the status and the body.
 async fn try_register(app: &TestApp, admin: &Session, metadata: Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/clients"))
-        .bearer_auth(&admin.access)
-        .json(&metadata)
-        .send()
-        .await
-        .expect("send");
+    let resp = crate::oauth::try_register(app, admin, &metadata).await;
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
@@ -40,10 +35,6 @@ fn authorization_request(client_id: &str, redirect_uri: &str, challenge: &str) -
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-async fn authorize(app: &TestApp, browser: &reqwest::Client, params: &[(String, String)]) -> reqwest::Response {
-    browser.get(app.url("/oauth2/authorize")).query(params).send().await.expect("send")
 }
 
 /// The code of a redirect to `base`.
@@ -70,7 +61,7 @@ async fn exchange(
         ("redirect_uri", redirect_uri),
         ("code_verifier", verifier),
     ];
-    app.client.post(app.url("/oauth2/token")).basic_auth(id, Some(secret)).form(&form).send().await.expect("send")
+    token_basic(app, id, secret, &form).await
 }
 
 #[tokio::test]
@@ -134,8 +125,7 @@ async fn a_loopback_redirect_uri_matches_on_any_port_and_the_exchange_needs_the_
     let again = authorize(&app, &browser, &authorization_request(&client.id, on_port, &challenge)).await;
     let code = code_at(&again, on_port);
     let registered = exchange(&app, &client.id, &client.secret, &code, "http://127.0.0.1/cb", &verifier).await;
-    assert_eq!(registered.status(), 400);
-    assert_eq!(registered.json::<Value>().await.expect("json")["error"], "invalid_grant");
+    assert_error(registered, 400, "invalid_grant").await;
 
     // Only the port is free: another path, host, query or a non-loopback port is refused.
     for uri in [
@@ -181,18 +171,10 @@ async fn a_jwks_uri_written_around_registration_at_a_loopback_address_is_never_f
     // Arrange: http allowed (so the scheme is not what refuses it), private targets not; a
     // client whose jwks_uri was written to the database directly, at a listener that serves its
     // real keys.
-    let app = spawn_app_with(|l| {
-        l.set("CLIENT_JWKS_ALLOW_HTTP", "true");
-    })
-    .await;
+    let app = spawn_app_setting("CLIENT_JWKS_ALLOW_HTTP", "true").await;
     let admin = app.admin_session().await;
     let key = client_key(KeyAlg::ES256);
-    let client = register(
-        &app,
-        &admin,
-        json!({ "client_name": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks }),
-    )
-    .await;
+    let client = register_signer(&app, &admin, "remote", &key.jwks).await;
     let (uri, connections) = crate::oauth::serve_jwks(key.jwks.to_string()).await;
     for stored in [uri.clone(), uri.replace("127.0.0.1", "localhost")] {
         app.db()
@@ -203,12 +185,7 @@ async fn a_jwks_uri_written_around_registration_at_a_loopback_address_is_never_f
 
         // Act: an unauthenticated assertion naming the client.
         let assertion = key.assertion(&client.id, &token_endpoint(&app), &uuid::Uuid::new_v4().to_string(), 60);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", &assertion),
-        ];
-        let resp = token_form(&app, &form).await;
+        let resp = token_form(&app, &assertion_grant(&assertion)).await;
 
         // Assert: refused, and the listener never saw a connection.
         oauth_error(resp, 401, "invalid_client").await;
@@ -233,14 +210,7 @@ async fn a_nul_byte_in_oauth_input_is_refused_as_bad_input_never_as_an_outage() 
     let (client, session, _) = crate::oauth::client_bound_session(&app, &admin).await;
     let refresh =
         [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str()), ("scope", "profile\0")];
-    let resp = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&refresh)
-        .send()
-        .await
-        .expect("send");
+    let resp = token_basic(&app, &client.id, &client.secret, &refresh).await;
     let body = oauth_error(resp, 400, "invalid_request").await;
     assert!(body["error_description"].as_str().unwrap_or_default().contains("control character"), "{body}");
 

@@ -1,7 +1,7 @@
 //! Key lifecycle through the operator commands, while the service is serving.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +35,16 @@ async fn spawn(dir: &Path) -> TestApp {
             .set("RATE_LIMIT_ENABLED", "false");
     })
     .await
+}
+
+/// A key directory with one key of `alg`, that key's kid, an instance over the directory, and
+/// the environment the key commands need to act on it.
+async fn lifecycle(alg: KeyAlg) -> (PathBuf, String, TestApp, Vec<(&'static str, String)>) {
+    let dir = key_dir(alg);
+    let first = read_metadata(&dir).expect("meta").keys[0].kid.clone();
+    let app = spawn(&dir).await;
+    let env = lifecycle_env(&dir, &app);
+    (dir, first, app, env)
 }
 
 async fn cli(args: &[&str], env: &[(&'static str, String)]) -> (bool, String) {
@@ -97,10 +107,8 @@ fn kids_in(jwks: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_full_rotation_under_traffic_never_fails_a_request_or_an_independent_verification() {
-    let dir = key_dir(KeyAlg::RS256);
-    let first = read_metadata(&dir).expect("meta").keys[0].kid.clone();
-    let app = Arc::new(spawn(&dir).await);
-    let env = lifecycle_env(&dir, &app);
+    let (dir, first, app, env) = lifecycle(KeyAlg::RS256).await;
+    let app = Arc::new(app);
     let stop = Arc::new(AtomicBool::new(false));
     let report =
         Arc::new(Mutex::new(Traffic { failures: vec![], kids: HashSet::new(), algs: HashSet::new(), requests: 0 }));
@@ -158,24 +166,17 @@ async fn a_full_rotation_under_traffic_never_fails_a_request_or_an_independent_v
     assert_eq!(r.kids, HashSet::from([first.clone(), second.clone()]));
     assert_eq!(r.algs, HashSet::from(["RS256".to_string(), "ES256".to_string()]));
     let events: i64 = app
-        .db()
-        .await
-        .query_one(
+        .db_value(
             "SELECT count(*) FROM security_events WHERE event_type IN ('key_activated', 'key_retired', 'key_removed')",
             &[],
         )
-        .await
-        .expect("row")
-        .get(0);
+        .await;
     assert_eq!(events, 3);
 }
 
 #[tokio::test]
 async fn an_emergency_revoke_unpublishes_the_key_and_its_tokens_stop_verifying() {
-    let dir = key_dir(KeyAlg::ES256);
-    let first = read_metadata(&dir).expect("meta").keys[0].kid.clone();
-    let app = spawn(&dir).await;
-    let env = lifecycle_env(&dir, &app);
+    let (_, first, app, env) = lifecycle(KeyAlg::ES256).await;
     let (user, old) = app.user_session().await;
     assert_eq!(app.get_with("/api/v1/sessions", &old.access).await.status(), 200);
 
@@ -199,10 +200,7 @@ async fn an_emergency_revoke_unpublishes_the_key_and_its_tokens_stop_verifying()
 #[tokio::test]
 async fn a_retired_key_stays_while_a_clients_longer_lived_tokens_it_signed_may_live() {
     // Arrange: ACCESS_TOKEN_TTL is 2 s, but a client is registered for one-minute tokens.
-    let dir = key_dir(KeyAlg::RS256);
-    let first = read_metadata(&dir).expect("meta").keys[0].kid.clone();
-    let app = spawn(&dir).await;
-    let env = lifecycle_env(&dir, &app);
+    let (dir, first, app, env) = lifecycle(KeyAlg::RS256).await;
     let admin = app.admin_session().await;
     let meta = serde_json::json!({ "client_name": "long-lived", "access_token_ttl": 60 });
     crate::oauth::register(&app, &admin, meta).await;

@@ -1,10 +1,18 @@
-use crate::helpers::{CuttableProxy, spawn_app_setting, spawn_app_with};
+//! Rate limits and lockout under parallel requests, `X-Forwarded-For` from trusted and untrusted
+//! peers, and login and refresh when Redis or PostgreSQL is unreachable.
+
+use crate::helpers::{
+    CuttableProxy, TestApp, assert_error, spawn_app_behind_redis_proxy, spawn_app_setting, spawn_app_settings,
+    spawn_app_with,
+};
 
 #[tokio::test]
 async fn thirty_parallel_wrong_passwords_cannot_exceed_the_lockout_threshold() {
-    let app = spawn_app_with(|l| {
-        l.set("LOCKOUT_THRESHOLD", "5").set("RATE_LIMIT_LOGIN", "1000/60s").set("RATE_LIMIT_LOGIN_ACCOUNT", "1000/60s");
-    })
+    let app = spawn_app_settings(&[
+        ("LOCKOUT_THRESHOLD", "5"),
+        ("RATE_LIMIT_LOGIN", "1000/60s"),
+        ("RATE_LIMIT_LOGIN_ACCOUNT", "1000/60s"),
+    ])
     .await;
     let user = app.new_user().await;
 
@@ -18,29 +26,18 @@ async fn thirty_parallel_wrong_passwords_cannot_exceed_the_lockout_threshold() {
     assert!(responses.iter().filter(|r| r.status() == 429).all(|r| r.headers().contains_key("retry-after")));
 
     let failures: i64 = app
-        .db()
-        .await
-        .query_one(
+        .db_value(
             "SELECT count(*) FROM login_history h JOIN users u ON u.id = h.user_id WHERE u.username = $1 AND NOT h.successful",
             &[&user.username],
         )
-        .await
-        .expect("row")
-        .get(0);
+        .await;
     assert_eq!(failures, 5, "only the reserved attempts reached the password check");
     assert_eq!(
         app.login_json(&user.username, &user.password).await.status(),
         429,
         "locked even for the right password"
     );
-    let lockouts: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM security_events WHERE event_type = 'lockout'", &[])
-        .await
-        .expect("row")
-        .get(0);
-    assert_eq!(lockouts, 1);
+    assert_eq!(app.security_events("lockout").await, 1);
 }
 
 #[tokio::test]
@@ -57,26 +54,26 @@ async fn the_login_limit_per_ip_answers_429_with_ratelimit_headers() {
     assert_eq!(resp.status(), 429);
     let retry: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
     assert!((1..=60).contains(&retry), "{retry}");
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "rate_limited");
+    assert_error(resp, 429, "rate_limited").await;
+}
+
+/// An instance that allows two logins a minute per client and trusts `X-Forwarded-For` from
+/// the proxies at `trusted`.
+async fn behind_proxies_at(trusted: &str) -> TestApp {
+    spawn_app_settings(&[
+        ("RATE_LIMIT_LOGIN", "2/60s"),
+        ("TRUST_PROXY_HEADERS", "true"),
+        ("TRUSTED_PROXY_IPS", trusted),
+    ])
+    .await
 }
 
 #[tokio::test]
 async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
-    let app = spawn_app_with(|l| {
-        l.set("RATE_LIMIT_LOGIN", "2/60s").set("TRUST_PROXY_HEADERS", "true").set("TRUSTED_PROXY_IPS", "10.0.0.0/8");
-    })
-    .await;
+    let app = behind_proxies_at("10.0.0.0/8").await;
     let mut statuses = Vec::new();
     for i in 0..3 {
-        let resp = app
-            .client
-            .post(app.url("/api/v1/auth/login-json"))
-            .header("x-forwarded-for", format!("203.0.113.{i}"))
-            .json(&serde_json::json!({"username": "x", "password": "yyyyyyyy"}))
-            .send()
-            .await
-            .expect("send");
+        let resp = app.login_json_from(&format!("203.0.113.{i}"), "x", "yyyyyyyy").await;
         statuses.push(resp.status().as_u16());
     }
     assert_eq!(statuses, vec![401, 401, 429], "all three count against 127.0.0.1");
@@ -84,43 +81,19 @@ async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
 
 #[tokio::test]
 async fn x_forwarded_for_is_honoured_from_a_trusted_peer() {
-    let app = spawn_app_with(|l| {
-        l.set("RATE_LIMIT_LOGIN", "2/60s").set("TRUST_PROXY_HEADERS", "true").set("TRUSTED_PROXY_IPS", "127.0.0.1/32");
-    })
-    .await;
+    let app = behind_proxies_at("127.0.0.1/32").await;
     let user = app.new_user().await;
     for i in 0..3 {
-        let resp = app
-            .client
-            .post(app.url("/api/v1/auth/login-json"))
-            .header("x-forwarded-for", format!("198.51.100.7, 203.0.113.{i}"))
-            .json(&serde_json::json!({"username": user.username, "password": user.password}))
-            .send()
-            .await
-            .expect("send");
+        let resp = app.login_json_from(&format!("198.51.100.7, 203.0.113.{i}"), &user.username, &user.password).await;
         assert_eq!(resp.status(), 200, "each forwarded client has its own budget");
     }
-    let ip: String = app
-        .db()
-        .await
-        .query_one(
-            "SELECT h.ip_address FROM login_history h JOIN users u ON u.id = h.user_id WHERE u.username = $1 ORDER BY h.login_time DESC LIMIT 1",
-            &[&user.username],
-        )
-        .await
-        .expect("row")
-        .get(0);
+    let ip = app.last_login_ip(&user).await;
     assert_eq!(ip, "203.0.113.2", "the right-most untrusted hop is the client");
 }
 
 #[tokio::test]
 async fn login_and_refresh_answer_503_when_redis_is_unreachable() {
-    let proxy = CuttableProxy::start("127.0.0.1:6379").await;
-    let port = proxy.port;
-    let app = spawn_app_with(|l| {
-        l.set("REDIS_URL", format!("redis://127.0.0.1:{port}/0"));
-    })
-    .await;
+    let (proxy, app) = spawn_app_behind_redis_proxy().await;
     let (user, session) = app.user_session().await;
 
     proxy.cut();
@@ -156,10 +129,8 @@ async fn login_answers_503_and_writes_nothing_when_postgres_is_unreachable() {
     proxy.restore();
     app.eventually("postgres back", || async { app.login_json(&user.username, &user.password).await.status() == 200 })
         .await;
-    let client = auth_actors::db::connect(&crate::helpers::database_url(&database), std::time::Duration::from_secs(5))
+    let row = crate::helpers::connect(&database)
         .await
-        .expect("connect");
-    let row = client
         .query_one(
             "SELECT (SELECT count(*) FROM login_history WHERE successful), (SELECT count(*) FROM refresh_families)",
             &[],

@@ -1,6 +1,9 @@
-use base64::Engine as _;
+//! Login by form and by JSON: the token and cookie it returns, one answer for every failure, the
+//! claims of the access token, the login history, and rehashing on login.
 
-use crate::helpers::{refresh_cookie, spawn_app, spawn_app_on};
+use crate::helpers::{claims, refresh_cookie, spawn_app, spawn_app_on};
+
+const PASSWORD_HASH: &str = "SELECT password_hash FROM users WHERE username = $1";
 
 #[tokio::test]
 async fn login_with_a_form_returns_a_bearer_token_and_the_refresh_cookie() {
@@ -80,10 +83,7 @@ async fn the_access_token_carries_the_rfc_9068_header_and_the_claims_of_the_spec
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert!(header.kid.is_some());
-    let payload = session.access.split('.').nth(1).expect("payload");
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
-            .expect("json");
+    let claims = claims(&session.access);
     assert_eq!(claims["iss"], "http://auth.test");
     assert_eq!(claims["aud"], "test-audience");
     assert_eq!(claims["sub"], user.id.as_str());
@@ -137,13 +137,7 @@ async fn login_history_rejects_invalid_pagination_with_422() {
 async fn login_rehashes_a_password_stored_with_older_parameters() {
     let app = spawn_app().await;
     let user = app.new_user().await;
-    let before: String = app
-        .db()
-        .await
-        .query_one("SELECT password_hash FROM users WHERE username = $1", &[&user.username])
-        .await
-        .expect("row")
-        .get(0);
+    let before: String = app.db_value(PASSWORD_HASH, &[&user.username]).await;
     assert!(before.contains("m=256"), "{before}");
 
     let stronger = spawn_app_on(&app.database, |l| {
@@ -153,13 +147,7 @@ async fn login_rehashes_a_password_stored_with_older_parameters() {
     let resp = stronger.login_json(&user.username, &user.password).await;
     assert_eq!(resp.status(), 200);
     assert!(refresh_cookie(&resp).is_some());
-    let after: String = app
-        .db()
-        .await
-        .query_one("SELECT password_hash FROM users WHERE username = $1", &[&user.username])
-        .await
-        .expect("row")
-        .get(0);
+    let after: String = app.db_value(PASSWORD_HASH, &[&user.username]).await;
     assert!(after.contains("m=512"), "{after}");
     assert_eq!(stronger.login_json(&user.username, &user.password).await.status(), 200);
 }

@@ -6,11 +6,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::helpers::{REDIS_URL, database_url, fresh_database, refresh_cookie, shared_keys, temp_dir};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+use crate::helpers::{REDIS_URL, database_url, free_port, fresh_database, refresh_cookie, shared_keys, temp_dir};
 
 #[tokio::test]
 async fn json_logs_parse_line_by_line_and_never_contain_a_password_or_token() {

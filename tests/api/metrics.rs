@@ -1,6 +1,6 @@
 //! `/metrics` after a scripted sequence: each counter moves by exactly what happened.
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_settings};
 
 async fn sample(app: &TestApp, name: &str) -> f64 {
     app.metric(name).await
@@ -8,10 +8,7 @@ async fn sample(app: &TestApp, name: &str) -> f64 {
 
 #[tokio::test]
 async fn counters_move_by_the_expected_amounts_after_a_scripted_sequence() {
-    let app = spawn_app_with(|l| {
-        l.set("REFRESH_REUSE_GRACE", "0s").set("RATE_LIMIT_SIGNUP", "3/60s");
-    })
-    .await;
+    let app = spawn_app_settings(&[("REFRESH_REUSE_GRACE", "0s"), ("RATE_LIMIT_SIGNUP", "3/60s")]).await;
     let names = [
         r#"auth_logins_total{outcome="success"}"#,
         r#"auth_logins_total{outcome="failure"}"#,
@@ -38,7 +35,7 @@ async fn counters_move_by_the_expected_amounts_after_a_scripted_sequence() {
     app.new_user().await; // signup 3 of 3
     assert_eq!(app.signup("limited_one", "limited@example.com", "a long password").await.status(), 429); // rate limited
     assert_eq!(app.get("/.well-known/jwks.json").await.status(), 200);
-    let fail = app.client.post(app.url("/api/v1/_test/fail/rate_limiter")).send().await.expect("send");
+    let fail = app.fail_actor("rate_limiter").await;
     assert_eq!(fail.status(), 202); // an injected actor failure
     app.eventually("restart counted", || async {
         sample(&app, r#"auth_actor_restarts_total{actor="rate_limiter"}"#).await == before[5] + 1.0
@@ -53,12 +50,12 @@ async fn counters_move_by_the_expected_amounts_after_a_scripted_sequence() {
 
 #[tokio::test]
 async fn metrics_are_openmetrics_text_with_route_templates_as_labels() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     let (_, s) = app.user_session().await;
     let sessions: Vec<serde_json::Value> =
         app.get_with("/api/v1/sessions", &s.access).await.json().await.expect("json");
     let id = sessions[0]["id"].as_str().expect("id");
-    app.client.delete(app.url(&format!("/api/v1/sessions/{id}"))).bearer_auth(&s.access).send().await.expect("send");
+    app.delete_with(&format!("/api/v1/sessions/{id}"), &s.access).await;
 
     let resp = app.get("/metrics").await;
     assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("application/openmetrics-text"));

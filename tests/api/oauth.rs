@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use auth_actors::keys::{self, KeyAlg, KeySet};
 use base64::Engine as _;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with, temp_dir};
+use crate::helpers::{
+    Session, TestApp, assert_error, claims, spawn_app, spawn_app_setting, spawn_app_settings, temp_dir,
+};
 
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -22,15 +25,13 @@ pub(crate) struct Registered {
     pub(crate) body: Value,
 }
 
+/// `POST /api/v1/clients` of `metadata` as the admin: the answer, whatever it is.
+pub(crate) async fn try_register(app: &TestApp, admin: &Session, metadata: &Value) -> reqwest::Response {
+    app.call(Method::POST, "/api/v1/clients", Some(&admin.access), Some(metadata)).await
+}
+
 pub(crate) async fn register(app: &TestApp, admin: &Session, metadata: Value) -> Registered {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/clients"))
-        .bearer_auth(&admin.access)
-        .json(&metadata)
-        .send()
-        .await
-        .expect("send");
+    let resp = try_register(app, admin, &metadata).await;
     assert_eq!(resp.status(), 201, "register {metadata}");
     let body: Value = resp.json().await.expect("json");
     Registered {
@@ -40,24 +41,52 @@ pub(crate) async fn register(app: &TestApp, admin: &Session, metadata: Value) ->
     }
 }
 
+/// A client authenticated by `private_key_jwt` against the public keys `jwks` it registered.
+pub(crate) async fn register_signer(app: &TestApp, admin: &Session, name: &str, jwks: &Value) -> Registered {
+    let metadata = json!({ "client_name": name, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks });
+    register(app, admin, metadata).await
+}
+
 async fn service_client(app: &TestApp, admin: &Session, scope: &str) -> Registered {
     register(app, admin, json!({ "client_name": "billing", "scope": scope, "audience": "billing-api" })).await
 }
 
+/// `POST path` with `form`, as the client `id` authenticated by HTTP Basic.
+pub(crate) async fn post_as_client(
+    app: &TestApp,
+    path: &str,
+    id: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    app.client.post(app.url(path)).basic_auth(id, Some(secret)).form(form).send().await.expect("send")
+}
+
 /// `POST /oauth2/token` with HTTP Basic.
-async fn token_basic(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    app.client.post(app.url("/oauth2/token")).basic_auth(id, Some(secret)).form(form).send().await.expect("send")
+pub(crate) async fn token_basic(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    post_as_client(app, "/oauth2/token", id, secret, form).await
+}
+
+/// The form of a client-credentials grant authenticated by the client assertion `assertion`.
+pub(crate) fn assertion_grant(assertion: &str) -> [(&'static str, &str); 3] {
+    [("grant_type", "client_credentials"), ("client_assertion_type", JWT_BEARER), ("client_assertion", assertion)]
+}
+
+/// The access token of a successful token response.
+pub(crate) async fn access_token(resp: reqwest::Response) -> String {
+    let body: Value = resp.json().await.expect("json");
+    body["access_token"].as_str().expect("access_token").to_string()
 }
 
 pub(crate) async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
     app.client.post(app.url("/oauth2/token")).form(form).send().await.expect("send")
 }
 
+/// Asserts an RFC 6749 §5.2 error: `status`, `code`, a description, and never cached.
 pub(crate) async fn oauth_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(resp.status(), status, "expected {status} {code}");
-    assert_eq!(resp.headers()["cache-control"], "no-store");
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], code, "{body}");
+    let cache_control = resp.headers().get("cache-control").cloned();
+    let body = assert_error(resp, status, code).await;
+    assert_eq!(cache_control.as_ref().and_then(|v| v.to_str().ok()), Some("no-store"));
     assert!(body["error_description"].is_string(), "{body}");
     body
 }
@@ -65,12 +94,6 @@ pub(crate) async fn oauth_error(resp: reqwest::Response, status: u16, code: &str
 /// The token endpoint as discovery names it (the public URL, not the test's own address).
 pub(crate) fn token_endpoint(app: &TestApp) -> String {
     format!("{}/oauth2/token", app.app.config.tokens.public_url)
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
-        .expect("json")
 }
 
 fn header(token: &str) -> Value {
@@ -170,19 +193,10 @@ async fn private_key_jwt_authenticates_and_a_replayed_assertion_is_refused() {
     let admin = app.admin_session().await;
     for alg in [KeyAlg::RS256, KeyAlg::ES256] {
         let key = client_key(alg);
-        let client = register(
-            &app,
-            &admin,
-            json!({ "client_name": "signer", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks }),
-        )
-        .await;
+        let client = register_signer(&app, &admin, "signer", &key.jwks).await;
         assert!(client.body.get("client_secret").is_none(), "no secret for private_key_jwt");
         let assertion = key.assertion(&client.id, &token_endpoint(&app), &uuid::Uuid::new_v4().to_string(), 60);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", &assertion),
-        ];
+        let form = assertion_grant(&assertion);
         let first = token_form(&app, &form).await;
         assert_eq!(first.status(), 200, "{alg:?}: {}", first.text().await.unwrap_or_default());
         oauth_error(token_form(&app, &form).await, 401, "invalid_client").await;
@@ -190,27 +204,15 @@ async fn private_key_jwt_authenticates_and_a_replayed_assertion_is_refused() {
         // The issuer as audience is accepted too; a long-lived assertion and another client's are not.
         let issuer = app.app.config.tokens.issuer.clone();
         let ok = key.assertion(&client.id, &issuer, &uuid::Uuid::new_v4().to_string(), 60);
-        let form =
-            [("grant_type", "client_credentials"), ("client_assertion_type", JWT_BEARER), ("client_assertion", &ok)];
-        assert_eq!(token_form(&app, &form).await.status(), 200);
+        assert_eq!(token_form(&app, &assertion_grant(&ok)).await.status(), 200);
         let long = key.assertion(&client.id, &issuer, &uuid::Uuid::new_v4().to_string(), 7200);
-        let form =
-            [("grant_type", "client_credentials"), ("client_assertion_type", JWT_BEARER), ("client_assertion", &long)];
-        oauth_error(token_form(&app, &form).await, 401, "invalid_client").await;
+        oauth_error(token_form(&app, &assertion_grant(&long)).await, 401, "invalid_client").await;
         let stranger = client_key(alg).assertion(&client.id, &issuer, &uuid::Uuid::new_v4().to_string(), 60);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", &stranger),
-        ];
-        oauth_error(token_form(&app, &form).await, 401, "invalid_client").await;
+        oauth_error(token_form(&app, &assertion_grant(&stranger)).await, 401, "invalid_client").await;
     }
-    let db = app.db().await;
-    let replays: i64 = db
-        .query_one("SELECT count(*) FROM security_events WHERE event_type = 'client_auth_failed' AND detail->>'reason' = 'assertion_replayed'", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let replays: i64 = app
+        .db_value("SELECT count(*) FROM security_events WHERE event_type = 'client_auth_failed' AND detail->>'reason' = 'assertion_replayed'", &[])
+        .await;
     assert_eq!(replays, 2);
 }
 
@@ -241,11 +243,7 @@ pub(crate) async fn serve_jwks(body: String) -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn private_key_jwt_with_a_jwks_uri_uses_the_published_keys() {
-    let app = spawn_app_with(|l| {
-        l.set("CLIENT_JWKS_ALLOW_HTTP", "true");
-        l.set("CLIENT_JWKS_ALLOW_PRIVATE", "true");
-    })
-    .await;
+    let app = spawn_app_settings(&[("CLIENT_JWKS_ALLOW_HTTP", "true"), ("CLIENT_JWKS_ALLOW_PRIVATE", "true")]).await;
     let admin = app.admin_session().await;
     let key = client_key(KeyAlg::ES256);
     let (uri, _) = serve_jwks(key.jwks.to_string()).await;
@@ -256,9 +254,7 @@ async fn private_key_jwt_with_a_jwks_uri_uses_the_published_keys() {
     )
     .await;
     let assertion = key.assertion(&client.id, &token_endpoint(&app), "one", 60);
-    let form =
-        [("grant_type", "client_credentials"), ("client_assertion_type", JWT_BEARER), ("client_assertion", &assertion)];
-    assert_eq!(token_form(&app, &form).await.status(), 200);
+    assert_eq!(token_form(&app, &assertion_grant(&assertion)).await.status(), 200);
 }
 
 #[tokio::test]
@@ -357,14 +353,10 @@ async fn a_deleted_client_gets_no_tokens_and_its_tokens_turn_inactive() {
     let admin = app.admin_session().await;
     let client = service_client(&app, &admin, "").await;
     let grant = [("grant_type", "client_credentials")];
-    let token = token_basic(&app, &client.id, &client.secret, &grant).await.json::<Value>().await.expect("json")["access_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let token = access_token(token_basic(&app, &client.id, &client.secret, &grant).await).await;
     assert_eq!(app.introspect(&admin.access, &token).await["active"], true);
-    let del =
-        app.client.delete(app.url(&format!("/api/v1/clients/{}", client.id))).bearer_auth(&admin.access).send().await;
-    assert_eq!(del.expect("send").status(), 204);
+    let del = app.delete_with(&format!("/api/v1/clients/{}", client.id), &admin.access).await;
+    assert_eq!(del.status(), 204);
     oauth_error(token_basic(&app, &client.id, &client.secret, &grant).await, 401, "invalid_client").await;
     assert_eq!(app.introspect(&admin.access, &token).await, json!({ "active": false }));
 }
@@ -379,35 +371,25 @@ async fn resource_servers_introspect_as_clients_and_a_client_revokes_only_its_ow
     let token_of = |c: &Registered| {
         let (id, secret) = (c.id.clone(), c.secret.clone());
         let app = &app;
-        async move {
-            let body: Value = token_basic(app, &id, &secret, &grant).await.json().await.expect("json");
-            body["access_token"].as_str().expect("token").to_string()
-        }
+        async move { access_token(token_basic(app, &id, &secret, &grant).await).await }
     };
     let (token_a, user) = (token_of(&a).await, app.user_session().await.1);
-    let introspect = |c: &Registered, path: &'static str, token: String| {
+    // `POST path` of `token` as the client `c`: an introspection, or a revocation.
+    let send_token = |c: &Registered, path: &'static str, token: String| {
         let (id, secret) = (c.id.clone(), c.secret.clone());
         let app = &app;
-        async move {
-            app.client
-                .post(app.url(path))
-                .basic_auth(id, Some(secret))
-                .form(&[("token", token)])
-                .send()
-                .await
-                .expect("send")
-        }
+        async move { post_as_client(app, path, &id, &secret, &[("token", &token)]).await }
     };
     for path in ["/oauth2/introspect", "/api/v1/auth/introspect"] {
-        let resp = introspect(&b, path, token_a.clone()).await;
+        let resp = send_token(&b, path, token_a.clone()).await;
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(resp.json::<Value>().await.expect("json")["client_id"], a.id.as_str());
         // A user's token for the service's own API is not meant for B: B learns nothing of it.
-        let resp = introspect(&b, path, user.access.clone()).await;
+        let resp = send_token(&b, path, user.access.clone()).await;
         assert_eq!(resp.json::<Value>().await.expect("json"), json!({ "active": false }), "{path}");
         // Nor of a token issued to a client for another audience.
         let other = register(&app, &admin, json!({ "client_name": "crm", "audience": "crm-api" })).await;
-        let resp = introspect(&b, path, token_of(&other).await).await;
+        let resp = send_token(&b, path, token_of(&other).await).await;
         assert_eq!(resp.json::<Value>().await.expect("json"), json!({ "active": false }), "{path}");
     }
     // An admin still sees every token.
@@ -415,24 +397,11 @@ async fn resource_servers_introspect_as_clients_and_a_client_revokes_only_its_ow
     let anonymous =
         app.client.post(app.url("/oauth2/introspect")).form(&[("token", &token_a)]).send().await.expect("send");
     assert_eq!(anonymous.status(), 401);
-    let wrong =
-        app.client.post(app.url("/oauth2/introspect")).basic_auth(&b.id, Some("x")).form(&[("token", &token_a)]).send();
-    oauth_error(wrong.await.expect("send"), 401, "invalid_client").await;
+    let wrong = post_as_client(&app, "/oauth2/introspect", &b.id, "x", &[("token", &token_a)]).await;
+    oauth_error(wrong, 401, "invalid_client").await;
 
     // B may not revoke A's token (nor a user's first-party token); A may.
-    let revoke = |c: &Registered, token: String| {
-        let (id, secret) = (c.id.clone(), c.secret.clone());
-        let app = &app;
-        async move {
-            app.client
-                .post(app.url("/oauth2/revoke"))
-                .basic_auth(id, Some(secret))
-                .form(&[("token", token)])
-                .send()
-                .await
-                .expect("send")
-        }
-    };
+    let revoke = |c: &Registered, token: String| send_token(c, "/oauth2/revoke", token);
     oauth_error(revoke(&b, token_a.clone()).await, 400, "unauthorized_client").await;
     oauth_error(revoke(&b, user.access.clone()).await, 400, "unauthorized_client").await;
     oauth_error(revoke(&b, user.refresh.clone()).await, 400, "unauthorized_client").await;
@@ -467,10 +436,7 @@ pub(crate) async fn client_bound_session(app: &TestApp, admin: &Session) -> (Reg
 
 #[tokio::test]
 async fn a_retry_within_the_grace_window_cannot_widen_the_scope_either() {
-    let app = spawn_app_with(|l| {
-        l.set("REFRESH_REUSE_GRACE", "30s");
-    })
-    .await;
+    let app = spawn_app_setting("REFRESH_REUSE_GRACE", "30s").await;
     let admin = app.admin_session().await;
     let (a, session, _) = client_bound_session(&app, &admin).await;
     let narrow = [("grant_type", "refresh_token"), ("refresh_token", session.refresh.as_str()), ("scope", "profile")];
@@ -489,22 +455,12 @@ async fn a_retry_within_the_grace_window_cannot_widen_the_scope_either() {
     let again: Value = resp.json().await.expect("json");
     assert_eq!(again["refresh_token"], first["refresh_token"]);
     assert_eq!(again["scope"], "profile orders");
-    let retried: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM security_events WHERE event_type = 'refresh_retried'", &[])
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(retried, 1, "only the retry that was answered is counted");
+    assert_eq!(app.security_events("refresh_retried").await, 1, "only the retry that was answered is counted");
 }
 
 #[tokio::test]
 async fn the_refresh_token_grant_rotates_a_session_bound_to_its_client_only() {
-    let app = spawn_app_with(|l| {
-        l.set("REFRESH_REUSE_GRACE", "0s");
-    })
-    .await;
+    let app = spawn_app_setting("REFRESH_REUSE_GRACE", "0s").await;
     let admin = app.admin_session().await;
     let b = register(&app, &admin, refreshing_client()).await;
     let (a, session, sid) = client_bound_session(&app, &admin).await;
@@ -536,10 +492,7 @@ async fn the_refresh_token_grant_rotates_a_session_bound_to_its_client_only() {
 
 #[tokio::test]
 async fn parallel_wrong_secrets_cannot_exceed_the_client_threshold_and_then_lock_the_client() {
-    let app = spawn_app_with(|l| {
-        l.set("CLIENT_AUTH_THRESHOLD", "5").set("RATE_LIMIT_TOKEN", "1000/60s");
-    })
-    .await;
+    let app = spawn_app_settings(&[("CLIENT_AUTH_THRESHOLD", "5"), ("RATE_LIMIT_TOKEN", "1000/60s")]).await;
     let admin = app.admin_session().await;
     let client = service_client(&app, &admin, "").await;
     let guesses =
@@ -556,33 +509,23 @@ async fn parallel_wrong_secrets_cannot_exceed_the_client_threshold_and_then_lock
     let right = token_basic(&app, &client.id, &client.secret, &[("grant_type", "client_credentials")]).await;
     assert_eq!(right.status(), 429, "locked: even the right secret is refused");
     assert!(right.headers().contains_key("retry-after"));
-    let db = app.db().await;
-    let count = |kind: &'static str| {
-        let db = &db;
-        async move {
-            db.query_one("SELECT count(*) FROM security_events WHERE event_type = $1", &[&kind])
-                .await
-                .expect("count")
-                .get::<_, i64>(0)
-        }
-    };
-    assert_eq!(count("client_auth_failed").await, checked as i64);
-    assert_eq!(count("client_lockout").await, 1);
+    assert_eq!(app.security_events("client_auth_failed").await, checked as i64);
+    assert_eq!(app.security_events("client_lockout").await, 1);
 }
 
 #[tokio::test]
 async fn registration_speaks_rfc_7591_and_changes_reach_the_token_endpoint_at_once() {
     let app = spawn_app().await;
     let admin = app.admin_session().await;
-    let post = |body: Value| app.client.post(app.url("/api/v1/clients")).bearer_auth(&admin.access).json(&body).send();
-    let bad = post(json!({ "client_name": "x", "redirect_uris": ["https://app.example/*"] })).await.expect("send");
+    let bad =
+        try_register(&app, &admin, &json!({ "client_name": "x", "redirect_uris": ["https://app.example/*"] })).await;
     oauth_error(bad, 400, "invalid_redirect_uri").await;
     for body in [
         json!({ "client_name": "x", "grant_types": ["implicit"] }),
         json!({ "client_name": "x", "token_endpoint_auth_method": "private_key_jwt" }),
         json!({ "grant_types": ["client_credentials"] }),
     ] {
-        oauth_error(post(body).await.expect("send"), 400, "invalid_client_metadata").await;
+        oauth_error(try_register(&app, &admin, &body).await, 400, "invalid_client_metadata").await;
     }
     let client = register(
         &app,
@@ -599,14 +542,9 @@ async fn registration_speaks_rfc_7591_and_changes_reach_the_token_endpoint_at_on
 
     let grant = [("grant_type", "client_credentials"), ("scope", "b")];
     oauth_error(token_basic(&app, &client.id, &client.secret, &grant).await, 400, "invalid_scope").await;
-    let put = app
-        .client
-        .put(app.url(&format!("/api/v1/clients/{}", client.id)))
-        .bearer_auth(&admin.access)
-        .json(&json!({ "client_name": "api", "scope": "a b" }))
-        .send()
-        .await
-        .expect("send");
+    let path = format!("/api/v1/clients/{}", client.id);
+    let put =
+        app.call(Method::PUT, &path, Some(&admin.access), Some(&json!({ "client_name": "api", "scope": "a b" }))).await;
     assert_eq!(put.status(), 200);
     assert_eq!(
         token_basic(&app, &client.id, &client.secret, &grant).await.status(),
@@ -682,10 +620,7 @@ async fn the_clients_command_registers_rotates_and_deletes_and_running_instances
 
 #[tokio::test]
 async fn the_client_limit_counts_token_requests_only_and_refusals_are_counted_by_grant_and_outcome() {
-    let app = spawn_app_with(|l| {
-        l.set("RATE_LIMIT_CLIENT", "3/60s").set("RATE_LIMIT_TOKEN", "1000/60s");
-    })
-    .await;
+    let app = spawn_app_settings(&[("RATE_LIMIT_CLIENT", "3/60s"), ("RATE_LIMIT_TOKEN", "1000/60s")]).await;
     let admin = app.admin_session().await;
     let client = service_client(&app, &admin, "").await;
     let grant = [("grant_type", "client_credentials")];
@@ -693,22 +628,14 @@ async fn the_client_limit_counts_token_requests_only_and_refusals_are_counted_by
     for _ in 0..3 {
         let resp = token_basic(&app, &client.id, &client.secret, &grant).await;
         assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.expect("json");
-        token = body["access_token"].as_str().expect("token").to_string();
+        token = access_token(resp).await;
     }
     let resp = token_basic(&app, &client.id, &client.secret, &grant).await;
     assert_eq!(resp.status(), 429, "the fourth token request of the window");
     assert!(resp.headers().contains_key("retry-after"));
     // Introspection and revocation as the same client are not token requests.
     for _ in 0..5 {
-        let resp = app
-            .client
-            .post(app.url("/oauth2/introspect"))
-            .basic_auth(&client.id, Some(&client.secret))
-            .form(&[("token", token.as_str())])
-            .send()
-            .await
-            .expect("send");
+        let resp = post_as_client(&app, "/oauth2/introspect", &client.id, &client.secret, &[("token", &token)]).await;
         assert_eq!(resp.status(), 200, "a resource server is not limited by its token requests");
     }
     let wrong = token_basic(&app, &client.id, "not the secret", &grant).await;

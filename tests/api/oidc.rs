@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
-use crate::helpers::{Session, TestApp, TestUser, spawn_app, spawn_app_setting};
-use crate::oauth::Registered as Rp;
+use crate::helpers::{Session, TestApp, TestUser, assert_error, claims, spawn_app, spawn_app_setting};
+use crate::oauth::{Registered as Rp, token_basic, token_form};
 
 pub(crate) const REDIRECT: &str = "https://app.example/callback";
 pub(crate) const LOGOUT_REDIRECT: &str = "https://app.example/signed-out";
@@ -152,30 +152,13 @@ pub(crate) async fn code_for(
 
 /// `POST /oauth2/token` as `rp` (HTTP Basic).
 async fn token(app: &TestApp, rp: &Rp, form: &[(&str, &str)]) -> reqwest::Response {
-    app.client
-        .post(app.url("/oauth2/token"))
-        .basic_auth(&rp.id, Some(&rp.secret))
-        .form(form)
-        .send()
-        .await
-        .expect("send")
+    token_basic(app, &rp.id, &rp.secret, form).await
 }
 
 pub(crate) async fn exchange(app: &TestApp, rp: &Rp, code: &str, verifier: &str) -> reqwest::Response {
     let form =
         [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", verifier)];
     token(app, rp, &form).await
-}
-
-pub(crate) fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
-}
-
-async fn oauth_error(resp: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(resp.status(), status, "expected {code}");
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], code, "{body}");
 }
 
 pub(crate) async fn userinfo(app: &TestApp, access: &str) -> reqwest::Response {
@@ -280,7 +263,7 @@ async fn a_replayed_code_fails_and_revokes_the_tokens_the_first_exchange_issued(
     let access = first["access_token"].as_str().expect("access");
     assert_eq!(userinfo(&app, access).await.status(), 200);
 
-    oauth_error(exchange(&app, &rp, &back["code"], &verifier).await, 400, "invalid_grant").await;
+    assert_error(exchange(&app, &rp, &back["code"], &verifier).await, 400, "invalid_grant").await;
 
     let revoked = userinfo(&app, access).await;
     assert_eq!(revoked.status(), 401, "the first exchange's access token is revoked");
@@ -291,7 +274,7 @@ async fn a_replayed_code_fails_and_revokes_the_tokens_the_first_exchange_issued(
         &[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().expect("rt"))],
     )
     .await;
-    oauth_error(refresh, 400, "invalid_grant").await;
+    assert_error(refresh, 400, "invalid_grant").await;
 }
 
 #[tokio::test]
@@ -318,7 +301,7 @@ async fn parallel_exchanges_of_one_code_leave_no_working_tokens_behind_but_one_s
                 let body: Value = resp.json().await.expect("json");
                 issued.push(body["access_token"].as_str().expect("access").to_string());
             } else {
-                oauth_error(resp, 400, "invalid_grant").await;
+                assert_error(resp, 400, "invalid_grant").await;
             }
         }
         // One statement uses the code and opens its session, so exactly one twin wins, and
@@ -352,14 +335,14 @@ async fn pkce_is_required_s256_only_and_its_verifier_must_match() {
 
     let back = code_for(&app, &browser, &rp, &user, &challenge).await;
     let (other_verifier, _) = pkce();
-    oauth_error(exchange(&app, &rp, &back["code"], &other_verifier).await, 400, "invalid_grant").await;
-    oauth_error(exchange(&app, &rp, &back["code"], &verifier).await, 400, "invalid_grant").await;
+    assert_error(exchange(&app, &rp, &back["code"], &other_verifier).await, 400, "invalid_grant").await;
+    assert_error(exchange(&app, &rp, &back["code"], &verifier).await, 400, "invalid_grant").await;
 
     let back = redirected(&authorize(&app, &browser, &request(&rp, &challenge, &[])).await);
     let missing =
         token(&app, &rp, &[("grant_type", "authorization_code"), ("code", &back["code"]), ("redirect_uri", REDIRECT)])
             .await;
-    oauth_error(missing, 400, "invalid_request").await;
+    assert_error(missing, 400, "invalid_request").await;
     let wrong_uri = token(
         &app,
         &rp,
@@ -371,7 +354,7 @@ async fn pkce_is_required_s256_only_and_its_verifier_must_match() {
         ],
     )
     .await;
-    oauth_error(wrong_uri, 400, "invalid_grant").await;
+    assert_error(wrong_uri, 400, "invalid_grant").await;
 }
 
 #[tokio::test]
@@ -416,20 +399,15 @@ async fn a_redirect_uri_taken_out_of_the_registration_gets_no_code_and_no_redire
     let (status, html) = page(authorize(&app, &fresh, &request(&rp, &challenge, &[])).await).await;
     assert_eq!(status, 200);
     let admin = app.admin_session().await;
-    let put = app
-        .client
-        .put(app.url(&format!("/api/v1/clients/{}", rp.id)))
-        .bearer_auth(&admin.access)
-        .json(&json!({
-            "client_name": "Example App",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "redirect_uris": ["https://app.example/other"],
-            "scope": SCOPE,
-            "first_party": true,
-        }))
-        .send()
-        .await
-        .expect("send");
+    let metadata = json!({
+        "client_name": "Example App",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "redirect_uris": ["https://app.example/other"],
+        "scope": SCOPE,
+        "first_party": true,
+    });
+    let path = format!("/api/v1/clients/{}", rp.id);
+    let put = app.call(reqwest::Method::PUT, &path, Some(&admin.access), Some(&metadata)).await;
     assert_eq!(put.status(), 200);
 
     // Act and assert: the signed-in browser would get a code without a page; it gets the error
@@ -576,13 +554,13 @@ async fn consent_is_remembered_listed_and_revocable() {
 
     let session = app.login(&user).await;
     let listed: Value = app.get_with("/api/v1/consents", &session.access).await.json().await.expect("json");
-    let revoke_consent =
-        || app.client.delete(app.url(&format!("/api/v1/consents/{}", rp.id))).bearer_auth(&session.access).send();
+    let consent_path = format!("/api/v1/consents/{}", rp.id);
+    let revoke_consent = || app.delete_with(&consent_path, &session.access);
     assert_eq!(listed[0]["client_id"], rp.id);
     assert_eq!(listed[0]["client_name"], "Example App");
     assert_eq!(listed[0]["scope"], "email offline_access openid profile roles");
 
-    let revoke = revoke_consent().await.expect("send");
+    let revoke = revoke_consent().await;
     assert_eq!(revoke.status(), 204);
     assert_eq!(userinfo(&app, tokens["access_token"].as_str().expect("at")).await.status(), 401, "its tokens end");
     let (status, html) = page(authorize(&app, &browser, &request(&rp, &challenge, &[])).await).await;
@@ -591,7 +569,7 @@ async fn consent_is_remembered_listed_and_revocable() {
     // Denying sends the user back with access_denied.
     let denied = decide(&app, &browser, &html, "deny").await;
     assert_eq!(redirected(&denied)["error"], "access_denied");
-    let again = revoke_consent().await.expect("send");
+    let again = revoke_consent().await;
     assert_eq!(again.status(), 404);
 }
 
@@ -665,13 +643,9 @@ async fn the_browser_session_is_listed_ends_with_logout_all_and_with_sign_out() 
     assert_eq!(none["error"], "login_required", "signed out");
 
     // Logout-all ends a browser session too.
-    let other = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let other = crate::oidc::browser();
     code_for(&app, &other, &rp, &user, &challenge).await;
-    let all = app.client.post(app.url("/api/v1/auth/logout-all")).bearer_auth(&api.access).send().await.expect("send");
+    let all = app.post_with("/api/v1/auth/logout-all", &api.access).await;
     assert_eq!(all.status(), 200);
     let none = redirected(&authorize(&app, &other, &request(&rp, &challenge, &[("prompt", "none")])).await);
     assert_eq!(none["error"], "login_required", "logout-all ended it");
@@ -693,7 +667,7 @@ async fn a_public_client_redeems_its_code_with_pkce_alone_and_cannot_introspect(
         ("redirect_uri", REDIRECT),
         ("code_verifier", &verifier),
     ];
-    let resp = app.client.post(app.url("/oauth2/token")).form(&form).send().await.expect("send");
+    let resp = token_form(&app, &form).await;
     assert_eq!(resp.status(), 200);
     let tokens: Value = resp.json().await.expect("json");
     let introspect = app
@@ -703,15 +677,9 @@ async fn a_public_client_redeems_its_code_with_pkce_alone_and_cannot_introspect(
         .send()
         .await
         .expect("send");
-    oauth_error(introspect, 401, "invalid_client").await;
-    let cc = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", rp.id.as_str())])
-        .send()
-        .await
-        .expect("send");
-    oauth_error(cc, 400, "unauthorized_client").await;
+    assert_error(introspect, 401, "invalid_client").await;
+    let cc = token_form(&app, &[("grant_type", "client_credentials"), ("client_id", rp.id.as_str())]).await;
+    assert_error(cc, 400, "unauthorized_client").await;
 }
 
 #[tokio::test]

@@ -3,111 +3,89 @@
 //! verifies its hint, and what an authorization request carries comes back.
 
 use auth_actors::keys::{KeyAlg, KeySet};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Session, TestApp, TestUser, shared_keys, spawn_app, spawn_app_setting};
-use crate::oauth::{JWT_BEARER, client_key, oauth_error, register, token_endpoint, token_form};
+use crate::helpers::{
+    Session, TestApp, TestUser, assert_error, claims, redis_connection, shared_keys, spawn_app, spawn_app_setting,
+};
+use crate::oauth::{assertion_grant, client_key, oauth_error, register_signer, token_endpoint, token_form};
 use crate::oidc::{
     self, Fixture, LOGOUT_REDIRECT, authorize, code_for, exchange, fixture, hidden_fields, page, redirected, request,
     sign_in,
 };
 
-async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> reqwest::Response {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.expect("send")
-}
-
 async fn role_id(app: &TestApp, name: &str) -> Uuid {
-    app.db().await.query_one("SELECT id FROM roles WHERE name = $1", &[&name]).await.expect("role").get(0)
+    app.db_value("SELECT id FROM roles WHERE name = $1", &[&name]).await
 }
 
 async fn admins(app: &TestApp) -> i64 {
-    app.db()
+    app.db_value("SELECT count(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE r.name = 'admin'", &[])
         .await
-        .query_one("SELECT count(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE r.name = 'admin'", &[])
-        .await
-        .expect("count")
-        .get(0)
-}
-
-async fn admin(app: &TestApp) -> (TestUser, Session) {
-    let user = app.new_user().await;
-    let session = app.admin_session_for(&user).await;
-    (user, session)
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
 }
 
 async fn conflict_detail(resp: reqwest::Response) -> String {
-    assert_eq!(resp.status(), 409);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "conflict");
+    let body = assert_error(resp, 409, "conflict").await;
     body["detail"].as_str().expect("detail").to_string()
 }
 
 #[tokio::test]
 async fn built_in_roles_cannot_be_renamed_or_deleted_and_no_role_takes_a_built_in_name() {
     let app = spawn_app().await;
-    let (_, a) = admin(&app).await;
+    let (_, a) = app.admin_user().await;
     for name in ["admin", "service", "moderator", "user", "guest", "subscriber"] {
         let id = role_id(&app, name).await;
         let path = format!("/api/v1/roles/update/{id}");
-        let rename = call(&app, Method::PUT, &path, &a.access, Some(&json!({"name": format!("old-{name}")}))).await;
+        let rename = app.call(Method::PUT, &path, Some(&a.access), Some(&json!({"name": format!("old-{name}")}))).await;
         let detail = conflict_detail(rename).await;
         assert!(detail.contains("built in"), "{detail}");
-        let delete = call(&app, Method::DELETE, &format!("/api/v1/roles/delete/{id}"), &a.access, None).await;
+        let delete = app.call(Method::DELETE, &format!("/api/v1/roles/delete/{id}"), Some(&a.access), None).await;
         assert!(conflict_detail(delete).await.contains("built in"));
         // Its description may change, and naming it by its own name is no rename.
         let same = json!({"name": name, "description": "still here"});
-        assert_eq!(call(&app, Method::PUT, &path, &a.access, Some(&same)).await.status(), 200);
+        assert_eq!(app.call(Method::PUT, &path, Some(&a.access), Some(&same)).await.status(), 200);
     }
 
     // A role does not take the name of a built-in role, even one missing from this installation.
     app.db().await.execute("DELETE FROM roles WHERE name = 'service'", &[]).await.expect("drop service");
-    let created = call(&app, Method::POST, "/api/v1/roles/create", &a.access, Some(&json!({"name": "helpers"}))).await;
+    let created =
+        app.call(Method::POST, "/api/v1/roles/create", Some(&a.access), Some(&json!({"name": "helpers"}))).await;
     let custom: Value = created.json().await.expect("json");
     let path = format!("/api/v1/roles/update/{}", custom["id"].as_str().expect("id"));
     let detail =
-        conflict_detail(call(&app, Method::PUT, &path, &a.access, Some(&json!({"name": "Service"}))).await).await;
+        conflict_detail(app.call(Method::PUT, &path, Some(&a.access), Some(&json!({"name": "Service"}))).await).await;
     assert!(detail.contains("built-in"), "{detail}");
-    assert_eq!(call(&app, Method::PUT, &path, &a.access, Some(&json!({"name": "assistants"}))).await.status(), 200);
-    assert_eq!(call(&app, Method::GET, "/api/v1/user_roles/list", &a.access, None).await.status(), 200);
+    assert_eq!(app.call(Method::PUT, &path, Some(&a.access), Some(&json!({"name": "assistants"}))).await.status(), 200);
+    assert_eq!(app.call(Method::GET, "/api/v1/user_roles/list", Some(&a.access), None).await.status(), 200);
 }
 
 #[tokio::test]
 async fn the_last_admin_can_neither_drop_the_admin_role_nor_be_deleted() {
     let app = spawn_app().await;
-    let (me, s) = admin(&app).await;
+    let (me, s) = app.admin_user().await;
     let admin_role = role_id(&app, "admin").await;
     let own_grant = format!("/api/v1/user_roles/{}/roles/{admin_role}", me.id);
-    let detail = conflict_detail(call(&app, Method::DELETE, &own_grant, &s.access, None).await).await;
+    let detail = conflict_detail(app.call(Method::DELETE, &own_grant, Some(&s.access), None).await).await;
     assert!(detail.contains("last admin"), "{detail}");
     let delete_self = format!("/api/v1/users/{}", me.id);
     assert!(
-        conflict_detail(call(&app, Method::DELETE, &delete_self, &s.access, None).await).await.contains("last admin")
+        conflict_detail(app.call(Method::DELETE, &delete_self, Some(&s.access), None).await)
+            .await
+            .contains("last admin")
     );
     // Nothing changed: still admin, still signed in.
-    assert_eq!(call(&app, Method::GET, "/api/v1/user_roles/list", &s.access, None).await.status(), 200);
+    assert_eq!(app.call(Method::GET, "/api/v1/user_roles/list", Some(&s.access), None).await.status(), 200);
     assert_eq!(admins(&app).await, 1);
 
     // With a second admin, either may go.
-    let (other, _) = admin(&app).await;
-    assert_eq!(call(&app, Method::DELETE, &own_grant, &s.access, None).await.status(), 204);
+    let (other, _) = app.admin_user().await;
+    assert_eq!(app.call(Method::DELETE, &own_grant, Some(&s.access), None).await.status(), 204);
     assert_eq!(admins(&app).await, 1);
     let other_session = app.login(&other).await;
     let delete_other = format!("/api/v1/users/{}", other.id);
     assert!(
-        conflict_detail(call(&app, Method::DELETE, &delete_other, &other_session.access, None).await)
+        conflict_detail(app.call(Method::DELETE, &delete_other, Some(&other_session.access), None).await)
             .await
             .contains("last admin")
     );
@@ -119,9 +97,9 @@ async fn the_last_admin_can_neither_drop_the_admin_role_nor_be_deleted() {
 async fn admins_remove_each_other_at_once(delete: bool) {
     let app = spawn_app_setting("RATE_LIMIT_ENABLED", "false").await;
     let admin_role = role_id(&app, "admin").await;
-    let mut survivor = admin(&app).await;
+    let mut survivor = app.admin_user().await;
     for round in 0..20 {
-        let newcomer = admin(&app).await;
+        let newcomer = app.admin_user().await;
         assert_eq!(admins(&app).await, 2, "round {round} starts with two admins");
         let take = |by: &Session, from: &TestUser| {
             let path = if delete {
@@ -129,10 +107,11 @@ async fn admins_remove_each_other_at_once(delete: bool) {
             } else {
                 format!("/api/v1/user_roles/{}/roles/{admin_role}", from.id)
             };
-            app.client.delete(app.url(&path)).bearer_auth(&by.access).send()
+            let (app, access) = (&app, by.access.clone());
+            async move { app.delete_with(&path, &access).await }
         };
         let (first, second) = tokio::join!(take(&survivor.1, &newcomer.0), take(&newcomer.1, &survivor.0));
-        let statuses = [first.expect("send").status().as_u16(), second.expect("send").status().as_u16()];
+        let statuses = [first.status().as_u16(), second.status().as_u16()];
         assert_eq!(admins(&app).await, 1, "round {round}: {statuses:?} must leave exactly one admin");
         assert!(statuses.iter().all(|s| [204, 403, 409, 401].contains(s)), "round {round}: {statuses:?}");
         assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "round {round}: {statuses:?}");
@@ -155,21 +134,14 @@ async fn two_admins_deleting_each_other_at_once_leave_one_admin_every_round() {
 }
 
 async fn rename(app: &TestApp, session: &Session, username: &str) {
-    let resp = app
-        .client
-        .patch(app.url("/api/v1/users/auth/update"))
-        .bearer_auth(&session.access)
-        .json(&json!({"username": username}))
-        .send()
-        .await
-        .expect("send");
+    let resp = app.update_profile(&session.access, json!({"username": username})).await;
     assert_eq!(resp.status(), 200, "rename");
 }
 
 #[tokio::test]
 async fn a_renamed_accounts_old_token_reports_its_new_name_never_the_account_that_took_the_old_one() {
     let app = spawn_app().await;
-    let (_, introspector) = admin(&app).await;
+    let (_, introspector) = app.admin_user().await;
     let (user, session) = app.user_session().await;
     // Both answers are read (and cached) before the rename.
     assert_eq!(app.introspect(&introspector.access, &session.access).await["username"], user.username.as_str());
@@ -193,12 +165,11 @@ async fn a_renamed_accounts_old_token_reports_its_new_name_never_the_account_tha
 
 /// The authorization epoch as Redis holds it now.
 async fn epoch(app: &TestApp) -> Option<String> {
-    let mut redis = redis::Client::open(crate::helpers::REDIS_URL)
-        .expect("url")
-        .get_multiplexed_async_connection()
+    redis::cmd("GET")
+        .arg(app.app.config.redis_keys.authz_epoch())
+        .query_async(&mut redis_connection().await)
         .await
-        .expect("redis");
-    redis::cmd("GET").arg(app.app.config.redis_keys.authz_epoch()).query_async(&mut redis).await.expect("get")
+        .expect("get")
 }
 
 #[tokio::test]
@@ -211,8 +182,7 @@ async fn a_rename_replaces_the_authorization_epoch_and_a_password_change_alone_d
 
     // A password change fences the other sessions; every cached standing stays good.
     let change = json!({"old_password": user.password, "new_password": "a brand new passphrase"});
-    let resp = app.client.patch(app.url("/api/v1/users/auth/update")).bearer_auth(&session.access).json(&change);
-    assert_eq!(resp.send().await.expect("send").status(), 200);
+    assert_eq!(app.update_profile(&session.access, change).await.status(), 200);
     assert_eq!(epoch(&app).await, before, "a password change alone keeps every cache");
 
     // A rename changes what every check reports: every instance must read it again.
@@ -225,25 +195,13 @@ async fn a_client_assertion_with_nbf_or_iat_in_the_future_beyond_the_clock_skew_
     let app = spawn_app().await;
     let admin = app.admin_session().await;
     let key = client_key(KeyAlg::ES256);
-    let client = register(
-        &app,
-        &admin,
-        json!({ "client_name": "early", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks }),
-    )
-    .await;
+    let client = register_signer(&app, &admin, "early", &key.jwks).await;
     let skew = app.app.config.tokens.clock_skew.as_secs() as i64;
     let aud = token_endpoint(&app);
     let token = |claims: Value| {
         let assertion = key.set.sign("JWT", &claims).expect("sign");
         let app = &app;
-        async move {
-            let form = [
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", JWT_BEARER),
-                ("client_assertion", assertion.as_str()),
-            ];
-            token_form(app, &form).await
-        }
+        async move { token_form(app, &assertion_grant(&assertion)).await }
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = |extra: Value| {
@@ -266,16 +224,12 @@ async fn a_client_assertion_with_nbf_or_iat_in_the_future_beyond_the_clock_skew_
     assert_eq!(token(claims(within)).await.status(), 200);
     assert_eq!(token(claims(json!({ "nbf": now - 5, "iat": now - 5 }))).await.status(), 200);
     let refused: i64 = app
-        .db()
-        .await
-        .query_one(
+        .db_value(
             "SELECT count(*) FROM security_events
              WHERE event_type = 'client_auth_failed' AND detail->>'reason' = 'assertion_not_yet_valid'",
             &[],
         )
-        .await
-        .expect("count")
-        .get(0);
+        .await;
     assert_eq!(refused, 3);
 }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{Session, TestApp, spawn_app_with};
+use crate::helpers::{Session, TestApp, free_port, spawn_app_settings};
+use crate::oauth::{access_token, post_as_client, register, token_basic};
 
 /// `redis-server` processes of one test, killed (and their directory removed) on drop.
 struct Servers {
@@ -22,10 +23,6 @@ impl Drop for Servers {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Servers {
@@ -99,15 +96,7 @@ async fn me(app: &TestApp, session: &Session) -> u16 {
 
 /// Logs the session out; its status.
 async fn logout(app: &TestApp, session: &Session) -> u16 {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/auth/logout"))
-        .bearer_auth(&session.access)
-        .header("cookie", format!("refresh_token={}", session.refresh))
-        .send()
-        .await
-        .expect("send");
-    resp.status().as_u16()
+    app.logout(session).await.status().as_u16()
 }
 
 #[tokio::test]
@@ -133,12 +122,10 @@ async fn a_sentinel_failover_keeps_every_acknowledged_revocation_and_the_service
         redis_info(sentinel, "sentinel").await.is_some_and(|i| i.contains("slaves=1"))
     })
     .await;
-    let app = spawn_app_with(|l| {
-        l.set("REDIS_URL", "")
-            .set("REDIS_SENTINELS", format!("127.0.0.1:{sentinel}"))
-            .set("REDIS_SENTINEL_MASTER", "auth");
-    })
-    .await;
+    let sentinels = format!("127.0.0.1:{sentinel}");
+    let app =
+        spawn_app_settings(&[("REDIS_URL", ""), ("REDIS_SENTINELS", &sentinels), ("REDIS_SENTINEL_MASTER", "auth")])
+            .await;
     assert_eq!(app.app.services.limiter.master_address().as_deref(), Some(format!("127.0.0.1:{master}").as_str()));
     let user = app.new_user().await;
     let revoked = app.login(&user).await;
@@ -197,10 +184,8 @@ async fn every_redis_decision_works_on_a_cluster_with_each_scripts_keys_in_one_s
         })
         .await;
     }
-    let app = spawn_app_with(|l| {
-        l.set("REDIS_URL", "").set("REDIS_CLUSTER_NODES", nodes[0].clone()).set("LOCKOUT_THRESHOLD", "2");
-    })
-    .await;
+    let app =
+        spawn_app_settings(&[("REDIS_URL", ""), ("REDIS_CLUSTER_NODES", &nodes[0]), ("LOCKOUT_THRESHOLD", "2")]).await;
 
     // Act and assert: the rate limits, the login gate and lockout, the token checks (one MGET
     // per token), the blacklist, logout-all's markers and the authorization epoch.
@@ -211,8 +196,7 @@ async fn every_redis_decision_works_on_a_cluster_with_each_scripts_keys_in_one_s
     assert_eq!(me(&app, &first).await, 200);
     assert_eq!(logout(&app, &first).await, 200);
     assert_eq!(me(&app, &first).await, 401);
-    let all = app.client.post(app.url("/api/v1/auth/logout-all")).bearer_auth(&second.access).send().await;
-    assert_eq!(all.expect("send").status(), 200);
+    assert_eq!(app.post_with("/api/v1/auth/logout-all", &second.access).await.status(), 200);
     assert_eq!(me(&app, &second).await, 401);
     let admin = app.admin_session().await;
     assert_eq!(
@@ -230,26 +214,11 @@ async fn every_redis_decision_works_on_a_cluster_with_each_scripts_keys_in_one_s
     // An OAuth client's gate (its keys in one slot, the epoch in another), its token and a
     // resource server's introspection as a client.
     let metadata = serde_json::json!({ "client_name": "billing", "scope": "", "audience": "billing-api" });
-    let client = crate::oauth::register(&app, &admin, metadata).await;
-    let resp = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+    let client = register(&app, &admin, metadata).await;
+    let resp = token_basic(&app, &client.id, &client.secret, &[("grant_type", "client_credentials")]).await;
     assert_eq!(resp.status(), 200, "client_credentials on a cluster");
-    let body: serde_json::Value = resp.json().await.expect("json");
-    let token = body["access_token"].as_str().expect("token");
-    let resp = app
-        .client
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .expect("send");
+    let token = access_token(resp).await;
+    let resp = post_as_client(&app, "/oauth2/introspect", &client.id, &client.secret, &[("token", &token)]).await;
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["active"], true, "introspected as a client on a cluster");
     drop(servers);

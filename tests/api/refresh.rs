@@ -1,4 +1,18 @@
-use crate::helpers::{refresh_cookie, spawn_app, spawn_app_setting};
+//! Refresh-token rotation: reuse detection, concurrent refreshes, the grace window, the JSON
+//! body form, and the origin check.
+
+use crate::helpers::{TestApp, refresh_cookie, spawn_app, spawn_app_setting};
+
+/// A cookie refresh of `token` from a page of `origin`.
+async fn refresh_from(app: &TestApp, token: &str, origin: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/refresh"))
+        .header("cookie", format!("refresh_token={token}"))
+        .header("origin", origin)
+        .send()
+        .await
+        .expect("send")
+}
 
 #[tokio::test]
 async fn refresh_rotates_so_the_new_cookie_works_and_the_old_one_then_kills_the_family() {
@@ -13,9 +27,7 @@ async fn refresh_rotates_so_the_new_cookie_works_and_the_old_one_then_kills_the_
     assert!(body["access_token"].is_string());
     assert!(body.get("refresh_token").is_none(), "cookie clients get the token only in the cookie");
 
-    let second = app.refresh(&second_token).await;
-    assert_eq!(second.status(), 200);
-    let third_token = refresh_cookie(&second).expect("rotated cookie");
+    let third_token = app.rotate(&second_token).await;
 
     let reuse = app.refresh(&session.refresh).await;
     assert_eq!(reuse.status(), 401);
@@ -24,23 +36,13 @@ async fn refresh_rotates_so_the_new_cookie_works_and_the_old_one_then_kills_the_
 
     assert_eq!(app.refresh(&third_token).await.status(), 401, "the whole family is dead");
     assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 401, "and its access tokens");
-    let events: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM security_events WHERE event_type = 'refresh_reuse_detected'", &[])
-        .await
-        .expect("row")
-        .get(0);
-    assert_eq!(events, 1);
+    assert_eq!(app.security_events("refresh_reuse_detected").await, 1);
 }
 
 #[tokio::test]
 async fn fifty_concurrent_refreshes_of_one_token_rotate_once_and_all_get_the_same_successor() {
     // Forty-nine of them are retries within the grace window; allow that many.
-    let app = crate::helpers::spawn_app_with(|l| {
-        l.set("REFRESH_GRACE_RETRIES", "49");
-    })
-    .await;
+    let app = spawn_app_setting("REFRESH_GRACE_RETRIES", "49").await;
     let (user, session) = app.user_session().await;
 
     let responses = futures::future::join_all((0..50).map(|_| app.refresh(&session.refresh))).await;
@@ -50,15 +52,11 @@ async fn fifty_concurrent_refreshes_of_one_token_rotate_once_and_all_get_the_sam
     assert_eq!(successors.len(), 1, "one successor for everyone");
 
     let tokens: i64 = app
-        .db()
-        .await
-        .query_one(
+        .db_value(
             "SELECT count(*) FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE u.username = $1",
             &[&user.username],
         )
-        .await
-        .expect("row")
-        .get(0);
+        .await;
     assert_eq!(tokens, 2, "the login's token and exactly one successor");
     let successor = successors.into_iter().next().expect("one");
     assert_eq!(app.refresh(&successor).await.status(), 200, "the family is intact");
@@ -100,24 +98,8 @@ async fn refresh_accepts_the_token_in_a_json_body_and_answers_with_the_successor
 async fn refresh_refuses_a_cookie_sent_from_a_foreign_origin() {
     let app = spawn_app().await;
     let (_, session) = app.user_session().await;
-    let resp = app
-        .client
-        .post(app.url("/api/v1/auth/refresh"))
-        .header("cookie", format!("refresh_token={}", session.refresh))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
-    let same_origin = app
-        .client
-        .post(app.url("/api/v1/auth/refresh"))
-        .header("cookie", format!("refresh_token={}", session.refresh))
-        .header("origin", "http://auth.test")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(same_origin.status(), 200);
+    assert_eq!(refresh_from(&app, &session.refresh, "https://evil.example").await.status(), 403);
+    assert_eq!(refresh_from(&app, &session.refresh, "http://auth.test").await.status(), 200);
 }
 
 #[tokio::test]

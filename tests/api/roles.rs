@@ -1,54 +1,14 @@
-use base64::Engine as _;
+//! Roles and their administration: who may manage them, how a change reaches the next token
+//! and `me`, and the admin events that record each change.
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Session, TestApp, TestUser, database_url, spawn_app, temp_dir};
-
-async fn grant(app: &TestApp, user: &TestUser, role: &str) {
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r WHERE u.username = $1 AND r.name = $2",
-            &[&user.username, &role],
-        )
-        .await
-        .expect("grant");
-}
-
-async fn admin(app: &TestApp) -> (TestUser, Session) {
-    let user = app.new_user().await;
-    grant(app, &user, "admin").await;
-    let session = app.login(&user).await;
-    (user, session)
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> reqwest::Response {
-    let mut req = app.client.request(method, app.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.expect("send")
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
-        .expect("json")
-}
+use crate::helpers::{TestApp, TestUser, claims, run_cli, spawn_app, superuser_env};
 
 async fn create_role(app: &TestApp, token: &str, name: &str) -> Value {
-    let resp =
-        call(app, Method::POST, "/api/v1/roles/create", Some(token), Some(&json!({"name": name, "description": "d"})))
-            .await;
+    let body = json!({"name": name, "description": "d"});
+    let resp = app.call(Method::POST, "/api/v1/roles/create", Some(token), Some(&body)).await;
     assert_eq!(resp.status(), 201);
     resp.json().await.expect("json")
 }
@@ -56,7 +16,7 @@ async fn create_role(app: &TestApp, token: &str, name: &str) -> Value {
 #[tokio::test]
 async fn every_admin_route_is_401_without_a_token_403_for_a_plain_user_and_works_for_an_admin() {
     let app = spawn_app().await;
-    let (_, admin_session) = admin(&app).await;
+    let (_, admin_session) = app.admin_user().await;
     let (_plain, plain_session) = app.user_session().await;
     let target = app.new_user().await;
     let role = create_role(&app, &admin_session.access, "route_check").await;
@@ -87,12 +47,12 @@ async fn every_admin_route_is_401_without_a_token_403_for_a_plain_user_and_works
         (Method::DELETE, format!("/api/v1/users/{}", victim.id), None, 204),
     ];
     for (method, path, body, ok) in cases {
-        let anonymous = call(&app, method.clone(), &path, None, body.as_ref()).await;
+        let anonymous = app.call(method.clone(), &path, None, body.as_ref()).await;
         assert_eq!(anonymous.status(), 401, "{method} {path} without a token");
         assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
-        let forbidden = call(&app, method.clone(), &path, Some(&plain_session.access), body.as_ref()).await;
+        let forbidden = app.call(method.clone(), &path, Some(&plain_session.access), body.as_ref()).await;
         assert_eq!(forbidden.status(), 403, "{method} {path} as a plain user");
-        let allowed = call(&app, method.clone(), &path, Some(&admin_session.access), body.as_ref()).await;
+        let allowed = app.call(method.clone(), &path, Some(&admin_session.access), body.as_ref()).await;
         assert_eq!(allowed.status(), ok, "{method} {path} as admin");
     }
 }
@@ -100,9 +60,9 @@ async fn every_admin_route_is_401_without_a_token_403_for_a_plain_user_and_works
 #[tokio::test]
 async fn roles_list_needs_any_valid_token() {
     let app = spawn_app().await;
-    assert_eq!(call(&app, Method::GET, "/api/v1/roles/list", None, None).await.status(), 401);
+    assert_eq!(app.call(Method::GET, "/api/v1/roles/list", None, None).await.status(), 401);
     let (_user, session) = app.user_session().await;
-    let resp = call(&app, Method::GET, "/api/v1/roles/list", Some(&session.access), None).await;
+    let resp = app.call(Method::GET, "/api/v1/roles/list", Some(&session.access), None).await;
     assert_eq!(resp.status(), 200);
     let roles: Vec<Value> = resp.json().await.expect("json");
     let names: Vec<&str> = roles.iter().filter_map(|r| r["name"].as_str()).collect();
@@ -114,55 +74,54 @@ async fn roles_list_needs_any_valid_token() {
 #[tokio::test]
 async fn a_duplicate_role_name_is_409_in_any_case() {
     let app = spawn_app().await;
-    let (_, s) = admin(&app).await;
+    let (_, s) = app.admin_user().await;
     create_role(&app, &s.access, "editors").await;
-    let resp =
-        call(&app, Method::POST, "/api/v1/roles/create", Some(&s.access), Some(&json!({"name": "EDITORS"}))).await;
+    let resp = app.call(Method::POST, "/api/v1/roles/create", Some(&s.access), Some(&json!({"name": "EDITORS"}))).await;
     assert_eq!(resp.status(), 409);
     let resp =
-        call(&app, Method::POST, "/api/v1/roles/create", Some(&s.access), Some(&json!({"name": "bad name!"}))).await;
+        app.call(Method::POST, "/api/v1/roles/create", Some(&s.access), Some(&json!({"name": "bad name!"}))).await;
     assert_eq!(resp.status(), 422);
 }
 
 #[tokio::test]
 async fn unknown_ids_are_404() {
     let app = spawn_app().await;
-    let (_, s) = admin(&app).await;
+    let (_, s) = app.admin_user().await;
     let user = app.new_user().await;
     let nobody = uuid::Uuid::new_v4();
     let t = Some(s.access.as_str());
-    let put = call(&app, Method::PUT, &format!("/api/v1/roles/update/{nobody}"), t, Some(&json!({"name": "x"}))).await;
+    let put = app.call(Method::PUT, &format!("/api/v1/roles/update/{nobody}"), t, Some(&json!({"name": "x"}))).await;
     assert_eq!(put.status(), 404);
-    assert_eq!(call(&app, Method::DELETE, &format!("/api/v1/roles/delete/{nobody}"), t, None).await.status(), 404);
-    assert_eq!(call(&app, Method::DELETE, "/api/v1/roles/delete/not-a-uuid", t, None).await.status(), 404);
+    assert_eq!(app.call(Method::DELETE, &format!("/api/v1/roles/delete/{nobody}"), t, None).await.status(), 404);
+    assert_eq!(app.call(Method::DELETE, "/api/v1/roles/delete/not-a-uuid", t, None).await.status(), 404);
     let no_user = json!({"user_id": nobody, "role_name": "user"});
-    assert_eq!(call(&app, Method::POST, "/api/v1/user_roles/assign", t, Some(&no_user)).await.status(), 404);
+    assert_eq!(app.call(Method::POST, "/api/v1/user_roles/assign", t, Some(&no_user)).await.status(), 404);
     let no_role = json!({"user_id": user.id, "role_id": nobody});
-    assert_eq!(call(&app, Method::POST, "/api/v1/user_roles/assign", t, Some(&no_role)).await.status(), 404);
+    assert_eq!(app.call(Method::POST, "/api/v1/user_roles/assign", t, Some(&no_role)).await.status(), 404);
     let path = format!("/api/v1/user_roles/{}/roles/{nobody}", user.id);
-    assert_eq!(call(&app, Method::DELETE, &path, t, None).await.status(), 404);
+    assert_eq!(app.call(Method::DELETE, &path, t, None).await.status(), 404);
     let both = json!({"user_id": user.id, "role_id": nobody, "role_name": "user"});
-    assert_eq!(call(&app, Method::POST, "/api/v1/user_roles/assign", t, Some(&both)).await.status(), 422);
+    assert_eq!(app.call(Method::POST, "/api/v1/user_roles/assign", t, Some(&both)).await.status(), 422);
 }
 
 #[tokio::test]
 async fn a_role_assigned_by_id_and_one_by_name_appear_in_the_next_token_and_in_me() {
     let app = spawn_app().await;
-    let (_, s) = admin(&app).await;
+    let (_, s) = app.admin_user().await;
     let user = app.new_user().await;
     let editors = create_role(&app, &s.access, "editors").await;
     let by_id = json!({"user_id": user.id, "role_id": editors["id"]});
-    let resp = call(&app, Method::POST, "/api/v1/user_roles/assign", Some(&s.access), Some(&by_id)).await;
+    let resp = app.call(Method::POST, "/api/v1/user_roles/assign", Some(&s.access), Some(&by_id)).await;
     assert_eq!(resp.status(), 201);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["role_name"], "editors");
     let by_name = json!({"user_id": user.id, "role_name": "Moderator"});
     assert_eq!(
-        call(&app, Method::POST, "/api/v1/user_roles/assign", Some(&s.access), Some(&by_name)).await.status(),
+        app.call(Method::POST, "/api/v1/user_roles/assign", Some(&s.access), Some(&by_name)).await.status(),
         201
     );
     assert_eq!(
-        call(&app, Method::POST, "/api/v1/user_roles/assign", Some(&s.access), Some(&by_name)).await.status(),
+        app.call(Method::POST, "/api/v1/user_roles/assign", Some(&s.access), Some(&by_name)).await.status(),
         409
     );
 
@@ -178,7 +137,7 @@ async fn a_role_assigned_by_id_and_one_by_name_appear_in_the_next_token_and_in_m
 async fn me_returns_the_guest_principal_without_a_token_or_with_a_bad_one() {
     let app = spawn_app().await;
     for token in [None, Some("not.a.token")] {
-        let resp = call(&app, Method::GET, "/api/v1/user_roles/me", token, None).await;
+        let resp = app.call(Method::GET, "/api/v1/user_roles/me", token, None).await;
         assert_eq!(resp.status(), 200);
         let me: Value = resp.json().await.expect("json");
         assert_eq!(me["roles"], json!(["guest"]));
@@ -189,27 +148,26 @@ async fn me_returns_the_guest_principal_without_a_token_or_with_a_bad_one() {
 #[tokio::test]
 async fn removing_the_admin_role_takes_effect_on_the_very_next_request_with_the_same_token() {
     let app = spawn_app().await;
-    let (first_admin, first) = admin(&app).await;
-    let (_, second) = admin(&app).await;
-    assert_eq!(call(&app, Method::GET, "/api/v1/user_roles/list", Some(&first.access), None).await.status(), 200);
+    let (first_admin, first) = app.admin_user().await;
+    let (_, second) = app.admin_user().await;
+    assert_eq!(app.call(Method::GET, "/api/v1/user_roles/list", Some(&first.access), None).await.status(), 200);
 
     let roles: Vec<Value> = app.get_with("/api/v1/roles/list", &second.access).await.json().await.expect("json");
     let admin_id =
         roles.iter().find(|r| r["name"] == "admin").expect("admin role")["id"].as_str().expect("id").to_string();
     let path = format!("/api/v1/user_roles/{}/roles/{admin_id}", first_admin.id);
-    assert_eq!(call(&app, Method::DELETE, &path, Some(&second.access), None).await.status(), 204);
+    assert_eq!(app.call(Method::DELETE, &path, Some(&second.access), None).await.status(), 204);
 
-    assert_eq!(call(&app, Method::GET, "/api/v1/user_roles/list", Some(&first.access), None).await.status(), 403);
+    assert_eq!(app.call(Method::GET, "/api/v1/user_roles/list", Some(&first.access), None).await.status(), 403);
 }
 
 #[tokio::test]
 async fn deleting_a_role_removes_it_from_its_holders() {
     let app = spawn_app().await;
-    let (_, s) = admin(&app).await;
+    let (_, s) = app.admin_user().await;
     let user = app.new_user().await;
     let role = create_role(&app, &s.access, "temporary").await;
-    call(
-        &app,
+    app.call(
         Method::POST,
         "/api/v1/user_roles/assign",
         Some(&s.access),
@@ -217,9 +175,10 @@ async fn deleting_a_role_removes_it_from_its_holders() {
     )
     .await;
     let path = format!("/api/v1/roles/delete/{}", role["id"].as_str().expect("id"));
-    assert_eq!(call(&app, Method::DELETE, &path, Some(&s.access), None).await.status(), 204);
+    assert_eq!(app.call(Method::DELETE, &path, Some(&s.access), None).await.status(), 204);
     let check = json!({"user_id": user.id, "role_name": "temporary"});
-    let resp: Value = call(&app, Method::POST, "/api/v1/user_roles/check", Some(&s.access), Some(&check))
+    let resp: Value = app
+        .call(Method::POST, "/api/v1/user_roles/check", Some(&s.access), Some(&check))
         .await
         .json()
         .await
@@ -232,11 +191,11 @@ async fn deleting_a_role_removes_it_from_its_holders() {
 async fn role_check_is_open_to_the_service_role() {
     let app = spawn_app().await;
     let service = app.new_user().await;
-    grant(&app, &service, "service").await;
+    app.grant_role(&service, "service").await;
     let s = app.login(&service).await;
     let user = app.new_user().await;
     let body = json!({"user_id": user.id, "role_name": "user"});
-    let resp = call(&app, Method::POST, "/api/v1/user_roles/check", Some(&s.access), Some(&body)).await;
+    let resp = app.call(Method::POST, "/api/v1/user_roles/check", Some(&s.access), Some(&body)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.expect("json")["allowed"], true);
 }
@@ -244,16 +203,16 @@ async fn role_check_is_open_to_the_service_role() {
 #[tokio::test]
 async fn admin_events_list_each_administrative_action_newest_first_with_filters_and_pagination() {
     let app = spawn_app().await;
-    let (admin_user, s) = admin(&app).await;
+    let (admin_user, s) = app.admin_user().await;
     let user = app.new_user().await;
     let t = Some(s.access.as_str());
     let role = create_role(&app, &s.access, "auditors").await;
     let rid = role["id"].as_str().expect("id").to_string();
-    call(&app, Method::PUT, &format!("/api/v1/roles/update/{rid}"), t, Some(&json!({"description": null}))).await;
-    call(&app, Method::POST, "/api/v1/user_roles/assign", t, Some(&json!({"user_id": user.id, "role_id": rid}))).await;
-    call(&app, Method::DELETE, &format!("/api/v1/user_roles/{}/roles/{rid}", user.id), t, None).await;
-    call(&app, Method::DELETE, &format!("/api/v1/roles/delete/{rid}"), t, None).await;
-    call(&app, Method::DELETE, &format!("/api/v1/users/{}", user.id), t, None).await;
+    app.call(Method::PUT, &format!("/api/v1/roles/update/{rid}"), t, Some(&json!({"description": null}))).await;
+    app.call(Method::POST, "/api/v1/user_roles/assign", t, Some(&json!({"user_id": user.id, "role_id": rid}))).await;
+    app.call(Method::DELETE, &format!("/api/v1/user_roles/{}/roles/{rid}", user.id), t, None).await;
+    app.call(Method::DELETE, &format!("/api/v1/roles/delete/{rid}"), t, None).await;
+    app.call(Method::DELETE, &format!("/api/v1/users/{}", user.id), t, None).await;
 
     let page: Value = app.get_with("/api/v1/admin/events?size=100", &s.access).await.json().await.expect("json");
     let types: Vec<&str> = page["items"].as_array().expect("items").iter().filter_map(|e| e["type"].as_str()).collect();
@@ -285,7 +244,7 @@ async fn admin_events_list_each_administrative_action_newest_first_with_filters_
 #[tokio::test]
 async fn login_failures_lockouts_and_reuse_appear_in_admin_events() {
     let app = spawn_app().await;
-    let (_, s) = admin(&app).await;
+    let (_, s) = app.admin_user().await;
     let user = app.new_user().await;
     app.login_json(&user.username, "wrong password!").await;
     let page: Value =
@@ -297,23 +256,8 @@ async fn login_failures_lockouts_and_reuse_appear_in_admin_events() {
 #[tokio::test]
 async fn the_admin_made_by_create_superuser_can_administer_over_http() {
     let app = spawn_app().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .arg("create-superuser")
-        .env_clear()
-        .env("CONFIG_DIR", temp_dir("config"))
-        .env("DATABASE_URL", database_url(&app.database))
-        .env("REDIS_URL", crate::helpers::REDIS_URL)
-        .env("JWT_KEYS_DIR", "/unused")
-        .env("JWT_ISSUER", "http://auth.test")
-        .env("JWT_AUDIENCE", "test-audience")
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("SUPERUSER_USERNAME", "boss")
-        .env("SUPERUSER_EMAIL", "boss@example.com")
-        .env("SUPERUSER_PASSWORD", "the boss password")
-        .output()
-        .await
-        .expect("runs");
+    let env = superuser_env(&app.database, "boss", "boss@example.com", "the boss password");
+    let out = run_cli(&["create-superuser"], &env).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let boss = TestUser {
         id: String::new(),

@@ -1,35 +1,6 @@
-use crate::helpers::{Session, TestApp, TestUser, spawn_app};
+//! Logout, logout-all, password and username changes, the session list, and deleting a user.
 
-async fn logout(app: &TestApp, session: &Session) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/auth/logout"))
-        .header("cookie", format!("refresh_token={}", session.refresh))
-        .bearer_auth(&session.access)
-        .send()
-        .await
-        .expect("send")
-}
-
-async fn patch_profile(app: &TestApp, session: &Session, body: serde_json::Value) -> reqwest::Response {
-    app.client
-        .patch(app.url("/api/v1/users/auth/update"))
-        .bearer_auth(&session.access)
-        .json(&body)
-        .send()
-        .await
-        .expect("send")
-}
-
-async fn make_admin(app: &TestApp, user: &TestUser) {
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r WHERE u.username = $1 AND r.name = 'admin'",
-            &[&user.username],
-        )
-        .await
-        .expect("grant admin");
-}
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn logout_revokes_the_session_blacklists_the_access_token_and_clears_the_cookie() {
@@ -37,7 +8,7 @@ async fn logout_revokes_the_session_blacklists_the_access_token_and_clears_the_c
     let (_, session) = app.user_session().await;
     assert_eq!(app.get_with("/api/v1/sessions", &session.access).await.status(), 200);
 
-    let resp = logout(&app, &session).await;
+    let resp = app.logout(&session).await;
     assert_eq!(resp.status(), 200);
     let cookie = resp.headers()["set-cookie"].to_str().expect("cookie");
     assert!(cookie.starts_with("refresh_token=;") && cookie.contains("Max-Age=0"), "{cookie}");
@@ -52,8 +23,7 @@ async fn logout_all_revokes_every_session_and_refuses_access_tokens_issued_befor
     let (user, laptop) = app.user_session().await;
     let phone = app.login(&user).await;
 
-    let resp =
-        app.client.post(app.url("/api/v1/auth/logout-all")).bearer_auth(&laptop.access).send().await.expect("send");
+    let resp = app.post_with("/api/v1/auth/logout-all", &laptop.access).await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["sessions_revoked"], 2);
@@ -81,25 +51,26 @@ async fn a_password_change_needs_the_old_password_and_revokes_the_other_sessions
     let (user, this) = app.user_session().await;
     let other = app.login(&user).await;
 
-    let wrong = patch_profile(
-        &app,
-        &this,
-        serde_json::json!({"old_password": "not it", "new_password": "a brand new password"}),
-    )
-    .await;
+    let wrong = app
+        .update_profile(
+            &this.access,
+            serde_json::json!({"old_password": "not it", "new_password": "a brand new password"}),
+        )
+        .await;
     assert_eq!(wrong.status(), 403);
-    let missing = patch_profile(&app, &this, serde_json::json!({"new_password": "a brand new password"})).await;
+    let missing = app.update_profile(&this.access, serde_json::json!({"new_password": "a brand new password"})).await;
     assert_eq!(missing.status(), 422);
-    let weak =
-        patch_profile(&app, &this, serde_json::json!({"old_password": user.password, "new_password": "short"})).await;
+    let weak = app
+        .update_profile(&this.access, serde_json::json!({"old_password": user.password, "new_password": "short"}))
+        .await;
     assert_eq!(weak.status(), 422);
 
-    let ok = patch_profile(
-        &app,
-        &this,
-        serde_json::json!({"old_password": user.password, "new_password": "a brand new password"}),
-    )
-    .await;
+    let ok = app
+        .update_profile(
+            &this.access,
+            serde_json::json!({"old_password": user.password, "new_password": "a brand new password"}),
+        )
+        .await;
     assert_eq!(ok.status(), 200);
 
     assert_eq!(app.refresh(&other.refresh).await.status(), 401, "other sessions are revoked");
@@ -116,9 +87,11 @@ async fn a_username_change_is_refused_with_409_when_taken() {
     let user = app.new_user().await;
     let taken = app.new_user().await;
     let session = app.login(&user).await;
-    let resp = patch_profile(&app, &session, serde_json::json!({"username": taken.username.to_uppercase()})).await;
+    let resp =
+        app.update_profile(&session.access, serde_json::json!({"username": taken.username.to_uppercase()})).await;
     assert_eq!(resp.status(), 409);
-    let resp = patch_profile(&app, &session, serde_json::json!({"username": format!("{}_x", user.username)})).await;
+    let resp =
+        app.update_profile(&session.access, serde_json::json!({"username": format!("{}_x", user.username)})).await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["username"], format!("{}_x", user.username));
@@ -137,13 +110,7 @@ async fn sessions_lists_live_sessions_marks_the_current_one_and_revokes_one() {
     assert_eq!(other["ip_address"], "127.0.0.1");
 
     let id = other["id"].as_str().expect("id");
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/sessions/{id}")))
-        .bearer_auth(&a.access)
-        .send()
-        .await
-        .expect("send");
+    let resp = app.delete_with(&format!("/api/v1/sessions/{id}"), &a.access).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(app.refresh(&b.refresh).await.status(), 401);
     assert_eq!(app.get_with("/api/v1/sessions", &b.access).await.status(), 401, "its access token dies with it");
@@ -152,13 +119,7 @@ async fn sessions_lists_live_sessions_marks_the_current_one_and_revokes_one() {
     let (_, s) = app.user_session().await;
     let mine: Vec<serde_json::Value> = app.get_with("/api/v1/sessions", &a.access).await.json().await.expect("json");
     let my_id = mine[0]["id"].as_str().expect("id");
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/sessions/{my_id}")))
-        .bearer_auth(&s.access)
-        .send()
-        .await
-        .expect("send");
+    let resp = app.delete_with(&format!("/api/v1/sessions/{my_id}"), &s.access).await;
     assert_eq!(resp.status(), 404, "another user's session is not found");
 }
 
@@ -166,19 +127,19 @@ async fn sessions_lists_live_sessions_marks_the_current_one_and_revokes_one() {
 async fn deleting_a_user_needs_admin_and_kills_that_users_tokens() {
     let app = spawn_app().await;
     let admin = app.new_user().await;
-    make_admin(&app, &admin).await;
+    app.grant_role(&admin, "admin").await;
     let (victim, victim_session) = app.user_session().await;
     let admin_session = app.login(&admin).await;
     let path = format!("/api/v1/users/{}", victim.id);
 
     assert_eq!(app.client.delete(app.url(&path)).send().await.expect("send").status(), 401);
-    let as_user = app.client.delete(app.url(&path)).bearer_auth(&victim_session.access).send().await.expect("send");
+    let as_user = app.delete_with(&path, &victim_session.access).await;
     assert_eq!(as_user.status(), 403);
-    let as_admin = app.client.delete(app.url(&path)).bearer_auth(&admin_session.access).send().await.expect("send");
+    let as_admin = app.delete_with(&path, &admin_session.access).await;
     assert_eq!(as_admin.status(), 204);
 
     assert_eq!(app.get_with("/api/v1/sessions", &victim_session.access).await.status(), 401);
     assert_eq!(app.refresh(&victim_session.refresh).await.status(), 401);
-    let again = app.client.delete(app.url(&path)).bearer_auth(&admin_session.access).send().await.expect("send");
+    let again = app.delete_with(&path, &admin_session.access).await;
     assert_eq!(again.status(), 404);
 }

@@ -1,4 +1,7 @@
-use crate::helpers::{spawn_app, spawn_app_with, unique_name};
+//! Signup: the new user, conflicts in any case, field validation, malformed and oversized bodies,
+//! and the hashing queue when it is full.
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_settings, unique_name};
 
 #[tokio::test]
 async fn signup_returns_201_with_the_new_user() {
@@ -18,9 +21,7 @@ async fn signup_returns_409_when_the_username_is_taken_in_another_case() {
     let app = spawn_app().await;
     let user = app.new_user().await;
     let resp = app.signup(&user.username.to_uppercase(), "other@example.com", "a good long password").await;
-    assert_eq!(resp.status(), 409);
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "conflict");
+    let body = assert_error(resp, 409, "conflict").await;
     assert_eq!(body["detail"], "username already exists");
 }
 
@@ -36,10 +37,7 @@ async fn signup_returns_409_when_the_email_is_taken_in_another_case() {
 
 async fn assert_422(username: &str, email: &str, password: &str, detail_contains: &str) {
     let app = spawn_app().await;
-    let resp = app.signup(username, email, password).await;
-    assert_eq!(resp.status(), 422);
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_field");
+    let body = assert_error(app.signup(username, email, password).await, 422, "invalid_field").await;
     let detail = body["detail"].as_str().expect("detail");
     assert!(detail.contains(detail_contains), "{detail}");
 }
@@ -91,54 +89,33 @@ async fn signup_returns_422_when_a_field_is_missing() {
 #[tokio::test]
 async fn signup_returns_400_for_malformed_json() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .post(app.url("/api/v1/users/signup"))
-        .header("content-type", "application/json")
-        .body("{\"username\": ")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 400);
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "bad_request");
+    let resp = app.post_body("/api/v1/users/signup", "application/json", "{\"username\": ").await;
+    assert_error(resp, 400, "bad_request").await;
 }
 
 #[tokio::test]
 async fn signup_returns_415_for_a_body_that_is_not_json() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .post(app.url("/api/v1/users/signup"))
-        .header("content-type", "text/plain")
-        .body("username=x")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 415);
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "unsupported_media_type");
+    let resp = app.post_body("/api/v1/users/signup", "text/plain", "username=x").await;
+    assert_error(resp, 415, "unsupported_media_type").await;
 }
 
 #[tokio::test]
 async fn signup_returns_413_for_a_body_over_64_kib() {
     let app = spawn_app().await;
     let big = serde_json::json!({"username": "x".repeat(70_000), "email": "a@b.co", "password": "long enough pw"});
-    let resp = app.post_json("/api/v1/users/signup", &big).await;
-    assert_eq!(resp.status(), 413);
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "payload_too_large");
+    assert_error(app.post_json("/api/v1/users/signup", &big).await, 413, "payload_too_large").await;
 }
 
 #[tokio::test]
 async fn signup_answers_503_with_retry_after_when_the_hashing_queue_is_full() {
-    let app = spawn_app_with(|l| {
-        l.set("HASH_CONCURRENCY", "1")
-            .set("HASH_QUEUE_TIMEOUT", "1ms")
-            .set("ARGON2_MEMORY_KIB", "19456")
-            .set("ARGON2_ITERATIONS", "2")
-            .set("RATE_LIMIT_SIGNUP", "1000/60s");
-    })
+    let app = spawn_app_settings(&[
+        ("HASH_CONCURRENCY", "1"),
+        ("HASH_QUEUE_TIMEOUT", "1ms"),
+        ("ARGON2_MEMORY_KIB", "19456"),
+        ("ARGON2_ITERATIONS", "2"),
+        ("RATE_LIMIT_SIGNUP", "1000/60s"),
+    ])
     .await;
     let attempts = (0..8).map(|i| {
         let app = &app;

@@ -1,3 +1,5 @@
+//! The documents and endpoints of the standards: discovery, introspection and revocation.
+
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -65,9 +67,7 @@ async fn introspection_answers_inactive_after_logout_all() {
     let app = spawn_app().await;
     let admin = app.admin_session().await;
     let (_, session) = app.user_session().await;
-    let resp =
-        app.client.post(app.url("/api/v1/auth/logout-all")).bearer_auth(&session.access).send().await.expect("send");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(app.post_with("/api/v1/auth/logout-all", &session.access).await.status(), 200);
     assert_eq!(app.introspect(&admin.access, &session.access).await, serde_json::json!({"active": false}));
 }
 

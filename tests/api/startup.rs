@@ -6,7 +6,7 @@ use std::process::Output;
 use auth_actors::keys::KeyAlg;
 use tokio::process::Command;
 
-use crate::helpers::{REDIS_URL, database_url, empty_database, fresh_database, key_dir, temp_dir};
+use crate::helpers::{REDIS_URL, connect, database_url, empty_database, fresh_database, key_dir, pem_of, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-service");
 
@@ -55,6 +55,12 @@ async fn serve_fails(env: Vec<(&'static str, String)>) -> String {
     lines[0].to_string()
 }
 
+/// The line `serve` exits with when `key` is `value` in an otherwise valid environment over
+/// `database` (one that names no database needs none).
+async fn serve_fails_with(database: &str, key: &'static str, value: &str) -> String {
+    serve_fails(with(valid_env(database, &key_dir(KeyAlg::ES256)), key, value)).await
+}
+
 #[tokio::test]
 async fn serve_exits_naming_a_missing_key_directory() {
     let db = fresh_database().await;
@@ -67,12 +73,8 @@ async fn serve_exits_naming_a_missing_key_directory() {
 async fn serve_exits_naming_a_malformed_key_file() {
     let db = fresh_database().await;
     let keys = key_dir(KeyAlg::RS256);
-    let pem = std::fs::read_dir(&keys)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().extension().is_some_and(|x| x == "pem"))
-        .expect("pem");
-    std::fs::write(pem.path(), "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n").expect("overwrite");
+    std::fs::write(pem_of(&keys), "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+        .expect("overwrite");
     let line = serve_fails(valid_env(&db, &keys)).await;
     assert!(line.contains("is malformed"), "{line}");
     assert!(line.contains(".pem"), "{line}");
@@ -80,39 +82,31 @@ async fn serve_exits_naming_a_malformed_key_file() {
 
 #[tokio::test]
 async fn serve_exits_naming_an_active_kid_that_is_not_in_the_directory() {
-    let db = fresh_database().await;
-    let keys = key_dir(KeyAlg::ES256);
-    let line = serve_fails(with(valid_env(&db, &keys), "JWT_ACTIVE_KID", "no-such-kid")).await;
+    let line = serve_fails_with(&fresh_database().await, "JWT_ACTIVE_KID", "no-such-kid").await;
     assert!(line.contains("active kid \"no-such-kid\""), "{line}");
 }
 
 #[tokio::test]
 async fn serve_exits_naming_an_unparsable_database_url() {
-    let keys = key_dir(KeyAlg::ES256);
-    let line = serve_fails(with(valid_env("x", &keys), "DATABASE_URL", "postgres://host:notaport/db")).await;
+    let line = serve_fails_with("x", "DATABASE_URL", "postgres://host:notaport/db").await;
     assert!(line.contains("invalid DATABASE_URL"), "{line}");
 }
 
 #[tokio::test]
 async fn serve_exits_naming_an_unparsable_redis_url() {
-    let db = fresh_database().await;
-    let keys = key_dir(KeyAlg::ES256);
-    let line = serve_fails(with(valid_env(&db, &keys), "REDIS_URL", "not a url")).await;
+    let line = serve_fails_with(&fresh_database().await, "REDIS_URL", "not a url").await;
     assert!(line.contains("invalid REDIS_URL"), "{line}");
 }
 
 #[tokio::test]
 async fn serve_exits_when_postgres_is_unreachable() {
-    let keys = key_dir(KeyAlg::ES256);
-    let line = serve_fails(with(valid_env("x", &keys), "DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")).await;
+    let line = serve_fails_with("x", "DATABASE_URL", "postgres://postgres@127.0.0.1:1/x").await;
     assert!(line.contains("PostgreSQL is unreachable"), "{line}");
 }
 
 #[tokio::test]
 async fn serve_exits_when_redis_is_unreachable() {
-    let db = fresh_database().await;
-    let keys = key_dir(KeyAlg::ES256);
-    let line = serve_fails(with(valid_env(&db, &keys), "REDIS_URL", "redis://127.0.0.1:1/0")).await;
+    let line = serve_fails_with(&fresh_database().await, "REDIS_URL", "redis://127.0.0.1:1/0").await;
     assert!(line.contains("Redis is unreachable"), "{line}");
 }
 
@@ -141,9 +135,7 @@ async fn migrate_applies_every_migration_once_and_a_second_run_is_a_no_op() {
     assert!(second.contains("schema is up to date"), "{second}");
     assert!(!second.contains("applied"), "{second}");
 
-    let client =
-        auth_actors::db::connect(&database_url(&db), std::time::Duration::from_secs(5)).await.expect("connect");
-    let row = client.query_one("SELECT count(*) FROM refinery_schema_history", &[]).await.expect("query");
+    let row = connect(&db).await.query_one("SELECT count(*) FROM refinery_schema_history", &[]).await.expect("query");
     assert_eq!(row.get::<_, i64>(0), i64::from(auth_actors::db::expected_version()));
 }
 
@@ -176,9 +168,8 @@ async fn create_superuser_reads_the_password_from_the_environment_and_reruns_onl
     let second = run_ok(&["create-superuser", "--promote-existing"], &env).await;
     assert!(second.contains("now holds the admin role"), "{second}");
 
-    let client =
-        auth_actors::db::connect(&database_url(&db), std::time::Duration::from_secs(5)).await.expect("connect");
-    let row = client
+    let row = connect(&db)
+        .await
         .query_one(
             "SELECT count(*) FROM user_roles ur JOIN users u ON u.id = ur.user_id JOIN roles r ON r.id = ur.role_id
              WHERE u.username = 'root' AND r.name = 'admin'",
@@ -195,12 +186,7 @@ async fn keys_generate_writes_a_private_key_readable_only_by_its_owner() {
     let dir = temp_dir("gen").join("keys");
     let out = run_ok(&["keys", "generate", "--alg", "ES256", "--dir", &dir.display().to_string()], &[]).await;
     assert!(out.contains("(active)"), "{out}");
-    let pem = std::fs::read_dir(&dir)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().extension().is_some_and(|x| x == "pem"))
-        .expect("pem");
-    assert_eq!(pem.metadata().expect("meta").permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(pem_of(&dir)).expect("meta").permissions().mode() & 0o777, 0o600);
     let list = run_ok(&["keys", "list", "--dir", &dir.display().to_string()], &[]).await;
     assert!(list.contains("ES256") && list.contains("active"), "{list}");
 }

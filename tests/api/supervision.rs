@@ -2,10 +2,10 @@
 //! restart is counted, and the service keeps answering; past the intensity limit the service
 //! stops with an escalated exit.
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_settings};
 
 async fn fail(app: &TestApp, actor: &str) -> u16 {
-    app.client.post(app.url(&format!("/api/v1/_test/fail/{actor}"))).send().await.expect("send").status().as_u16()
+    app.fail_actor(actor).await.status().as_u16()
 }
 
 async fn restarts(app: &TestApp, actor: &str) -> f64 {
@@ -46,10 +46,7 @@ async fn a_failed_health_actor_is_restarted_counted_and_the_service_keeps_answer
 
 #[tokio::test]
 async fn failures_past_the_restart_intensity_limit_stop_the_service_with_an_escalated_exit() {
-    let mut app = spawn_app_with(|l| {
-        l.set("RESTART_MAX", "2").set("RESTART_WINDOW", "60s");
-    })
-    .await;
+    let mut app = spawn_app_settings(&[("RESTART_MAX", "2"), ("RESTART_WINDOW", "60s")]).await;
     for round in 1..=2u32 {
         assert_eq!(fail(&app, "user_store").await, 202);
         app.eventually("restart counted", || async { restarts(&app, "user_store").await == f64::from(round) }).await;

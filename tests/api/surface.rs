@@ -20,10 +20,7 @@ async fn login_with(app: &TestApp, path: &str, user: &TestUser, headers: &[(&str
 #[tokio::test]
 async fn a_login_from_another_site_is_refused_and_sets_no_cookie() {
     // Arrange: the browser-facing defaults (a Secure `__Host-` cookie), and room in the login limit.
-    let app = spawn_app_with(|l| {
-        l.set("COOKIE_SECURE", "true").set("RATE_LIMIT_LOGIN", "100/60s");
-    })
-    .await;
+    let app = spawn_app_settings(&[("COOKIE_SECURE", "true"), ("RATE_LIMIT_LOGIN", "100/60s")]).await;
     let user = app.new_user().await;
     let foreign: [&[(&str, &str)]; 4] = [
         &[("origin", "https://evil.example")],
@@ -117,13 +114,7 @@ async fn every_authenticated_answer_is_neither_cached_nor_sniffed() {
 }
 
 async fn rename(app: &TestApp, access: &str, username: &str) -> reqwest::Response {
-    app.client
-        .patch(app.url("/api/v1/users/auth/update"))
-        .bearer_auth(access)
-        .json(&serde_json::json!({ "username": username }))
-        .send()
-        .await
-        .expect("send")
+    app.update_profile(access, serde_json::json!({ "username": username })).await
 }
 
 #[tokio::test]
@@ -144,14 +135,8 @@ async fn renaming_spends_the_signup_budget_so_names_are_probed_no_faster_than_by
     let signup = app.signup(&unique_name("late"), "late@example.com", "correct horse battery").await;
     assert_eq!(signup.status(), 429);
     // A password change, and asking for the name one already has, are no probes.
-    let password = app
-        .client
-        .patch(app.url("/api/v1/users/auth/update"))
-        .bearer_auth(&session.access)
-        .json(&serde_json::json!({"old_password": prober.password, "new_password": "another horse battery"}))
-        .send()
-        .await
-        .expect("send");
+    let change = serde_json::json!({"old_password": prober.password, "new_password": "another horse battery"});
+    let password = app.update_profile(&session.access, change).await;
     assert_eq!(password.status(), 200);
     assert_eq!(rename(&app, &session.access, &renamed).await.status(), 200);
 }
@@ -196,15 +181,6 @@ async fn an_http_1_1_request_without_one_host_header_is_a_json_400() {
 fn chmod(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// The one key file of a directory made by `key_dir`.
-fn pem_of(dir: &std::path::Path) -> std::path::PathBuf {
-    std::fs::read_dir(dir)
-        .expect("dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "pem"))
-        .expect("pem")
 }
 
 /// Why an instance over `keys` does not start.
