@@ -76,8 +76,24 @@ pub(crate) async fn authorize(
     browser.get(app.url("/oauth2/authorize")).query(params).send().await.expect("send")
 }
 
+/// Undoes the pages' escaping, whether it writes named (`&lt;`) or numeric (`&#60;`) references.
 fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    let mut out = text.to_string();
+    // `&` last, so that an escaped reference (`&amp;lt;`) stays the text `&lt;`.
+    for (reference, c) in [
+        ("&quot;", "\""),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+        ("&lt;", "<"),
+        ("&#60;", "<"),
+        ("&gt;", ">"),
+        ("&#62;", ">"),
+        ("&amp;", "&"),
+        ("&#38;", "&"),
+    ] {
+        out = out.replace(reference, c);
+    }
+    out
 }
 
 /// The hidden fields of a page's form.
