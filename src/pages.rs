@@ -7,12 +7,26 @@
 //! The markup lives in askama templates under `templates/` at the repository root (one per page
 //! and `base.html`, the layout they extend), compiled into the binary. Askama HTML-escapes every
 //! value a template interpolates, and no template marks a value `|safe`, so escaping does not
-//! depend on anyone remembering it. The stylesheet is `assets/style.css`.
+//! depend on anyone remembering it. The stylesheet is `assets/style.css`, served under a name
+//! that carries a hash of its content ([`stylesheet_path`]): browsers may keep it for a year,
+//! and a changed stylesheet is a new name, never a stale copy.
+
+use std::sync::LazyLock;
 
 use askama::Template;
+use aws_lc_rs::digest::{SHA256, digest};
 
-/// The stylesheet every page links (`GET /oauth2/assets/style.css`).
-pub const STYLESHEET: &str = include_str!("../assets/style.css");
+/// The path under which the router serves the pages' assets.
+const ASSETS: &str = "/oauth2/assets/";
+
+/// The stylesheet every page links.
+const STYLESHEET: &str = include_str!("../assets/style.css");
+
+/// The stylesheet's file name, computed once: its content changes only with the binary.
+static STYLESHEET_NAME: LazyLock<String> = LazyLock::new(|| hashed_name("style", "css", STYLESHEET));
+
+/// The stylesheet's full path, as the pages link it.
+static STYLESHEET_PATH: LazyLock<String> = LazyLock::new(|| format!("{ASSETS}{}", *STYLESHEET_NAME));
 
 /// What a page shows when its template cannot be rendered (a bug, not an input): nothing of the
 /// request, so that a failure can never leak or inject anything.
@@ -20,9 +34,23 @@ const FALLBACK: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\
      <title>Error · auth-service</title></head><body><main><h1>Something went wrong</h1>\
      <p role=\"alert\">This page could not be shown. Please try again.</p></main></body></html>\n";
 
-/// The path of the stylesheet the pages link.
+/// `stem-<first 16 hex digits of the SHA-256 of content>.ext`: a name that changes whenever the
+/// content does, so that it can be cached as immutable.
+fn hashed_name(stem: &str, ext: &str, content: &str) -> String {
+    let hash = digest(&SHA256, content.as_bytes());
+    let hex: String = hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{stem}-{hex}.{ext}")
+}
+
+/// The path of the stylesheet the pages link (`/oauth2/assets/style-<hash>.css`).
 pub fn stylesheet_path() -> &'static str {
-    "/oauth2/assets/style.css"
+    &STYLESHEET_PATH
+}
+
+/// The stylesheet, if `name` (the last segment of an asset path) is its current file name;
+/// any other name, including an older hash, is not an asset.
+pub fn stylesheet(name: &str) -> Option<&'static str> {
+    (name == STYLESHEET_NAME.as_str()).then_some(STYLESHEET)
 }
 
 /// Renders a page, or the fallback page if the template fails.
@@ -236,6 +264,24 @@ mod tests {
         assert!(at("Keep this access") < at("orders:read"));
         assert_eq!(sentence("the application is not known"), "The application is not known.");
         assert_eq!(sentence("Try again?"), "Try again?");
+    }
+
+    #[test]
+    fn the_stylesheet_name_follows_its_content() {
+        let name = hashed_name("style", "css", "body{color:red}");
+        assert_eq!(name, hashed_name("style", "css", "body{color:red}"), "the same content, the same name");
+        assert_ne!(name, hashed_name("style", "css", "body{color:blue}"), "new content, a new name");
+        let hex = name.strip_prefix("style-").and_then(|n| n.strip_suffix(".css")).expect("style-<hash>.css");
+        assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        // The first 16 hex digits of SHA-256("abc") (FIPS 180-2, appendix B.1).
+        assert_eq!(hashed_name("a", "b", "abc"), "a-ba7816bf8f01cfea.b");
+
+        let path = stylesheet_path();
+        let current = path.strip_prefix(ASSETS).expect("under the assets path");
+        assert_eq!(current, hashed_name("style", "css", STYLESHEET));
+        assert_eq!(stylesheet(current), Some(STYLESHEET));
+        assert_eq!(stylesheet("style.css"), None, "the unhashed name is not served");
+        assert_eq!(stylesheet("style-0000000000000000.css"), None, "nor another hash");
     }
 
     #[test]

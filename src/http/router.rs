@@ -155,7 +155,7 @@ pub static ROUTES: &[RouteDef] = &[
     def(Method::POST, "/oauth2/logout", RouteId::ConfirmEndSession, Browser, limited(DEFAULT)),
     def(Method::GET, "/oauth2/userinfo", RouteId::UserInfo, UserInfo, limited(DEFAULT)),
     def(Method::POST, "/oauth2/userinfo", RouteId::UserInfoPost, UserInfo, limited(DEFAULT)),
-    def(Method::GET, "/oauth2/assets/style.css", RouteId::Stylesheet, Public, EXEMPT),
+    def(Method::GET, "/oauth2/assets/{asset}", RouteId::Stylesheet, Public, EXEMPT),
     def(Method::GET, "/api/v1/consents", RouteId::ListConsents, Bearer, limited(DEFAULT)),
     def(Method::DELETE, "/api/v1/consents/{client_id}", RouteId::RevokeConsent, Bearer, limited(DEFAULT)),
     #[cfg(feature = "test-hooks")]

@@ -153,7 +153,7 @@ async fn handle(app: &App, route: RouteId, req: Request, caller: Caller) -> Resu
         RouteId::Consent => Ok(browser::consent(app, req, caller).await),
         RouteId::EndSession | RouteId::ConfirmEndSession => Ok(browser::logout(app, req, caller).await),
         RouteId::UserInfo | RouteId::UserInfoPost => browser::userinfo(app, caller.principal()?).await,
-        RouteId::Stylesheet => Ok(browser::stylesheet()),
+        RouteId::Stylesheet => browser::stylesheet(&req),
         RouteId::ListConsents => browser::consents(app, caller.principal()?).await,
         RouteId::RevokeConsent => browser::revoke_consent(app, &req, caller.principal()?).await,
         #[cfg(feature = "test-hooks")]

@@ -553,6 +553,34 @@ async fn every_page_forbids_framing_scripts_caching_and_referrers() {
 }
 
 #[tokio::test]
+async fn the_pages_link_a_stylesheet_named_by_its_hash_that_browsers_keep_for_a_year() {
+    let Fixture { app, rp, challenge, browser, .. } = fixture(spawn_app().await, json!({})).await;
+    let (_, html) = page(authorize(&app, &browser, &request(&rp, &challenge, &[])).await).await;
+    let href = html
+        .split("<link rel=\"stylesheet\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a stylesheet link");
+    let name = href.strip_prefix("/oauth2/assets/style-").and_then(|n| n.strip_suffix(".css")).expect(href);
+    assert!(name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()), "{href}");
+
+    let css = browser.get(app.url(href)).send().await.expect("send");
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(css.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(css.text().await.expect("text").contains("box-sizing"));
+
+    // Any other name, the old unhashed one included, is not an asset.
+    for other in ["/oauth2/assets/style.css", "/oauth2/assets/style-0000000000000000.css", "/oauth2/assets/x"] {
+        let resp = browser.get(app.url(other)).send().await.expect("send");
+        assert_eq!(resp.status(), 404, "{other}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{other}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"], "not_found", "{other}");
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_password_shows_its_error_at_the_field_and_counts_as_a_failed_login() {
     let Fixture { app, rp, user, challenge, browser, .. } = fixture(spawn_app().await, json!({})).await;
     let (_, html) = page(authorize(&app, &browser, &request(&rp, &challenge, &[])).await).await;
