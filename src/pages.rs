@@ -1,64 +1,64 @@
-//! The hosted pages of the browser flow — sign-in, consent, sign-out, errors — rendered on the
-//! server as small, plain HTML: no JavaScript, one stylesheet, every form with a CSRF token,
-//! labels tied to their fields and error text tied to the field it is about
+//! The hosted pages of the browser flow — sign-in, consent, sign-out, signed out, errors —
+//! rendered on the server as small, plain HTML: no JavaScript, one stylesheet, every form with a
+//! CSRF token, labels tied to their fields and error text tied to the field it is about
 //! (`aria-describedby`, `aria-invalid`), so that the pages work in any browser and with
-//! assistive technology. Every value interpolated is HTML-escaped.
+//! assistive technology.
+//!
+//! The markup lives in askama templates under `templates/` at the repository root (one per page
+//! and `base.html`, the layout they extend), compiled into the binary. Askama HTML-escapes every
+//! value a template interpolates, and no template marks a value `|safe`, so escaping does not
+//! depend on anyone remembering it. The stylesheet is `assets/style.css`, served under a name
+//! that carries a hash of its content ([`stylesheet_path`]): browsers may keep it for a year,
+//! and a changed stylesheet is a new name, never a stale copy.
 
-use std::fmt::Write as _;
+use std::sync::LazyLock;
 
-/// The stylesheet every page links (`GET /oauth2/assets/style.css`).
-pub const STYLESHEET: &str = r#"*{box-sizing:border-box}
-body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f3f4f6;color:#111827}
-main{max-width:26rem;margin:8vh auto;padding:2rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}
-h1{font-size:1.5rem;margin:0 0 1rem}
-p{margin:.5rem 0 1rem}
-label{display:block;font-weight:600;margin:1rem 0 .25rem}
-input[type=text],input[type=password]{width:100%;padding:.6rem .75rem;border:1px solid #9ca3af;border-radius:.375rem;font-size:1rem}
-input:focus,button:focus{outline:3px solid #2563eb;outline-offset:2px}
-input[aria-invalid=true]{border-color:#b91c1c}
-.error{color:#b91c1c;margin:.5rem 0}
-.actions{display:flex;gap:.75rem;margin-top:1.5rem}
-button{padding:.6rem 1.2rem;border-radius:.375rem;border:1px solid #1d4ed8;background:#1d4ed8;color:#fff;font-size:1rem;cursor:pointer}
-button.secondary{background:#fff;color:#1d4ed8}
-ul.scopes{padding-left:1.25rem}
-.client{font-weight:600}
-small{color:#4b5563}
-"#;
+use askama::Template;
+use aws_lc_rs::digest::{SHA256, digest};
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The path under which the router serves the pages' assets.
+const ASSETS: &str = "/oauth2/assets/";
+
+/// The stylesheet every page links.
+const STYLESHEET: &str = include_str!("../assets/style.css");
+
+/// The stylesheet's file name, computed once: its content changes only with the binary.
+static STYLESHEET_NAME: LazyLock<String> = LazyLock::new(|| hashed_name("style", "css", STYLESHEET));
+
+/// The stylesheet's full path, as the pages link it.
+static STYLESHEET_PATH: LazyLock<String> = LazyLock::new(|| format!("{ASSETS}{}", *STYLESHEET_NAME));
+
+/// What a page shows when its template cannot be rendered (a bug, not an input): nothing of the
+/// request, so that a failure can never leak or inject anything.
+const FALLBACK: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+     <title>Error · auth-service</title></head><body><main><h1>Something went wrong</h1>\
+     <p role=\"alert\">This page could not be shown. Please try again.</p></main></body></html>\n";
+
+/// `stem-<first 16 hex digits of the SHA-256 of content>.ext`: a name that changes whenever the
+/// content does, so that it can be cached as immutable.
+fn hashed_name(stem: &str, ext: &str, content: &str) -> String {
+    let hash = digest(&SHA256, content.as_bytes());
+    let hex: String = hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{stem}-{hex}.{ext}")
 }
 
-fn layout(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
-         <title>{title} · auth-service</title><link rel=\"stylesheet\" href=\"/oauth2/assets/style.css\"></head>\
-         <body><main>{body}</main></body></html>\n",
-        title = escape(title)
-    )
+/// The path of the stylesheet the pages link (`/oauth2/assets/style-<hash>.css`).
+pub fn stylesheet_path() -> &'static str {
+    &STYLESHEET_PATH
 }
 
-/// Hidden fields carrying the authorization request (and the CSRF token) through a form.
-fn hidden(fields: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (name, value) in fields {
-        let _ = write!(out, "<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(name), escape(value));
-    }
-    out
+/// The stylesheet, if `name` (the last segment of an asset path) is its current file name;
+/// any other name, including an older hash, is not an asset.
+pub fn stylesheet(name: &str) -> Option<&'static str> {
+    (name == STYLESHEET_NAME.as_str()).then_some(STYLESHEET)
+}
+
+/// Renders a page, or the fallback page if the template fails.
+fn render(page: &impl Template) -> String {
+    page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a hosted page could not be rendered");
+        FALLBACK.to_string()
+    })
 }
 
 /// What a sign-in page shows: the client asking, and the error of a failed attempt.
@@ -71,31 +71,24 @@ pub struct SignIn<'a> {
     pub fields: &'a [(&'a str, &'a str)],
 }
 
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInHtml<'a> {
+    title: &'a str,
+    client_name: &'a str,
+    login: &'a str,
+    error: Option<&'a str>,
+    fields: &'a [(&'a str, &'a str)],
+}
+
 pub fn sign_in(page: &SignIn<'_>) -> String {
-    let (invalid, described, error) = match page.error {
-        Some(e) => (
-            " aria-invalid=\"true\"",
-            " aria-describedby=\"signin-error\"",
-            format!("<p class=\"error\" id=\"signin-error\" role=\"alert\">{}</p>", escape(e)),
-        ),
-        None => ("", "", String::new()),
-    };
-    let body = format!(
-        "<h1>Sign in</h1><p>to continue to <span class=\"client\">{client}</span></p>\
-         <form method=\"post\" action=\"/oauth2/authorize\">{hidden}\
-         <label for=\"username\">Username or email</label>\
-         <input type=\"text\" id=\"username\" name=\"username\" value=\"{login}\" autocomplete=\"username\" \
-         autocapitalize=\"none\" spellcheck=\"false\" required{autofocus_login}>\
-         <label for=\"password\">Password</label>\
-         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required{invalid}{described}{autofocus_password}>\
-         {error}<div class=\"actions\"><button type=\"submit\">Sign in</button></div></form>",
-        client = escape(page.client_name),
-        hidden = hidden(page.fields),
-        login = escape(page.login),
-        autofocus_login = if page.login.is_empty() { " autofocus" } else { "" },
-        autofocus_password = if page.login.is_empty() { "" } else { " autofocus" },
-    );
-    layout("Sign in", &body)
+    render(&SignInHtml {
+        title: "Sign in",
+        client_name: page.client_name,
+        login: page.login,
+        error: page.error,
+        fields: page.fields,
+    })
 }
 
 /// What a consent page asks.
@@ -104,6 +97,17 @@ pub struct ConsentPage<'a> {
     pub username: &'a str,
     pub scopes: &'a [&'a str],
     pub fields: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentHtml<'a> {
+    title: &'a str,
+    client_name: &'a str,
+    username: &'a str,
+    /// The scopes in a reader's words, in the order the page lists them.
+    scopes: Vec<String>,
+    fields: &'a [(&'a str, &'a str)],
 }
 
 /// A reader's words for a scope.
@@ -125,45 +129,50 @@ fn scope_rank(scope: &str) -> usize {
 }
 
 pub fn consent(page: &ConsentPage<'_>) -> String {
-    let mut items = String::new();
     let mut scopes = page.scopes.to_vec();
     scopes.sort_by_key(|s| (scope_rank(s), *s));
-    for scope in scopes {
-        let _ = write!(items, "<li>{}</li>", escape(&describe_scope(scope)));
-    }
-    let body = format!(
-        "<h1>Allow access?</h1><p><span class=\"client\">{client}</span> asks to:</p>\
-         <ul class=\"scopes\">{items}</ul><p><small>Signed in as {user}. You can take this back at any time.</small></p>\
-         <form method=\"post\" action=\"/oauth2/consent\">{hidden}<div class=\"actions\">\
-         <button type=\"submit\" name=\"decision\" value=\"allow\" autofocus>Allow</button>\
-         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></div></form>",
-        client = escape(page.client_name),
-        user = escape(page.username),
-        hidden = hidden(page.fields),
-    );
-    layout("Allow access", &body)
+    render(&ConsentHtml {
+        title: "Allow access",
+        client_name: page.client_name,
+        username: page.username,
+        scopes: scopes.into_iter().map(describe_scope).collect(),
+        fields: page.fields,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sign_out.html")]
+struct SignOutHtml<'a> {
+    title: &'a str,
+    username: &'a str,
+    fields: &'a [(&'a str, &'a str)],
 }
 
 pub fn sign_out(username: &str, fields: &[(&str, &str)]) -> String {
-    let body = format!(
-        "<h1>Sign out?</h1><p>You are signed in as <span class=\"client\">{user}</span>.</p>\
-         <form method=\"post\" action=\"/oauth2/logout\">{hidden}<div class=\"actions\">\
-         <button type=\"submit\" autofocus>Sign out</button></div></form>",
-        user = escape(username),
-        hidden = hidden(fields),
-    );
-    layout("Sign out", &body)
+    render(&SignOutHtml { title: "Sign out", username, fields })
+}
+
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutHtml<'a> {
+    title: &'a str,
 }
 
 pub fn signed_out() -> String {
-    layout("Signed out", "<h1>You are signed out</h1><p>You can close this window.</p>")
+    render(&SignedOutHtml { title: "Signed out" })
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorHtml<'a> {
+    title: &'a str,
+    message: &'a str,
 }
 
 /// An error that cannot be sent back to the client (unknown client, a redirect URI that is
 /// not registered, a stale form): shown here, never redirected.
 pub fn error(title: &str, message: &str) -> String {
-    let body = format!("<h1>{}</h1><p role=\"alert\">{}</p>", escape(title), escape(&sentence(message)));
-    layout(title, &body)
+    render(&ErrorHtml { title, message: &sentence(message) })
 }
 
 /// A message as a sentence: capitalised, with a full stop.
@@ -183,16 +192,63 @@ mod tests {
 
     #[test]
     fn every_interpolated_value_is_escaped() {
+        // Askama writes the five characters as numeric references: `<` `&#60;`, `>` `&#62;`,
+        // `&` `&#38;`, `"` `&#34;`, `'` `&#39;`.
         let page = sign_in(&SignIn {
             client_name: "<script>alert(1)</script>",
             login: "\"><img src=x>",
             error: Some("<b>no</b>"),
-            fields: &[("state", "\"'<>&")],
+            fields: &[("state", "\"'<>&"), ("\"><i>", "x")],
         });
-        assert!(!page.contains("<script>") && !page.contains("<img") && !page.contains("<b>"));
-        assert!(page.contains("&quot;&#39;&lt;&gt;&amp;"));
+        assert!(!page.contains("<script") && !page.contains("<img") && !page.contains("<b>") && !page.contains("<i>"));
+        assert!(page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "the client name: {page}");
+        assert!(page.contains("value=\"&#34;&#62;&#60;img src=x&#62;\""), "the login, in its attribute: {page}");
+        assert!(page.contains("&#60;b&#62;no&#60;/b&#62;"), "the error: {page}");
+        assert!(page.contains("name=\"state\" value=\"&#34;&#39;&#60;&#62;&#38;\""), "a hidden value: {page}");
+        assert!(page.contains("name=\"&#34;&#62;&#60;i&#62;\""), "a hidden field's name: {page}");
         assert!(page.contains("aria-describedby=\"signin-error\"") && page.contains("aria-invalid=\"true\""));
-        assert!(!page.contains("<script"), "no script at all");
+
+        let page = consent(&ConsentPage {
+            client_name: "A \"quoted\" <app>",
+            username: "<u>ada</u>",
+            scopes: &["openid", "<script>x</script>"],
+            fields: &[("csrf_token", "'\"")],
+        });
+        assert!(!page.contains("<script") && !page.contains("<u>") && !page.contains("<app>"));
+        assert!(page.contains("A &#34;quoted&#34; &#60;app&#62;"), "the client name: {page}");
+        assert!(page.contains("Signed in as &#60;u&#62;ada&#60;/u&#62;."), "the username: {page}");
+        assert!(page.contains("\u{201c}&#60;script&#62;x&#60;/script&#62;\u{201d}"), "a scope name: {page}");
+        assert!(page.contains("value=\"&#39;&#34;\""), "a hidden value: {page}");
+
+        let page = sign_out("<b>ada</b>", &[("state", "<x>")]);
+        assert!(!page.contains("<b>") && !page.contains("<x>"));
+        assert!(page.contains("&#60;b&#62;ada&#60;/b&#62;") && page.contains("value=\"&#60;x&#62;\""), "{page}");
+
+        let page = error("<t>", "the <m> & \"n\"");
+        assert!(!page.contains("<t>") && !page.contains("<m>"));
+        assert!(page.contains("<title>&#60;t&#62; · auth-service</title>") && page.contains("<h1>&#60;t&#62;</h1>"));
+        assert!(page.contains("The &#60;m&#62; &#38; &#34;n&#34;."), "the message: {page}");
+    }
+
+    #[test]
+    fn the_sign_in_page_keeps_its_fields_labels_and_focus() {
+        let fresh = sign_in(&SignIn { client_name: "app", login: "", error: None, fields: &[("state", "s")] });
+        assert!(fresh.contains("<label for=\"username\">Username or email</label>"));
+        assert!(fresh.contains("<label for=\"password\">Password</label>"));
+        assert!(fresh.contains("<input type=\"hidden\" name=\"state\" value=\"s\">"));
+        assert!(fresh.contains("spellcheck=\"false\" required autofocus>"), "a fresh page focuses the username");
+        assert!(fresh.contains("autocomplete=\"current-password\" required>"));
+        assert!(!fresh.contains("aria-invalid") && !fresh.contains("signin-error"));
+        assert!(fresh.contains(&format!("<link rel=\"stylesheet\" href=\"{}\">", stylesheet_path())));
+
+        let again = sign_in(&SignIn { client_name: "app", login: "ada", error: Some("wrong"), fields: &[] });
+        assert!(again.contains("value=\"ada\" autocomplete=\"username\""));
+        assert!(again.contains("spellcheck=\"false\" required>"));
+        assert!(
+            again.contains("required aria-invalid=\"true\" aria-describedby=\"signin-error\" autofocus>"),
+            "after a failure the password has the focus and the error: {again}"
+        );
+        assert!(again.contains("<p class=\"error\" id=\"signin-error\" role=\"alert\">wrong</p>"));
     }
 
     #[test]
@@ -208,5 +264,39 @@ mod tests {
         assert!(at("Keep this access") < at("orders:read"));
         assert_eq!(sentence("the application is not known"), "The application is not known.");
         assert_eq!(sentence("Try again?"), "Try again?");
+    }
+
+    #[test]
+    fn the_stylesheet_name_follows_its_content() {
+        let name = hashed_name("style", "css", "body{color:red}");
+        assert_eq!(name, hashed_name("style", "css", "body{color:red}"), "the same content, the same name");
+        assert_ne!(name, hashed_name("style", "css", "body{color:blue}"), "new content, a new name");
+        let hex = name.strip_prefix("style-").and_then(|n| n.strip_suffix(".css")).expect("style-<hash>.css");
+        assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        // The first 16 hex digits of SHA-256("abc") (FIPS 180-2, appendix B.1).
+        assert_eq!(hashed_name("a", "b", "abc"), "a-ba7816bf8f01cfea.b");
+
+        let path = stylesheet_path();
+        let current = path.strip_prefix(ASSETS).expect("under the assets path");
+        assert_eq!(current, hashed_name("style", "css", STYLESHEET));
+        assert_eq!(stylesheet(current), Some(STYLESHEET));
+        assert_eq!(stylesheet("style.css"), None, "the unhashed name is not served");
+        assert_eq!(stylesheet("style-0000000000000000.css"), None, "nor another hash");
+    }
+
+    #[test]
+    fn a_template_that_fails_renders_the_fallback_page() {
+        struct Broken;
+        impl std::fmt::Display for Broken {
+            fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                Err(std::fmt::Error)
+            }
+        }
+        #[derive(Template)]
+        #[template(source = "<p>{{ value }}</p>", ext = "html")]
+        struct Page {
+            value: Broken,
+        }
+        assert_eq!(render(&Page { value: Broken }), FALLBACK);
     }
 }

@@ -130,7 +130,7 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST "/oauth2/logout", Browser, limited(DEFAULT), pages::logout),
     route!(GET "/oauth2/userinfo", UserInfo, limited(DEFAULT), pages::userinfo),
     route!(POST "/oauth2/userinfo", UserInfo, limited(DEFAULT), pages::userinfo),
-    route!(GET "/oauth2/assets/style.css", Public, EXEMPT, pages::stylesheet),
+    route!(GET "/oauth2/assets/{asset}", Public, EXEMPT, pages::stylesheet),
     route!(GET "/api/v1/consents", Bearer, limited(DEFAULT), pages::consents),
     route!(DELETE "/api/v1/consents/{client_id}", Bearer, limited(DEFAULT), pages::revoke_consent),
     #[cfg(feature = "test-hooks")]

@@ -52,7 +52,7 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/oauth2/consent"),
     ("GET", "/oauth2/logout"),
     ("POST", "/oauth2/logout"),
-    ("GET", "/oauth2/assets/style.css"),
+    ("GET", "/oauth2/assets/{asset}"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

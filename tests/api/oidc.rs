@@ -76,8 +76,24 @@ pub(crate) async fn authorize(
     browser.get(app.url("/oauth2/authorize")).query(params).send().await.expect("send")
 }
 
+/// Undoes the pages' escaping, whether it writes named (`&lt;`) or numeric (`&#60;`) references.
 fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    let mut out = text.to_string();
+    // `&` last, so that an escaped reference (`&amp;lt;`) stays the text `&lt;`.
+    for (reference, c) in [
+        ("&quot;", "\""),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+        ("&lt;", "<"),
+        ("&#60;", "<"),
+        ("&gt;", ">"),
+        ("&#62;", ">"),
+        ("&amp;", "&"),
+        ("&#38;", "&"),
+    ] {
+        out = out.replace(reference, c);
+    }
+    out
 }
 
 /// The hidden fields of a page's form.
@@ -512,6 +528,34 @@ async fn every_page_forbids_framing_scripts_caching_and_referrers() {
     let session = cookies.iter().find(|c| c.starts_with("session=")).expect("a session cookie");
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
     assert!(!html.contains("<script"), "no script on the page");
+}
+
+#[tokio::test]
+async fn the_pages_link_a_stylesheet_named_by_its_hash_that_browsers_keep_for_a_year() {
+    let Fixture { app, rp, challenge, browser, .. } = fixture(spawn_app().await, json!({})).await;
+    let (_, html) = page(authorize(&app, &browser, &request(&rp, &challenge, &[])).await).await;
+    let href = html
+        .split("<link rel=\"stylesheet\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a stylesheet link");
+    let name = href.strip_prefix("/oauth2/assets/style-").and_then(|n| n.strip_suffix(".css")).expect(href);
+    assert!(name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()), "{href}");
+
+    let css = browser.get(app.url(href)).send().await.expect("send");
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(css.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(css.text().await.expect("text").contains("box-sizing"));
+
+    // Any other name, the old unhashed one included, is not an asset.
+    for other in ["/oauth2/assets/style.css", "/oauth2/assets/style-0000000000000000.css", "/oauth2/assets/x"] {
+        let resp = browser.get(app.url(other)).send().await.expect("send");
+        assert_eq!(resp.status(), 404, "{other}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{other}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"], "not_found", "{other}");
+    }
 }
 
 #[tokio::test]

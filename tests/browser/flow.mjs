@@ -213,6 +213,12 @@ try {
   await screenshot(p, "error-page");
 
   check("no page broke its Content-Security-Policy", cspViolations.length === 0, cspViolations.join(" | "));
+  const assets = hostedPages.filter((h) => h.includes("/oauth2/assets/"));
+  check(
+    "the pages' stylesheet loaded under its hashed name",
+    assets.length > 0 && assets.every((h) => /^200 \/oauth2\/assets\/style-[0-9a-f]{16}\.css$/.test(h)),
+    assets.join(", "),
+  );
 } finally {
   await browser.close();
   server.close();

@@ -393,10 +393,13 @@ pub async fn logout(app: &App, mut req: Request, session: Option<BrowserSession>
     )
 }
 
-/// `GET /oauth2/assets/style.css`: the pages' one stylesheet.
-pub async fn stylesheet(_app: &App, _req: Request) -> Result<Response, ApiError> {
-    let mut resp = response::with_body(StatusCode::OK, "text/css; charset=utf-8", pages::STYLESHEET.into());
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+/// `GET /oauth2/assets/{asset}`: the pages' one stylesheet, under the hashed name the pages link
+/// (so it never changes under that name and may be kept for a year); any other name is 404.
+pub async fn stylesheet(_app: &App, req: Request) -> Result<Response, ApiError> {
+    let name = req.params.first().map(String::as_str).unwrap_or_default();
+    let css = pages::stylesheet(name).ok_or_else(|| ApiError::NotFound("no such asset".into()))?;
+    let mut resp = response::with_body(StatusCode::OK, "text/css; charset=utf-8", css.into());
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     Ok(resp)
 }
