@@ -10,7 +10,7 @@
 //! round trip as the caller's revocation markers, and a cached entry is used only while the
 //! epoch it was read under is still current, so such a change takes effect at once on every
 //! instance. The order makes that safe: a writer commits to PostgreSQL and then replaces the
-//! epoch (the UserStore does it for every operation that says it changes standing, before it
+//! epoch (the Database does it for every operation that says it changes standing, before it
 //! answers); a reader reads the epoch and then PostgreSQL, so whatever it reads from before the
 //! commit is filed under an epoch that is already gone.
 //!

@@ -2,7 +2,7 @@
 //! starts and dies, and an [`Endpoint`] that calls through it with a timeout and a bound on
 //! calls in flight.
 //!
-//! Typed handles (`KeyManagerHandle`, `UserStoreHandle`, ...) wrap an `Endpoint` and are the
+//! Typed handles (`KeyManagerHandle`, `DatabaseHandle`, ...) wrap an `Endpoint` and are the
 //! only way the rest of the program talks to an actor. Because the slot outlives any one actor
 //! instance, a handle cloned at startup keeps working across restarts; while an actor is down
 //! the slot is empty and calls fail at once with [`CallError::Unavailable`] instead of hanging.
@@ -85,7 +85,7 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::AcqRel);
-        // The gauge sums every endpoint of one kind (all UserStore workers share a label).
+        // The gauge sums every endpoint of one kind (all Database workers share the label `user_store`).
         self.metrics.in_flight.get_or_create(&crate::metrics::actor_label(self.endpoint_name)).dec();
     }
 }

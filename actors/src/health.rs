@@ -10,10 +10,10 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
 
+use crate::db::DatabaseHandle;
 use crate::handle::{CallError, Endpoint};
 use crate::key_manager::KeyManagerHandle;
 use crate::rate_limiter::RateLimiterHandle;
-use crate::user_store::UserStoreHandle;
 
 /// The life state of one supervised child, as the supervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub enum HealthMsg {
 #[derive(Clone)]
 pub struct HealthArgs {
     pub keys: KeyManagerHandle,
-    pub users: UserStoreHandle,
+    pub db: DatabaseHandle,
     pub limiter: RateLimiterHandle,
     /// Bound on each probe.
     pub probe_timeout: Duration,
@@ -99,7 +99,7 @@ impl Actor for Health {
 async fn probe(args: &HealthArgs) -> Readiness {
     let t = args.probe_timeout;
     let pg = async {
-        match tokio::time::timeout(t, args.users.ping()).await {
+        match tokio::time::timeout(t, args.db.ping()).await {
             Ok(Ok(())) => "ok".to_string(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timeout".to_string(),

@@ -8,14 +8,15 @@
 //!   children with backoff, and escalates past the restart-intensity limit.
 //! - [`key_manager`]: owns the key directory; publishes immutable key snapshots that sign
 //!   and verify tokens and carry the cached JWKS.
-//! - [`user_store`]: a pool of workers over PostgreSQL.
+//! - [`db`]: the Database, a pool of workers over PostgreSQL that runs every query (the SPEC's
+//!   UserStore, labelled `user_store`), and its operations, one module per aggregate.
 //! - [`rate_limiter`]: rate limits, the access-token blacklist and logout-all markers in Redis.
 //! - [`keyspace`]: every Redis key, built from the prefix and typed ids, in the hash-slot layout
 //!   Redis Cluster needs.
 //! - [`health`]: readiness, from the supervisor's view of the children and live probes.
 //! - [`handle`]: the calling side of every actor: slots that survive restarts, timeouts, and a
 //!   bound on calls in flight.
-//! - [`keys`] and [`db`]: the key files and the database plumbing, also used by the
+//! - [`keys`] and [`db::setup`]: the key files and the database plumbing, also used by the
 //!   operator commands that run without the actor tree.
 //! - [`cache`]: the bounded, counted cache both per-instance caches use.
 //! - [`metrics`]: what the actors count.
@@ -35,7 +36,6 @@ pub mod rate_limiter;
 pub mod redis_conn;
 pub mod restart;
 pub mod supervisor;
-pub mod user_store;
 
 pub use handle::CallError;
 pub use supervisor::{RestartPolicy, Services, Settings, StartupError};

@@ -7,7 +7,7 @@
 //! ```text
 //! Supervisor
 //! ├── KeyManager
-//! ├── UserStore worker 0..N   (over one deadpool-postgres pool)
+//! ├── Database worker 0..N    (over one deadpool-postgres pool)
 //! ├── RateLimiter/Blacklist   (over one multiplexed Redis connection)
 //! └── Health
 //! ```
@@ -25,14 +25,13 @@ use crate::restart::{FailureHistory, Verdict};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::sync::watch;
 
-use crate::db::{self, DbError};
+use crate::db::{self, Database, DatabaseArgs, DatabaseHandle, DatabaseMsg, SetupError};
 use crate::handle::{Endpoint, Slot};
 use crate::health::{ChildState, Health, HealthArgs, HealthHandle, HealthMsg};
 use crate::key_manager::{KeyManager, KeyManagerArgs, KeyManagerHandle, KeyManagerMsg};
 use crate::keys::{KeyError, KeySet};
 use crate::metrics::{ActorMetrics, actor_label};
 use crate::rate_limiter::{RateLimiter, RateLimiterArgs, RateLimiterHandle, RateLimiterMsg};
-use crate::user_store::{UserStore, UserStoreArgs, UserStoreHandle, UserStoreMsg};
 
 /// Everything the tree needs, each actor's slice in its own field. Its `Debug` leaves out the
 /// database and Redis URLs, which may carry passwords.
@@ -49,7 +48,7 @@ pub struct Settings {
     pub database_url: String,
     /// Connections in the PostgreSQL pool.
     pub database_pool_size: usize,
-    /// UserStore worker actors.
+    /// Database worker actors (`USER_STORE_WORKERS`).
     pub user_store_workers: usize,
     pub redis: crate::redis_conn::RedisTarget,
     /// Every Redis key, under the configured prefix.
@@ -86,7 +85,7 @@ pub enum StartupError {
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]
-    Database(#[from] DbError),
+    Database(#[from] SetupError),
     #[error("REDIS_URL is not a valid Redis URL: {0}")]
     RedisUrl(String),
     #[error("Redis is unreachable: {0}")]
@@ -99,17 +98,17 @@ pub enum StartupError {
 #[derive(Clone)]
 pub struct Services {
     pub keys: KeyManagerHandle,
-    pub users: UserStoreHandle,
+    pub db: DatabaseHandle,
     pub limiter: RateLimiterHandle,
     pub health: HealthHandle,
     pub metrics: ActorMetrics,
 }
 
-/// The kinds of child, with the worker index for the UserStore pool.
+/// The kinds of child, with the worker index for the Database pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Child {
     KeyManager,
-    UserStore(usize),
+    Database(usize),
     RateLimiter,
     Health,
 }
@@ -121,7 +120,7 @@ impl Child {
     fn kind(self) -> &'static str {
         match self {
             Child::KeyManager => "key_manager",
-            Child::UserStore(_) => "user_store",
+            Child::Database(_) => "user_store",
             Child::RateLimiter => "rate_limiter",
             Child::Health => "health",
         }
@@ -129,7 +128,7 @@ impl Child {
 
     fn name(self) -> String {
         match self {
-            Child::UserStore(i) => format!("user_store-{i}"),
+            Child::Database(i) => format!("user_store-{i}"),
             other => other.kind().to_string(),
         }
     }
@@ -138,7 +137,7 @@ impl Child {
 /// The slots the supervisor fills as children start and empties as they die.
 struct Slots {
     keys: Arc<Slot<KeyManagerMsg>>,
-    users: Vec<Arc<Slot<UserStoreMsg>>>,
+    db: Vec<Arc<Slot<DatabaseMsg>>>,
     limiter: Arc<Slot<RateLimiterMsg>>,
     health: Arc<Slot<HealthMsg>>,
 }
@@ -194,7 +193,7 @@ pub async fn start(
     let publish_redis = Arc::new(publish_redis);
     let slots = Slots {
         keys: Arc::default(),
-        users: (0..settings.user_store_workers.max(1)).map(|_| Arc::default()).collect(),
+        db: (0..settings.user_store_workers.max(1)).map(|_| Arc::default()).collect(),
         limiter: Arc::default(),
         health: Arc::default(),
     };
@@ -215,8 +214,8 @@ pub async fn start(
     );
     let services = Services {
         keys: KeyManagerHandle::new(endpoint("key_manager", slots.keys.clone(), s, m), keys_rx),
-        users: UserStoreHandle::new(
-            slots.users.iter().map(|slot| endpoint("user_store", slot.clone(), s, m)).collect(),
+        db: DatabaseHandle::new(
+            slots.db.iter().map(|slot| endpoint("user_store", slot.clone(), s, m)).collect(),
             limiter.clone(),
         ),
         limiter,
@@ -236,7 +235,7 @@ pub async fn start(
 
 async fn connect_postgres(settings: &Settings) -> Result<deadpool_postgres::Pool, StartupError> {
     let pool = db::build_pool(&settings.database_url, settings.database_pool_size, settings.dependency_timeout)?;
-    let client = pool.get().await.map_err(|e| DbError::Unreachable(db::error_chain(&e)))?;
+    let client = pool.get().await.map_err(|e| SetupError::Unreachable(db::error_chain(&e)))?;
     db::check_schema(&client).await?;
     Ok(pool)
 }
@@ -271,10 +270,10 @@ impl SupervisorState {
                 self.slots.keys.set(Some(actor.clone()));
                 actor.get_id()
             }
-            Child::UserStore(i) => {
-                let args = UserStoreArgs { pool: self.pool.clone(), metrics: self.services.metrics.clone() };
-                let (actor, _) = Actor::spawn_linked(None, UserStore, args, cell).await?;
-                self.slots.users[i].set(Some(actor.clone()));
+            Child::Database(i) => {
+                let args = DatabaseArgs { pool: self.pool.clone(), metrics: self.services.metrics.clone() };
+                let (actor, _) = Actor::spawn_linked(None, Database, args, cell).await?;
+                self.slots.db[i].set(Some(actor.clone()));
                 actor.get_id()
             }
             Child::RateLimiter => {
@@ -292,7 +291,7 @@ impl SupervisorState {
                 self.states.insert(child.name(), ChildState::Running);
                 let args = HealthArgs {
                     keys: self.services.keys.clone(),
-                    users: self.services.users.clone(),
+                    db: self.services.db.clone(),
                     limiter: self.services.limiter.clone(),
                     probe_timeout: self.settings.probe_timeout,
                     children: self.states.clone(),
@@ -310,7 +309,7 @@ impl SupervisorState {
     fn clear_slot(&self, child: Child) {
         match child {
             Child::KeyManager => self.slots.keys.set(None),
-            Child::UserStore(i) => self.slots.users[i].set(None),
+            Child::Database(i) => self.slots.db[i].set(None),
             Child::RateLimiter => self.slots.limiter.set(None),
             Child::Health => self.slots.health.set(None),
         }
@@ -366,9 +365,9 @@ impl Actor for Supervisor {
         KeySet::load_with(&settings.keys_dir, settings.active_kid.as_deref(), settings.keys_permissions)
             .map_err(StartupError::from)?;
         let pool = connect_postgres(&settings).await?;
-        services.users.set_pool(pool.clone());
+        services.db.set_pool(pool.clone());
         let redis = connect_redis(&settings).await?;
-        let workers = slots.users.len();
+        let workers = slots.db.len();
         let mut state = SupervisorState {
             settings,
             services,
@@ -382,7 +381,7 @@ impl Actor for Supervisor {
             states: BTreeMap::new(),
         };
         let mut children = vec![Child::KeyManager, Child::RateLimiter];
-        children.extend((0..workers).map(Child::UserStore));
+        children.extend((0..workers).map(Child::Database));
         for child in &children {
             state.states.insert(child.name(), ChildState::Running);
         }

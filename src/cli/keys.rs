@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use auth_actors::db::Operation as _;
-use auth_actors::db::clients::LongestAccessTokenTtl;
+use auth_actors::db::clients;
 use auth_actors::db::events::{self, SecurityEvent};
 use auth_actors::keys::{self, KeyAlg};
 use clap::Subcommand;
@@ -84,7 +84,7 @@ async fn lifecycle(layers: &Layers) -> anyhow::Result<keys::Lifecycle> {
 
 async fn longest_client_ttl(layers: &Layers) -> anyhow::Result<std::time::Duration> {
     let mut client = super::migrate::connect_pooled(layers).await?;
-    let longest = LongestAccessTokenTtl.run(&mut client).await?;
+    let longest = clients::LongestAccessTokenTtl.run(&mut client).await?;
     Ok(std::time::Duration::from_secs(longest.map_or(0, |s| s.max(0) as u64)))
 }
 

@@ -83,8 +83,8 @@ pub async fn update_profile(
     input: ProfileUpdate,
     peer: &Peer,
 ) -> Result<UserRecord, FlowError> {
-    let store = &app.services.users;
-    let current = store.run(users::Get { id: principal.user_id }).await?.ok_or(FlowError::UserGone)?;
+    let db = &app.services.db;
+    let current = db.run(users::Get { id: principal.user_id }).await?.ok_or(FlowError::UserGone)?;
     let username = input.username.map(Username::into_inner).filter(|u| *u != current.username);
     if username.is_some() {
         super::limits::spend(app, LimitClass::Signup, peer.ip).await?;
@@ -107,7 +107,7 @@ pub async fn update_profile(
     }
     let update =
         users::UpdateProfile { id: principal.user_id, username, password, keep_family: Some(principal.session) };
-    match store.run(update).await? {
+    match db.run(update).await? {
         ProfileOutcome::Updated { user, revoked, .. } => {
             logout::fence_sessions(app, user.id, revoked).await?;
             Ok(user)
@@ -122,11 +122,11 @@ pub async fn update_profile(
 async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) -> Result<i32, FlowError> {
     let account = Account::User(user_id);
     super::login::gate(app, &account, peer).await?;
-    let store = &app.services.users;
-    let (stored, version) = store.run(users::PasswordHash { id: user_id }).await?.ok_or(FlowError::UserGone)?;
+    let db = &app.services.db;
+    let (stored, version) = db.run(users::PasswordHash { id: user_id }).await?.ok_or(FlowError::UserGone)?;
     if app.hasher.verify(old, Some(stored)).await? == Verified::No {
         let event = SecurityEvent::PasswordCheckFailed { user: user_id };
-        store.run(events::Record { event, ip: peer.ip_string() }).await?;
+        db.run(events::Record { event, ip: peer.ip_string() }).await?;
         return Err(FlowError::WrongPassword);
     }
     if app.config.limits.enabled {
@@ -145,11 +145,11 @@ async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) 
 /// fence (the account then stays, signed out).
 pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(), FlowError> {
     let id: Uuid = raw_id.parse().map_err(|_| FlowError::NotFound(Entity::User))?;
-    if app.services.users.run(roles::IsLastAdmin { user_id: id }).await? {
+    if app.services.db.run(roles::IsLastAdmin { user_id: id }).await? {
         return Err(FlowError::LastAdmin);
     }
     logout::fence_access_tokens(app, id).await?;
-    match app.services.users.run(users::Delete { id, actor: Some(admin.user_id) }).await? {
+    match app.services.db.run(users::Delete { id, actor: Some(admin.user_id) }).await? {
         DeleteOutcome::Deleted(sessions) => logout::fence_sessions(app, id, sessions).await,
         DeleteOutcome::NoSuchUser => Err(FlowError::NotFound(Entity::User)),
         DeleteOutcome::LastAdmin => Err(FlowError::LastAdmin),
@@ -158,17 +158,17 @@ pub async fn delete_user(app: &App, admin: &Principal, raw_id: &str) -> Result<(
 
 pub async fn history(app: &App, principal: &Principal, page: Page) -> Result<(Vec<HistoryRow>, i64), FlowError> {
     let query = history::Page { user_id: principal.user_id, limit: page.size, offset: page.offset() };
-    Ok(app.services.users.run(query).await?)
+    Ok(app.services.db.run(query).await?)
 }
 
 pub async fn sessions(app: &App, principal: &Principal) -> Result<Vec<SessionRow>, FlowError> {
-    Ok(app.services.users.run(sessions::List { user_id: principal.user_id }).await?)
+    Ok(app.services.db.run(sessions::List { user_id: principal.user_id }).await?)
 }
 
 pub async fn revoke_session(app: &App, principal: &Principal, raw_id: &str) -> Result<(), FlowError> {
     let id: Uuid = raw_id.parse().map_err(|_| FlowError::NotFound(Entity::Session))?;
     let revoke = sessions::RevokeOne { user_id: principal.user_id, family_id: id };
-    if !app.services.users.run(revoke).await? {
+    if !app.services.db.run(revoke).await? {
         return Err(FlowError::NotFound(Entity::Session));
     }
     logout::fence_sessions(app, principal.user_id, vec![id]).await

@@ -37,7 +37,7 @@
 //! filed under the epoch that was read before PostgreSQL was asked; an entry is used only while
 //! Redis still holds the same epoch, and for at most `AUTHZ_CACHE_TTL`. Every change of roles or
 //! standing made through the API (assign, remove, rename or delete a role, rename or delete a user)
-//! commits in PostgreSQL and *then* replaces the epoch (the UserStore handle runs `BumpAuthzEpoch`
+//! commits in PostgreSQL and *then* replaces the epoch (the Database handle runs `BumpAuthzEpoch`
 //! after every operation whose `changes_standing` says so, before it answers), so whatever any
 //! instance cached before the commit is filed under an epoch that no longer exists: the change
 //! holds on the very next request everywhere. If Redis holds no epoch (first start, or it lost its
@@ -320,7 +320,7 @@ async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&s
             cached
         }
         None => {
-            let standing = match app.services.users.run(auth_actors::db::users::Get { id: user_id }).await? {
+            let standing = match app.services.db.run(auth_actors::db::users::Get { id: user_id }).await? {
                 Some(u) => Standing { active: u.is_active, roles: u.roles, username: u.username, email: u.email },
                 None => Standing { active: false, roles: Vec::new(), username: String::new(), email: String::new() },
             };

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use auth_actors::CallError;
+use auth_actors::db::DbError;
 use auth_actors::key_manager::SignError;
 use auth_actors::rate_limiter::LimiterError;
-use auth_actors::user_store::StoreError;
 
 use crate::domain::FieldError;
 use crate::passwords::HashError;
@@ -147,18 +147,18 @@ impl From<crate::secret::NoRandomness> for FlowError {
     }
 }
 
-impl From<StoreError> for FlowError {
-    fn from(e: StoreError) -> Self {
+impl From<DbError> for FlowError {
+    fn from(e: DbError) -> Self {
         match e {
-            StoreError::Conflict(field) => FlowError::Taken(field),
-            StoreError::Contention => FlowError::Contention,
-            StoreError::Call(c) => c.into(),
-            StoreError::Unavailable(reason) => {
+            DbError::Conflict(field) => FlowError::Taken(field),
+            DbError::Contention => FlowError::Contention,
+            DbError::Call(c) => c.into(),
+            DbError::Unavailable(reason) => {
                 tracing::warn!(reason = %reason, "database unavailable");
                 FlowError::Unavailable(Dependency::Database)
             }
-            StoreError::Unannounced(e) => e.into(),
-            StoreError::Rejected(reason) => {
+            DbError::Unannounced(e) => e.into(),
+            DbError::Rejected(reason) => {
                 tracing::info!(reason = %reason, "the database refused a value of the request");
                 FlowError::InvalidValue
             }

@@ -8,7 +8,7 @@
 //!    `login` (the `Hit` command, key `rl:login:ip:<address>`, GCRA script): 429 when denied.
 //! 2. **Bounds.** An empty login, a login over 254 bytes, or a password over four times
 //!    `PASSWORD_MAX_LENGTH` is answered with the common 401 before any work.
-//! 3. **Look up via the UserStore.** `UserStoreHandle::run(db::users::FindCredentials { .. })`
+//! 3. **Look up via the Database.** `DatabaseHandle::run(db::users::FindCredentials { .. })`
 //!    picks a worker (an idle one first) and sends it the operation; the worker runs its SQL (by
 //!    email when the login contains `@`, else by username; case-insensitive), returning the user,
 //!    its current roles and its password hash, or nothing. The account key is the user id, or
@@ -20,7 +20,7 @@
 //!    past `LOCKOUT_THRESHOLD` sets the lock (duration `LOCKOUT_BASE × 2^(level−1)`, at most
 //!    `LOCKOUT_MAX`) and resets the counter. A refused attempt counts
 //!    `auth_logins_total{outcome="locked"}`; the one that started the lock also counts
-//!    `auth_lockouts_total` and records a `lockout` security event through the UserStore. Both get
+//!    `auth_lockouts_total` and records a `lockout` security event through the Database. Both get
 //!    429 with `Retry-After`. Then the per-account limit (the `Hit` command, key
 //!    `rl:login_account:<account>`, `RATE_LIMIT_LOGIN_ACCOUNT`) may answer 429. Because the
 //!    reservation is made before any hashing, parallel guesses cannot get more than the threshold
@@ -55,10 +55,9 @@
 //!    cookie and `Cache-Control: no-store`; `auth_logins_total{outcome="success"}` and
 //!    `auth_tokens_issued_total` are counted.
 
-use auth_actors::db::history::RecordFailure;
+use auth_actors::db::history;
 use auth_actors::db::sessions::{self, NewSession, NewToken, SessionKind, StartOutcome};
-use auth_actors::db::users::UserRecord;
-use auth_actors::db::users::{FindCredentials, Rehash};
+use auth_actors::db::users::{self, UserRecord};
 use auth_actors::db::{events, events::SecurityEvent};
 use auth_actors::keyspace::{Account, LimitClass, Subject};
 use auth_actors::rate_limiter::{BeginLogin, Hit, LockoutPolicy, LoginGate, LoginSucceeded};
@@ -84,7 +83,7 @@ pub async fn login(app: &App, input: LoginInput, peer: &Peer) -> Result<Issued, 
     let checked = check_password(app, input, peer).await?;
     let (refresh_token, session) = new_session(&checked, SessionKind::Api, app.config.tokens.refresh_ttl, peer)?;
     let family = session.family_id;
-    if app.services.users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
+    if app.services.db.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
         return Err(FlowError::BadCredentials);
     }
     let (access_token, expires_in) = tokens::issue_access(app, &checked.user, family, None).await?;
@@ -106,8 +105,8 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
     if login.is_empty() || login.len() > 254 || password.len() > 4 * app.config.passwords.max_length {
         return Err(FlowError::BadCredentials);
     }
-    let users = &app.services.users;
-    let found = users.run(FindCredentials { login: login.clone() }).await?;
+    let db = &app.services.db;
+    let found = db.run(users::FindCredentials { login: login.clone() }).await?;
     let account = match &found {
         Some(c) => Account::User(c.user.id),
         None => Account::unknown(&login),
@@ -121,18 +120,18 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
         (Some(c), Verified::YesRehashed(new)) if c.user.is_active => {
             // The re-hash replaces only the hash that was verified, so it can never undo a
             // password change; if it finds another hash, the session start decides.
-            users.run(Rehash { id: c.user.id, old: c.password_hash, new }).await?;
+            db.run(users::Rehash { id: c.user.id, old: c.password_hash, new }).await?;
             (c.user, c.password_version)
         }
         (found, _) => {
             app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
             // One statement whether or not the user exists, so a failure takes the same time.
-            let failure = RecordFailure {
+            let failure = history::RecordFailure {
                 user_id: found.map(|c| c.user.id),
                 ip: peer.ip_string(),
                 user_agent: peer.user_agent.clone(),
             };
-            users.run(failure).await?;
+            db.run(failure).await?;
             return Err(FlowError::BadCredentials);
         }
     };
@@ -185,7 +184,7 @@ pub(crate) async fn gate(app: &App, account: &Account, peer: &Peer) -> Result<()
                 Account::Unknown(_) => None,
             };
             let event = SecurityEvent::Lockout { user, retry_after_secs: retry_after.as_secs() };
-            app.services.users.run(events::Record { event, ip: peer.ip_string() }).await?;
+            app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
         }
         return Err(FlowError::Throttled { retry_after });
     }

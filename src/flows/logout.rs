@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use auth_actors::db::sessions::{RevokeAll, RevokeByToken, RevokeOutcome};
+use auth_actors::db::sessions::{self, RevokeOutcome};
 use auth_actors::rate_limiter::{Blacklist, BlacklistClientToken, RevokeSessions, SetNotBefore};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -35,8 +35,8 @@ pub async fn revoke_refresh(app: &App, secret: &Secret) -> Result<(), FlowError>
 
 /// [`revoke_refresh`] on behalf of `client`, which may revoke only the sessions bound to it.
 pub async fn revoke_refresh_of(app: &App, secret: &Secret, client: Option<&str>) -> Result<(), FlowError> {
-    let revoke = RevokeByToken { presented: secret.digest(), client: client.map(|c| Some(c.to_string())) };
-    match app.services.users.run(revoke).await? {
+    let revoke = sessions::RevokeByToken { presented: secret.digest(), client: client.map(|c| Some(c.to_string())) };
+    match app.services.db.run(revoke).await? {
         RevokeOutcome::Revoked { family_id, user_id } => fence_sessions(app, user_id, vec![family_id]).await,
         RevokeOutcome::Unknown => Ok(()),
         RevokeOutcome::NotYours => Err(FlowError::NotYours),
@@ -108,7 +108,7 @@ pub async fn fence_access_tokens(app: &App, user_id: Uuid) -> Result<(), FlowErr
 /// just before the revocation mints afterwards (whatever the instances' clocks say).
 pub async fn logout_all(app: &App, principal: &Principal) -> Result<u64, FlowError> {
     fence_access_tokens(app, principal.user_id).await?;
-    let sessions = app.services.users.run(RevokeAll { user_id: principal.user_id }).await?;
+    let sessions = app.services.db.run(sessions::RevokeAll { user_id: principal.user_id }).await?;
     let count = sessions.len() as u64;
     fence_sessions(app, principal.user_id, sessions).await?;
     Ok(count)

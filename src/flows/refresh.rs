@@ -15,7 +15,7 @@
 //! 3. **Seal a candidate successor under the presented secret.** It makes a new 32-byte secret,
 //!    its id (UUIDv7), digest and expiry (`REFRESH_TOKEN_TTL` from now), and
 //!    `sealed = successor XOR SHA-256(tag ‖ presented secret)`.
-//! 4. **One-statement compare-and-swap.** The UserStore runs the operation `db::sessions::Rotate`. Its
+//! 4. **One-statement compare-and-swap.** The Database runs the operation `db::sessions::Rotate`. Its
 //!    first statement is one CTE, one round trip and one implicit transaction: `UPDATE
 //!    refresh_tokens SET rotated_at = now(), successor_sealed = $sealed WHERE token_hash = $hash AND
 //!    rotated_at IS NULL AND` (token and family not revoked, token not expired); insert the
@@ -44,7 +44,7 @@
 //!    with the successor in the cookie. A 401 from the flow also clears the cookie. The outcome
 //!    is counted in `auth_refreshes_total` (`rotated`, `retried`, `reuse_detected`, `invalid`).
 
-use auth_actors::db::sessions::{NewToken, Rotate, RotateOutcome, RotationRules};
+use auth_actors::db::sessions::{self, NewToken, RotateOutcome, RotationRules};
 use auth_actors::db::users::UserRecord;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -126,7 +126,7 @@ pub async fn rotate(
     };
     let rules =
         RotationRules { grace: t.reuse_grace, grace_retries: t.grace_retries, max_lifetime: t.session_max_lifetime };
-    let rotate = Rotate {
+    let rotate = sessions::Rotate {
         presented: parent.digest(),
         successor,
         sealed: tokens::seal(parent, &candidate),
@@ -135,7 +135,7 @@ pub async fn rotate(
         client_id: client.map(str::to_string),
         scope,
     };
-    Ok(match app.services.users.run(rotate).await? {
+    Ok(match app.services.db.run(rotate).await? {
         RotateOutcome::Rotated { user, family_id, scope } => {
             let refresh_token = Some(candidate.encode());
             Rotation::Rotated(Rotated { user, family: family_id, scope, refresh_token, retried: false })

@@ -1,10 +1,10 @@
 //! Roles and grants (admin), the role check (admin or service), the caller's principal, and
 //! the security-event log. A change of roles reaches every instance's cache at once: the
-//! UserStore replaces the authorization epoch after each such change commits.
+//! Database replaces the authorization epoch after each such change commits.
 
 use auth_actors::db::events::{self, EventRow};
 use auth_actors::db::roles::{self, AssignOutcome, RemoveOutcome, RoleChange, RoleRecord, RoleRef};
-use auth_actors::db::users::UserRecord;
+use auth_actors::db::users::{self, UserRecord};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ pub async fn create(app: &App, admin: &Principal, input: CreateRole) -> Result<R
         description: input.description.map(RoleDescription::into_inner),
         actor: admin.user_id,
     };
-    Ok(app.services.users.run(create).await?)
+    Ok(app.services.db.run(create).await?)
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -55,11 +55,11 @@ pub async fn update(app: &App, admin: &Principal, id: Uuid, input: UpdateRole) -
         description: input.description.map(|d| d.map(RoleDescription::into_inner)),
         actor: admin.user_id,
     };
-    changed(app.services.users.run(update).await?)
+    changed(app.services.db.run(update).await?)
 }
 
 pub async fn delete(app: &App, admin: &Principal, id: Uuid) -> Result<(), FlowError> {
-    changed(app.services.users.run(roles::Delete { id, actor: admin.user_id }).await?)
+    changed(app.services.db.run(roles::Delete { id, actor: admin.user_id }).await?)
 }
 
 fn changed<T>(change: RoleChange<T>) -> Result<T, FlowError> {
@@ -85,7 +85,7 @@ pub async fn assign(app: &App, admin: &Principal, input: Assign) -> Result<RoleR
         (None, Some(name)) => RoleRef::Name(name),
         _ => return Err(FieldError::new("role", "give exactly one of role_id and role_name").into()),
     };
-    match app.services.users.run(roles::Assign { user_id: input.user_id, role, actor: admin.user_id }).await? {
+    match app.services.db.run(roles::Assign { user_id: input.user_id, role, actor: admin.user_id }).await? {
         AssignOutcome::Assigned(role) => Ok(role),
         AssignOutcome::AlreadyAssigned => Err(FlowError::RoleAlreadyHeld),
         AssignOutcome::NoSuchUser => Err(FlowError::NotFound(Entity::User)),
@@ -94,7 +94,7 @@ pub async fn assign(app: &App, admin: &Principal, input: Assign) -> Result<RoleR
 }
 
 pub async fn remove(app: &App, admin: &Principal, user_id: Uuid, role_id: Uuid) -> Result<(), FlowError> {
-    match app.services.users.run(roles::Remove { user_id, role_id, actor: admin.user_id }).await? {
+    match app.services.db.run(roles::Remove { user_id, role_id, actor: admin.user_id }).await? {
         RemoveOutcome::Removed => Ok(()),
         RemoveOutcome::NotHeld => Err(FlowError::RoleNotHeld),
         RemoveOutcome::LastAdmin => Err(FlowError::LastAdmin),
@@ -109,7 +109,7 @@ pub struct Check {
 }
 
 pub async fn check(app: &App, input: Check) -> Result<bool, FlowError> {
-    Ok(app.services.users.run(roles::Check { user_id: input.user_id, role_name: input.role_name }).await?)
+    Ok(app.services.db.run(roles::Check { user_id: input.user_id, role_name: input.role_name }).await?)
 }
 
 /// The caller's principal, or the guest principal. Never 401; a 503 only when a dependency
@@ -120,13 +120,13 @@ pub async fn me(app: &App, caller: Option<Principal>) -> Result<serde_json::Valu
             serde_json::json!({ "id": p.user_id, "username": p.username(), "email": p.email(), "roles": p.roles }),
         );
     }
-    let guest = app.services.users.run(roles::Exists { name: "guest".into() }).await?;
+    let guest = app.services.db.run(roles::Exists { name: "guest".into() }).await?;
     let roles: Vec<&str> = if guest { vec!["guest"] } else { vec![] };
     Ok(serde_json::json!({ "id": null, "username": "guest", "email": null, "roles": roles }))
 }
 
 pub async fn users(app: &App, page: Page) -> Result<(Vec<UserRecord>, i64), FlowError> {
-    Ok(app.services.users.run(roles::UsersPage { limit: page.size, offset: page.offset() }).await?)
+    Ok(app.services.db.run(users::Page { limit: page.size, offset: page.offset() }).await?)
 }
 
 pub async fn events(
@@ -141,9 +141,9 @@ pub async fn events(
     };
     let event_type = event_type.filter(|t| !t.is_empty());
     let query = events::Page { event_type, user_id, limit: page.size, offset: page.offset() };
-    Ok(app.services.users.run(query).await?)
+    Ok(app.services.db.run(query).await?)
 }
 
 pub async fn list(app: &App) -> Result<Vec<RoleRecord>, FlowError> {
-    Ok(app.services.users.run(roles::List).await?)
+    Ok(app.services.db.run(roles::List).await?)
 }

@@ -21,5 +21,5 @@ pub async fn signup(app: &App, input: SignupInput) -> Result<UserRecord, FlowErr
     let password = Password::new(policy, password, username.as_str(), email.as_str())?;
     let password_hash = app.hasher.hash(password.into_inner()).await?;
     let create = users::Create { username: username.into_inner(), email: email.into_inner(), password_hash };
-    Ok(app.services.users.run(create).await?)
+    Ok(app.services.db.run(create).await?)
 }

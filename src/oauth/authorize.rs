@@ -38,8 +38,8 @@
 
 use std::time::Duration;
 
-use auth_actors::db::grants::{self, BrowserSession, Consent, FindBrowserSession, GrantConsent, IssueCode};
-use auth_actors::db::sessions::{self, SessionKind, StartOutcome};
+use auth_actors::db::grants;
+use auth_actors::db::sessions::{self, BrowserSession, SessionKind, StartOutcome};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -140,8 +140,8 @@ pub enum PageError {
     Flow(#[from] FlowError),
 }
 
-impl From<auth_actors::user_store::StoreError> for PageError {
-    fn from(e: auth_actors::user_store::StoreError) -> Self {
+impl From<auth_actors::db::DbError> for PageError {
+    fn from(e: auth_actors::db::DbError) -> Self {
         PageError::Flow(e.into())
     }
 }
@@ -283,7 +283,7 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
 /// The browser session a cookie names, if it is live.
 pub async fn browser_session(app: &App, cookie: Option<&str>) -> Result<Option<BrowserSession>, FlowError> {
     let Some(secret) = cookie.and_then(Secret::parse) else { return Ok(None) };
-    Ok(app.services.users.run(FindBrowserSession { token_hash: secret.digest() }).await?)
+    Ok(app.services.db.run(sessions::FindBrowserSession { token_hash: secret.digest() }).await?)
 }
 
 /// Steps 3 to 5 for a checked request and whoever is signed in (`fresh`: the user signed in
@@ -313,8 +313,8 @@ pub async fn decide(
     };
     let scopes: Vec<String> = request.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
     if !request.client.metadata().first_party {
-        let consent = Consent { user_id: session.user.id, client_id: request.client.id().to_string() };
-        let given = app.services.users.run(consent).await?.unwrap_or_default();
+        let consent = grants::Consent { user_id: session.user.id, client_id: request.client.id().to_string() };
+        let given = app.services.db.run(consent).await?.unwrap_or_default();
         let given: Vec<&str> = given.split(' ').collect();
         if scopes.iter().any(|s| !given.contains(&s.as_str())) {
             if request.prompt == Some(Prompt::None) {
@@ -330,7 +330,7 @@ pub async fn decide(
 async fn issue_code(app: &App, request: &Request, session: &BrowserSession) -> Result<String, FlowError> {
     let secret = Secret::generate()?;
     let code = secret.encode();
-    let issue = IssueCode {
+    let issue = grants::IssueCode {
         code_hash: secret.digest(),
         client_id: request.client.id().to_string(),
         user_id: session.user.id,
@@ -341,7 +341,7 @@ async fn issue_code(app: &App, request: &Request, session: &BrowserSession) -> R
         auth_time: session.auth_time,
         ttl: CODE_TTL,
     };
-    app.services.users.run(issue).await?;
+    app.services.db.run(issue).await?;
     let mut pairs = vec![("code", code.as_str())];
     if let Some(state) = &request.state {
         pairs.push(("state", state));
@@ -381,7 +381,7 @@ pub async fn sign_in(
     let ttl = app.config.oauth.browser_session_ttl;
     let (cookie, session) = login::new_session(&checked, SessionKind::Browser, ttl, peer)?;
     let family = session.family_id;
-    if app.services.users.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
+    if app.services.db.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
         let error = Some(SignInError::BadCredentials);
         return Ok((Step::SignIn { request, login: username, error }, None));
     }
@@ -414,25 +414,25 @@ pub async fn consent(
         );
         return Ok(Step::Redirect(uri));
     }
-    let grant = GrantConsent {
+    let grant = grants::GrantConsent {
         user_id: session.user.id,
         client_id: request.client.id().to_string(),
         scope: request.scope.clone(),
     };
-    app.services.users.run(grant).await?;
+    app.services.db.run(grant).await?;
     decide(app, request, Some(session), true).await
 }
 
 /// The consents a user has given.
 pub async fn consents(app: &App, user_id: Uuid) -> Result<Vec<grants::ConsentRow>, FlowError> {
-    Ok(app.services.users.run(grants::ListConsents { user_id }).await?)
+    Ok(app.services.db.run(grants::ListConsents { user_id }).await?)
 }
 
 /// Takes back a consent; the client's sessions of that user end with it.
 pub async fn revoke_consent(app: &App, user_id: Uuid, client_id: &str) -> Result<(), FlowError> {
     let revoke = grants::RevokeConsent { user_id, client_id: client_id.to_string() };
     let sessions =
-        app.services.users.run(revoke).await?.ok_or(FlowError::NotFound(crate::flows::error::Entity::Client))?;
+        app.services.db.run(revoke).await?.ok_or(FlowError::NotFound(crate::flows::error::Entity::Client))?;
     crate::flows::logout::fence_sessions(app, user_id, sessions).await
 }
 

@@ -241,7 +241,7 @@ pub async fn authenticate_client(
         };
         if let Some(lock) = limiter.run(end).await? {
             let event = SecurityEvent::ClientLockout { client: client_id.clone(), retry_after_secs: lock.as_secs() };
-            app.services.users.run(events::Record { event, ip: peer.ip_string() }).await?;
+            app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
         }
     }
     match verdict {
@@ -249,7 +249,7 @@ pub async fn authenticate_client(
         Err(Refused::Because(reason)) => {
             app.metrics.client_auth_failures.get_or_create(&crate::metrics::MethodLabels { method }).inc();
             let event = SecurityEvent::ClientAuthFailed { client: client_id, method, reason };
-            app.services.users.run(events::Record { event, ip: peer.ip_string() }).await?;
+            app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
             Err(invalid_client("unknown client or wrong credentials", basic))
         }
         Err(Refused::Outage(e)) => Err(e),
@@ -280,7 +280,7 @@ pub async fn client_entry(
     {
         return Ok(Some(entry));
     }
-    let Some(credentials) = app.services.users.run(clients::Credentials { client_id: client_id.to_string() }).await?
+    let Some(credentials) = app.services.db.run(clients::Credentials { client_id: client_id.to_string() }).await?
     else {
         return Ok(None);
     };

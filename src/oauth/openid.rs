@@ -2,8 +2,7 @@
 //! [`super::token::authorization_code`]), userinfo (Core §5.3), RP-initiated sign-out, and the
 //! discovery document (RFC 8414, OpenID Connect Discovery) that standard clients read.
 
-use auth_actors::db::grants::BrowserSession;
-use auth_actors::db::sessions;
+use auth_actors::db::sessions::{self, BrowserSession};
 use auth_actors::db::users::UserRecord;
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine as _;
@@ -98,7 +97,7 @@ pub async fn userinfo(app: &App, claims: &AccessClaims) -> Result<serde_json::Va
     let user_id: Uuid = claims.sub.parse().map_err(|_| FlowError::Token(Rejection::Invalid))?;
     let user = app
         .services
-        .users
+        .db
         .run(auth_actors::db::users::Get { id: user_id })
         .await?
         .filter(|u| u.is_active)
@@ -178,7 +177,7 @@ fn hinted_client(app: &App, hint: &str) -> Result<String, PageError> {
 /// Ends a browser session (its cookie) and fences off what it issued directly.
 pub async fn sign_out(app: &App, session: &BrowserSession) -> Result<(), FlowError> {
     let revoke = sessions::RevokeOne { user_id: session.user.id, family_id: session.family_id };
-    app.services.users.run(revoke).await?;
+    app.services.db.run(revoke).await?;
     crate::flows::logout::fence_sessions(app, session.user.id, vec![session.family_id]).await
 }
 
@@ -192,7 +191,7 @@ pub async fn discovery(app: &App) -> Result<serde_json::Value, FlowError> {
     let mut algs: Vec<&str> = keys.kids().map(|(_, alg, _)| alg.as_str()).collect();
     algs.sort_unstable_by_key(|alg| std::cmp::Reverse(*alg));
     algs.dedup();
-    let mut scopes = app.services.users.run(auth_actors::db::clients::Scopes).await?;
+    let mut scopes = app.services.db.run(auth_actors::db::clients::Scopes).await?;
     scopes.extend(super::protocol::OIDC_SCOPES.iter().map(|s| s.to_string()));
     scopes.sort_unstable();
     scopes.dedup();

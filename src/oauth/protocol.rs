@@ -87,8 +87,8 @@ impl OAuthError {
     }
 }
 
-impl From<auth_actors::user_store::StoreError> for OAuthError {
-    fn from(e: auth_actors::user_store::StoreError) -> Self {
+impl From<auth_actors::db::DbError> for OAuthError {
+    fn from(e: auth_actors::db::DbError) -> Self {
         OAuthError::Flow(e.into())
     }
 }

@@ -195,16 +195,16 @@ pub async fn register(app: &App, actor: Option<Uuid>, input: MetadataInput) -> R
         false => (None, None),
     };
     let create = clients::Create { client_id: new_client_id()?, metadata, secret_digest: digest, actor };
-    Ok(Registered { client: app.services.users.run(create).await?, secret })
+    Ok(Registered { client: app.services.db.run(create).await?, secret })
 }
 
 pub async fn list(app: &App) -> Result<Vec<ClientRecord>, FlowError> {
-    Ok(app.services.users.run(clients::List).await?)
+    Ok(app.services.db.run(clients::List).await?)
 }
 
 pub async fn show(app: &App, client_id: &str) -> Result<ClientRecord, FlowError> {
     let get = clients::Get { client_id: client_id.to_string() };
-    app.services.users.run(get).await?.ok_or(FlowError::NotFound(Entity::Client))
+    app.services.db.run(get).await?.ok_or(FlowError::NotFound(Entity::Client))
 }
 
 /// Replaces a client's metadata. A client that starts using a secret gets one (returned once).
@@ -219,7 +219,7 @@ pub async fn update(
     let before = show(app, client_id).await?;
     let needs_secret = metadata.auth_method.uses_secret() && !before.metadata.auth_method.uses_secret();
     let update = clients::Update { client_id: client_id.to_string(), metadata, actor };
-    let client = app.services.users.run(update).await?.ok_or(FlowError::NotFound(Entity::Client))?;
+    let client = app.services.db.run(update).await?.ok_or(FlowError::NotFound(Entity::Client))?;
     let secret = match needs_secret {
         true => Some(rotate_secret(app, actor, client_id, Some(Duration::ZERO)).await?.0),
         false => None,
@@ -248,14 +248,14 @@ pub async fn rotate_secret(
     }
     let (secret, digest) = new_secret()?;
     let rotate = clients::RotateSecret { client_id: client_id.to_string(), digest, overlap, actor };
-    let until = app.services.users.run(rotate).await?.ok_or(FlowError::NotFound(Entity::Client))?;
+    let until = app.services.db.run(rotate).await?.ok_or(FlowError::NotFound(Entity::Client))?;
     Ok((secret, until))
 }
 
 /// Deletes a client; the sessions issued to it end, and their access tokens are fenced off.
 pub async fn delete(app: &App, actor: Option<Uuid>, client_id: &str) -> Result<(), FlowError> {
     let delete = clients::Delete { client_id: client_id.to_string(), actor };
-    let sessions = app.services.users.run(delete).await?.ok_or(FlowError::NotFound(Entity::Client))?;
+    let sessions = app.services.db.run(delete).await?.ok_or(FlowError::NotFound(Entity::Client))?;
     for (user, session) in sessions {
         crate::flows::logout::fence_sessions(app, user, vec![session]).await?;
     }

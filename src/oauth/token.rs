@@ -33,8 +33,8 @@
 
 use std::time::Duration;
 
-use auth_actors::db::grants::{Exchange, ExchangeCode, Refusal};
-use auth_actors::db::sessions::{NewToken, RevokeOne};
+use auth_actors::db::grants::{self, Exchange, Refusal};
+use auth_actors::db::sessions::{self, NewToken};
 use auth_actors::db::users::UserRecord;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -149,7 +149,7 @@ pub async fn authorization_code(
     let t = &app.config.tokens;
     let refresh = Secret::generate().map_err(FlowError::from)?;
     let family = Uuid::now_v7();
-    let exchange = ExchangeCode {
+    let exchange = grants::ExchangeCode {
         code_hash: code.digest(),
         client_id: client.id().to_string(),
         redirect_uri: redirect_uri.to_string(),
@@ -165,7 +165,7 @@ pub async fn authorization_code(
         ip_address: peer.ip_string(),
         user_agent: peer.user_agent.clone(),
     };
-    let (user, scope, nonce, auth_time, offline) = match app.services.users.run(exchange).await? {
+    let (user, scope, nonce, auth_time, offline) = match app.services.db.run(exchange).await? {
         Exchange::Started { user, scope, nonce, auth_time, offline } => (user, scope, nonce, auth_time, offline),
         Exchange::Refused(Refusal::RedirectUri) => {
             return Err(invalid("redirect_uri differs from the authorization request's"));
@@ -176,7 +176,7 @@ pub async fn authorization_code(
         Exchange::Refused(Refusal::UserGone) => return Err(invalid("the user can no longer sign in")),
         Exchange::Replayed { user_id, family_id } => {
             if let Some(family_id) = family_id {
-                app.services.users.run(RevokeOne { user_id, family_id }).await?;
+                app.services.db.run(sessions::RevokeOne { user_id, family_id }).await?;
                 crate::flows::logout::fence_sessions(app, user_id, vec![family_id]).await?;
             }
             return Err(invalid("the code was already used; the tokens it issued are revoked"));

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use auth_actors::db::clients::AuthMethod;
-use auth_actors::db::grants::BrowserSession;
+use auth_actors::db::sessions::BrowserSession;
 use serde::Deserialize;
 
 use crate::app::App;

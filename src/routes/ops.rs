@@ -3,7 +3,7 @@
 //! Readiness: [`readyz`] calls `HealthHandle::readiness`. The Health actor clones its
 //! arguments, **spawns a task** that owns the reply port, and returns to its mailbox at once, so a
 //! slow dependency delays only this answer. The task runs three probes concurrently, each under
-//! `PROBE_TIMEOUT`, through the same handles requests use: `postgres` (`UserStoreHandle::ping`, a
+//! `PROBE_TIMEOUT`, through the same handles requests use: `postgres` (`DatabaseHandle::ping`, a
 //! worker runs `SELECT 1` on a pooled connection), `redis` (`RateLimiterHandle::ping`, `PING`) and
 //! `keys` (`KeyManagerHandle::status`: the active kid of the current snapshot, and what the last
 //! reload could not load, reported as `degraded: …` without making the instance unready); it adds `actors`,
@@ -61,7 +61,7 @@ pub fn metrics(app: &App) -> Response {
         let age = (time::OffsetDateTime::now_utc() - since).whole_seconds();
         app.metrics.active_key_age.set(age);
     }
-    if let Some(pool) = app.services.users.pool_status() {
+    if let Some(pool) = app.services.db.pool_status() {
         let m = &app.metrics;
         m.db_pool_max.set(pool.max_size as i64);
         m.db_pool_size.set(pool.size as i64);
@@ -87,7 +87,7 @@ pub async fn test_fail(app: &App, req: Request) -> Result<Response, ApiError> {
     let s = &app.services;
     let sent = match actor {
         "key_manager" => s.keys.fail("injected failure"),
-        "user_store" => s.users.fail(index, "injected failure"),
+        "user_store" => s.db.fail(index, "injected failure"),
         "rate_limiter" => s.limiter.fail("injected failure"),
         "health" => s.health.fail("injected failure"),
         other => return Err(ApiError::NotFound(format!("no actor {other:?}"))),

@@ -256,8 +256,8 @@ async fn a_value_postgresql_refuses_is_bad_input_not_an_unavailable_database() {
     // Below the parsers, as a backstop: a NUL that reaches PostgreSQL.
     let app = spawn_app().await;
     let get = auth_actors::db::clients::Get { client_id: "a\0b".into() };
-    let result = app.app.services.users.run(get).await;
-    assert!(matches!(result, Err(auth_actors::user_store::StoreError::Rejected(_))), "{result:?}");
+    let result = app.app.services.db.run(get).await;
+    assert!(matches!(result, Err(auth_actors::db::DbError::Rejected(_))), "{result:?}");
     let answer =
         auth_service::http::ApiError::from(auth_service::flows::error::FlowError::from(result.expect_err("refused")));
     assert_eq!(answer.status(), 422, "{answer}");

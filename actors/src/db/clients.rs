@@ -1,5 +1,5 @@
 //! OAuth 2.1 clients and their secrets. Every change records a security event in the same
-//! transaction, and changes what a cached client may do, so each one tells the UserStore to
+//! transaction, and changes what a cached client may do, so each one tells the Database to
 //! replace the authorization epoch (see `Operation::changes_standing`).
 
 use std::time::Duration;

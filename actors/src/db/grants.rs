@@ -1,4 +1,4 @@
-//! The browser flow's state: authorization codes, remembered consent, and browser sessions.
+//! The browser flow's grants: authorization codes and remembered consent.
 //!
 //! A code is exchanged by one statement (`UPDATE ... WHERE used_at IS NULL` that only the client
 //! it was issued to can win, and the session it opens); a second exchange finds it used and
@@ -173,36 +173,6 @@ impl Operation for ExchangeCode {
             Some(r) => Exchange::Replayed { user_id: r.get(0), family_id: r.get(1) },
             None => Exchange::Invalid,
         })
-    }
-}
-
-/// A live browser session, by the digest of its cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrowserSession {
-    pub family_id: Uuid,
-    pub user: UserRecord,
-    /// When the user signed in (OIDC `auth_time`, `max_age`).
-    pub auth_time: OffsetDateTime,
-}
-
-/// The browser session whose cookie hashes to `token_hash`, if it is live and its user active.
-#[derive(Debug, Clone)]
-pub struct FindBrowserSession {
-    pub token_hash: Vec<u8>,
-}
-
-impl Operation for FindBrowserSession {
-    type Output = Option<BrowserSession>;
-
-    async fn run(&self, client: &mut Client) -> Result<Option<BrowserSession>, Error> {
-        let sql = "SELECT f.id, f.user_id, COALESCE(f.auth_time, f.created_at) FROM refresh_tokens t
-                   JOIN refresh_families f ON f.id = t.family_id
-                   WHERE t.token_hash = $1 AND f.kind = 'browser' AND f.revoked_at IS NULL AND t.revoked_at IS NULL
-                     AND f.expires_at > now() AND t.expires_at > now()";
-        let Some(row) = super::opt(&*client, sql, &[&self.token_hash]).await? else { return Ok(None) };
-        let (family_id, user_id, auth_time): (Uuid, Uuid, OffsetDateTime) = (row.get(0), row.get(1), row.get(2));
-        let user = super::users::get_in(&*client, user_id).await?.filter(|u| u.is_active);
-        Ok(user.map(|user| BrowserSession { family_id, user, auth_time }))
     }
 }
 

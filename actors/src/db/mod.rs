@@ -1,10 +1,23 @@
-//! PostgreSQL plumbing shared by the UserStore actor and the operator commands: the
-//! connection pool, the embedded migrations, the schema check done at startup, and the
-//! bootstrap writes (`seed-roles`, `create-superuser`).
+//! The Database: a pool of worker actors over one deadpool-postgres pool, through which every
+//! query of the service runs, and the operations they run, one module per aggregate. It is the
+//! SPEC's "UserStore"; operators see it as `user_store` (the actor label of the metrics and
+//! logs, the workers `user_store-N`, `USER_STORE_WORKERS`, the test hook
+//! `/api/v1/_test/fail/user_store`), and those names stay.
 //!
-//! Migrations are the SQL files of `migrations/`, embedded at compile time and applied by
-//! refinery, which records each one in `refinery_schema_history`. They run only when an
-//! operator runs `migrate`; `serve` refuses to start on a schema that is behind.
+//! An operation is one [`Operation`] (a struct and its SQL) in the module of the aggregate it
+//! reads or writes: [`users`], [`sessions`] (refresh tokens, their families, browser sessions),
+//! [`clients`] (OAuth clients), [`grants`] (authorization codes and consent), [`roles`],
+//! [`events`] (security events) and [`history`] (login history). There is no message per
+//! operation: the handle wraps the operation with its reply port into a [`Job`], sends it to a
+//! worker and awaits the reply with the call timeout; the worker takes a pooled connection and
+//! runs it, trying again when PostgreSQL aborted it for contention. So a new operation needs no
+//! change here. [`setup`] is PostgreSQL outside the request path: the pool, migrations, the
+//! schema check and the operator commands' writes.
+//!
+//! The handle spreads calls round-robin over the workers that are up, preferring idle ones and
+//! skipping any that is restarting, so one failed worker costs capacity, not availability. When
+//! an operation says it changed some user's roles or standing, the handle replaces the
+//! authorization epoch after the commit, before it returns: callers cannot forget to.
 
 pub mod clients;
 pub mod events;
@@ -12,30 +25,35 @@ pub mod grants;
 pub mod history;
 pub mod roles;
 pub mod sessions;
+pub mod setup;
 pub mod users;
 
 use std::future::Future;
-use std::str::FromStr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Pool};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Error as PgError, NoTls, Row};
-use uuid::Uuid;
+use tokio_postgres::{Error as PgError, Row};
 
-use self::events::SecurityEvent;
+use crate::handle::{CallError, Endpoint};
+use crate::metrics::ActorMetrics;
+use crate::rate_limiter::{LimiterError, RateLimiterHandle};
 
 /// A pooled PostgreSQL connection, as every [`Operation`] takes one.
 pub use deadpool_postgres::Client as PooledClient;
+pub use setup::{
+    DEFAULT_ROLES, MigrateReport, SetupError, SuperuserError, SuperuserOutcome, SuperuserRequest, build_pool,
+    check_schema, connect, connect_pooled, create_superuser, current_version, expected_version, migrate, parse_url,
+    seed_roles,
+};
 
-mod embedded {
-    refinery::embed_migrations!("../migrations");
-}
-
-/// One UserStore operation: a struct whose fields are its arguments and whose [`run`] is its
-/// SQL. This is the whole definition of an operation: the UserStore's workers run any of them
+/// One Database operation: a struct whose fields are its arguments and whose [`run`] is its
+/// SQL. This is the whole definition of an operation: the Database's workers run any of them
 /// (with the pool, the contention retries, the timeouts and the metrics every operation shares),
-/// and callers send one with `UserStoreHandle::run`.
+/// and callers send one with [`DatabaseHandle::run`].
 ///
 /// `run` may be called more than once: when PostgreSQL aborts a try because it conflicted with
 /// a concurrent transaction, the try wrote nothing and the operation runs again. So each run is
@@ -45,7 +63,7 @@ mod embedded {
 pub trait Operation: Send + Sync + 'static {
     type Output: Send + 'static;
 
-    /// Whether a successful run changed some user's roles or standing: the UserStore then
+    /// Whether a successful run changed some user's roles or standing: the Database then
     /// replaces the authorization epoch after the commit, so that no instance goes on trusting
     /// what it cached (see the service's `authz` module).
     fn changes_standing(_output: &Self::Output) -> bool {
@@ -56,6 +74,251 @@ pub trait Operation: Send + Sync + 'static {
         &self,
         client: &mut deadpool_postgres::Client,
     ) -> impl Future<Output = Result<Self::Output, tokio_postgres::Error>> + Send;
+}
+
+/// Failures of a Database request.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// PostgreSQL is unreachable, the pool had no connection in time, or a query failed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique index refused the write; names the field (`username`, `email`, `name`, ...).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// PostgreSQL kept aborting the transaction because it conflicted with concurrent ones
+    /// (deadlock, serialization failure), after [`CONTENTION_ATTEMPTS`] tries. Nothing was
+    /// written; the database itself is fine.
+    #[error("the request kept conflicting with concurrent changes")]
+    Contention,
+    /// PostgreSQL refused a value the operation carried (SQLSTATE class 22, data exception: a
+    /// NUL or an invalid byte sequence in text, a number, date or interval out of range). The
+    /// database is fine; the input is not, so this is never reported as an outage.
+    #[error("the database refused a value: {0}")]
+    Rejected(String),
+    /// The change was committed, but the authorization epoch could not be replaced, so other
+    /// instances may trust their cached standing for up to `AUTHZ_CACHE_TTL`.
+    #[error("the change was saved but could not be announced: {0}")]
+    Unannounced(LimiterError),
+}
+
+/// How many times a Database operation is run when PostgreSQL aborts it for conflicting with
+/// a concurrent transaction. Every operation is one transaction (or one statement), so an
+/// aborted try wrote nothing and the next starts afresh.
+pub const CONTENTION_ATTEMPTS: u32 = 4;
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if is_contention(&e) {
+            return DbError::Contention;
+        }
+        if is_data_exception(&e) {
+            return DbError::Rejected(error_chain(&e));
+        }
+        match conflict_field(&e) {
+            Some(field) => DbError::Conflict(field),
+            None => DbError::Unavailable(error_chain(&e)),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Unavailable(error_chain(&e))
+    }
+}
+
+type Reply<T> = RpcReplyPort<Result<T, DbError>>;
+
+/// An operation with its reply port, its output type erased, so that one message kind carries
+/// every operation.
+pub trait Job: Send {
+    /// Runs the operation on `state`'s pool and sends the reply.
+    fn execute(self: Box<Self>, state: &DatabaseState) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+struct Pending<O: Operation> {
+    op: O,
+    reply: Reply<O::Output>,
+}
+
+impl<O: Operation> Job for Pending<O> {
+    fn execute(self: Box<Self>, state: &DatabaseState) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let Pending { op, reply } = *self;
+        Box::pin(async move {
+            let _ = reply.send(state.run(&op).await);
+        })
+    }
+}
+
+/// Messages a Database worker handles.
+pub enum DatabaseMsg {
+    /// Run one operation and reply with its result.
+    Run(Box<dyn Job>),
+    /// Fail on purpose, to exercise supervision. Test builds only.
+    #[cfg(feature = "failure-hook")]
+    Fail(String),
+}
+
+/// Startup arguments of a worker, reused on every restart.
+#[derive(Clone)]
+pub struct DatabaseArgs {
+    pub pool: Pool,
+    pub metrics: ActorMetrics,
+}
+
+pub struct DatabaseState {
+    pool: Pool,
+    metrics: ActorMetrics,
+}
+
+impl DatabaseState {
+    /// Runs `op` on a pooled connection, counting database errors. A try that PostgreSQL
+    /// aborted for conflicting with a concurrent transaction is run again (it wrote nothing), up
+    /// to [`CONTENTION_ATTEMPTS`] tries.
+    async fn run<O: Operation>(&self, op: &O) -> Result<O::Output, DbError> {
+        let mut attempt = 1;
+        let result = loop {
+            let result = async {
+                let mut client = self.pool.get().await?;
+                Ok::<_, DbError>(op.run(&mut client).await?)
+            }
+            .await;
+            match result {
+                Err(DbError::Contention) if attempt < CONTENTION_ATTEMPTS => {
+                    self.metrics.postgres_contention.inc();
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match &result {
+            Err(DbError::Unavailable(reason)) => {
+                self.metrics.postgres_errors.inc();
+                tracing::debug!(operation = std::any::type_name::<O>(), reason = %reason, "database operation failed");
+            }
+            Err(DbError::Contention) => {
+                self.metrics.postgres_contention.inc();
+            }
+            _ => {}
+        }
+        result
+    }
+}
+
+pub struct Database;
+
+impl Actor for Database {
+    type Msg = DatabaseMsg;
+    type State = DatabaseState;
+    type Arguments = DatabaseArgs;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: DatabaseArgs) -> Result<Self::State, ActorProcessingErr> {
+        Ok(DatabaseState { pool: args.pool, metrics: args.metrics })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DatabaseMsg::Run(job) => job.execute(state).await,
+            #[cfg(feature = "failure-hook")]
+            DatabaseMsg::Fail(reason) => return Err(reason.into()),
+        }
+        Ok(())
+    }
+}
+
+/// The typed handle to the worker pool.
+#[derive(Clone)]
+pub struct DatabaseHandle {
+    workers: Arc<[Endpoint<DatabaseMsg>]>,
+    next: Arc<AtomicUsize>,
+    /// The pool, once the supervisor has built it: read for the saturation metrics only.
+    pool: Arc<std::sync::OnceLock<Pool>>,
+    /// Where a change of standing is announced (the authorization epoch).
+    limiter: RateLimiterHandle,
+}
+
+/// Connection-pool occupancy, for the saturation metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+impl DatabaseHandle {
+    pub(crate) fn new(workers: Vec<Endpoint<DatabaseMsg>>, limiter: RateLimiterHandle) -> Self {
+        DatabaseHandle { workers: workers.into(), next: Arc::new(AtomicUsize::new(0)), pool: Arc::default(), limiter }
+    }
+
+    pub(crate) fn set_pool(&self, pool: Pool) {
+        let _ = self.pool.set(pool);
+    }
+
+    /// Occupancy of the PostgreSQL pool, when it exists.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        let s = self.pool.get()?.status();
+        Some(PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting })
+    }
+
+    /// Picks the next worker that is up, preferring an idle one, from a rotating offset.
+    fn pick(&self) -> Result<&Endpoint<DatabaseMsg>, CallError> {
+        let n = self.workers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut first_up = None;
+        for i in 0..n {
+            let w = &self.workers[(start + i) % n];
+            if w.is_up() {
+                if w.in_flight() == 0 {
+                    return Ok(w);
+                }
+                first_up.get_or_insert(w);
+            }
+        }
+        first_up.ok_or(CallError::Unavailable("user_store"))
+    }
+
+    /// Runs one operation on a worker, within the call timeout. If it changed some user's
+    /// roles or standing, the authorization epoch is replaced before this returns.
+    pub async fn run<O: Operation>(&self, op: O) -> Result<O::Output, DbError> {
+        let output = self.pick()?.call(|reply| DatabaseMsg::Run(Box::new(Pending { op, reply }))).await??;
+        if O::changes_standing(&output) {
+            self.limiter.bump_authz_epoch().await.map_err(DbError::Unannounced)?;
+        }
+        Ok(output)
+    }
+
+    /// Checks a pooled connection (readiness).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(Ping).await
+    }
+
+    /// Makes worker `index` fail. Test builds only.
+    #[cfg(feature = "failure-hook")]
+    pub fn fail(&self, index: usize, reason: &str) -> Result<(), CallError> {
+        let w = self.workers.get(index % self.workers.len().max(1)).ok_or(CallError::Unavailable("user_store"))?;
+        w.cast(DatabaseMsg::Fail(reason.to_string()))
+    }
+}
+
+/// `SELECT 1` on a pooled connection (the readiness probe).
+#[derive(Debug, Clone, Copy)]
+pub struct Ping;
+
+impl Operation for Ping {
+    type Output = ();
+
+    async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -111,288 +374,6 @@ impl Paged<'_> {
         Ok((items, total))
     }
 }
-
-/// `SELECT 1` on a pooled connection (the readiness probe).
-#[derive(Debug, Clone, Copy)]
-pub struct Ping;
-
-impl Operation for Ping {
-    type Output = ();
-
-    async fn run(&self, client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
-        client.query_one("SELECT 1", &[]).await?;
-        Ok(())
-    }
-}
-
-/// The roles every installation starts with.
-pub const DEFAULT_ROLES: &[(&str, &str)] = &[
-    ("admin", "Full administrative access"),
-    ("user", "A regular signed-up user"),
-    ("service", "A backend service that checks roles and introspects tokens"),
-    ("guest", "The principal of unauthenticated requests"),
-    ("moderator", "Moderates user content"),
-    ("subscriber", "A paying subscriber"),
-];
-
-/// PostgreSQL failures outside of request handling (startup and operator commands).
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
-    BadUrl(tokio_postgres::Error),
-    #[error("PostgreSQL is unreachable: {0}")]
-    Unreachable(String),
-    #[error(
-        "database schema is not migrated (at version {}, this build needs {expected}); run `auth-service migrate`",
-        current.map_or_else(|| "none".to_string(), |v| v.to_string())
-    )]
-    NotMigrated { current: Option<i32>, expected: i32 },
-    #[error("migration failed: {0}")]
-    Migration(#[from] refinery::Error),
-    #[error("PostgreSQL error: {0}")]
-    Query(#[from] tokio_postgres::Error),
-    #[error("PostgreSQL pool error: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-}
-
-/// Parses a database URL without connecting.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, DbError> {
-    tokio_postgres::Config::from_str(url).map_err(DbError::BadUrl)
-}
-
-/// Builds the pool. Connections are opened lazily; `connect_timeout` bounds each attempt and
-/// `wait_timeout` bounds how long a request waits for a free connection.
-pub fn build_pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, DbError> {
-    let mut config = parse_url(url)?;
-    config.connect_timeout(timeout);
-    config.application_name("auth-service");
-    // A primary that vanishes without closing its connections (power loss, a partition) must
-    // not leave pooled connections waiting for the kernel's own timeouts (minutes to hours):
-    // unacknowledged writes give up after a few seconds and idle connections are probed, so
-    // the pool drops them and new ones find the promoted standby. The URL may set its own.
-    if config.get_tcp_user_timeout().is_none() {
-        config.tcp_user_timeout(timeout * 5);
-    }
-    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-        config
-            .keepalives_idle(Duration::from_secs(10))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3);
-    }
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
-        .build()
-        .map_err(|e| DbError::Unreachable(e.to_string()))
-}
-
-/// Opens one connection outside any pool (operator commands).
-pub async fn connect(url: &str, timeout: Duration) -> Result<tokio_postgres::Client, DbError> {
-    let mut config = parse_url(url)?;
-    config.connect_timeout(timeout);
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| DbError::Unreachable(error_chain(&e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection closed");
-        }
-    });
-    Ok(client)
-}
-
-/// One connection from a pool of one (operator commands that write through the same code as
-/// the UserStore).
-pub async fn connect_pooled(url: &str, timeout: Duration) -> Result<deadpool_postgres::Client, DbError> {
-    let pool = build_pool(url, 1, timeout)?;
-    pool.get().await.map_err(|e| DbError::Unreachable(error_chain(&e)))
-}
-
-/// The newest migration version this build embeds.
-pub fn expected_version() -> i32 {
-    embedded::migrations::runner().get_migrations().iter().map(|m| m.version()).max().unwrap_or(0)
-}
-
-/// The newest migration applied to the database, if any.
-pub async fn current_version(client: &tokio_postgres::Client) -> Result<Option<i32>, DbError> {
-    let row = client.query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[]).await?;
-    if !row.get::<_, bool>(0) {
-        return Ok(None);
-    }
-    let row = client.query_one("SELECT max(version) FROM refinery_schema_history", &[]).await?;
-    Ok(row.get::<_, Option<i32>>(0))
-}
-
-/// Fails unless the database has every migration this build embeds.
-pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
-    let expected = expected_version();
-    let current = current_version(client).await?;
-    if current.unwrap_or(0) < expected {
-        return Err(DbError::NotMigrated { current, expected });
-    }
-    Ok(())
-}
-
-/// What `migrate` did.
-#[derive(Debug)]
-pub struct MigrateReport {
-    pub applied: Vec<String>,
-    pub partitions_created: i32,
-}
-
-/// Applies pending migrations in order, then makes sure the login-history partitions for the
-/// coming months exist. Running it again applies nothing.
-pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<MigrateReport, DbError> {
-    let report = embedded::migrations::runner().run_async(client).await?;
-    let applied = report.applied_migrations().iter().map(|m| format!("V{}__{}", m.version(), m.name())).collect();
-    let row = client.query_one("SELECT ensure_login_history_partitions(3)", &[]).await?;
-    Ok(MigrateReport { applied, partitions_created: row.get(0) })
-}
-
-/// Inserts the default roles that are missing; returns the names it inserted.
-pub async fn seed_roles(client: &tokio_postgres::Client) -> Result<Vec<String>, DbError> {
-    let mut inserted = Vec::new();
-    for (name, description) in DEFAULT_ROLES {
-        let n = client
-            .execute(
-                "INSERT INTO roles (id, name, description) VALUES ($1, $2, $3)
-                 ON CONFLICT (lower(name)) DO NOTHING",
-                &[&Uuid::now_v7(), name, description],
-            )
-            .await?;
-        if n == 1 {
-            inserted.push((*name).to_string());
-        }
-    }
-    Ok(inserted)
-}
-
-/// What `create-superuser` did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SuperuserOutcome {
-    Created(Uuid),
-    /// The user existed, was named by both its username and its email, and proved its
-    /// password; it now holds `admin`.
-    Promoted(Uuid),
-}
-
-/// Why `create-superuser` changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum SuperuserError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The request was refused; the message says why, in one line.
-    #[error("{0}")]
-    Refused(String),
-}
-
-impl From<tokio_postgres::Error> for SuperuserError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        SuperuserError::Db(e.into())
-    }
-}
-
-/// The account `create-superuser` works on, and how to prove it is the operator's.
-pub struct SuperuserRequest<'a, H, V> {
-    pub username: &'a str,
-    pub email: &'a str,
-    /// Promote an existing account (named by both `username` and `email`, and whose password
-    /// `verify` accepts) instead of refusing.
-    pub promote_existing: bool,
-    /// Makes the password hash of a new account.
-    pub hash: H,
-    /// Checks the given password against an existing account's stored hash.
-    pub verify: V,
-}
-
-/// Creates `username` with the given password and the admin role. An account that already
-/// holds the username or the email is never promoted silently: only with `promote_existing`,
-/// only when the username and the email name that same account, and only when the password
-/// given verifies against it; otherwise nothing changes and the reason is returned. The
-/// `admin` role must exist (`seed-roles`).
-pub async fn create_superuser<H, V>(
-    client: &mut deadpool_postgres::Client,
-    request: SuperuserRequest<'_, H, V>,
-) -> Result<SuperuserOutcome, SuperuserError>
-where
-    H: FnOnce() -> Result<String, String>,
-    V: FnOnce(&str) -> bool,
-{
-    let SuperuserRequest { username, email, promote_existing, hash, verify } = request;
-    let refuse = |why: String| Err(SuperuserError::Refused(why));
-    let tx = client.transaction().await?;
-    let Some(admin) = tx.query_opt("SELECT id FROM roles WHERE lower(name) = 'admin'", &[]).await? else {
-        return refuse("the admin role does not exist; run `auth-service seed-roles` first".into());
-    };
-    let admin: Uuid = admin.get(0);
-    let existing = tx
-        .query(
-            "SELECT id, lower(username) = lower($1), lower(email) = lower($2), password_hash, is_active FROM users
-             WHERE lower(username) = lower($1) OR lower(email) = lower($2) FOR UPDATE",
-            &[&username, &email],
-        )
-        .await?;
-    let outcome = match existing.as_slice() {
-        [] => {
-            let hash = match hash() {
-                Ok(h) => h,
-                Err(e) => return refuse(e),
-            };
-            let id = Uuid::now_v7();
-            tx.execute(
-                "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4)",
-                &[&id, &username, &email, &hash],
-            )
-            .await?;
-            SuperuserOutcome::Created(id)
-        }
-        _ if !promote_existing => {
-            let name_taken = existing.iter().any(|r| r.get::<_, bool>(1));
-            let email_taken = existing.iter().any(|r| r.get::<_, bool>(2));
-            let what = match (name_taken, email_taken) {
-                (true, true) => format!("username {username:?} and email {email:?} are"),
-                (true, false) => format!("username {username:?} is"),
-                _ => format!("email {email:?} is"),
-            };
-            return refuse(format!(
-                "{what} already taken; nothing changed (to make that account admin, run again with \
-                 --promote-existing and its own password)"
-            ));
-        }
-        [row] if row.get::<_, bool>(1) && row.get::<_, bool>(2) => {
-            if !row.get::<_, bool>(4) {
-                return refuse(format!("account {username:?} is inactive; nothing changed"));
-            }
-            if !verify(&row.get::<_, String>(3)) {
-                return refuse(format!("the password does not match account {username:?}; nothing changed"));
-            }
-            SuperuserOutcome::Promoted(row.get(0))
-        }
-        _ => {
-            return refuse(format!(
-                "username {username:?} and email {email:?} do not belong to the same account; nothing changed"
-            ));
-        }
-    };
-    let user_id = match &outcome {
-        SuperuserOutcome::Created(id) | SuperuserOutcome::Promoted(id) => *id,
-    };
-    tx.execute("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&user_id, &admin])
-        .await?;
-    let event = SecurityEvent::RoleAssigned {
-        user: user_id,
-        role: admin,
-        name: "admin".into(),
-        by: None,
-        via: Some("create-superuser"),
-    };
-    events::record_in(&tx, &event, None).await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
-
 /// Renders an error with its causes, on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -17,7 +17,6 @@ use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
 use super::events::{SecurityEvent, record_in};
-use super::users::UserRecord;
 use super::{DEFAULT_ROLES, Operation};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,28 +349,6 @@ impl Operation for Check {
         )
         .await?
         .get(0))
-    }
-}
-
-/// One page of users with their roles, oldest account first, and the total.
-#[derive(Debug, Clone, Copy)]
-pub struct UsersPage {
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl Operation for UsersPage {
-    type Output = (Vec<UserRecord>, i64);
-
-    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
-        let page = super::Paged {
-            columns: super::users::USER_COLUMNS,
-            from: "users u",
-            order: "u.created_at, u.id",
-            limit: self.limit,
-            offset: self.offset,
-        };
-        page.fetch(&*client, &[], super::users::user_from).await
     }
 }
 

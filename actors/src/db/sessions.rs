@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::Operation;
 use super::events::{self, SecurityEvent};
-use super::users::UserRecord;
+use super::users::{self, UserRecord};
 
 /// A refresh token to store: its id, the SHA-256 of its secret, and when it expires.
 #[derive(Debug, Clone)]
@@ -233,7 +233,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
     {
         Ok(Some(row)) => {
             let (family_id, scope) = (row.get(0), row.get(1));
-            return Ok(RotateOutcome::Rotated { user: super::users::user_from(&row), family_id, scope });
+            return Ok(RotateOutcome::Rotated { user: users::user_from(&row), family_id, scope });
         }
         Ok(None) => {}
         // The user (and so the session) was deleted while this statement ran.
@@ -297,7 +297,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
         .await?
         {
             let retry: i32 = retry.get(0);
-            let Some(user) = super::users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
+            let Some(user) = users::get_in(&tx, user_id).await? else { return Ok(RotateOutcome::Invalid) };
             let event = SecurityEvent::RefreshRetried { user: user_id, family: family_id, retry };
             events::record_in(&tx, &event, ip_address).await?;
             tx.commit().await?;
@@ -428,6 +428,36 @@ impl Operation for RevokeAll {
         events::record_in(&tx, &event, None).await?;
         tx.commit().await?;
         Ok(revoked)
+    }
+}
+
+/// A live browser session, by the digest of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub family_id: Uuid,
+    pub user: UserRecord,
+    /// When the user signed in (OIDC `auth_time`, `max_age`).
+    pub auth_time: OffsetDateTime,
+}
+
+/// The browser session whose cookie hashes to `token_hash`, if it is live and its user active.
+#[derive(Debug, Clone)]
+pub struct FindBrowserSession {
+    pub token_hash: Vec<u8>,
+}
+
+impl Operation for FindBrowserSession {
+    type Output = Option<BrowserSession>;
+
+    async fn run(&self, client: &mut Client) -> Result<Option<BrowserSession>, Error> {
+        let sql = "SELECT f.id, f.user_id, COALESCE(f.auth_time, f.created_at) FROM refresh_tokens t
+                   JOIN refresh_families f ON f.id = t.family_id
+                   WHERE t.token_hash = $1 AND f.kind = 'browser' AND f.revoked_at IS NULL AND t.revoked_at IS NULL
+                     AND f.expires_at > now() AND t.expires_at > now()";
+        let Some(row) = super::opt(&*client, sql, &[&self.token_hash]).await? else { return Ok(None) };
+        let (family_id, user_id, auth_time): (Uuid, Uuid, OffsetDateTime) = (row.get(0), row.get(1), row.get(2));
+        let user = users::get_in(&*client, user_id).await?.filter(|u| u.is_active);
+        Ok(user.map(|user| BrowserSession { family_id, user, auth_time }))
     }
 }
 

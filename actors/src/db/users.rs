@@ -105,6 +105,28 @@ impl Operation for Get {
     }
 }
 
+/// One page of users with their roles, oldest account first, and the total.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Operation for Page {
+    type Output = (Vec<UserRecord>, i64);
+
+    async fn run(&self, client: &mut Client) -> Result<Self::Output, Error> {
+        let page = super::Paged {
+            columns: USER_COLUMNS,
+            from: "users u",
+            order: "u.created_at, u.id",
+            limit: self.limit,
+            offset: self.offset,
+        };
+        page.fetch(&*client, &[], user_from).await
+    }
+}
+
 /// Looks a user up by username or, when `login` contains `@`, by email; case-insensitively;
 /// with its password hash.
 #[derive(Debug, Clone)]

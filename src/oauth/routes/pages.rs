@@ -22,7 +22,7 @@ use hyper::header::{CACHE_CONTROL, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Method, StatusCode};
 
 use crate::app::App;
-use auth_actors::db::grants::BrowserSession;
+use auth_actors::db::sessions::BrowserSession;
 
 use crate::flows::authenticate::Principal;
 use crate::http::{ApiError, Request, Response, response};
