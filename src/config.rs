@@ -654,7 +654,7 @@ fn redis_url_check(url: &str) -> Result<(), ConfigError> {
         || url.starts_with("rediss://")
         || url.starts_with("redis+unix://")
         || url.starts_with("unix://"))
-        && auth_actors::rate_limiter::valid_url(url);
+        && auth_actors::redis::valid_url(url);
     if ok { Ok(()) } else { Err(ConfigError::Invalid { name: "REDIS_URL", reason: "not a redis:// URL".into() }) }
 }
 

@@ -24,7 +24,7 @@
 //!   request shares, and [`cli`] holds the commands of the one binary; `main.rs` only calls
 //!   [`cli::main`].
 //!
-//! The actors themselves (supervisor, KeyManager, Database, RateLimiter, Health) live in the
+//! The actors themselves (supervisor, KeyManager, Database, Redis, Health) live in the
 //! `auth-actors` crate.
 
 pub mod app;

@@ -129,7 +129,7 @@ impl<M: ractor::Message> Endpoint<M> {
 
     /// Runs `work` in the caller's task under the rules of a call: refused at once while the
     /// actor is down, counted against the in-flight cap, bounded by the call timeout. For reads
-    /// that use a resource the actor published (see `RateLimiterHandle::check_tokens`).
+    /// that use a resource the actor published (see `RedisHandle::check_tokens`).
     pub async fn run<R>(&self, work: impl std::future::Future<Output = R>) -> Result<R, CallError> {
         if !self.is_up() {
             return Err(CallError::Unavailable(self.name));

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::db::DatabaseHandle;
 use crate::handle::{CallError, Endpoint};
 use crate::key_manager::KeyManagerHandle;
-use crate::rate_limiter::RateLimiterHandle;
+use crate::redis::RedisHandle;
 
 /// The life state of one supervised child, as the supervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub enum HealthMsg {
 pub struct HealthArgs {
     pub keys: KeyManagerHandle,
     pub db: DatabaseHandle,
-    pub limiter: RateLimiterHandle,
+    pub redis: RedisHandle,
     /// Bound on each probe.
     pub probe_timeout: Duration,
     /// Child states known when this instance starts (the supervisor's view).
@@ -106,7 +106,7 @@ async fn probe(args: &HealthArgs) -> Readiness {
         }
     };
     let redis = async {
-        match tokio::time::timeout(t, args.limiter.ping()).await {
+        match tokio::time::timeout(t, args.redis.ping()).await {
             Ok(Ok(())) => "ok".to_string(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timeout".to_string(),

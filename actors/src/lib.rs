@@ -10,7 +10,9 @@
 //!   and verify tokens and carry the cached JWKS.
 //! - [`db`]: the Database, a pool of workers over PostgreSQL that runs every query (the SPEC's
 //!   UserStore, labelled `user_store`), and its operations, one module per aggregate.
-//! - [`rate_limiter`]: rate limits, the access-token blacklist and logout-all markers in Redis.
+//! - [`redis`]: the Redis actor, which makes every Redis decision (the SPEC's
+//!   RateLimiter/Blacklist, labelled `rate_limiter`): rate limits, the login and client gates,
+//!   revocation markers and the authorization epoch, one module per concern.
 //! - [`keyspace`]: every Redis key, built from the prefix and typed ids, in the hash-slot layout
 //!   Redis Cluster needs.
 //! - [`health`]: readiness, from the supervisor's view of the children and live probes.
@@ -32,7 +34,7 @@ pub mod key_manager;
 pub mod keys;
 pub mod keyspace;
 pub mod metrics;
-pub mod rate_limiter;
+pub mod redis;
 pub mod redis_conn;
 pub mod restart;
 pub mod supervisor;

@@ -8,7 +8,7 @@
 //! Supervisor
 //! ├── KeyManager
 //! ├── Database worker 0..N    (over one deadpool-postgres pool)
-//! ├── RateLimiter/Blacklist   (over one multiplexed Redis connection)
+//! ├── Redis                   (over one multiplexed Redis connection)
 //! └── Health
 //! ```
 //!
@@ -31,7 +31,7 @@ use crate::health::{ChildState, Health, HealthArgs, HealthHandle, HealthMsg};
 use crate::key_manager::{KeyManager, KeyManagerArgs, KeyManagerHandle, KeyManagerMsg};
 use crate::keys::{KeyError, KeySet};
 use crate::metrics::{ActorMetrics, actor_label};
-use crate::rate_limiter::{RateLimiter, RateLimiterArgs, RateLimiterHandle, RateLimiterMsg};
+use crate::redis::{Redis, RedisArgs, RedisHandle, RedisMsg};
 
 /// Everything the tree needs, each actor's slice in its own field. Its `Debug` leaves out the
 /// database and Redis URLs, which may carry passwords.
@@ -99,7 +99,7 @@ pub enum StartupError {
 pub struct Services {
     pub keys: KeyManagerHandle,
     pub db: DatabaseHandle,
-    pub limiter: RateLimiterHandle,
+    pub redis: RedisHandle,
     pub health: HealthHandle,
     pub metrics: ActorMetrics,
 }
@@ -109,7 +109,7 @@ pub struct Services {
 enum Child {
     KeyManager,
     Database(usize),
-    RateLimiter,
+    Redis,
     Health,
 }
 
@@ -121,7 +121,7 @@ impl Child {
         match self {
             Child::KeyManager => "key_manager",
             Child::Database(_) => "user_store",
-            Child::RateLimiter => "rate_limiter",
+            Child::Redis => "rate_limiter",
             Child::Health => "health",
         }
     }
@@ -138,7 +138,7 @@ impl Child {
 struct Slots {
     keys: Arc<Slot<KeyManagerMsg>>,
     db: Vec<Arc<Slot<DatabaseMsg>>>,
-    limiter: Arc<Slot<RateLimiterMsg>>,
+    redis: Arc<Slot<RedisMsg>>,
     health: Arc<Slot<HealthMsg>>,
 }
 
@@ -194,7 +194,7 @@ pub async fn start(
     let slots = Slots {
         keys: Arc::default(),
         db: (0..settings.user_store_workers.max(1)).map(|_| Arc::default()).collect(),
-        limiter: Arc::default(),
+        redis: Arc::default(),
         health: Arc::default(),
     };
     fn endpoint<M: ractor::Message>(
@@ -206,8 +206,8 @@ pub async fn start(
         Endpoint::new(name, slot, s.call_timeout, s.mailbox_capacity, m.clone())
     }
     let (s, m) = (&settings, &metrics);
-    let limiter = RateLimiterHandle::new(
-        endpoint("rate_limiter", slots.limiter.clone(), s, m),
+    let redis = RedisHandle::new(
+        endpoint("rate_limiter", slots.redis.clone(), s, m),
         redis_rx,
         settings.keyspace.clone(),
         metrics.clone(),
@@ -216,9 +216,9 @@ pub async fn start(
         keys: KeyManagerHandle::new(endpoint("key_manager", slots.keys.clone(), s, m), keys_rx),
         db: DatabaseHandle::new(
             slots.db.iter().map(|slot| endpoint("user_store", slot.clone(), s, m)).collect(),
-            limiter.clone(),
+            redis.clone(),
         ),
-        limiter,
+        redis,
         health: HealthHandle::new(endpoint("health", slots.health.clone(), s, m)),
         metrics: metrics.clone(),
     };
@@ -276,15 +276,15 @@ impl SupervisorState {
                 self.slots.db[i].set(Some(actor.clone()));
                 actor.get_id()
             }
-            Child::RateLimiter => {
-                let args = RateLimiterArgs {
-                    redis: self.redis.clone(),
+            Child::Redis => {
+                let args = RedisArgs {
+                    conn: self.redis.clone(),
                     publish: self.publish_redis.clone(),
                     keys: self.settings.keyspace.clone(),
                     metrics: self.services.metrics.clone(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, RateLimiter, args, cell).await?;
-                self.slots.limiter.set(Some(actor.clone()));
+                let (actor, _) = Actor::spawn_linked(None, Redis, args, cell).await?;
+                self.slots.redis.set(Some(actor.clone()));
                 actor.get_id()
             }
             Child::Health => {
@@ -292,7 +292,7 @@ impl SupervisorState {
                 let args = HealthArgs {
                     keys: self.services.keys.clone(),
                     db: self.services.db.clone(),
-                    limiter: self.services.limiter.clone(),
+                    redis: self.services.redis.clone(),
                     probe_timeout: self.settings.probe_timeout,
                     children: self.states.clone(),
                 };
@@ -310,7 +310,7 @@ impl SupervisorState {
         match child {
             Child::KeyManager => self.slots.keys.set(None),
             Child::Database(i) => self.slots.db[i].set(None),
-            Child::RateLimiter => self.slots.limiter.set(None),
+            Child::Redis => self.slots.redis.set(None),
             Child::Health => self.slots.health.set(None),
         }
     }
@@ -380,7 +380,7 @@ impl Actor for Supervisor {
             failures: HashMap::new(),
             states: BTreeMap::new(),
         };
-        let mut children = vec![Child::KeyManager, Child::RateLimiter];
+        let mut children = vec![Child::KeyManager, Child::Redis];
         children.extend((0..workers).map(Child::Database));
         for child in &children {
             state.states.insert(child.name(), ChildState::Running);

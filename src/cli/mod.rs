@@ -106,7 +106,7 @@ pub(crate) async fn announce(layers: &Layers) {
     };
     let Ok(keys) = auth_actors::keyspace::Keyspace::new(prefix) else { return };
     if let Err(e) =
-        auth_actors::rate_limiter::bump_authz_epoch_at(&target, &keys, std::time::Duration::from_secs(5)).await
+        auth_actors::redis::epoch::bump_authz_epoch_at(&target, &keys, std::time::Duration::from_secs(5)).await
     {
         eprintln!("warning: running instances not told ({e}); they see the change within AUTHZ_CACHE_TTL");
     }

@@ -7,7 +7,7 @@ use auth_actors::db::roles;
 use auth_actors::db::sessions::{self, SessionRow};
 use auth_actors::db::users::{self, DeleteOutcome, PasswordChange, ProfileOutcome, UserRecord};
 use auth_actors::keyspace::{Account, LimitClass};
-use auth_actors::rate_limiter::LoginSucceeded;
+use auth_actors::redis::lockout;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -130,7 +130,7 @@ async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) 
         return Err(FlowError::WrongPassword);
     }
     if app.config.limits.enabled {
-        app.services.limiter.run(LoginSucceeded { account }).await?;
+        app.services.redis.run(lockout::LoginSucceeded { account }).await?;
     }
     Ok(version)
 }

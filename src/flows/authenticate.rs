@@ -17,7 +17,7 @@
 //!    Revocation is never cached: step 3 runs on every request.
 //! 2. The claims must have a UUID `sub`, `username`, `email`, `roles` and a UUID `sid`; a token
 //!    without a session is refused.
-//! 3. One `RateLimiterHandle::check_tokens` reads, in one pipelined round trip, the blacklist
+//! 3. One `RedisHandle::check_tokens` reads, in one pipelined round trip, the blacklist
 //!    entry `{u:<user id>}bl:<jti>`, the user's not-before marker `{u:<user id>}nb` and the session
 //!    marker `{u:<user id>}rs:<sid>` (one `MGET`, one hash slot) and the **authorization epoch**
 //!    `{authz}epoch`. A blacklisted token, a revoked session, or a
@@ -41,7 +41,7 @@
 //! after every operation whose `changes_standing` says so, before it answers), so whatever any
 //! instance cached before the commit is filed under an epoch that no longer exists: the change
 //! holds on the very next request everywhere. If Redis holds no epoch (first start, or it lost its
-//! data), the RateLimiter starts one with `SET NX` and reads back whichever value holds.
+//! data), the Redis actor starts one with `SET NX` and reads back whichever value holds.
 //! Introspection puts its caller's token, the subject token and the epoch in one pipelined round
 //! trip, and checks the subject's standing the same way, so cached users cost one Redis round trip
 //! and no PostgreSQL query.
@@ -49,7 +49,7 @@
 use std::sync::Arc;
 
 use auth_actors::keys::VerifyRules;
-use auth_actors::rate_limiter::{TokenRef, TokenState};
+use auth_actors::redis::revocation::{TokenRef, TokenState};
 use uuid::Uuid;
 
 use super::error::{FlowError, Rejection};
@@ -218,7 +218,7 @@ pub async fn verdict(app: &App, token: &str) -> Result<Verdict, FlowError> {
         Err(FlowError::Token(rejection)) => return Ok(Verdict::Inactive(rejection)),
         Err(outage) => return Err(outage),
     };
-    let check = app.services.limiter.check_tokens(&[subject.token()], true).await?;
+    let check = app.services.redis.check_tokens(&[subject.token()], true).await?;
     let state = check.states.first().ok_or(FlowError::Unavailable(super::error::Dependency::Redis))?;
     subject_standing(app, subject, state, check.authz_epoch.as_deref(), None).await
 }
@@ -267,7 +267,7 @@ async fn check(
     if let Some(Ok(s)) = &subject {
         tokens.push(s.token());
     }
-    let check = app.services.limiter.check_tokens(&tokens, true).await?;
+    let check = app.services.redis.check_tokens(&tokens, true).await?;
     let (Some(caller_state), subject_state) = (check.states.first(), check.states.get(1)) else {
         return Err(FlowError::Unavailable(super::error::Dependency::Redis));
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use auth_actors::CallError;
 use auth_actors::db::DbError;
 use auth_actors::key_manager::SignError;
-use auth_actors::rate_limiter::LimiterError;
+use auth_actors::redis::RedisError;
 
 use crate::domain::FieldError;
 use crate::passwords::HashError;
@@ -166,11 +166,11 @@ impl From<DbError> for FlowError {
     }
 }
 
-impl From<LimiterError> for FlowError {
-    fn from(e: LimiterError) -> Self {
+impl From<RedisError> for FlowError {
+    fn from(e: RedisError) -> Self {
         match e {
-            LimiterError::Call(c) => c.into(),
-            LimiterError::Unavailable(reason) => {
+            RedisError::Call(c) => c.into(),
+            RedisError::Unavailable(reason) => {
                 tracing::warn!(reason = %reason, "redis unavailable");
                 FlowError::Unavailable(Dependency::Redis)
             }

@@ -4,7 +4,7 @@
 //! that kind of request ([`spend`]): a rename is a username probe, like a signup.
 
 use auth_actors::keyspace::LimitClass;
-use auth_actors::rate_limiter::Decision;
+use auth_actors::redis::rate::Decision;
 
 use super::error::FlowError;
 use crate::app::App;
@@ -46,7 +46,7 @@ pub async fn check(app: &App, class: Class, ip: std::net::IpAddr) -> Result<Opti
         return Ok(None);
     }
     let RateLimit { limit, window } = limit(app, class);
-    let decision = app.services.limiter.hit_ip(class, ip, limit, window).await?;
+    let decision = app.services.redis.hit_ip(class, ip, limit, window).await?;
     if !decision.allowed {
         denied(app, class);
     }

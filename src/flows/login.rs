@@ -13,7 +13,7 @@
 //!    email when the login contains `@`, else by username; case-insensitive), returning the user,
 //!    its current roles and its password hash, or nothing. The account key is the user id, or
 //!    `unknown:<lowercased login>` for an unknown name.
-//! 4. **Reserve an attempt in the RateLimiter (Lua).** Unless `RATE_LIMIT_ENABLED=false`, the
+//! 4. **Reserve an attempt in Redis (Lua).** Unless `RATE_LIMIT_ENABLED=false`, the
 //!    `BeginLogin` command runs the `BEGIN_LOGIN` script on the account's `{acct:<account>}lock`,
 //!    `…att` and `…lvl` keys (one hash slot) in one atomic step:
 //!    a locked account is refused; otherwise the attempt counter is incremented, and the attempt
@@ -60,7 +60,8 @@ use auth_actors::db::sessions::{self, NewSession, NewToken, SessionKind, StartOu
 use auth_actors::db::users::{self, UserRecord};
 use auth_actors::db::{events, events::SecurityEvent};
 use auth_actors::keyspace::{Account, LimitClass, Subject};
-use auth_actors::rate_limiter::{BeginLogin, Hit, LockoutPolicy, LoginGate, LoginSucceeded};
+use auth_actors::redis::lockout::{self, LockoutPolicy, LoginGate};
+use auth_actors::redis::rate;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -136,7 +137,7 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
         }
     };
     if app.config.limits.enabled {
-        app.services.limiter.run(LoginSucceeded { account }).await?;
+        app.services.redis.run(lockout::LoginSucceeded { account }).await?;
     }
     Ok(Checked { user, password_version })
 }
@@ -172,9 +173,9 @@ pub(crate) async fn gate(app: &App, account: &Account, peer: &Peer) -> Result<()
     }
     let policy =
         LockoutPolicy { threshold: limits.lockout_threshold, base: limits.lockout_base, max: limits.lockout_max };
-    let limiter = &app.services.limiter;
+    let redis = &app.services.redis;
     if let LoginGate::Locked { retry_after, started_now } =
-        limiter.run(BeginLogin { account: account.clone(), policy }).await?
+        redis.run(lockout::BeginLogin { account: account.clone(), policy }).await?
     {
         app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::locked }).inc();
         if started_now {
@@ -189,13 +190,13 @@ pub(crate) async fn gate(app: &App, account: &Account, peer: &Peer) -> Result<()
         return Err(FlowError::Throttled { retry_after });
     }
     let per_account = limits.login_account;
-    let hit = Hit {
+    let hit = rate::Hit {
         class: LimitClass::LoginAccount,
         subject: Subject::Account(account.clone()),
         limit: per_account.limit,
         window: per_account.window,
     };
-    let decision = limiter.run(hit).await?;
+    let decision = redis.run(hit).await?;
     if !decision.allowed {
         super::limits::denied(app, LimitClass::LoginAccount);
         return Err(FlowError::Throttled { retry_after: decision.retry_after });

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auth_actors::db::sessions::{self, RevokeOutcome};
-use auth_actors::rate_limiter::{Blacklist, BlacklistClientToken, RevokeSessions, SetNotBefore};
+use auth_actors::redis::revocation;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -50,7 +50,7 @@ pub async fn blacklist_subject(app: &App, subject: &Subject) -> Result<(), FlowE
         Subject::Client(claims) => {
             let ttl = remaining(app, claims.exp);
             let client = claims.sub.clone();
-            Ok(app.services.limiter.run(BlacklistClientToken { client, jti: claims.jti, ttl }).await?)
+            Ok(app.services.redis.run(revocation::BlacklistClientToken { client, jti: claims.jti, ttl }).await?)
         }
     }
 }
@@ -87,12 +87,12 @@ pub async fn fence_sessions(app: &App, user: Uuid, sessions: Vec<Uuid>) -> Resul
     if sessions.is_empty() {
         return Ok(());
     }
-    Ok(app.services.limiter.run(RevokeSessions { user, sessions, ttl: fence_ttl(app) }).await?)
+    Ok(app.services.redis.run(revocation::RevokeSessions { user, sessions, ttl: fence_ttl(app) }).await?)
 }
 
 async fn blacklist(app: &App, p: &Principal) -> Result<(), FlowError> {
     let ttl = remaining(app, p.claims.exp);
-    Ok(app.services.limiter.run(Blacklist { user: p.user_id, jti: p.jti(), ttl }).await?)
+    Ok(app.services.redis.run(revocation::Blacklist { user: p.user_id, jti: p.jti(), ttl }).await?)
 }
 
 /// Fences off every access token of `user_id` issued until now, for as long as any of them
@@ -100,7 +100,7 @@ async fn blacklist(app: &App, p: &Principal) -> Result<(), FlowError> {
 /// is behind cannot lower it.
 pub async fn fence_access_tokens(app: &App, user_id: Uuid) -> Result<(), FlowError> {
     let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    Ok(app.services.limiter.run(SetNotBefore { user: user_id, at_ms, ttl: fence_ttl(app) }).await?)
+    Ok(app.services.redis.run(revocation::SetNotBefore { user: user_id, at_ms, ttl: fence_ttl(app) }).await?)
 }
 
 /// Revokes every session of the caller and fences off its access tokens: those issued until

@@ -201,7 +201,7 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
     let client = match recent {
         Some(client) => client,
         None => {
-            let epoch = app.services.limiter.check_tokens(&[], true).await.map_err(FlowError::from)?.authz_epoch;
+            let epoch = app.services.redis.check_tokens(&[], true).await.map_err(FlowError::from)?.authz_epoch;
             client_auth::client_entry(app, client_id, epoch.as_deref()).await?.ok_or(PageError::UnknownClient)?
         }
     };

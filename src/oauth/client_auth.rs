@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use auth_actors::db::clients::{self, AuthMethod};
 use auth_actors::db::events::{self, SecurityEvent};
-use auth_actors::rate_limiter::{BeginClient, ClientGate, ClientLimits, EndClient, UseAssertion};
+use auth_actors::redis::client_gate::{self, ClientGate, ClientLimits};
 use base64::Engine as _;
 use time::OffsetDateTime;
 
@@ -210,11 +210,12 @@ pub async fn authenticate_client(
         window: l.client.window,
         threshold: l.client_auth_threshold,
     });
-    let limiter = &app.services.limiter;
+    let redis = &app.services.redis;
     // Failures are counted per (address, client): client ids are public, so a lock of the
     // client itself would hand any stranger a way to shut it out (SPEC §7).
     let address = peer.ip_string().unwrap_or_default();
-    let gate = limiter.run(BeginClient { client: client_id.clone(), address: address.clone(), limits }).await?;
+    let gate =
+        redis.run(client_gate::BeginClient { client: client_id.clone(), address: address.clone(), limits }).await?;
     match gate.gate {
         ClientGate::Allowed => {}
         ClientGate::Locked { retry_after } => {
@@ -231,7 +232,7 @@ pub async fn authenticate_client(
     let method = presented.method();
     let verdict = check_credentials(app, &client_id, presented, gate.authz_epoch.as_deref()).await;
     if let Some(limits) = limits {
-        let end = EndClient {
+        let end = client_gate::EndClient {
             client: client_id.clone(),
             address,
             success: verdict.is_ok(),
@@ -239,7 +240,7 @@ pub async fn authenticate_client(
             base: l.lockout_base,
             max: l.lockout_max,
         };
-        if let Some(lock) = limiter.run(end).await? {
+        if let Some(lock) = redis.run(end).await? {
             let event = SecurityEvent::ClientLockout { client: client_id.clone(), retry_after_secs: lock.as_secs() };
             app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
         }
@@ -390,7 +391,8 @@ async fn check_assertion(app: &App, entry: &ClientEntry, assertion: &str) -> Res
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jti.as_bytes());
     let jti_digest = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>();
     let ttl = Duration::from_secs((claims.exp - now).max(0) as u64) + t.clock_skew + Duration::from_secs(1);
-    let fresh = app.services.limiter.run(UseAssertion { client: entry.id().to_string(), jti_digest, ttl }).await?;
+    let fresh =
+        app.services.redis.run(client_gate::UseAssertion { client: entry.id().to_string(), jti_digest, ttl }).await?;
     if !fresh {
         return Err(Refused::Because("assertion_replayed"));
     }

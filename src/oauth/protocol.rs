@@ -93,8 +93,8 @@ impl From<auth_actors::db::DbError> for OAuthError {
     }
 }
 
-impl From<auth_actors::rate_limiter::LimiterError> for OAuthError {
-    fn from(e: auth_actors::rate_limiter::LimiterError) -> Self {
+impl From<auth_actors::redis::RedisError> for OAuthError {
+    fn from(e: auth_actors::redis::RedisError) -> Self {
         OAuthError::Flow(e.into())
     }
 }

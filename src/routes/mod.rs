@@ -13,7 +13,7 @@ pub mod table;
 mod users;
 mod well_known;
 
-use auth_actors::rate_limiter::Decision;
+use auth_actors::redis::rate::Decision;
 use hyper::header::HeaderValue;
 
 use crate::app::App;

@@ -4,7 +4,7 @@
 //! arguments, **spawns a task** that owns the reply port, and returns to its mailbox at once, so a
 //! slow dependency delays only this answer. The task runs three probes concurrently, each under
 //! `PROBE_TIMEOUT`, through the same handles requests use: `postgres` (`DatabaseHandle::ping`, a
-//! worker runs `SELECT 1` on a pooled connection), `redis` (`RateLimiterHandle::ping`, `PING`) and
+//! worker runs `SELECT 1` on a pooled connection), `redis` (`RedisHandle::ping`, `PING`) and
 //! `keys` (`KeyManagerHandle::status`: the active kid of the current snapshot, and what the last
 //! reload could not load, reported as `degraded: …` without making the instance unready); it adds `actors`,
 //! `ok` or the children that are not `Running`. The handler answers 200 `ready` or 503 `not_ready`
@@ -88,7 +88,7 @@ pub async fn test_fail(app: &App, req: Request) -> Result<Response, ApiError> {
     let sent = match actor {
         "key_manager" => s.keys.fail("injected failure"),
         "user_store" => s.db.fail(index, "injected failure"),
-        "rate_limiter" => s.limiter.fail("injected failure"),
+        "rate_limiter" => s.redis.fail("injected failure"),
         "health" => s.health.fail("injected failure"),
         other => return Err(ApiError::NotFound(format!("no actor {other:?}"))),
     };

@@ -126,7 +126,7 @@ async fn a_sentinel_failover_keeps_every_acknowledged_revocation_and_the_service
     let app =
         spawn_app_settings(&[("REDIS_URL", ""), ("REDIS_SENTINELS", &sentinels), ("REDIS_SENTINEL_MASTER", "auth")])
             .await;
-    assert_eq!(app.app.services.limiter.master_address().as_deref(), Some(format!("127.0.0.1:{master}").as_str()));
+    assert_eq!(app.app.services.redis.master_address().as_deref(), Some(format!("127.0.0.1:{master}").as_str()));
     let user = app.new_user().await;
     let revoked = app.login(&user).await;
     let kept = app.login(&user).await;
@@ -149,7 +149,7 @@ async fn a_sentinel_failover_keeps_every_acknowledged_revocation_and_the_service
     until("the instance on the new master", async || {
         let status = me(&app, &kept).await;
         statuses.push(status);
-        status == 200 && app.app.services.limiter.master_address() == Some(format!("127.0.0.1:{replica}"))
+        status == 200 && app.app.services.redis.master_address() == Some(format!("127.0.0.1:{replica}"))
     })
     .await;
     assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "only 200 or 503 during the failover: {statuses:?}");

@@ -40,7 +40,7 @@ use tokio_postgres::{Error as PgError, Row};
 
 use crate::handle::{CallError, Endpoint};
 use crate::metrics::ActorMetrics;
-use crate::rate_limiter::{LimiterError, RateLimiterHandle};
+use crate::redis::{RedisError, RedisHandle};
 
 /// A pooled PostgreSQL connection, as every [`Operation`] takes one.
 pub use deadpool_postgres::Client as PooledClient;
@@ -100,7 +100,7 @@ pub enum DbError {
     /// The change was committed, but the authorization epoch could not be replaced, so other
     /// instances may trust their cached standing for up to `AUTHZ_CACHE_TTL`.
     #[error("the change was saved but could not be announced: {0}")]
-    Unannounced(LimiterError),
+    Unannounced(RedisError),
 }
 
 /// How many times a Database operation is run when PostgreSQL aborts it for conflicting with
@@ -241,7 +241,7 @@ pub struct DatabaseHandle {
     /// The pool, once the supervisor has built it: read for the saturation metrics only.
     pool: Arc<std::sync::OnceLock<Pool>>,
     /// Where a change of standing is announced (the authorization epoch).
-    limiter: RateLimiterHandle,
+    redis: RedisHandle,
 }
 
 /// Connection-pool occupancy, for the saturation metrics.
@@ -254,8 +254,8 @@ pub struct PoolStatus {
 }
 
 impl DatabaseHandle {
-    pub(crate) fn new(workers: Vec<Endpoint<DatabaseMsg>>, limiter: RateLimiterHandle) -> Self {
-        DatabaseHandle { workers: workers.into(), next: Arc::new(AtomicUsize::new(0)), pool: Arc::default(), limiter }
+    pub(crate) fn new(workers: Vec<Endpoint<DatabaseMsg>>, redis: RedisHandle) -> Self {
+        DatabaseHandle { workers: workers.into(), next: Arc::new(AtomicUsize::new(0)), pool: Arc::default(), redis }
     }
 
     pub(crate) fn set_pool(&self, pool: Pool) {
@@ -290,7 +290,7 @@ impl DatabaseHandle {
     pub async fn run<O: Operation>(&self, op: O) -> Result<O::Output, DbError> {
         let output = self.pick()?.call(|reply| DatabaseMsg::Run(Box::new(Pending { op, reply }))).await??;
         if O::changes_standing(&output) {
-            self.limiter.bump_authz_epoch().await.map_err(DbError::Unannounced)?;
+            self.redis.bump_authz_epoch().await.map_err(DbError::Unannounced)?;
         }
         Ok(output)
     }
