@@ -7,14 +7,16 @@
 //! instance, a handle cloned at startup keeps working across restarts; while an actor is down
 //! the slot is empty and calls fail at once with [`CallError::Unavailable`] instead of hanging.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorId, ActorRef, RpcReplyPort, SpawnErr};
 
 use crate::metrics::ActorMetrics;
+use crate::supervised::{AsActor, Mail, Supervised};
 
 /// Why a call to an actor did not produce a reply.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -30,29 +32,47 @@ pub enum CallError {
     Overloaded(&'static str),
 }
 
-/// Where the supervisor publishes the current instance of one actor.
-pub struct Slot<M: ractor::Message>(RwLock<Option<ActorRef<M>>>);
+/// Where the supervisor publishes the current instance of one actor, whose messages are `M`.
+pub struct Slot<M: Send + 'static>(RwLock<Option<ActorRef<Mail<M>>>>);
 
-impl<M: ractor::Message> Default for Slot<M> {
+impl<M: Send + 'static> Default for Slot<M> {
     fn default() -> Self {
         Slot(RwLock::new(None))
     }
 }
 
-impl<M: ractor::Message> Slot<M> {
-    pub(crate) fn set(&self, actor: Option<ActorRef<M>>) {
+impl<M: Send + 'static> Slot<M> {
+    /// Empties the slot: the instance it held is gone.
+    pub(crate) fn clear(&self) {
+        self.set(None);
+    }
+
+    fn set(&self, actor: Option<ActorRef<Mail<M>>>) {
         if let Ok(mut guard) = self.0.write() {
             *guard = actor;
         }
     }
 
-    pub(crate) fn get(&self) -> Option<ActorRef<M>> {
+    fn get(&self) -> Option<ActorRef<Mail<M>>> {
         self.0.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Starts an instance of `A` linked to `supervisor` and publishes it here; returns the
+    /// instance's id, by which the supervisor knows it.
+    pub(crate) async fn spawn_linked<A: Supervised<Msg = M>>(
+        &self,
+        args: A::Args,
+        supervisor: ActorCell,
+    ) -> Result<ActorId, SpawnErr> {
+        let (instance, _) = Actor::spawn_linked(None, AsActor::<A>(PhantomData), args, supervisor).await?;
+        let id = instance.get_id();
+        self.set(Some(instance));
+        Ok(id)
     }
 }
 
 /// Calls one actor with a timeout and a cap on concurrent calls.
-pub struct Endpoint<M: ractor::Message> {
+pub struct Endpoint<M: Send + 'static> {
     name: &'static str,
     slot: Arc<Slot<M>>,
     timeout: Duration,
@@ -61,7 +81,7 @@ pub struct Endpoint<M: ractor::Message> {
     metrics: ActorMetrics,
 }
 
-impl<M: ractor::Message> Clone for Endpoint<M> {
+impl<M: Send + 'static> Clone for Endpoint<M> {
     fn clone(&self) -> Self {
         Endpoint {
             name: self.name,
@@ -90,7 +110,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl<M: ractor::Message> Endpoint<M> {
+impl<M: Send + 'static> Endpoint<M> {
     pub(crate) fn new(
         name: &'static str,
         slot: Arc<Slot<M>>,
@@ -135,30 +155,40 @@ impl<M: ractor::Message> Endpoint<M> {
             return Err(CallError::Unavailable(self.name));
         }
         let _guard = self.enter()?;
-        tokio::time::timeout(self.timeout, work).await.map_err(|_| {
-            self.metrics.call_timeouts.get_or_create(&crate::metrics::actor_label(self.name)).inc();
-            CallError::Timeout(self.name)
-        })
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| self.timed_out())
     }
 
     /// Sends a request built by `build` and waits for the reply, at most the call timeout.
     pub async fn call<R: Send + 'static>(&self, build: impl FnOnce(RpcReplyPort<R>) -> M) -> Result<R, CallError> {
         let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
         let _guard = self.enter()?;
-        match actor.call(build, Some(self.timeout)).await {
+        match actor.call(|reply| Mail::Msg(build(reply)), Some(self.timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
-            Ok(CallResult::Timeout) => {
-                self.metrics.call_timeouts.get_or_create(&crate::metrics::actor_label(self.name)).inc();
-                Err(CallError::Timeout(self.name))
-            }
+            Ok(CallResult::Timeout) => Err(self.timed_out()),
             // The actor died between the slot read and the reply, or dropped the reply port.
             Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable(self.name)),
         }
     }
 
+    /// Counts a call that got no answer in time.
+    fn timed_out(&self) -> CallError {
+        self.metrics.call_timeouts.get_or_create(&crate::metrics::actor_label(self.name)).inc();
+        CallError::Timeout(self.name)
+    }
+
     /// Sends a message without waiting for any reply.
     pub fn cast(&self, msg: M) -> Result<(), CallError> {
+        self.post(Mail::Msg(msg))
+    }
+
+    /// Makes the actor fail, to exercise supervision. Test builds only.
+    #[cfg(feature = "failure-hook")]
+    pub fn fail(&self, reason: &str) -> Result<(), CallError> {
+        self.post(Mail::Fail(reason.to_string()))
+    }
+
+    fn post(&self, mail: Mail<M>) -> Result<(), CallError> {
         let actor = self.slot.get().ok_or(CallError::Unavailable(self.name))?;
-        actor.cast(msg).map_err(|_| CallError::Unavailable(self.name))
+        actor.cast(mail).map_err(|_| CallError::Unavailable(self.name))
     }
 }

@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
 
 use crate::db::DatabaseHandle;
 use crate::handle::{CallError, Endpoint};
 use crate::key_manager::KeyManagerHandle;
 use crate::redis::RedisHandle;
+use crate::supervised::{Mail, Supervised};
 
 /// The life state of one supervised child, as the supervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +39,6 @@ pub enum HealthMsg {
     ChildState { child: String, state: ChildState },
     /// Probe every dependency and report readiness.
     Readiness(RpcReplyPort<Readiness>),
-    /// Fail on purpose, to exercise supervision. Test builds only.
-    #[cfg(feature = "failure-hook")]
-    Fail(String),
 }
 
 /// Startup arguments, reused on every restart.
@@ -55,33 +53,26 @@ pub struct HealthArgs {
     pub children: BTreeMap<String, ChildState>,
 }
 
-pub struct HealthState {
+/// The Health actor's state: its arguments, the children's states kept current.
+pub struct Health {
     args: HealthArgs,
 }
 
-pub struct Health;
-
-impl Actor for Health {
+impl Supervised for Health {
     type Msg = HealthMsg;
-    type State = HealthState;
-    type Arguments = HealthArgs;
+    type Args = HealthArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: HealthArgs) -> Result<Self::State, ActorProcessingErr> {
-        Ok(HealthState { args })
+    async fn start(_: ActorRef<Mail<HealthMsg>>, args: HealthArgs) -> Result<Self, ActorProcessingErr> {
+        Ok(Health { args })
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&mut self, msg: HealthMsg) -> Result<(), ActorProcessingErr> {
         match msg {
-            HealthMsg::ChildState { child, state: s } => {
-                state.args.children.insert(child, s);
+            HealthMsg::ChildState { child, state } => {
+                self.args.children.insert(child, state);
             }
             HealthMsg::Readiness(reply) => {
-                let args = state.args.clone();
+                let args = self.args.clone();
                 tokio::spawn(
                     async move {
                         let _ = reply.send(probe(&args).await);
@@ -89,8 +80,6 @@ impl Actor for Health {
                     .in_current_span(),
                 );
             }
-            #[cfg(feature = "failure-hook")]
-            HealthMsg::Fail(reason) => return Err(reason.into()),
         }
         Ok(())
     }
@@ -98,20 +87,8 @@ impl Actor for Health {
 
 async fn probe(args: &HealthArgs) -> Readiness {
     let t = args.probe_timeout;
-    let pg = async {
-        match tokio::time::timeout(t, args.db.ping()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timeout".to_string(),
-        }
-    };
-    let redis = async {
-        match tokio::time::timeout(t, args.redis.ping()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timeout".to_string(),
-        }
-    };
+    let pg = ping(t, args.db.ping());
+    let redis = ping(t, args.redis.ping());
     let keys = async {
         match tokio::time::timeout(t, args.keys.status()).await {
             Ok(Ok(s)) if s.active_kid.is_empty() => format!("no active key: {}", s.problems.join("; ")),
@@ -140,6 +117,15 @@ async fn probe(args: &HealthArgs) -> Readiness {
     Readiness { ready, details }
 }
 
+/// The readiness detail of a dependency's ping: `ok`, why it failed, or `timeout`.
+async fn ping<E: std::fmt::Display>(timeout: Duration, check: impl Future<Output = Result<(), E>>) -> String {
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timeout".to_string(),
+    }
+}
+
 /// The readiness detail of a part that serves correctly but needs an operator's attention.
 pub const DEGRADED: &str = "degraded";
 
@@ -164,6 +150,6 @@ impl HealthHandle {
 
     #[cfg(feature = "failure-hook")]
     pub fn fail(&self, reason: &str) -> Result<(), CallError> {
-        self.endpoint.cast(HealthMsg::Fail(reason.to_string()))
+        self.endpoint.fail(reason)
     }
 }

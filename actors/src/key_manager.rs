@@ -15,13 +15,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::cache::CacheCounters;
 use crate::handle::{CallError, Endpoint};
 use crate::keys::{self, Claims, JwksDocument, KeyError, KeySet, PermissionPolicy, TokenError, VerifyRules};
+use crate::supervised::{Mail, Supervised};
 
 /// Messages the KeyManager handles.
 pub enum KeyManagerMsg {
@@ -36,9 +37,6 @@ pub enum KeyManagerMsg {
     /// interval, so that `keys rotate` on a shared volume reaches every instance, a repaired
     /// key file is picked up, and a directory opened to others is noticed).
     Poll,
-    /// Fail on purpose, to exercise supervision. Test builds only.
-    #[cfg(feature = "failure-hook")]
-    Fail(String),
 }
 
 /// What [`KeyManagerMsg::Status`] answers.
@@ -71,7 +69,8 @@ pub struct KeyManagerArgs {
     pub cache_counters: CacheCounters,
 }
 
-pub struct KeyManagerState {
+/// The KeyManager's state.
+pub struct KeyManager {
     args: KeyManagerArgs,
     /// Fingerprint of `keys.json` at the last load.
     stamp: Option<(std::time::SystemTime, u64)>,
@@ -82,8 +81,6 @@ pub struct KeyManagerState {
     findings: Vec<String>,
 }
 
-pub struct KeyManager;
-
 impl KeyManager {
     fn load(args: &KeyManagerArgs) -> Result<Arc<KeySet>, KeyError> {
         let set = KeySet::load_with(&args.dir, args.active_kid.as_deref(), args.permissions)?;
@@ -92,18 +89,13 @@ impl KeyManager {
     }
 }
 
-impl Actor for KeyManager {
+impl Supervised for KeyManager {
     type Msg = KeyManagerMsg;
-    type State = KeyManagerState;
-    type Arguments = KeyManagerArgs;
+    type Args = KeyManagerArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: KeyManagerArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(myself: ActorRef<Mail<KeyManagerMsg>>, args: KeyManagerArgs) -> Result<Self, ActorProcessingErr> {
         let first_start = args.publish.borrow().is_none();
-        let mut state = KeyManagerState {
+        let mut state = KeyManager {
             stamp: keys::metadata_stamp(&args.dir),
             findings: keys::permission_findings(&args.dir),
             args,
@@ -119,33 +111,28 @@ impl Actor for KeyManager {
             let _ = reload(&mut state);
         }
         if !state.args.poll_interval.is_zero() {
-            myself.send_interval(state.args.poll_interval, || KeyManagerMsg::Poll);
+            myself.send_interval(state.args.poll_interval, || Mail::Msg(KeyManagerMsg::Poll));
         }
         Ok(state)
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&mut self, msg: KeyManagerMsg) -> Result<(), ActorProcessingErr> {
         match msg {
             KeyManagerMsg::Reload(reply) => {
-                let _ = reply.send(reload(state));
+                let _ = reply.send(reload(self));
             }
             KeyManagerMsg::Poll => {
-                let whole = state.unreadable.is_none()
-                    && state.args.publish.borrow().as_ref().is_some_and(|set| set.problems().is_empty());
+                let whole = self.unreadable.is_none()
+                    && self.args.publish.borrow().as_ref().is_some_and(|set| set.problems().is_empty());
                 if !whole
-                    || keys::metadata_stamp(&state.args.dir) != state.stamp
-                    || keys::permission_findings(&state.args.dir) != state.findings
+                    || keys::metadata_stamp(&self.args.dir) != self.stamp
+                    || keys::permission_findings(&self.args.dir) != self.findings
                 {
-                    let _ = reload(state);
+                    let _ = reload(self);
                 }
             }
             KeyManagerMsg::Status(reply) => {
-                let snapshot = state.args.publish.borrow().clone();
+                let snapshot = self.args.publish.borrow().clone();
                 let mut status = match snapshot {
                     Some(set) => KeyStatus {
                         active_kid: set.active_kid().unwrap_or_default().to_string(),
@@ -154,11 +141,9 @@ impl Actor for KeyManager {
                     },
                     None => KeyStatus { active_kid: String::new(), published: 0, problems: Vec::new() },
                 };
-                status.problems.extend(state.unreadable.iter().cloned());
+                status.problems.extend(self.unreadable.iter().cloned());
                 let _ = reply.send(status);
             }
-            #[cfg(feature = "failure-hook")]
-            KeyManagerMsg::Fail(reason) => return Err(reason.into()),
         }
         Ok(())
     }
@@ -168,7 +153,7 @@ impl Actor for KeyManager {
 /// publishes go at once, whatever else is wrong; a broken key file is reported (readiness, log)
 /// and retried on every poll. Only an unreadable `keys.json` leaves the previous snapshot in
 /// force, since nothing is then known to have changed.
-fn reload(state: &mut KeyManagerState) -> Result<String, String> {
+fn reload(state: &mut KeyManager) -> Result<String, String> {
     let stamp = keys::metadata_stamp(&state.args.dir);
     state.findings = keys::permission_findings(&state.args.dir);
     let previous = state.args.publish.borrow().clone();
@@ -297,6 +282,6 @@ impl KeyManagerHandle {
 
     #[cfg(feature = "failure-hook")]
     pub fn fail(&self, reason: &str) -> Result<(), CallError> {
-        self.endpoint.cast(KeyManagerMsg::Fail(reason.to_string()))
+        self.endpoint.fail(reason)
     }
 }

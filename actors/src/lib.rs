@@ -16,6 +16,8 @@
 //! - [`keyspace`]: every Redis key, built from the prefix and typed ids, in the hash-slot layout
 //!   Redis Cluster needs.
 //! - [`health`]: readiness, from the supervisor's view of the children and live probes.
+//! - [`supervised`]: what every actor under the supervisor shares: running as a ractor actor,
+//!   and the failure hook of test builds.
 //! - [`handle`]: the calling side of every actor: slots that survive restarts, timeouts, and a
 //!   bound on calls in flight.
 //! - [`keys`] and [`db::setup`]: the key files and the database plumbing, also used by the
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod redis;
 pub mod redis_conn;
 pub mod restart;
+pub mod supervised;
 pub mod supervisor;
 
 pub use handle::CallError;

@@ -266,15 +266,11 @@ impl SupervisorState {
                     cache_capacity: self.settings.token_cache_size,
                     cache_counters: self.services.metrics.token_counters(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, KeyManager, args, cell).await?;
-                self.slots.keys.set(Some(actor.clone()));
-                actor.get_id()
+                self.slots.keys.spawn_linked::<KeyManager>(args, cell).await?
             }
             Child::Database(i) => {
                 let args = DatabaseArgs { pool: self.pool.clone(), metrics: self.services.metrics.clone() };
-                let (actor, _) = Actor::spawn_linked(None, Database, args, cell).await?;
-                self.slots.db[i].set(Some(actor.clone()));
-                actor.get_id()
+                self.slots.db[i].spawn_linked::<Database>(args, cell).await?
             }
             Child::Redis => {
                 let args = RedisArgs {
@@ -283,9 +279,7 @@ impl SupervisorState {
                     keys: self.settings.keyspace.clone(),
                     metrics: self.services.metrics.clone(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, Redis, args, cell).await?;
-                self.slots.redis.set(Some(actor.clone()));
-                actor.get_id()
+                self.slots.redis.spawn_linked::<Redis>(args, cell).await?
             }
             Child::Health => {
                 self.states.insert(child.name(), ChildState::Running);
@@ -296,9 +290,7 @@ impl SupervisorState {
                     probe_timeout: self.settings.probe_timeout,
                     children: self.states.clone(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, Health, args, cell).await?;
-                self.slots.health.set(Some(actor.clone()));
-                actor.get_id()
+                self.slots.health.spawn_linked::<Health>(args, cell).await?
             }
         };
         self.running.insert(id, child);
@@ -308,10 +300,10 @@ impl SupervisorState {
 
     fn clear_slot(&self, child: Child) {
         match child {
-            Child::KeyManager => self.slots.keys.set(None),
-            Child::Database(i) => self.slots.db[i].set(None),
-            Child::Redis => self.slots.redis.set(None),
-            Child::Health => self.slots.health.set(None),
+            Child::KeyManager => self.slots.keys.clear(),
+            Child::Database(i) => self.slots.db[i].clear(),
+            Child::Redis => self.slots.redis.clear(),
+            Child::Health => self.slots.health.clear(),
         }
     }
 

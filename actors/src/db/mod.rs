@@ -34,13 +34,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deadpool_postgres::{GenericClient, Pool};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error as PgError, Row};
 
 use crate::handle::{CallError, Endpoint};
 use crate::metrics::ActorMetrics;
 use crate::redis::{RedisError, RedisHandle};
+use crate::supervised::{Mail, Supervised};
 
 /// A pooled PostgreSQL connection, as every [`Operation`] takes one.
 pub use deadpool_postgres::Client as PooledClient;
@@ -135,7 +136,7 @@ type Reply<T> = RpcReplyPort<Result<T, DbError>>;
 /// every operation.
 pub trait Job: Send {
     /// Runs the operation on `state`'s pool and sends the reply.
-    fn execute(self: Box<Self>, state: &DatabaseState) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn execute(self: Box<Self>, state: &Database) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 struct Pending<O: Operation> {
@@ -144,7 +145,7 @@ struct Pending<O: Operation> {
 }
 
 impl<O: Operation> Job for Pending<O> {
-    fn execute(self: Box<Self>, state: &DatabaseState) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn execute(self: Box<Self>, state: &Database) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let Pending { op, reply } = *self;
         Box::pin(async move {
             let _ = reply.send(state.run(&op).await);
@@ -156,9 +157,6 @@ impl<O: Operation> Job for Pending<O> {
 pub enum DatabaseMsg {
     /// Run one operation and reply with its result.
     Run(Box<dyn Job>),
-    /// Fail on purpose, to exercise supervision. Test builds only.
-    #[cfg(feature = "failure-hook")]
-    Fail(String),
 }
 
 /// Startup arguments of a worker, reused on every restart.
@@ -168,12 +166,13 @@ pub struct DatabaseArgs {
     pub metrics: ActorMetrics,
 }
 
-pub struct DatabaseState {
+/// One worker of the Database: its state is the shared pool and where it counts errors.
+pub struct Database {
     pool: Pool,
     metrics: ActorMetrics,
 }
 
-impl DatabaseState {
+impl Database {
     /// Runs `op` on a pooled connection, counting database errors. A try that PostgreSQL
     /// aborted for conflicting with a concurrent transaction is run again (it wrote nothing), up
     /// to [`CONTENTION_ATTEMPTS`] tries.
@@ -207,28 +206,17 @@ impl DatabaseState {
     }
 }
 
-pub struct Database;
-
-impl Actor for Database {
+impl Supervised for Database {
     type Msg = DatabaseMsg;
-    type State = DatabaseState;
-    type Arguments = DatabaseArgs;
+    type Args = DatabaseArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: DatabaseArgs) -> Result<Self::State, ActorProcessingErr> {
-        Ok(DatabaseState { pool: args.pool, metrics: args.metrics })
+    async fn start(_: ActorRef<Mail<DatabaseMsg>>, args: DatabaseArgs) -> Result<Self, ActorProcessingErr> {
+        Ok(Database { pool: args.pool, metrics: args.metrics })
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            DatabaseMsg::Run(job) => job.execute(state).await,
-            #[cfg(feature = "failure-hook")]
-            DatabaseMsg::Fail(reason) => return Err(reason.into()),
-        }
+    async fn handle(&mut self, msg: DatabaseMsg) -> Result<(), ActorProcessingErr> {
+        let DatabaseMsg::Run(job) = msg;
+        job.execute(self).await;
         Ok(())
     }
 }
@@ -304,7 +292,7 @@ impl DatabaseHandle {
     #[cfg(feature = "failure-hook")]
     pub fn fail(&self, index: usize, reason: &str) -> Result<(), CallError> {
         let w = self.workers.get(index % self.workers.len().max(1)).ok_or(CallError::Unavailable("user_store"))?;
-        w.cast(DatabaseMsg::Fail(reason.to_string()))
+        w.fail(reason)
     }
 }
 

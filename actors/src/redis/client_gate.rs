@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{Command, millis};
+use super::{Command, marker, millis};
 use crate::keyspace::Keyspace;
 use crate::redis_conn::RedisConn;
 
@@ -226,14 +226,7 @@ impl Command for UseAssertion {
 
     async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<bool> {
         let key = keys.client_assertion(&self.client, &self.jti_digest);
-        let set: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(self.ttl).max(1))
-            .query_async(&mut conn)
-            .await?;
+        let set: Option<String> = marker(key, self.ttl).arg("NX").query_async(&mut conn).await?;
         Ok(set.is_some())
     }
 }

@@ -39,14 +39,8 @@ pub(super) fn new_epoch() -> String {
 pub async fn bump_authz_epoch_at(target: &RedisTarget, keys: &Keyspace, timeout: Duration) -> Result<(), RedisError> {
     let unavailable = |e: redis::RedisError| RedisError::Unavailable(e.to_string());
     let work = async {
-        let mut conn = RedisConn::connect(target, timeout).await.map_err(unavailable)?;
-        redis::cmd("SET")
-            .arg(keys.authz_epoch())
-            .arg(new_epoch())
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        conn.durable().await.map_err(unavailable)
+        let conn = RedisConn::connect(target, timeout).await.map_err(unavailable)?;
+        BumpAuthzEpoch.run(conn, keys.clone()).await.map_err(unavailable)
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| RedisError::Unavailable("timed out".into()))?
 }

@@ -36,7 +36,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -44,6 +44,7 @@ use crate::handle::{CallError, Endpoint};
 use crate::keyspace::Keyspace;
 use crate::metrics::ActorMetrics;
 use crate::redis_conn::RedisConn;
+use crate::supervised::{Mail, Supervised};
 
 /// Failures of a Redis-backed decision.
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +110,6 @@ impl Command for Ping {
 pub enum RedisMsg {
     /// Run one command and reply with its result.
     Run(Box<dyn RedisJob>),
-    /// Fail on purpose, to exercise supervision. Test builds only.
-    #[cfg(feature = "failure-hook")]
-    Fail(String),
 }
 
 /// Startup arguments, reused on every restart.
@@ -124,36 +122,25 @@ pub struct RedisArgs {
     pub metrics: ActorMetrics,
 }
 
-pub struct RedisState {
-    args: RedisArgs,
+/// The Redis actor's state: what each command's task needs.
+pub struct Redis {
+    conn: RedisConn,
+    keys: Keyspace,
+    metrics: ActorMetrics,
 }
 
-pub struct Redis;
-
-impl Actor for Redis {
+impl Supervised for Redis {
     type Msg = RedisMsg;
-    type State = RedisState;
-    type Arguments = RedisArgs;
+    type Args = RedisArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: RedisArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(_: ActorRef<Mail<RedisMsg>>, args: RedisArgs) -> Result<Self, ActorProcessingErr> {
         args.publish.send_replace(Some(args.conn.clone()));
-        Ok(RedisState { args })
+        Ok(Redis { conn: args.conn, keys: args.keys, metrics: args.metrics })
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            RedisMsg::Run(job) => {
-                let a = &state.args;
-                tokio::spawn(job.start(a.conn.clone(), a.keys.clone(), a.metrics.clone()).in_current_span());
-            }
-            #[cfg(feature = "failure-hook")]
-            RedisMsg::Fail(reason) => return Err(reason.into()),
-        }
+    async fn handle(&mut self, msg: RedisMsg) -> Result<(), ActorProcessingErr> {
+        let RedisMsg::Run(job) = msg;
+        tokio::spawn(job.start(self.conn.clone(), self.keys.clone(), self.metrics.clone()).in_current_span());
         Ok(())
     }
 }
@@ -204,7 +191,7 @@ impl RedisHandle {
 
     #[cfg(feature = "failure-hook")]
     pub fn fail(&self, reason: &str) -> Result<(), CallError> {
-        self.endpoint.cast(RedisMsg::Fail(reason.to_string()))
+        self.endpoint.fail(reason)
     }
 }
 
@@ -217,6 +204,14 @@ pub fn valid_url(url: &str) -> bool {
 fn counted(metrics: &ActorMetrics, e: redis::RedisError) -> RedisError {
     metrics.redis_errors.inc();
     RedisError::Unavailable(e.to_string())
+}
+
+/// `SET key 1 PX ttl`: a marker Redis drops by itself after `ttl` (at least a millisecond, since
+/// Redis refuses an expiry of zero).
+fn marker(key: String, ttl: Duration) -> redis::Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(1).arg("PX").arg(millis(ttl).max(1));
+    set
 }
 
 fn millis(d: Duration) -> u64 {

@@ -9,7 +9,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::epoch::new_epoch;
-use super::{Command, RedisError, RedisHandle, counted, millis};
+use super::{Command, RedisError, RedisHandle, counted, marker, millis};
 use crate::handle::CallError;
 use crate::keyspace::Keyspace;
 use crate::redis_conn::RedisConn;
@@ -73,7 +73,7 @@ impl Command for Blacklist {
 
     async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let key = keys.blacklist(self.user, self.jti);
-        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async::<()>(&mut conn).await?;
+        marker(key, self.ttl).query_async::<()>(&mut conn).await?;
         conn.durable().await
     }
 }
@@ -109,12 +109,7 @@ impl Command for RevokeSessions {
     async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
         for sid in &self.sessions {
-            pipe.cmd("SET")
-                .arg(keys.session_revoked(self.user, *sid))
-                .arg(1)
-                .arg("PX")
-                .arg(millis(self.ttl).max(1))
-                .ignore();
+            pipe.add_command(marker(keys.session_revoked(self.user, *sid), self.ttl)).ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
         conn.durable().await
@@ -133,7 +128,7 @@ impl Command for BlacklistClientToken {
 
     async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
         let key = keys.client_blacklist(&self.client, self.jti);
-        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(millis(self.ttl).max(1)).query_async(&mut conn).await
+        marker(key, self.ttl).query_async(&mut conn).await
     }
 }
 
