@@ -15,7 +15,7 @@ pub(super) async fn connect(layers: &Layers) -> anyhow::Result<tokio_postgres::C
     Ok(db::connect(database_url(layers)?, Duration::from_secs(5)).await?)
 }
 
-/// One connection from a pool of one, for the commands that run the store's own operations and
+/// One connection from a pool of one, for the commands that run the Database's operations and
 /// event writes (which take pooled connections).
 pub(super) async fn connect_pooled(layers: &Layers) -> anyhow::Result<db::PooledClient> {
     Ok(db::connect_pooled(database_url(layers)?, Duration::from_secs(5)).await?)
