@@ -143,7 +143,7 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
     let host = request::check_host(&req);
     let mut request = Request::new(req, id.clone(), peer, &app.config.http);
     let method = request.method.clone();
-    let client_ip = request.peer_ip;
+    let peer_ip = request.peer_ip;
     let span = tracing::info_span!("request", request_id = %id);
     let (template, mut response) = match host.and_then(|()| table::find(&method, &request.path)) {
         Ok((route, params)) => {
@@ -178,7 +178,7 @@ async fn handle(app: App, req: hyper::Request<Incoming>, peer: SocketAddr) -> Re
         route: template,
         status,
         latency: elapsed,
-        client_ip,
+        client_ip: peer_ip,
     });
     response
 }
