@@ -246,8 +246,8 @@ async fn userinfo_caller(app: &App, bearer: Option<&str>) -> Result<Principal, F
 /// or service now, and the subject is verified with it. Without a Bearer token, the caller must
 /// be a confidential client, to which only the tokens it serves can be active.
 async fn introspector(app: &App, req: &mut Request) -> Result<Introspection, ApiError> {
-    if req.bearer().is_some() {
-        let caller = authenticate::verify_claims(app, req.bearer().ok_or(FlowError::Token(Rejection::Missing))?)?;
+    if let Some(token) = req.bearer() {
+        let caller = authenticate::verify_claims(app, token)?;
         let form = token_form(req).await?;
         let (caller, subject) = authenticate::verify_with_subject(app, caller, &form.token).await?;
         require(&caller, Access::Introspector.roles().unwrap_or_default())?;

@@ -25,6 +25,7 @@ use crate::app::App;
 use auth_actors::db::sessions::BrowserSession;
 
 use crate::flows::authenticate::Principal;
+use crate::flows::error::FlowError;
 use crate::http::{ApiError, Request, Response, response};
 use crate::oauth::authorize::{self, Checked, PageError, Registration, SignInError, Step};
 use crate::oauth::openid;
@@ -51,8 +52,8 @@ impl From<ApiError> for Failure {
     }
 }
 
-impl From<crate::flows::error::FlowError> for Failure {
-    fn from(e: crate::flows::error::FlowError) -> Self {
+impl From<FlowError> for Failure {
+    fn from(e: FlowError) -> Self {
         Failure::Page(PageError::Flow(e))
     }
 }
@@ -190,7 +191,7 @@ fn csrf_token(app: &App, req: &Request) -> Result<(String, Option<String>), Fail
     if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| Secret::parse(t).is_some()) {
         return Ok((token, None));
     }
-    let token = Secret::generate().map_err(crate::flows::error::FlowError::from)?.encode();
+    let token = Secret::generate().map_err(FlowError::from)?.encode();
     let set = cookie(app, csrf_cookie_name(app), &token, None);
     Ok((token, Some(set)))
 }
