@@ -116,6 +116,22 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("HASH_QUEUE_TIMEOUT", Some("2s"), "How long a login/signup waits for a hashing slot before 503."),
     ("PASSWORD_MIN_LENGTH", Some("8"), "Shortest accepted password."),
     ("PASSWORD_MAX_LENGTH", Some("128"), "Longest accepted password."),
+    (
+        "PASSWORD_BLOCKLIST",
+        Some("true"),
+        "Refuse passwords on the bundled list of common and breached passwords (false only for load tests).",
+    ),
+    (
+        "PWNED_PASSWORDS_URL",
+        None,
+        "Base URL of a k-anonymity range API (e.g. https://api.pwnedpasswords.com/range/); unset: only the bundled list.",
+    ),
+    ("PWNED_PASSWORDS_TIMEOUT", Some("2s"), "Bound on one range API request."),
+    (
+        "PWNED_PASSWORDS_FAIL_CLOSED",
+        Some("false"),
+        "true refuses a new password (503) when the range API cannot answer; false accepts it. Both are logged and counted.",
+    ),
     ("RATE_LIMIT_ENABLED", Some("true"), "false disables rate limiting (load tests only; logs a warning)."),
     ("RATE_LIMIT_LOGIN", Some("10/60s"), "Login attempts per client IP."),
     ("RATE_LIMIT_LOGIN_ACCOUNT", Some("20/300s"), "Login attempts per account, from any IP."),
@@ -124,6 +140,12 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("RATE_LIMIT_DEFAULT", Some("100/60s"), "Other API requests per client IP."),
     ("RATE_LIMIT_TOKEN", Some("600/60s"), "Requests to /oauth2/token per client IP."),
     ("RATE_LIMIT_CLIENT", Some("600/60s"), "Token requests per OAuth client, from any IP."),
+    ("RATE_LIMIT_RECOVERY", Some("5/3600s"), "Password-reset and verification-mail requests per client IP."),
+    (
+        "RATE_LIMIT_RECOVERY_ACCOUNT",
+        Some("3/3600s"),
+        "Password-reset and verification mails per account, whoever asks.",
+    ),
     ("LOCKOUT_THRESHOLD", Some("5"), "Consecutive failed logins that lock an account."),
     ("LOCKOUT_BASE", Some("60s"), "First lockout; each further lockout doubles it."),
     ("LOCKOUT_MAX", Some("1h"), "Longest lockout."),
@@ -157,6 +179,25 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         Some("12h"),
         "How long a sign-in on the hosted pages lasts (the browser's session cookie); the user signs in again after it.",
     ),
+    (
+        "SMTP_URL",
+        None,
+        "Where mail goes: smtp://host:port (plain, development), smtp+starttls://host:port or smtps://host:port, credentials as user:password@. Unset: mail waits in the outbox. Secret: never logged.",
+    ),
+    ("MAIL_FROM", Some("auth-service <no-reply@localhost>"), "The From of every mail."),
+    ("MAIL_MAX_ATTEMPTS", Some("8"), "Delivery attempts of one mail before it is dead-lettered."),
+    ("MAIL_RETRY_BASE", Some("10s"), "Wait before a mail's second attempt; doubles per attempt."),
+    ("MAIL_RETRY_MAX", Some("15m"), "Longest wait between two attempts of one mail."),
+    ("MAIL_POLL_INTERVAL", Some("2s"), "How often the Mailer looks for due mail when nothing woke it."),
+    ("MAIL_SEND_TIMEOUT", Some("30s"), "Bound on one SMTP delivery (connect, conversation, reply)."),
+    (
+        "REQUIRE_VERIFIED_EMAIL",
+        Some("false"),
+        "true refuses logins of accounts whose address is not verified (403 email_unverified).",
+    ),
+    ("EMAIL_VERIFICATION_TTL", Some("24h"), "Lifetime of an email-verification link."),
+    ("PASSWORD_RESET_TTL", Some("30m"), "Lifetime of a password-reset link."),
+    ("EMAIL_CHANGE_TTL", Some("1h"), "Lifetime of the link that confirms a new address."),
     ("MAX_BODY_BYTES", Some("65536"), "Largest accepted request body."),
     ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
     ("REQUEST_TIMEOUT", Some("30s"), "Time a client has to send its request body (408 after it)."),
@@ -262,6 +303,46 @@ pub struct PasswordConfig {
     pub queue_timeout: Duration,
     pub min_length: usize,
     pub max_length: usize,
+    /// Whether the bundled list of common and breached passwords is consulted.
+    pub blocklist: bool,
+    /// The k-anonymity range API, when one is configured.
+    pub breach_api: Option<BreachApiConfig>,
+}
+
+/// A k-anonymity range API (`PWNED_PASSWORDS_URL`): `GET {url}{first five hex digits of the
+/// SHA-1}` answers the suffixes it knows.
+#[derive(Debug, Clone)]
+pub struct BreachApiConfig {
+    pub url: String,
+    pub timeout: Duration,
+    /// Whether a new password is refused (true) or accepted (false) when the API cannot answer.
+    pub fail_closed: bool,
+}
+
+/// Mail delivery: where the Mailer sends and how it retries.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `SMTP_URL` (may carry credentials); `None` leaves mail in the outbox.
+    pub smtp_url: Option<Secret>,
+    pub from: String,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub poll_interval: Duration,
+    pub send_timeout: Duration,
+}
+
+/// Verified email, password reset and email change.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub require_verified_email: bool,
+    pub verification_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub email_change_ttl: Duration,
+    /// Reset and verification-mail requests per client IP.
+    pub recovery: RateLimit,
+    /// Reset and verification mails per account.
+    pub recovery_account: RateLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +394,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     pub limits: LimitConfig,
     pub oauth: OAuthConfig,
+    pub mail: MailConfig,
+    pub accounts: AccountConfig,
     pub log_format: LogFormat,
     pub log_level: String,
     pub call_timeout: Duration,
@@ -475,6 +558,34 @@ impl Layers {
         })
     }
 
+    /// The Mailer's settings. The SMTP URL's scheme is checked here; the Mailer parses the rest.
+    pub fn mail(&self) -> Result<MailConfig, ConfigError> {
+        let smtp_url = match self.get("SMTP_URL").map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                if !matches!(scheme.as_deref(), Some("smtp" | "smtp+starttls" | "smtps")) {
+                    let reason = "use smtp://, smtp+starttls:// or smtps://".to_string();
+                    return Err(ConfigError::Invalid { name: "SMTP_URL", reason });
+                }
+                Some(Secret::new(url))
+            }
+        };
+        let max_attempts: u32 = self.parse("MAIL_MAX_ATTEMPTS")?;
+        if max_attempts == 0 {
+            return Err(ConfigError::Invalid { name: "MAIL_MAX_ATTEMPTS", reason: "must be at least 1".into() });
+        }
+        Ok(MailConfig {
+            smtp_url,
+            from: self.required("MAIL_FROM")?.to_string(),
+            max_attempts,
+            retry_base: self.duration("MAIL_RETRY_BASE")?,
+            retry_max: self.duration("MAIL_RETRY_MAX")?,
+            poll_interval: self.duration("MAIL_POLL_INTERVAL")?,
+            send_timeout: self.duration("MAIL_SEND_TIMEOUT")?,
+        })
+    }
+
     /// Only the password settings (for commands that hash without serving).
     pub fn passwords(&self) -> Result<PasswordConfig, ConfigError> {
         let memory_kib: u32 = self.parse("ARGON2_MEMORY_KIB")?;
@@ -501,6 +612,23 @@ impl Layers {
             queue_timeout: self.duration("HASH_QUEUE_TIMEOUT")?,
             min_length,
             max_length,
+            blocklist: self.bool("PASSWORD_BLOCKLIST")?,
+            breach_api: match self.get("PWNED_PASSWORDS_URL").filter(|u| !u.trim().is_empty()) {
+                None => None,
+                Some(url) => {
+                    let parsed = url::Url::parse(url.trim())
+                        .map_err(|e| ConfigError::Invalid { name: "PWNED_PASSWORDS_URL", reason: e.to_string() })?;
+                    if !matches!(parsed.scheme(), "http" | "https") {
+                        let reason = "must be an http:// or https:// URL".to_string();
+                        return Err(ConfigError::Invalid { name: "PWNED_PASSWORDS_URL", reason });
+                    }
+                    Some(BreachApiConfig {
+                        url: url.trim().to_string(),
+                        timeout: self.duration("PWNED_PASSWORDS_TIMEOUT")?,
+                        fail_closed: self.bool("PWNED_PASSWORDS_FAIL_CLOSED")?,
+                    })
+                }
+            },
         })
     }
 
@@ -590,6 +718,15 @@ impl Layers {
                 client_auth_threshold: self.parse("CLIENT_AUTH_THRESHOLD")?,
             },
             oauth: self.oauth()?,
+            mail: self.mail()?,
+            accounts: AccountConfig {
+                require_verified_email: self.bool("REQUIRE_VERIFIED_EMAIL")?,
+                verification_ttl: self.duration("EMAIL_VERIFICATION_TTL")?,
+                reset_ttl: self.duration("PASSWORD_RESET_TTL")?,
+                email_change_ttl: self.duration("EMAIL_CHANGE_TTL")?,
+                recovery: self.rate("RATE_LIMIT_RECOVERY")?,
+                recovery_account: self.rate("RATE_LIMIT_RECOVERY_ACCOUNT")?,
+            },
             log_format,
             log_level: self.required("LOG_LEVEL")?.to_string(),
             call_timeout: self.duration("ACTOR_CALL_TIMEOUT")?,

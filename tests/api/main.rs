@@ -2,6 +2,7 @@
 //! One module per area; test names read as sentences.
 
 mod helpers;
+mod mail;
 
 mod access;
 mod attacks;

@@ -23,6 +23,7 @@ pub mod clients;
 pub mod events;
 pub mod grants;
 pub mod history;
+pub mod outbox;
 pub mod roles;
 pub mod sessions;
 pub mod setup;
