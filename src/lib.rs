@@ -34,6 +34,7 @@ pub mod config;
 pub mod domain;
 pub mod flows;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod pages;

@@ -19,6 +19,7 @@
 //! an operation says it changed some user's roles or standing, the handle replaces the
 //! authorization epoch after the commit, before it returns: callers cannot forget to.
 
+pub mod account_tokens;
 pub mod clients;
 pub mod events;
 pub mod grants;
