@@ -41,6 +41,10 @@ pub enum LimitClass {
     Token,
     /// Token requests per OAuth client, from any IP.
     Client,
+    /// Requests that send an account mail (password reset, verification) per client IP.
+    Recovery,
+    /// Account mails (password reset, verification) per account, whoever asks.
+    RecoveryAccount,
 }
 
 impl LimitClass {
@@ -54,6 +58,8 @@ impl LimitClass {
             LimitClass::Default => "default",
             LimitClass::Token => "token",
             LimitClass::Client => "client",
+            LimitClass::Recovery => "recovery",
+            LimitClass::RecoveryAccount => "recovery_account",
         }
     }
 }

@@ -29,6 +29,8 @@ pub fn limit(app: &App, class: LimitClass) -> RateLimit {
         LimitClass::Default => l.default,
         LimitClass::Token => l.token,
         LimitClass::Client => l.client,
+        LimitClass::Recovery => app.config.accounts.recovery,
+        LimitClass::RecoveryAccount => app.config.accounts.recovery_account,
     }
 }
 
@@ -60,4 +62,29 @@ pub async fn spend(app: &App, class: LimitClass, ip: std::net::IpAddr) -> Result
         Some(decision) if !decision.allowed => Err(FlowError::Throttled { retry_after: decision.retry_after }),
         _ => Ok(()),
     }
+}
+
+/// Counts one request of `class` against the budget of `account` (from any IP). `Ok(false)`
+/// once the budget is spent (and limiting on); the caller decides what a refusal looks like,
+/// since a per-account answer must not tell a stranger that the account exists.
+pub async fn spend_for_account(
+    app: &App,
+    class: LimitClass,
+    account: auth_actors::keyspace::Account,
+) -> Result<bool, FlowError> {
+    if !app.config.limits.enabled {
+        return Ok(true);
+    }
+    let RateLimit { limit: count, window } = limit(app, class);
+    let hit = auth_actors::redis::rate::Hit {
+        class,
+        subject: auth_actors::keyspace::Subject::Account(account),
+        limit: count,
+        window,
+    };
+    let decision = app.services.redis.run(hit).await?;
+    if !decision.allowed {
+        denied(app, class);
+    }
+    Ok(decision.allowed)
 }
