@@ -466,6 +466,9 @@ def main():
         f"- one argon2id hash (m=19456, t=2, p=1), single thread: {ceilings['argon2_hash_ms']:.1f} ms; "
         f"{ceilings['argon2_per_sec']:.0f} hashes/s with all {ceilings['cores']} cores busy",
         f"- one RS256 signature (key parsed once): {ceilings['sign_ms']:.3f} ms; {ceilings['sign_per_sec']:.0f}/s with all cores busy",
+        f"- one check of the bundled password list: {ceilings['password_check_listed_ns']:.0f} ns listed, "
+        f"{ceilings['password_check_unlisted_ns']:.0f} ns unlisted "
+        f"({ceilings['password_check_unlisted_ns'] / (ceilings['argon2_hash_ms'] * 1e6):.1e} of one argon2 hash)",
     ]
     for name, d in (("me", me_caches), (f"me, {MANY_USERS} users", many_caches)):
         if d is None:

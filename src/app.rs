@@ -27,6 +27,8 @@ pub struct AppState {
     pub clients: ClientCache,
     /// Clients' public keys fetched from their `jwks_uri`.
     pub remote_keys: RemoteKeys,
+    /// The k-anonymity range API new passwords are checked against, when `PWNED_PASSWORDS_URL` is set.
+    pub breach_api: Option<crate::passwords::breach::RangeApi>,
     /// Set when shutdown has begun: readyz answers 503 and HTTP/1.1 answers close their
     /// connections, while every other route still serves.
     pub stopping: std::sync::atomic::AtomicBool,

@@ -118,20 +118,30 @@ impl RoleDescription {
     }
 }
 
-/// The password policy (§5): length bounds, and not the username or email.
+/// The password policy (§5, §9): length bounds, not the username or email, and not on the
+/// bundled list of common and breached passwords (when `blocklist`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordPolicy {
     pub min_length: usize,
     pub max_length: usize,
+    /// `PASSWORD_BLOCKLIST`: refuse passwords on [`crate::passwords::blocklist`].
+    pub blocklist: bool,
 }
 
 impl From<&PasswordConfig> for PasswordPolicy {
     fn from(c: &PasswordConfig) -> Self {
-        PasswordPolicy { min_length: c.min_length, max_length: c.max_length }
+        PasswordPolicy { min_length: c.min_length, max_length: c.max_length, blocklist: c.blocklist }
     }
 }
 
+/// What a refused password is told when it is on the bundled list or known to the range API.
+pub const BREACHED_PASSWORD: &str = "password is too common or appeared in a data breach; choose another";
+
 /// A new password that meets the policy for its account. Its `Debug` never shows it.
+///
+/// Only new passwords are built this way (signup, password change, reset, the CLI), so the
+/// policy applies to every password chosen from now on; a login checks the stored hash only,
+/// and an account whose existing password is now listed still signs in.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -154,6 +164,10 @@ impl Password {
         }
         if raw.eq_ignore_ascii_case(username) || raw.eq_ignore_ascii_case(email) {
             return Err(field("password must not equal the username or email".into()));
+        }
+        // Last, so that the list is consulted (and counted) only for otherwise valid passwords.
+        if policy.blocklist && crate::passwords::blocklist::check(&raw) {
+            return Err(field(BREACHED_PASSWORD.into()));
         }
         Ok(Password(raw))
     }
@@ -180,7 +194,7 @@ mod tests {
         assert!(Email::parse("a@b").is_err());
         assert!(RoleName::parse("svc:read").is_ok());
         assert!(RoleName::parse("").is_err());
-        let policy = PasswordPolicy { min_length: 8, max_length: 12 };
+        let policy = PasswordPolicy { min_length: 8, max_length: 12, blocklist: true };
         assert!(Password::new(policy, "short".into(), "alice", "a@b.io").is_err());
         assert!(Password::new(policy, "ALICE-ALICE".into(), "alice-alice", "a@b.io").is_err());
         assert!(Password::new(policy, "correct horse".into(), "alice", "a@b.io").is_err());
@@ -188,6 +202,16 @@ mod tests {
             format!("{:?}", Password::new(policy, "hunter22!".into(), "alice", "a@b.io").expect("ok")),
             "Password(***)"
         );
+    }
+
+    #[test]
+    fn a_listed_password_is_refused_only_while_the_list_is_on() {
+        let on = PasswordPolicy { min_length: 8, max_length: 64, blocklist: true };
+        let err = Password::new(on, "Password1".into(), "alice", "a@b.io").expect_err("listed");
+        assert_eq!((err.field, err.message.as_str()), ("password", BREACHED_PASSWORD));
+        assert!(Password::new(on, "correct horse battery".into(), "alice", "a@b.io").is_ok());
+        let off = PasswordPolicy { blocklist: false, ..on };
+        assert!(Password::new(off, "Password1".into(), "alice", "a@b.io").is_ok());
     }
 
     #[test]

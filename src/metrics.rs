@@ -79,6 +79,31 @@ pub struct ClassLabels {
     pub class: &'static str,
 }
 
+/// A check of a new password: which source answered and what it said.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PasswordCheckLabels {
+    pub source: CheckSource,
+    pub outcome: CheckOutcome,
+}
+
+/// Where a new password was checked: the bundled list, or the k-anonymity range API.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CheckSource {
+    blocklist,
+    range_api,
+}
+
+/// `accepted`, `refused`, or `error` (the range API could not answer; the password was then
+/// accepted or refused as `PWNED_PASSWORDS_FAIL_CLOSED` says).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CheckOutcome {
+    accepted,
+    refused,
+    error,
+}
+
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
@@ -103,6 +128,8 @@ pub struct Metrics {
     pub token_requests: Family<GrantLabels, Counter>,
     /// Failed client authentications by the method tried.
     pub client_auth_failures: Family<MethodLabels, Counter>,
+    /// Time of one request to the k-anonymity range API, failed ones included.
+    pub range_api_duration: Histogram,
     pub db_pool_max: Gauge,
     pub db_pool_size: Gauge,
     pub db_pool_available: Gauge,
@@ -136,6 +163,7 @@ impl Metrics {
             client_cache: Family::default(),
             token_requests: Family::default(),
             client_auth_failures: Family::default(),
+            range_api_duration: Histogram::new(latency_buckets()),
             db_pool_max: Gauge::default(),
             db_pool_size: Gauge::default(),
             db_pool_available: Gauge::default(),
@@ -193,6 +221,17 @@ impl Metrics {
             m.client_auth_failures.clone(),
         );
         registry.register("jwks_responses", "JWKS responses: served or not_modified", m.jwks.clone());
+        registry.register(
+            "password_checks",
+            "Checks of new passwords by source (blocklist, range_api) and outcome (accepted, refused, error); process-wide",
+            crate::passwords::blocklist::checks(),
+        );
+        registry.register_with_unit(
+            "password_range_api_duration",
+            "Time of one request to the k-anonymity range API (PWNED_PASSWORDS_URL)",
+            Unit::Seconds,
+            m.range_api_duration.clone(),
+        );
         registry.register("db_pool_max_connections", "Configured PostgreSQL pool size", m.db_pool_max.clone());
         registry.register("db_pool_connections", "PostgreSQL connections open in the pool", m.db_pool_size.clone());
         registry.register(

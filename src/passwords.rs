@@ -13,6 +13,14 @@
 //!
 //! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), the same format the
 //! `argon2` crate writes, so hashes made elsewhere verify here and the other way round.
+//!
+//! The checks of a new password against known ones live beside it: [`blocklist`] (the bundled
+//! list, consulted by [`crate::domain::Password::new`]) and [`breach`] (the k-anonymity range
+//! API, which the flows that set a password call).
+
+pub mod blocklist;
+pub mod breach;
+mod list_key;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

@@ -60,6 +60,7 @@ pub async fn run(
             config.oauth.jwks_allow_http,
             config.oauth.jwks_allow_private,
         ),
+        breach_api: config.passwords.breach_api.as_ref().map(crate::passwords::breach::RangeApi::new),
         stopping: std::sync::atomic::AtomicBool::new(false),
         config: Arc::new(config),
         services,

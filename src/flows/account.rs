@@ -99,6 +99,8 @@ pub async fn update_profile(
             let new_password =
                 Password::new(policy, new_password, username.as_deref().unwrap_or(&current.username), &current.email)?;
             let verified_version = check_old_password(app, principal.user_id, old, peer).await?;
+            // After the old password, so that a caller who does not know it causes no request.
+            crate::passwords::breach::check(app, &new_password).await?;
             Some(PasswordChange { verified_version, new: app.hasher.hash(new_password.into_inner()).await? })
         }
     };

@@ -45,6 +45,8 @@ pub enum Dependency {
     PasswordHashing,
     TokenSigning,
     Randomness,
+    /// The k-anonymity range API, when `PWNED_PASSWORDS_FAIL_CLOSED` makes new passwords wait for it.
+    BreachCheck,
 }
 
 impl std::fmt::Display for Dependency {
@@ -56,6 +58,7 @@ impl std::fmt::Display for Dependency {
             Dependency::PasswordHashing => "password hashing",
             Dependency::TokenSigning => "token signing",
             Dependency::Randomness => "random number generator",
+            Dependency::BreachCheck => "password breach check",
         })
     }
 }

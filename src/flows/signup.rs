@@ -1,4 +1,5 @@
-//! Signup: validate → hash (bounded, off the runtime) → store.
+//! Signup: validate (the bundled password list included) → range API → hash (bounded, off the
+//! runtime) → store.
 
 use auth_actors::db::users::{self, UserRecord};
 use serde::Deserialize;
@@ -19,6 +20,7 @@ pub async fn signup(app: &App, input: SignupInput) -> Result<UserRecord, FlowErr
     let SignupInput { username, email, password } = input;
     let policy = (&app.config.passwords).into();
     let password = Password::new(policy, password, username.as_str(), email.as_str())?;
+    crate::passwords::breach::check(app, &password).await?;
     let password_hash = app.hasher.hash(password.into_inner()).await?;
     let create = users::Create { username: username.into_inner(), email: email.into_inner(), password_hash };
     Ok(app.services.db.run(create).await?)

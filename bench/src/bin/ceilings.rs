@@ -1,6 +1,8 @@
 //! The CPU ceilings, with every core busy for a fixed time:
 //! - argon2: Argon2id hashes per second at the given parameters;
-//! - signing: RS256 signatures per second with a key parsed once (the service's own signer).
+//! - signing: RS256 signatures per second with a key parsed once (the service's own signer);
+//! - the bundled password list: nanoseconds per check (single thread) of a listed and an
+//!   unlisted password, to set beside one argon2 hash.
 //!
 //! Usage: ceilings KEYS_DIR SECONDS MEMORY_KIB ITERATIONS PARALLELISM
 //! Prints one JSON object.
@@ -37,6 +39,18 @@ fn run_on_all_cores(seconds: f64, work: impl Fn() + Send + Sync + 'static) -> f6
     count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Nanoseconds per bundled-list check of each of `passwords`, averaged over many rounds.
+fn blocklist_ns(passwords: &[&str]) -> f64 {
+    let rounds = 200_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for p in passwords {
+            std::hint::black_box(auth_service::passwords::blocklist::is_listed(std::hint::black_box(p)));
+        }
+    }
+    started.elapsed().as_secs_f64() * 1e9 / (rounds * passwords.len()) as f64
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let keys_dir = args.get(1).cloned().unwrap_or_else(|| ".dev/keys".into());
@@ -58,6 +72,13 @@ fn main() {
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
         let _ = a.hash_password(b"benchmark password");
     });
+
+    let listed = ["password", "Password1", "iloveyou", "qwerty123", "trustno1", "superman"];
+    let unlisted = ["correct horse battery", "violet tractor umbrella 42", "x7#Kq!9vLz@2", "bench password 1"];
+    assert!(listed.iter().all(|p| auth_service::passwords::blocklist::is_listed(p)), "a listed sample is missing");
+    assert!(!unlisted.iter().any(|p| auth_service::passwords::blocklist::is_listed(p)), "an unlisted sample is listed");
+    let check_listed_ns = blocklist_ns(&listed);
+    let check_unlisted_ns = blocklist_ns(&unlisted);
 
     let keys = Arc::new(KeySet::load(std::path::Path::new(&keys_dir), None).expect("load keys"));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -84,6 +105,8 @@ fn main() {
             "sign_alg": keys.active_alg().as_str(),
             "sign_ms": single_sign * 1e3,
             "sign_per_sec": sign_per_sec,
+            "password_check_listed_ns": check_listed_ns,
+            "password_check_unlisted_ns": check_unlisted_ns,
         })
     );
 }

@@ -369,9 +369,10 @@ fn fields(text: &str) {
         assert!(!email.chars().any(char::is_whitespace), "email with whitespace accepted: {email:?}");
         assert_eq!(email, text.trim(), "an email is the text without its surrounding whitespace");
     }
-    let policy = PasswordPolicy { min_length: 8, max_length: 128 };
+    let policy = PasswordPolicy { min_length: 8, max_length: 128, blocklist: true };
     if Password::new(policy, text.to_string(), "fuzz_user", "fuzz@example.com").is_ok() {
         assert!((8..=128).contains(&text.chars().count()), "password length {} accepted", text.chars().count());
+        assert!(!auth_service::passwords::blocklist::is_listed(text), "a listed password accepted");
     }
     if let Some(secret) = Secret::parse(text) {
         assert_eq!(B64.encode(secret.bytes()), text.trim(), "non-canonical secret accepted");
