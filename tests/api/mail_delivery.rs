@@ -243,7 +243,7 @@ fn self_signed() -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = std::process::Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -270,7 +270,8 @@ async fn starttls_with_a_trusted_private_ca_and_percent_encoded_credentials_deli
     let url = format!("smtp+starttls://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
     let app = mail_app(&url, &[("SMTP_CA_FILE", &cert.display().to_string())]).await;
     let to = address("tls-");
-    send(&app, &to).await;
+    let id = send(&app, &to).await;
+    wait_status(&app, id, "sent").await;
     let mail = sink.wait_for(&to).await;
     assert!(mail.tls && mail.authenticated, "{mail:?}");
 }
@@ -281,7 +282,8 @@ async fn implicit_tls_with_credentials_delivers() {
     let url = format!("smtps://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
     let app = mail_app(&url, &[("SMTP_CA_FILE", &cert.display().to_string())]).await;
     let to = address("tls-");
-    send(&app, &to).await;
+    let id = send(&app, &to).await;
+    wait_status(&app, id, "sent").await;
     let mail = sink.wait_for(&to).await;
     assert!(mail.tls && mail.authenticated, "{mail:?}");
 }
