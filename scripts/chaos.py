@@ -14,8 +14,9 @@ script, phase by phase:
      process must exit with status 3, and is then restarted, as an orchestrator would. While
      the process stops and is down, refused or closed connections are counted apart: that
      outage is the documented escalation;
-  6. writes mail to the outbox steadily while making the Mailer fail again and again: every
-     mail must reach the script's own SMTP sink (scripts/mail-sink.py).
+  6. writes mail to the outbox steadily while making the Mailer fail three times (as often as
+     RESTART_MAX allows without escalating): every mail must reach the script's own SMTP sink
+     (scripts/mail-sink.py).
 
 `CHAOS_ONLY=mail` runs the baseline and phase 6 only.
 
@@ -463,8 +464,9 @@ def main():
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
         restarts_before = metric(service.port, 'auth_actor_restarts_total{actor="mailer"}') or 0.0
-        for _ in range(5):
-            time.sleep(1)
+        # RESTART_MAX failures within RESTART_WINDOW: one more would escalate, by design.
+        for _ in range(3):
+            time.sleep(1.5)
             status = request(service.port, "POST", "/api/v1/_test/fail/mailer")[0]
             if status != 202:
                 violations.append(f"{name}: the failure hook answered {status}")
@@ -485,8 +487,8 @@ def main():
                    f"mailer restarted {int(restarts)} times")
         if missing:
             violations.append(f"{name}: {len(missing)} of {len(written)} mails never arrived")
-        if restarts < 5:
-            violations.append(f"{name}: the mailer restarted {int(restarts)} times, expected 5")
+        if restarts < 3:
+            violations.append(f"{name}: the mailer restarted {int(restarts)} times, expected 3")
         time.sleep(2)
 
         load.stop.set()

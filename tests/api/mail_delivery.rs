@@ -243,7 +243,7 @@ fn self_signed() -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = std::process::Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -270,7 +270,8 @@ async fn starttls_with_a_trusted_private_ca_and_percent_encoded_credentials_deli
     let url = format!("smtp+starttls://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
     let app = mail_app(&url, &[("SMTP_CA_FILE", &cert.display().to_string())]).await;
     let to = address("tls-");
-    send(&app, &to).await;
+    let id = send(&app, &to).await;
+    wait_status(&app, id, "sent").await;
     let mail = sink.wait_for(&to).await;
     assert!(mail.tls && mail.authenticated, "{mail:?}");
 }
@@ -281,7 +282,8 @@ async fn implicit_tls_with_credentials_delivers() {
     let url = format!("smtps://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
     let app = mail_app(&url, &[("SMTP_CA_FILE", &cert.display().to_string())]).await;
     let to = address("tls-");
-    send(&app, &to).await;
+    let id = send(&app, &to).await;
+    wait_status(&app, id, "sent").await;
     let mail = sink.wait_for(&to).await;
     assert!(mail.tls && mail.authenticated, "{mail:?}");
 }
@@ -341,4 +343,98 @@ async fn an_invalid_smtp_url_mail_from_or_ca_file_is_refused_at_startup_without_
         let e = layers.build().expect_err(value).to_string();
         assert!(e.contains(name) && !e.contains("s3cr3t"), "{e}");
     }
+}
+
+/// The real binary with JSON logs: a sent mail and a dead-lettered one are each logged with
+/// their outbox id and kind, and no line carries a recipient, a body or the SMTP password.
+#[tokio::test]
+async fn the_log_names_outbox_ids_and_kinds_never_addresses_bodies_or_the_smtp_password() {
+    use tokio::io::AsyncReadExt;
+
+    let (sink, cert) = tls_sink(false).await;
+    let database = fresh_database().await;
+    let keys = shared_keys().await;
+    let port = free_port();
+    let smtp_url = format!("smtp+starttls://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .arg("serve")
+        .env_clear()
+        .env("CONFIG_DIR", temp_dir("config"))
+        .env("DATABASE_URL", database_url(&database))
+        .env("REDIS_URL", REDIS_URL)
+        .env("REDIS_KEY_PREFIX", format!("maillogs:{}:", Uuid::new_v4().simple()))
+        .env("JWT_KEYS_DIR", keys.display().to_string())
+        .env("JWT_ISSUER", "http://auth.test")
+        .env("JWT_AUDIENCE", "test-audience")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "debug")
+        .env("SMTP_URL", &smtp_url)
+        .env("SMTP_CA_FILE", cert.display().to_string())
+        .env("MAIL_FROM", FROM)
+        .env("MAIL_RETRY_BASE", "50ms")
+        .env("MAIL_RETRY_MAX", "100ms")
+        .env("MAIL_POLL_INTERVAL", "100ms")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/api/v1/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "service came up");
+
+    let pooled = auth_actors::db::connect_pooled(&database_url(&database), Duration::from_secs(5)).await.expect("db");
+    let (good, bad) = (address("logged-"), address("refuse-logged-"));
+    let mut ids = Vec::new();
+    for to in [&good, &bad] {
+        let mail = OutgoingMail {
+            kind: "log_check",
+            recipient: to.clone(),
+            subject: "Your link".into(),
+            text: "https://auth.test/reset?token=0neT1me-s3cret".into(),
+            html: "<a href=\"https://auth.test/reset?token=0neT1me-s3cret\">reset</a>".into(),
+        };
+        ids.push(enqueue(&pooled, &mail).await.expect("enqueued"));
+    }
+    sink.wait_for(&good).await;
+    let db = connect(&database).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = db.query_one("SELECT status FROM mail_outbox WHERE id = $1", &[&ids[1]]).await.expect("row");
+        if row.get::<_, String>(0) == "dead" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refused mail was never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let pid = child.id().expect("pid");
+    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill");
+    tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits").expect("wait");
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).await.expect("read");
+
+    let (mut sent, mut dead) = (false, false);
+    for line in out.lines() {
+        for secret in ["p@ss:w/rd", "p%40ss", "0neT1me-s3cret", good.as_str(), bad.as_str(), "logged-"] {
+            assert!(!line.contains(secret), "{secret:?} leaked into: {line}");
+        }
+        if line.contains("mail sent") && line.contains(&ids[0].to_string()) && line.contains("log_check") {
+            sent = true;
+        }
+        if line.contains("mail dead-lettered") && line.contains(&ids[1].to_string()) && line.contains("550") {
+            dead = true;
+        }
+    }
+    assert!(sent, "the sent mail is logged by id and kind");
+    assert!(dead, "the dead letter is logged by id, kind and reply code");
 }
