@@ -45,6 +45,8 @@ pub enum Dependency {
     PasswordHashing,
     TokenSigning,
     Randomness,
+    /// A mail could not be rendered (a template bug): the change that needed it is refused.
+    MailTemplates,
 }
 
 impl std::fmt::Display for Dependency {
@@ -56,6 +58,7 @@ impl std::fmt::Display for Dependency {
             Dependency::PasswordHashing => "password hashing",
             Dependency::TokenSigning => "token signing",
             Dependency::Randomness => "random number generator",
+            Dependency::MailTemplates => "mail",
         })
     }
 }
@@ -128,6 +131,14 @@ pub enum FlowError {
     /// `invalid_redirect_uri`.
     #[error("{description}")]
     ClientMetadata { code: &'static str, description: String },
+    /// A mailed link's token is unknown, tampered with, of another purpose, expired, used, or
+    /// no longer matches the account's address: one answer for all, so that it tells nothing.
+    #[error("the link is invalid or has expired")]
+    InvalidAccountToken,
+    /// The password was right, but `REQUIRE_VERIFIED_EMAIL` is on and the account's address is
+    /// not verified yet.
+    #[error("the email address of this account is not verified; follow the link mailed to it")]
+    EmailUnverified,
 }
 
 impl FlowError {
@@ -144,6 +155,13 @@ impl FlowError {
 impl From<crate::secret::NoRandomness> for FlowError {
     fn from(_: crate::secret::NoRandomness) -> Self {
         FlowError::Unavailable(Dependency::Randomness)
+    }
+}
+
+impl From<crate::mail::RenderError> for FlowError {
+    fn from(e: crate::mail::RenderError) -> Self {
+        tracing::error!(error = %e, "a mail could not be rendered");
+        FlowError::Unavailable(Dependency::MailTemplates)
     }
 }
 

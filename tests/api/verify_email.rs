@@ -1,0 +1,256 @@
+//! Verified email (SPEC §9): the link mailed at signup, its page (a GET never spends it, the
+//! POST does), the JSON confirmation, resending, every bad token refused alike, and
+//! `REQUIRE_VERIFIED_EMAIL` refusing a login only after the right password.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestUser, assert_error, claims, spawn_app, spawn_app_setting};
+use crate::oidc::{self, Fixture};
+
+/// One mail as the outbox holds it: what it is for and its text body.
+pub(crate) struct Sent {
+    pub(crate) kind: String,
+    pub(crate) text: String,
+}
+
+impl Sent {
+    /// The `token` parameter of the first link of the text body that contains `path`.
+    pub(crate) fn token(&self, path: &str) -> String {
+        let link = self
+            .text
+            .split_whitespace()
+            .find(|w| w.starts_with("http") && w.contains(path))
+            .unwrap_or_else(|| panic!("no link to {path} in:\n{}", self.text));
+        let url = url::Url::parse(link).expect("a URL");
+        url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned()).expect("a token")
+    }
+}
+
+/// The mails written to `to`, oldest first.
+pub(crate) async fn mails(app: &TestApp, to: &str) -> Vec<Sent> {
+    let rows = app
+        .db()
+        .await
+        .query("SELECT kind, body_text FROM mail_outbox WHERE recipient = $1 ORDER BY id", &[&to])
+        .await
+        .expect("outbox");
+    rows.iter().map(|r| Sent { kind: r.get(0), text: r.get::<_, Option<String>>(1).unwrap_or_default() }).collect()
+}
+
+/// The newest mail of `kind` to `to`.
+pub(crate) async fn last_mail(app: &TestApp, to: &str, kind: &str) -> Sent {
+    mails(app, to).await.into_iter().rev().find(|m| m.kind == kind).unwrap_or_else(|| panic!("no {kind} mail to {to}"))
+}
+
+pub(crate) async fn post_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.post_json(path, &json!({ "token": token })).await
+}
+
+/// `GET` a mailed link's page on `browser`: its status and body.
+pub(crate) async fn open_link(app: &TestApp, browser: &reqwest::Client, path: &str, token: &str) -> (u16, String) {
+    oidc::page(browser.get(app.url(path)).query(&[("token", token)]).send().await.expect("send")).await
+}
+
+/// Presses the button of a link's page (its form, with the browser's CSRF cookie).
+pub(crate) async fn press(app: &TestApp, browser: &reqwest::Client, path: &str, html: &str) -> (u16, String) {
+    let form = oidc::hidden_fields(html);
+    oidc::page(browser.post(app.url(path)).form(&form).send().await.expect("send")).await
+}
+
+async fn me(app: &TestApp, user: &TestUser) -> Value {
+    let session = app.login(user).await;
+    let resp = app.call(Method::GET, "/api/v1/user_roles/me", Some(&session.access), None).await;
+    resp.json().await.expect("json")
+}
+
+const PAGE: &str = "/account/verify-email";
+const API: &str = "/api/v1/auth/email/verify";
+
+#[tokio::test]
+async fn signup_mails_a_link_whose_page_shows_a_button_and_whose_post_verifies_the_address() {
+    // Arrange
+    let Fixture { app, rp, user, verifier, challenge, browser } = oidc::fixture(spawn_app().await, json!({})).await;
+    let mail = last_mail(&app, &user.email, "verify_email").await;
+    let token = mail.token(PAGE);
+    assert_eq!(me(&app, &user).await["email_verified"], false);
+
+    // Act: the page, twice (a mail scanner), then its button.
+    for _ in 0..2 {
+        let (status, html) = open_link(&app, &browser, PAGE, &token).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("<button type=\"submit\"") && html.contains("Verify"), "{html}");
+    }
+    let unspent: bool = app
+        .db_value("SELECT used_at IS NULL FROM account_tokens WHERE user_id = $1::text::uuid", &[&user.id])
+        .await;
+    assert!(unspent, "a GET never spends the token");
+    let (_, html) = open_link(&app, &browser, PAGE, &token).await;
+    let (status, done) = press(&app, &browser, PAGE, &html).await;
+
+    // Assert
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("verified"), "{done}");
+    assert_eq!(me(&app, &user).await["email_verified"], true);
+    assert_eq!(app.security_events("email_verified").await, 1);
+    let back = oidc::code_for(&app, &browser, &rp, &user, &challenge).await;
+    let tokens: Value = oidc::exchange(&app, &rp, &back["code"], &verifier).await.json().await.expect("json");
+    assert_eq!(claims(tokens["id_token"].as_str().expect("id token"))["email_verified"], true);
+    let info: Value = oidc::userinfo(&app, tokens["access_token"].as_str().expect("access")).await.json().await.expect("json");
+    assert_eq!(info["email_verified"], true);
+}
+
+#[tokio::test]
+async fn a_verification_shows_at_once_to_a_token_already_cached() {
+    // Arrange: the standing of a signed-in user, cached by a first call.
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let session = app.login(&user).await;
+    let me = |access: String| {
+        let app = &app;
+        async move {
+            let resp = app.call(Method::GET, "/api/v1/user_roles/me", Some(&access), None).await;
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    assert_eq!(me(session.access.clone()).await["email_verified"], false);
+
+    // Act
+    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    assert_eq!(post_token(&app, API, &token).await.status(), 204);
+
+    // Assert
+    assert_eq!(me(session.access.clone()).await["email_verified"], true);
+}
+
+#[tokio::test]
+async fn a_spent_token_is_refused_the_second_time_on_the_api_and_on_the_page() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+
+    assert_eq!(post_token(&app, API, &token).await.status(), 204);
+
+    assert_error(post_token(&app, API, &token).await, 400, "invalid_token").await;
+    let (status, html) = open_link(&app, &oidc::browser(), PAGE, &token).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(!html.contains("<button"), "no button for a used link: {html}");
+}
+
+#[tokio::test]
+async fn unknown_tampered_expired_and_other_purpose_tokens_are_refused_alike() {
+    // Arrange
+    let app = spawn_app().await;
+    let (user, session) = app.user_session().await;
+    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let change = json!({ "new_email": format!("new-{}", user.email), "password": user.password });
+    let resp = app.call(Method::POST, "/api/v1/users/email/change", Some(&session.access), Some(&change)).await;
+    assert_eq!(resp.status(), 202);
+    let other_purpose = last_mail(&app, &format!("new-{}", user.email), "email_change").await.token("/account/");
+    let mut tampered = token.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let unknown = "A".repeat(43);
+
+    // Act / Assert
+    for bad in [unknown.as_str(), tampered.as_str(), other_purpose.as_str(), "", "not a token", "%00"] {
+        let body = assert_error(post_token(&app, API, bad).await, 400, "invalid_token").await;
+        assert_eq!(body["detail"], "the link is invalid or has expired", "one answer for every reason");
+        let (status, _) = open_link(&app, &oidc::browser(), PAGE, bad).await;
+        assert_eq!(status, 400, "the page of {bad:?}");
+    }
+    app.db()
+        .await
+        .execute("UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE purpose = 'verify_email'", &[])
+        .await
+        .expect("expire");
+    assert_error(post_token(&app, API, &token).await, 400, "invalid_token").await;
+    let (status, _) = open_link(&app, &oidc::browser(), PAGE, &token).await;
+    assert_eq!(status, 400, "an expired link");
+    assert_eq!(me(&app, &user).await["email_verified"], false);
+    assert_error(app.post_json(API, &json!({})).await, 422, "invalid_field").await;
+}
+
+#[tokio::test]
+async fn the_pages_button_needs_its_csrf_token() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let browser = oidc::browser();
+    let (_, html) = open_link(&app, &browser, PAGE, &token).await;
+
+    let forged = [("token", token.as_str()), ("csrf_token", "A".repeat(43).as_str())].map(|(k, v)| (k, v.to_string()));
+    let (status, _) = oidc::page(browser.post(app.url(PAGE)).form(&forged).send().await.expect("send")).await;
+    let (fresh_status, _) = press(&app, &oidc::browser(), PAGE, &html).await;
+
+    assert_eq!(status, 403, "a wrong CSRF token");
+    assert_eq!(fresh_status, 403, "the form without the browser's cookie");
+    assert_eq!(me(&app, &user).await["email_verified"], false);
+}
+
+#[tokio::test]
+async fn resend_voids_the_older_link_and_sends_nothing_once_verified() {
+    // Arrange
+    let app = spawn_app().await;
+    let (user, session) = app.user_session().await;
+    let first = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let resend = || app.call(Method::POST, "/api/v1/users/verify-email/resend", Some(&session.access), None);
+
+    // Act
+    assert_eq!(resend().await.status(), 202);
+    let second = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+
+    // Assert
+    assert_ne!(first, second);
+    assert_error(post_token(&app, API, &first).await, 400, "invalid_token").await;
+    assert_eq!(post_token(&app, API, &second).await.status(), 204);
+    let before = mails(&app, &user.email).await.len();
+    assert_eq!(resend().await.status(), 202, "a verified address is answered alike");
+    assert_eq!(mails(&app, &user.email).await.len(), before, "and gets no mail");
+    assert_eq!(app.call(Method::POST, "/api/v1/users/verify-email/resend", None, None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn resend_is_limited_per_account_with_retry_after() {
+    let app = spawn_app_setting("RATE_LIMIT_RECOVERY_ACCOUNT", "2/1h").await;
+    let (user, session) = app.user_session().await;
+    let resend = || app.call(Method::POST, "/api/v1/users/verify-email/resend", Some(&session.access), None);
+
+    assert_eq!(resend().await.status(), 202);
+    assert_eq!(resend().await.status(), 202);
+    let refused = resend().await;
+
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_error(refused, 429, "rate_limited").await;
+    assert_eq!(mails(&app, &user.email).await.len(), 3, "the signup's mail and two more");
+}
+
+#[tokio::test]
+async fn require_verified_email_refuses_a_login_only_after_the_right_password() {
+    // Arrange
+    let app = spawn_app_setting("REQUIRE_VERIFIED_EMAIL", "true").await;
+    let user = app.new_user().await;
+
+    // Act / Assert: a wrong password is the usual answer, whoever asks.
+    assert_error(app.login_json(&user.username, "wrong password here").await, 401, "unauthorized").await;
+    let body = assert_error(app.login_json(&user.username, &user.password).await, 403, "email_unverified").await;
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("not verified")));
+    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    assert_eq!(post_token(&app, API, &token).await.status(), 204, "the newest link");
+    assert_eq!(app.login_json(&user.username, &user.password).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_hosted_sign_in_of_an_unverified_account_says_to_check_the_inbox() {
+    let Fixture { app, rp, user, challenge, browser, .. } =
+        oidc::fixture(spawn_app_setting("REQUIRE_VERIFIED_EMAIL", "true").await, json!({})).await;
+    let (_, html) = oidc::page(oidc::authorize(&app, &browser, &oidc::request(&rp, &challenge, &[])).await).await;
+
+    let (wrong, wrong_page) = oidc::page(oidc::sign_in(&app, &browser, &html, &user.username, "nope nope nope").await).await;
+    let (status, page) = oidc::page(oidc::sign_in(&app, &browser, &html, &user.username, &user.password).await).await;
+
+    assert_eq!(wrong, 400);
+    assert!(!wrong_page.contains("not verified"));
+    assert_eq!(status, 403);
+    assert!(page.contains("not verified") && page.contains("inbox"), "{page}");
+}
