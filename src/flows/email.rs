@@ -147,8 +147,15 @@ fn verification(app: &App, username: &str, email: &str) -> Result<TokenMail, Flo
 }
 
 /// A notice to the account's old address about a change to `new_email`.
-fn notice(kind: &'static str, username: &str, old: &str, new_email: &str, changed: bool) -> Result<OutgoingMail, FlowError> {
-    let subject = if changed { "Your email address was changed" } else { "A change of your email address was requested" };
+fn notice(
+    kind: &'static str,
+    username: &str,
+    old: &str,
+    new_email: &str,
+    changed: bool,
+) -> Result<OutgoingMail, FlowError> {
+    let subject =
+        if changed { "Your email address was changed" } else { "A change of your email address was requested" };
     let text = NoticeText { username, new_email, changed, service: SERVICE_NAME };
     let html = NoticeHtml { subject, username, recipient: old, new_email, changed, service: SERVICE_NAME };
     Ok(mail::compose(kind, old, subject, &text, &html)?)
@@ -259,7 +266,12 @@ pub async fn is_live(app: &App, purpose: Purpose, token: &str) -> Result<bool, F
 
 /// `POST /api/v1/users/email/change`: checks the password (as a password change checks the old
 /// one), then mails a confirmation link to the new address and a notice to the old one.
-pub async fn request_change(app: &App, principal: &Principal, input: ChangeInput, peer: &Peer) -> Result<(), FlowError> {
+pub async fn request_change(
+    app: &App,
+    principal: &Principal,
+    input: ChangeInput,
+    peer: &Peer,
+) -> Result<(), FlowError> {
     let new_email = Email::parse(input.new_email)
         .map_err(|e| FieldError::new("new_email", e.message.replace("email", "new_email")))?
         .into_inner();
@@ -278,10 +290,12 @@ pub async fn request_change(app: &App, principal: &Principal, input: ChangeInput
     let subject = "Confirm your new email address";
     let username = current.username.as_str();
     let text = ChangeText { username, recipient: &new_email, link: &link, ttl: &words, service: SERVICE_NAME };
-    let html =
-        ChangeHtml { subject, username, recipient: &new_email, link: &link, ttl: &words, service: SERVICE_NAME };
-    let confirmation =
-        TokenMail { digest: secret.digest(), ttl, mail: mail::compose("email_change", &new_email, subject, &text, &html)? };
+    let html = ChangeHtml { subject, username, recipient: &new_email, link: &link, ttl: &words, service: SERVICE_NAME };
+    let confirmation = TokenMail {
+        digest: secret.digest(),
+        ttl,
+        mail: mail::compose("email_change", &new_email, subject, &text, &html)?,
+    };
     let notice = notice("email_change_requested", username, &current.email, &new_email, false)?;
     let request = ops::RequestChange {
         user_id: current.id,

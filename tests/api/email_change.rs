@@ -178,7 +178,12 @@ async fn the_accounts_own_address_or_no_address_is_an_invalid_field() {
     let app = spawn_app().await;
     let (user, session) = app.user_session().await;
 
-    assert_error(request_change(&app, &session, &user.email.to_uppercase(), &user.password).await, 422, "invalid_field").await;
+    assert_error(
+        request_change(&app, &session, &user.email.to_uppercase(), &user.password).await,
+        422,
+        "invalid_field",
+    )
+    .await;
     assert_error(request_change(&app, &session, "no-at-sign", &user.password).await, 422, "invalid_field").await;
     let resp = app.call(Method::POST, "/api/v1/users/email/change", None, Some(&json!({}))).await;
     assert_eq!(resp.status(), 401);

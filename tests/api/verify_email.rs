@@ -81,9 +81,8 @@ async fn signup_mails_a_link_whose_page_shows_a_button_and_whose_post_verifies_t
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("<button type=\"submit\"") && html.contains("Verify"), "{html}");
     }
-    let unspent: bool = app
-        .db_value("SELECT used_at IS NULL FROM account_tokens WHERE user_id = $1::text::uuid", &[&user.id])
-        .await;
+    let unspent: bool =
+        app.db_value("SELECT used_at IS NULL FROM account_tokens WHERE user_id = $1::text::uuid", &[&user.id]).await;
     assert!(unspent, "a GET never spends the token");
     let (_, html) = open_link(&app, &browser, PAGE, &token).await;
     let (status, done) = press(&app, &browser, PAGE, &html).await;
@@ -96,7 +95,8 @@ async fn signup_mails_a_link_whose_page_shows_a_button_and_whose_post_verifies_t
     let back = oidc::code_for(&app, &browser, &rp, &user, &challenge).await;
     let tokens: Value = oidc::exchange(&app, &rp, &back["code"], &verifier).await.json().await.expect("json");
     assert_eq!(claims(tokens["id_token"].as_str().expect("id token"))["email_verified"], true);
-    let info: Value = oidc::userinfo(&app, tokens["access_token"].as_str().expect("access")).await.json().await.expect("json");
+    let info: Value =
+        oidc::userinfo(&app, tokens["access_token"].as_str().expect("access")).await.json().await.expect("json");
     assert_eq!(info["email_verified"], true);
 }
 
@@ -161,7 +161,10 @@ async fn unknown_tampered_expired_and_other_purpose_tokens_are_refused_alike() {
     }
     app.db()
         .await
-        .execute("UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE purpose = 'verify_email'", &[])
+        .execute(
+            "UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE purpose = 'verify_email'",
+            &[],
+        )
         .await
         .expect("expire");
     assert_error(post_token(&app, API, &token).await, 400, "invalid_token").await;
@@ -242,15 +245,33 @@ async fn require_verified_email_refuses_a_login_only_after_the_right_password() 
 
 #[tokio::test]
 async fn the_hosted_sign_in_of_an_unverified_account_says_to_check_the_inbox() {
-    let Fixture { app, rp, user, challenge, browser, .. } =
-        oidc::fixture(spawn_app_setting("REQUIRE_VERIFIED_EMAIL", "true").await, json!({})).await;
+    // Arrange: an admin (verified by hand) registers the client; the user is not verified.
+    let app = spawn_app_setting("REQUIRE_VERIFIED_EMAIL", "true").await;
+    let admin = app.new_user().await;
+    app.db()
+        .await
+        .execute("UPDATE users SET email_verified = true WHERE username = $1", &[&admin.username])
+        .await
+        .expect("verify the admin");
+    let rp = oidc::register(&app, &app.admin_session_for(&admin).await, json!({})).await;
+    let user = app.new_user().await;
+    let (_, challenge) = oidc::pkce();
+    let browser = oidc::browser();
     let (_, html) = oidc::page(oidc::authorize(&app, &browser, &oidc::request(&rp, &challenge, &[])).await).await;
 
-    let (wrong, wrong_page) = oidc::page(oidc::sign_in(&app, &browser, &html, &user.username, "nope nope nope").await).await;
+    // Act
+    let (wrong, wrong_page) =
+        oidc::page(oidc::sign_in(&app, &browser, &html, &user.username, "nope nope nope").await).await;
     let (status, page) = oidc::page(oidc::sign_in(&app, &browser, &html, &user.username, &user.password).await).await;
 
+    // Assert
     assert_eq!(wrong, 400);
     assert!(!wrong_page.contains("not verified"));
     assert_eq!(status, 403);
     assert!(page.contains("not verified") && page.contains("inbox"), "{page}");
+    assert!(!page.contains("Set-Cookie") && !browser_signed_in(&page), "no session");
+}
+
+fn browser_signed_in(page: &str) -> bool {
+    page.contains("Allow access?")
 }

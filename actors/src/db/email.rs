@@ -173,14 +173,12 @@ impl Operation for RequestChange {
 
     async fn run(&self, client: &mut Client) -> Result<ChangeRequestOutcome, Error> {
         let tx = client.transaction().await?;
-        let row = super::opt(
-            &tx,
-            "SELECT email, password_version FROM users WHERE id = $1 FOR UPDATE",
-            &[&self.user_id],
-        )
-        .await?;
+        let row =
+            super::opt(&tx, "SELECT email, password_version FROM users WHERE id = $1 FOR UPDATE", &[&self.user_id])
+                .await?;
         let Some(row) = row else { return Ok(ChangeRequestOutcome::Gone) };
-        if row.get::<_, String>("email") != self.old_email || row.get::<_, i32>("password_version") != self.verified_version
+        if row.get::<_, String>("email") != self.old_email
+            || row.get::<_, i32>("password_version") != self.verified_version
         {
             return Ok(ChangeRequestOutcome::Changed);
         }
@@ -222,7 +220,11 @@ impl Operation for PendingChange {
             &[&self.digest, &Purpose::EmailChange.as_str()],
         )
         .await?;
-        Ok(row.map(|r| Pending { user_id: r.get("user_id"), old_email: r.get("old_email"), new_email: r.get("new_email") }))
+        Ok(row.map(|r| Pending {
+            user_id: r.get("user_id"),
+            old_email: r.get("old_email"),
+            new_email: r.get("new_email"),
+        }))
     }
 }
 

@@ -80,7 +80,13 @@ async fn serve(app: &App, mut req: Request, link: &Link) -> Result<Response, Fai
     }
     let (csrf, set) = csrf_token_at(app, &req, PATH)?;
     let fields = [("token", token.as_str()), ("csrf_token", csrf.as_str())];
-    let page = AccountConfirm { title: link.title, text: link.text, action: link.action, button: link.button, fields: &fields };
+    let page = AccountConfirm {
+        title: link.title,
+        text: link.text,
+        action: link.action,
+        button: link.button,
+        fields: &fields,
+    };
     let mut resp = html(StatusCode::OK, pages::account_confirm(&page), None);
     set_cookies(&mut resp, &set.into_iter().collect::<Vec<_>>());
     Ok(resp)

@@ -233,9 +233,11 @@ pub(super) async fn parameters(req: &mut Request) -> Result<OAuthForm, Failure> 
 fn sign_in_error_text(error: SignInError) -> String {
     match error {
         SignInError::BadCredentials => "Wrong username or password.".into(),
-        SignInError::EmailUnverified => "Your email address is not verified yet. Check your inbox: we have mailed you a \
+        SignInError::EmailUnverified => {
+            "Your email address is not verified yet. Check your inbox: we have mailed you a \
              link to verify it."
-            .into(),
+                .into()
+        }
         SignInError::Throttled(wait) => {
             format!("Too many attempts. Try again in {} seconds.", wait.as_secs_f64().ceil().max(1.0) as u64)
         }
