@@ -71,7 +71,8 @@ class Keeper:
                     "text": text_part.get_content() if text_part else "",
                     "html": html_part.get_content() if html_part else "",
                     "raw": raw,
-                    "tls": session.ssl is not None,
+                    # session.ssl is set by STARTTLS only; implicit TLS shows on the transport.
+                    "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
                     "authenticated": bool(session.authenticated),
                 }
             )
@@ -152,7 +153,10 @@ async def main():
         if context is not None and not args.implicit_tls:
             options.update(tls_context=context, require_starttls=True)
         if args.auth:
-            options.update(authenticator=authenticator, auth_required=True, auth_require_tls=context is not None)
+            # aiosmtpd knows only STARTTLS as TLS: with implicit TLS the connection is encrypted
+            # from the first byte, so AUTH must not wait for a STARTTLS that never comes.
+            require_tls = context is not None and not args.implicit_tls
+            options.update(authenticator=authenticator, auth_required=True, auth_require_tls=require_tls)
         return SMTP(Keeper(), hostname="mail-sink.localhost", **options)
 
     loop = asyncio.get_running_loop()
