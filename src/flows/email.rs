@@ -162,7 +162,9 @@ fn notice(
 }
 
 /// Tells the Mailer that mail is waiting (it also polls, so a lost wake-up only delays it).
-fn mail_waiting(_app: &App) {}
+fn mail_waiting(app: &App) {
+    app.services.mailer.wake();
+}
 
 /// The user and its verification mail, in one transaction (signup).
 pub async fn create_with_verification(app: &App, create: users::Create) -> Result<UserRecord, FlowError> {

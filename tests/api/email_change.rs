@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Session, TestApp, TestUser, assert_error, spawn_app, spawn_app_setting, unique_name};
 use crate::oidc;
-use crate::verify_email::{last_mail, mails, open_link, post_token, press};
+use crate::verify_email::{CHANGE, CHANGED, REQUESTED, VERIFY, mail_app, open_link, post_token, press};
 
 const PAGE: &str = "/account/confirm-email-change";
 const API: &str = "/api/v1/auth/email/change/confirm";
@@ -27,15 +27,15 @@ fn new_address(user: &TestUser) -> String {
 
 #[tokio::test]
 async fn a_wrong_password_is_refused_counted_and_sends_nothing() {
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
 
     let resp = request_change(&app, &session, &new_address(&user), "not the password").await;
 
     assert_error(resp, 403, "forbidden").await;
     assert_eq!(app.security_events("password_check_failed").await, 1);
-    assert!(mails(&app, &new_address(&user)).await.is_empty());
-    assert_eq!(mails(&app, &user.email).await.len(), 1, "only the signup's verification");
+    assert!(inbox.settled(&new_address(&user)).await.is_empty());
+    assert_eq!(inbox.settled(&user.email).await.len(), 1, "only the signup's verification");
 }
 
 #[tokio::test]
@@ -55,17 +55,17 @@ async fn wrong_passwords_lock_the_account_like_a_password_change() {
 #[tokio::test]
 async fn confirming_applies_the_change_verified_and_tells_the_old_address() {
     // Arrange
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
     let new_email = new_address(&user);
 
     // Act: the request, then the link's page and its button.
     assert_eq!(request_change(&app, &session, &new_email, &user.password).await.status(), 202);
-    let requested = last_mail(&app, &user.email, "email_change_requested").await;
+    let requested = inbox.mail(&user.email, REQUESTED, 1).await;
     assert!(requested.text.contains(&new_email), "the notice names the new address");
     assert!(!requested.text.contains("http"), "and carries no link: {}", requested.text);
     assert_eq!(me(&app, &session).await["email"], user.email, "nothing changes before the confirmation");
-    let token = last_mail(&app, &new_email, "email_change").await.token(PAGE);
+    let token = inbox.mail(&new_email, CHANGE, 1).await.link_param(PAGE, "token");
     let browser = oidc::browser();
     let (status, html) = open_link(&app, &browser, PAGE, &token).await;
     assert_eq!(status, 200, "{html}");
@@ -76,37 +76,37 @@ async fn confirming_applies_the_change_verified_and_tells_the_old_address() {
     assert_eq!(status, 200, "{done}");
     let now = me(&app, &session).await;
     assert_eq!((now["email"].as_str(), now["email_verified"].as_bool()), (Some(new_email.as_str()), Some(true)));
-    let notice = last_mail(&app, &user.email, "email_changed").await;
+    let notice = inbox.mail(&user.email, CHANGED, 1).await;
     assert!(notice.text.contains(&new_email));
     assert_eq!(app.security_events("email_changed").await, 1);
     assert_eq!(app.login_json(&new_email, &user.password).await.status(), 200, "the new address signs in");
     assert_eq!(app.login_json(&user.email, &user.password).await.status(), 401, "the old one no longer");
-    let old_link = last_mail(&app, &user.email, "verify_email").await.token("/account/verify-email");
+    let old_link = inbox.mail(&user.email, VERIFY, 1).await.link_param("/account/verify-email", "token");
     assert_error(post_token(&app, "/api/v1/auth/email/verify", &old_link).await, 400, "invalid_token").await;
 }
 
 #[tokio::test]
 async fn a_newer_request_voids_the_older_link() {
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
     assert_eq!(request_change(&app, &session, "first-choice@example.com", &user.password).await.status(), 202);
-    let older = last_mail(&app, "first-choice@example.com", "email_change").await.token(PAGE);
+    let older = inbox.mail("first-choice@example.com", CHANGE, 1).await.link_param(PAGE, "token");
 
     assert_eq!(request_change(&app, &session, "second-choice@example.com", &user.password).await.status(), 202);
 
     assert_error(post_token(&app, API, &older).await, 400, "invalid_token").await;
-    let newer = last_mail(&app, "second-choice@example.com", "email_change").await.token(PAGE);
+    let newer = inbox.mail("second-choice@example.com", CHANGE, 1).await.link_param(PAGE, "token");
     assert_eq!(post_token(&app, API, &newer).await.status(), 204);
     assert_eq!(me(&app, &session).await["email"], "second-choice@example.com");
 }
 
 #[tokio::test]
 async fn parallel_confirmations_apply_the_change_once() {
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
     let new_email = new_address(&user);
     assert_eq!(request_change(&app, &session, &new_email, &user.password).await.status(), 202);
-    let token = last_mail(&app, &new_email, "email_change").await.token(PAGE);
+    let token = inbox.mail(&new_email, CHANGE, 1).await.link_param(PAGE, "token");
 
     let answers = futures::future::join_all((0..8).map(|_| post_token(&app, API, &token))).await;
 
@@ -114,19 +114,20 @@ async fn parallel_confirmations_apply_the_change_once() {
     assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 204 || *s == 400), "{statuses:?}");
     assert_eq!(app.security_events("email_changed").await, 1);
-    let notices = mails(&app, &user.email).await.into_iter().filter(|m| m.kind == "email_changed").count();
+    inbox.mail(&user.email, CHANGED, 1).await;
+    let notices = inbox.settled(&user.email).await.into_iter().filter(|m| m.subject == CHANGED).count();
     assert_eq!(notices, 1);
 }
 
 #[tokio::test]
 async fn the_token_says_which_account_changes_whatever_bearer_comes_with_it() {
     // Arrange: Mallory holds her own Bearer and asks to move her account to Alice's inbox.
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (alice, alice_session) = app.user_session().await;
     let (mallory, mallory_session) = app.user_session().await;
     let target = new_address(&alice);
     assert_eq!(request_change(&app, &alice_session, &target, &alice.password).await.status(), 202);
-    let alices_token = last_mail(&app, &target, "email_change").await.token(PAGE);
+    let alices_token = inbox.mail(&target, CHANGE, 1).await.link_param(PAGE, "token");
 
     // Act: Mallory confirms Alice's token with her own Bearer.
     let body = json!({ "token": alices_token });
@@ -141,11 +142,11 @@ async fn the_token_says_which_account_changes_whatever_bearer_comes_with_it() {
 #[tokio::test]
 async fn an_address_taken_before_the_confirmation_is_a_conflict_that_changes_nothing() {
     // Arrange: the request is accepted (it tells nothing about the address) ...
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
     let wanted = format!("wanted-{}", user.email);
     assert_eq!(request_change(&app, &session, &wanted, &user.password).await.status(), 202);
-    let token = last_mail(&app, &wanted, "email_change").await.token(PAGE);
+    let token = inbox.mail(&wanted, CHANGE, 1).await.link_param(PAGE, "token");
     // ... and another account takes the address before the confirmation.
     assert_eq!(app.signup(&unique_name("other"), &wanted, &user.password).await.status(), 201);
 

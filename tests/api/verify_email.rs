@@ -5,42 +5,51 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_error, claims, spawn_app, spawn_app_setting};
+use crate::helpers::{TestApp, TestUser, assert_error, claims, spawn_app_setting, spawn_app_settings};
+use crate::mail::{Mail, MailSink};
 use crate::oidc::{self, Fixture};
 
-/// One mail as the outbox holds it: what it is for and its text body.
-pub(crate) struct Sent {
-    pub(crate) kind: String,
-    pub(crate) text: String,
+/// Subjects of the mails, by what they are for.
+pub(crate) const VERIFY: &str = "Verify your email address";
+pub(crate) const CHANGE: &str = "Confirm your new email address";
+pub(crate) const REQUESTED: &str = "A change of your email address was requested";
+pub(crate) const CHANGED: &str = "Your email address was changed";
+
+/// The SMTP sink an instance delivers to.
+pub(crate) struct Inbox {
+    sink: MailSink,
 }
 
-impl Sent {
-    /// The `token` parameter of the first link of the text body that contains `path`.
-    pub(crate) fn token(&self, path: &str) -> String {
-        let link = self
-            .text
-            .split_whitespace()
-            .find(|w| w.starts_with("http") && w.contains(path))
-            .unwrap_or_else(|| panic!("no link to {path} in:\n{}", self.text));
-        let url = url::Url::parse(link).expect("a URL");
-        url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned()).expect("a token")
+impl Inbox {
+    /// Waits until `n` mails with `subject` reached `to`, and returns the `n`th (the newest
+    /// when `n` is how many were sent).
+    pub(crate) async fn mail(&self, to: &str, subject: &str, n: usize) -> Mail {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let mut got: Vec<Mail> =
+                self.sink.messages(to).await.into_iter().filter(|m| m.subject == subject).collect();
+            if got.len() >= n {
+                return got.swap_remove(n - 1);
+            }
+            assert!(std::time::Instant::now() < deadline, "mail {n} {subject:?} to {to} did not arrive");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every mail `to` received, once delivery had a moment to deliver anything still due.
+    pub(crate) async fn settled(&self, to: &str) -> Vec<Mail> {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        self.sink.messages(to).await
     }
 }
 
-/// The mails written to `to`, oldest first.
-pub(crate) async fn mails(app: &TestApp, to: &str) -> Vec<Sent> {
-    let rows = app
-        .db()
-        .await
-        .query("SELECT kind, body_text FROM mail_outbox WHERE recipient = $1 ORDER BY id", &[&to])
-        .await
-        .expect("outbox");
-    rows.iter().map(|r| Sent { kind: r.get(0), text: r.get::<_, Option<String>>(1).unwrap_or_default() }).collect()
-}
-
-/// The newest mail of `kind` to `to`.
-pub(crate) async fn last_mail(app: &TestApp, to: &str, kind: &str) -> Sent {
-    mails(app, to).await.into_iter().rev().find(|m| m.kind == kind).unwrap_or_else(|| panic!("no {kind} mail to {to}"))
+/// An instance that delivers its mail to a sink of its own, with `settings`.
+pub(crate) async fn mail_app(settings: &[(&str, &str)]) -> (TestApp, Inbox) {
+    let sink = MailSink::start().await;
+    let smtp = sink.smtp_url();
+    let mut all = vec![("SMTP_URL", smtp.as_str()), ("MAIL_POLL_INTERVAL", "200ms")];
+    all.extend_from_slice(settings);
+    (spawn_app_settings(&all).await, Inbox { sink })
 }
 
 pub(crate) async fn post_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
@@ -70,9 +79,11 @@ const API: &str = "/api/v1/auth/email/verify";
 #[tokio::test]
 async fn signup_mails_a_link_whose_page_shows_a_button_and_whose_post_verifies_the_address() {
     // Arrange
-    let Fixture { app, rp, user, verifier, challenge, browser } = oidc::fixture(spawn_app().await, json!({})).await;
-    let mail = last_mail(&app, &user.email, "verify_email").await;
-    let token = mail.token(PAGE);
+    let (app, inbox) = mail_app(&[]).await;
+    let Fixture { app, rp, user, verifier, challenge, browser } = oidc::fixture(app, json!({})).await;
+    let mail = inbox.mail(&user.email, VERIFY, 1).await;
+    assert!(mail.html.contains("href=\"http"), "an HTML body with the link too");
+    let token = mail.link_param(PAGE, "token");
     assert_eq!(me(&app, &user).await["email_verified"], false);
 
     // Act: the page, twice (a mail scanner), then its button.
@@ -103,7 +114,7 @@ async fn signup_mails_a_link_whose_page_shows_a_button_and_whose_post_verifies_t
 #[tokio::test]
 async fn a_verification_shows_at_once_to_a_token_already_cached() {
     // Arrange: the standing of a signed-in user, cached by a first call.
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let user = app.new_user().await;
     let session = app.login(&user).await;
     let me = |access: String| {
@@ -116,7 +127,7 @@ async fn a_verification_shows_at_once_to_a_token_already_cached() {
     assert_eq!(me(session.access.clone()).await["email_verified"], false);
 
     // Act
-    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let token = inbox.mail(&user.email, VERIFY, 1).await.link_param(PAGE, "token");
     assert_eq!(post_token(&app, API, &token).await.status(), 204);
 
     // Assert
@@ -125,9 +136,9 @@ async fn a_verification_shows_at_once_to_a_token_already_cached() {
 
 #[tokio::test]
 async fn a_spent_token_is_refused_the_second_time_on_the_api_and_on_the_page() {
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let user = app.new_user().await;
-    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let token = inbox.mail(&user.email, VERIFY, 1).await.link_param(PAGE, "token");
 
     assert_eq!(post_token(&app, API, &token).await.status(), 204);
 
@@ -140,13 +151,13 @@ async fn a_spent_token_is_refused_the_second_time_on_the_api_and_on_the_page() {
 #[tokio::test]
 async fn unknown_tampered_expired_and_other_purpose_tokens_are_refused_alike() {
     // Arrange
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
-    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let token = inbox.mail(&user.email, VERIFY, 1).await.link_param(PAGE, "token");
     let change = json!({ "new_email": format!("new-{}", user.email), "password": user.password });
     let resp = app.call(Method::POST, "/api/v1/users/email/change", Some(&session.access), Some(&change)).await;
     assert_eq!(resp.status(), 202);
-    let other_purpose = last_mail(&app, &format!("new-{}", user.email), "email_change").await.token("/account/");
+    let other_purpose = inbox.mail(&format!("new-{}", user.email), CHANGE, 1).await.link_param("/account/", "token");
     let mut tampered = token.clone().into_bytes();
     tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");
@@ -176,9 +187,9 @@ async fn unknown_tampered_expired_and_other_purpose_tokens_are_refused_alike() {
 
 #[tokio::test]
 async fn the_pages_button_needs_its_csrf_token() {
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let user = app.new_user().await;
-    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let token = inbox.mail(&user.email, VERIFY, 1).await.link_param(PAGE, "token");
     let browser = oidc::browser();
     let (_, html) = open_link(&app, &browser, PAGE, &token).await;
 
@@ -194,28 +205,27 @@ async fn the_pages_button_needs_its_csrf_token() {
 #[tokio::test]
 async fn resend_voids_the_older_link_and_sends_nothing_once_verified() {
     // Arrange
-    let app = spawn_app().await;
+    let (app, inbox) = mail_app(&[]).await;
     let (user, session) = app.user_session().await;
-    let first = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let first = inbox.mail(&user.email, VERIFY, 1).await.link_param(PAGE, "token");
     let resend = || app.call(Method::POST, "/api/v1/users/verify-email/resend", Some(&session.access), None);
 
     // Act
     assert_eq!(resend().await.status(), 202);
-    let second = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
+    let second = inbox.mail(&user.email, VERIFY, 2).await.link_param(PAGE, "token");
 
     // Assert
     assert_ne!(first, second);
     assert_error(post_token(&app, API, &first).await, 400, "invalid_token").await;
     assert_eq!(post_token(&app, API, &second).await.status(), 204);
-    let before = mails(&app, &user.email).await.len();
     assert_eq!(resend().await.status(), 202, "a verified address is answered alike");
-    assert_eq!(mails(&app, &user.email).await.len(), before, "and gets no mail");
+    assert_eq!(inbox.settled(&user.email).await.len(), 2, "and gets no mail");
     assert_eq!(app.call(Method::POST, "/api/v1/users/verify-email/resend", None, None).await.status(), 401);
 }
 
 #[tokio::test]
 async fn resend_is_limited_per_account_with_retry_after() {
-    let app = spawn_app_setting("RATE_LIMIT_RECOVERY_ACCOUNT", "2/1h").await;
+    let (app, inbox) = mail_app(&[("RATE_LIMIT_RECOVERY_ACCOUNT", "2/1h")]).await;
     let (user, session) = app.user_session().await;
     let resend = || app.call(Method::POST, "/api/v1/users/verify-email/resend", Some(&session.access), None);
 
@@ -225,21 +235,22 @@ async fn resend_is_limited_per_account_with_retry_after() {
 
     assert!(refused.headers().contains_key("retry-after"));
     assert_error(refused, 429, "rate_limited").await;
-    assert_eq!(mails(&app, &user.email).await.len(), 3, "the signup's mail and two more");
+    inbox.mail(&user.email, VERIFY, 3).await;
+    assert_eq!(inbox.settled(&user.email).await.len(), 3, "the signup's mail and two more");
 }
 
 #[tokio::test]
 async fn require_verified_email_refuses_a_login_only_after_the_right_password() {
     // Arrange
-    let app = spawn_app_setting("REQUIRE_VERIFIED_EMAIL", "true").await;
+    let (app, inbox) = mail_app(&[("REQUIRE_VERIFIED_EMAIL", "true")]).await;
     let user = app.new_user().await;
 
     // Act / Assert: a wrong password is the usual answer, whoever asks.
     assert_error(app.login_json(&user.username, "wrong password here").await, 401, "unauthorized").await;
     let body = assert_error(app.login_json(&user.username, &user.password).await, 403, "email_unverified").await;
     assert!(body["detail"].as_str().is_some_and(|d| d.contains("not verified")));
-    let token = last_mail(&app, &user.email, "verify_email").await.token(PAGE);
-    assert_eq!(post_token(&app, API, &token).await.status(), 204, "the newest link");
+    let fresh = inbox.mail(&user.email, VERIFY, 2).await.link_param(PAGE, "token");
+    assert_eq!(post_token(&app, API, &fresh).await.status(), 204, "the refusal mailed a fresh link");
     assert_eq!(app.login_json(&user.username, &user.password).await.status(), 200);
 }
 
