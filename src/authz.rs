@@ -4,9 +4,10 @@
 //! in its token. Reading them from PostgreSQL on every call made that query the bound of those
 //! routes, so each instance caches them, keyed by the **authorization epoch**: a random value in
 //! Redis that is replaced whenever a user's roles or standing change through the API (role
-//! assigned, removed, renamed or deleted; user renamed or deleted). The standing also carries
-//! the account's current username and email, which every answer about a token reports instead
-//! of the names the token was issued with. The epoch is read in the same Redis
+//! assigned, removed, renamed or deleted; user renamed or deleted; address verified or changed).
+//! The standing also carries the account's current username and email and whether that email is
+//! verified, which every answer about a token reports instead of the names the token was issued
+//! with. The epoch is read in the same Redis
 //! round trip as the caller's revocation markers, and a cached entry is used only while the
 //! epoch it was read under is still current, so such a change takes effect at once on every
 //! instance. The order makes that safe: a writer commits to PostgreSQL and then replaces the
@@ -38,6 +39,9 @@ pub struct Standing {
     /// when it was issued, and after a rename another account may hold them.
     pub username: String,
     pub email: String,
+    /// Whether `email` was confirmed by a mailed link; a verification or a change of address
+    /// replaces the epoch like a rename.
+    pub email_verified: bool,
 }
 
 struct Entry<V> {
@@ -128,6 +132,7 @@ mod tests {
             roles: vec!["admin".into()],
             username: "root".into(),
             email: "root@example.com".into(),
+            email_verified: true,
         }
     }
 

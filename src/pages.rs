@@ -1,8 +1,8 @@
-//! The hosted pages of the browser flow — sign-in, consent, sign-out, signed out, errors —
-//! rendered on the server as small, plain HTML: no JavaScript, one stylesheet, every form with a
-//! CSRF token, labels tied to their fields and error text tied to the field it is about
-//! (`aria-describedby`, `aria-invalid`), so that the pages work in any browser and with
-//! assistive technology.
+//! The hosted pages of the browser flow — sign-in, consent, sign-out, signed out, errors — and
+//! those that mailed links open, rendered on the server as small, plain HTML: no JavaScript,
+//! one stylesheet, every form with a CSRF token, labels tied to their fields and error text
+//! tied to the field it is about (`aria-describedby`, `aria-invalid`), so that the pages work
+//! in any browser and with assistive technology.
 //!
 //! The markup lives in askama templates under `templates/` at the repository root (one per page
 //! and `base.html`, the layout they extend), compiled into the binary. Askama HTML-escapes every
@@ -160,6 +160,49 @@ struct SignedOutHtml<'a> {
 
 pub fn signed_out() -> String {
     render(&SignedOutHtml { title: "Signed out" })
+}
+
+/// A page that a mailed link opens: what it is about, and the one button that acts on the link.
+pub struct AccountConfirm<'a> {
+    pub title: &'a str,
+    pub text: &'a str,
+    /// Where the form posts (the page's own path).
+    pub action: &'a str,
+    pub button: &'a str,
+    /// The link's token and the CSRF token, carried to the POST.
+    pub fields: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Template)]
+#[template(path = "account_confirm.html")]
+struct AccountConfirmHtml<'a> {
+    title: &'a str,
+    text: &'a str,
+    action: &'a str,
+    button: &'a str,
+    fields: &'a [(&'a str, &'a str)],
+}
+
+pub fn account_confirm(page: &AccountConfirm<'_>) -> String {
+    render(&AccountConfirmHtml {
+        title: page.title,
+        text: page.text,
+        action: page.action,
+        button: page.button,
+        fields: page.fields,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "account_done.html")]
+struct AccountDoneHtml<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// What a mailed link's page shows once its button did what it said.
+pub fn account_done(title: &str, message: &str) -> String {
+    render(&AccountDoneHtml { title, message })
 }
 
 #[derive(Template)]

@@ -119,9 +119,10 @@ pub async fn update_profile(
     }
 }
 
-/// Checks the caller's old password through the login gate; returns the password version it
-/// matched, which the change then replaces only if it is still current.
-async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) -> Result<i32, FlowError> {
+/// Checks the caller's old password (or the password an email change asks for) through the
+/// login gate; returns the password version it matched, which the change then replaces only if
+/// it is still current.
+pub(crate) async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) -> Result<i32, FlowError> {
     let account = Account::User(user_id);
     super::login::gate(app, &account, peer).await?;
     let db = &app.services.db;

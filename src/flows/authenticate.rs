@@ -31,12 +31,13 @@
 //!    otherwise); the principal the route sees carries the current roles, and the dispatcher checks
 //!    them against the route's access before the handler runs.
 //!
-//! The standing is the user's current roles, active flag, username and email (the names every
-//! answer about a token reports, never the token's own claims). Each instance caches it
+//! The standing is the user's current roles, active flag, username, email and whether that email
+//! is verified (what every answer about a token reports, never the token's own claims). Each instance caches it
 //! ([`crate::authz`], at most `AUTHZ_CACHE_SIZE` users, the least useful evicted one at a time),
 //! filed under the epoch that was read before PostgreSQL was asked; an entry is used only while
 //! Redis still holds the same epoch, and for at most `AUTHZ_CACHE_TTL`. Every change of roles or
-//! standing made through the API (assign, remove, rename or delete a role, rename or delete a user)
+//! standing made through the API (assign, remove, rename or delete a role, rename or delete a user,
+//! verify or change an address)
 //! commits in PostgreSQL and *then* replaces the epoch (the Database handle runs `BumpAuthzEpoch`
 //! after every operation whose `changes_standing` says so, before it answers), so whatever any
 //! instance cached before the commit is filed under an epoch that no longer exists: the change
@@ -87,6 +88,12 @@ impl Principal {
             Some(s) => &s.email,
             None => self.claims.email.as_deref().unwrap_or_default(),
         }
+    }
+
+    /// Whether the user's address is verified now (once checked; before that, `false`: an
+    /// access token carries no such claim).
+    pub fn email_verified(&self) -> bool {
+        self.standing.as_ref().is_some_and(|s| s.email_verified)
     }
 
     pub fn jti(&self) -> Uuid {
@@ -321,8 +328,20 @@ async fn current_standing(app: &App, principal: &mut Principal, epoch: Option<&s
         }
         None => {
             let standing = match app.services.db.run(auth_actors::db::users::Get { id: user_id }).await? {
-                Some(u) => Standing { active: u.is_active, roles: u.roles, username: u.username, email: u.email },
-                None => Standing { active: false, roles: Vec::new(), username: String::new(), email: String::new() },
+                Some(u) => Standing {
+                    active: u.is_active,
+                    roles: u.roles,
+                    username: u.username,
+                    email: u.email,
+                    email_verified: u.email_verified,
+                },
+                None => Standing {
+                    active: false,
+                    roles: Vec::new(),
+                    username: String::new(),
+                    email: String::new(),
+                    email_verified: false,
+                },
             };
             principal.roles.clone_from(&standing.roles);
             app.authz.put(user_id, epoch.map(str::to_string), standing)

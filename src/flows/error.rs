@@ -47,6 +47,8 @@ pub enum Dependency {
     Randomness,
     /// The k-anonymity range API, when `PWNED_PASSWORDS_FAIL_CLOSED` makes new passwords wait for it.
     BreachCheck,
+    /// A mail could not be rendered (a template bug): the change that needed it is refused.
+    MailTemplates,
 }
 
 impl std::fmt::Display for Dependency {
@@ -59,6 +61,7 @@ impl std::fmt::Display for Dependency {
             Dependency::TokenSigning => "token signing",
             Dependency::Randomness => "random number generator",
             Dependency::BreachCheck => "password breach check",
+            Dependency::MailTemplates => "mail",
         })
     }
 }
@@ -131,6 +134,14 @@ pub enum FlowError {
     /// `invalid_redirect_uri`.
     #[error("{description}")]
     ClientMetadata { code: &'static str, description: String },
+    /// A mailed link's token is unknown, tampered with, of another purpose, expired, used, or
+    /// no longer matches the account's address: one answer for all, so that it tells nothing.
+    #[error("the link is invalid or has expired")]
+    InvalidAccountToken,
+    /// The password was right, but `REQUIRE_VERIFIED_EMAIL` is on and the account's address is
+    /// not verified yet.
+    #[error("the email address of this account is not verified; follow the link mailed to it")]
+    EmailUnverified,
 }
 
 impl FlowError {
@@ -147,6 +158,13 @@ impl FlowError {
 impl From<crate::secret::NoRandomness> for FlowError {
     fn from(_: crate::secret::NoRandomness) -> Self {
         FlowError::Unavailable(Dependency::Randomness)
+    }
+}
+
+impl From<crate::mail::RenderError> for FlowError {
+    fn from(e: crate::mail::RenderError) -> Self {
+        tracing::error!(error = %e, "a mail could not be rendered");
+        FlowError::Unavailable(Dependency::MailTemplates)
     }
 }
 

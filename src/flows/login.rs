@@ -37,7 +37,10 @@
 //!    row; the answer is the common `401 invalid username or password`. On success, a re-hashed
 //!    password is stored (`db::users::Rehash`, an `UPDATE ... WHERE password_hash = <the hash that
 //!    was verified>`, so it never overwrites a password changed meanwhile) and the
-//!    `LoginSucceeded` command deletes the account's attempt and level keys.
+//!    `LoginSucceeded` command deletes the account's attempt and level keys. With
+//!    `REQUIRE_VERIFIED_EMAIL=true`, an account whose address is not verified is then refused
+//!    (403 `email_unverified`): only after the right password, so the refusal tells a stranger
+//!    nothing. Sessions that exist already go on refreshing (see docs/SECURITY.md).
 //! 7. **Store the session and its history in one transaction.** A session id (UUIDv7) and a
 //!    refresh secret of 32 random bytes are made; `db::sessions::Start` first takes a share lock on
 //!    the user row *if it is active and its `password_version` is still the one the login read*
@@ -138,6 +141,15 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
     };
     if app.config.limits.enabled {
         app.services.redis.run(lockout::LoginSucceeded { account }).await?;
+    }
+    // Only now, after the right password: a stranger learns nothing from this refusal.
+    if app.config.accounts.require_verified_email && !user.email_verified {
+        // A fresh link (within the account's mail budget), so that an account whose link
+        // expired is not stuck: resending otherwise needs a Bearer token it cannot get.
+        if let Err(e) = super::email::resend_after_refusal(app, &user).await {
+            tracing::warn!(error = %e, "no new verification mail after a refused login");
+        }
+        return Err(FlowError::EmailUnverified);
     }
     Ok(Checked { user, password_version })
 }

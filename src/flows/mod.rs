@@ -16,12 +16,14 @@
 //! - [`authenticate`]: the one verifier every protected route uses, and the access rules.
 //! - [`error`]: the domain error every flow returns.
 //! - [`account`]: profile update, user deletion, history, sessions.
+//! - [`email`]: verifying the account's address, and changing it on confirmation.
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
 
 pub mod account;
 pub mod authenticate;
+pub mod email;
 pub mod error;
 pub mod limits;
 pub mod login;

@@ -116,13 +116,17 @@ pub async fn check(app: &App, input: Check) -> Result<bool, FlowError> {
 /// needed to decide is down.
 pub async fn me(app: &App, caller: Option<Principal>) -> Result<serde_json::Value, FlowError> {
     if let Some(p) = caller {
-        return Ok(
-            serde_json::json!({ "id": p.user_id, "username": p.username(), "email": p.email(), "roles": p.roles }),
-        );
+        return Ok(serde_json::json!({
+            "id": p.user_id,
+            "username": p.username(),
+            "email": p.email(),
+            "email_verified": p.email_verified(),
+            "roles": p.roles,
+        }));
     }
     let guest = app.services.db.run(roles::Exists { name: "guest".into() }).await?;
     let roles: Vec<&str> = if guest { vec!["guest"] } else { vec![] };
-    Ok(serde_json::json!({ "id": null, "username": "guest", "email": null, "roles": roles }))
+    Ok(serde_json::json!({ "id": null, "username": "guest", "email": null, "email_verified": null, "roles": roles }))
 }
 
 pub async fn users(app: &App, page: Page) -> Result<(Vec<UserRecord>, i64), FlowError> {

@@ -1,5 +1,5 @@
 //! Signup: validate (the bundled password list included) → range API → hash (bounded, off the
-//! runtime) → store.
+//! runtime) → store, with the verification mail in the same transaction (see [`super::email`]).
 
 use auth_actors::db::users::{self, UserRecord};
 use serde::Deserialize;
@@ -23,5 +23,5 @@ pub async fn signup(app: &App, input: SignupInput) -> Result<UserRecord, FlowErr
     crate::passwords::breach::check(app, &password).await?;
     let password_hash = app.hasher.hash(password.into_inner()).await?;
     let create = users::Create { username: username.into_inner(), email: email.into_inner(), password_hash };
-    Ok(app.services.db.run(create).await?)
+    super::email::create_with_verification(app, create).await
 }

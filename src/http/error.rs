@@ -29,6 +29,14 @@ pub enum ApiError {
     InsufficientScope(&'static str),
     #[error("{0}")]
     Forbidden(String),
+    /// A mailed link's token was not accepted (code `invalid_token`, 400: it is no credential
+    /// of the caller's, so not a 401).
+    #[error("{0}")]
+    InvalidLink(String),
+    /// A right password of an account whose address must be verified first (403
+    /// `email_unverified`).
+    #[error("{0}")]
+    EmailUnverified(String),
     #[error("{0}")]
     NotFound(String),
     /// Carries the methods the path does allow, for the `Allow` header.
@@ -69,9 +77,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidLink(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) | ApiError::EmailUnverified(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -92,6 +102,8 @@ impl ApiError {
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => "unauthorized",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InvalidLink(_) => "invalid_token",
+            ApiError::EmailUnverified(_) => "email_unverified",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -177,6 +189,8 @@ impl From<FlowError> for ApiError {
             | FlowError::PasswordChangedMeanwhile
             | FlowError::Contention => ApiError::Conflict(detail),
             FlowError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
+            FlowError::InvalidAccountToken => ApiError::InvalidLink(detail),
+            FlowError::EmailUnverified => ApiError::EmailUnverified(detail),
             FlowError::Unavailable(what) => {
                 ApiError::Unavailable { what: what.to_string(), retry_after: Duration::from_secs(1) }
             }

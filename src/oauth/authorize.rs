@@ -121,6 +121,8 @@ impl Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInError {
     BadCredentials,
+    /// The password was right, but the address must be verified first.
+    EmailUnverified,
     /// Too many attempts: try again after this long.
     Throttled(Duration),
 }
@@ -375,6 +377,9 @@ pub async fn sign_in(
         Err(FlowError::Throttled { retry_after }) => {
             let error = Some(SignInError::Throttled(retry_after));
             return Ok((Step::SignIn { request, login: username, error }, None));
+        }
+        Err(FlowError::EmailUnverified) => {
+            return Ok((Step::SignIn { request, login: username, error: Some(SignInError::EmailUnverified) }, None));
         }
         Err(e) => return Err(e),
     };

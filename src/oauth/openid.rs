@@ -78,7 +78,7 @@ pub async fn id_token(
         sid: signed_in.session,
         preferred_username: has_scope(scope, "profile").then(|| user.username.clone()),
         email: has_scope(scope, "email").then(|| user.email.clone()),
-        email_verified: has_scope(scope, "email").then_some(false),
+        email_verified: has_scope(scope, "email").then_some(user.email_verified),
         roles: has_scope(scope, "roles").then(|| user.roles.clone()),
     };
     Ok(app.services.keys.sign("JWT", claims).await?)
@@ -109,7 +109,7 @@ pub async fn userinfo(app: &App, claims: &AccessClaims) -> Result<serde_json::Va
     }
     if has_scope(scope, "email") {
         answer["email"] = user.email.into();
-        answer["email_verified"] = false.into();
+        answer["email_verified"] = user.email_verified.into();
     }
     if has_scope(scope, "roles") {
         answer["roles"] = serde_json::json!(user.roles);

@@ -6,6 +6,7 @@
 
 pub mod access;
 mod auth;
+mod email;
 mod ops;
 pub use ops::OPENAPI;
 mod roles;

@@ -11,16 +11,16 @@
 use std::sync::LazyLock;
 
 use auth_actors::keyspace::LimitClass::{
-    Default as DEFAULT, Login as LOGIN, Refresh as REFRESH, Signup as SIGNUP, Token as TOKEN,
+    Default as DEFAULT, Login as LOGIN, Recovery as RECOVERY, Refresh as REFRESH, Signup as SIGNUP, Token as TOKEN,
 };
 use hyper::Method;
 
 use super::access::{Access, Handler};
-use super::{auth, ops, roles, users, well_known};
+use super::{auth, email, ops, roles, users, well_known};
 use crate::flows::limits::Class;
 use crate::http::ApiError;
 use crate::http::router::{Route, Router};
-use crate::oauth::routes::{self as provider, pages};
+use crate::oauth::routes::{self as provider, account, pages};
 
 /// One entry of the route table.
 pub struct RouteDef {
@@ -132,6 +132,15 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST "/oauth2/userinfo", UserInfo, limited(DEFAULT), pages::userinfo),
     route!(GET "/oauth2/assets/{asset}", Public, EXEMPT, pages::stylesheet),
     route!(GET "/api/v1/consents", Bearer, limited(DEFAULT), pages::consents),
+    // The account's address: verification and change (mailed links, their pages, and the API).
+    route!(POST "/api/v1/auth/email/verify", Public, limited(DEFAULT), email::verify),
+    route!(POST "/api/v1/users/verify-email/resend", Bearer, limited(RECOVERY), email::resend),
+    route!(POST "/api/v1/users/email/change", Bearer, limited(DEFAULT), email::change),
+    route!(POST "/api/v1/auth/email/change/confirm", Public, limited(DEFAULT), email::confirm_change),
+    route!(GET "/account/verify-email", Browser, limited(DEFAULT), account::verify_email),
+    route!(POST "/account/verify-email", Browser, limited(DEFAULT), account::verify_email),
+    route!(GET "/account/confirm-email-change", Browser, limited(DEFAULT), account::confirm_email_change),
+    route!(POST "/account/confirm-email-change", Browser, limited(DEFAULT), account::confirm_email_change),
     route!(DELETE "/api/v1/consents/{client_id}", Bearer, limited(DEFAULT), pages::revoke_consent),
     #[cfg(feature = "test-hooks")]
     route!(POST "/api/v1/_test/fail/{actor}", Public, EXEMPT, ops::test_fail),

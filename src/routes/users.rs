@@ -10,7 +10,13 @@ use crate::flows::signup;
 use crate::http::{ApiError, Request, Response, response};
 
 pub fn user_json(u: &UserRecord) -> serde_json::Value {
-    serde_json::json!({ "user_id": u.id, "username": u.username, "email": u.email, "is_active": u.is_active })
+    serde_json::json!({
+        "user_id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "is_active": u.is_active,
+    })
 }
 
 pub async fn signup(app: &App, mut req: Request) -> Result<Response, ApiError> {

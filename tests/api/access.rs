@@ -53,6 +53,13 @@ const OPEN: &[(&str, &str)] = &[
     ("GET", "/oauth2/logout"),
     ("POST", "/oauth2/logout"),
     ("GET", "/oauth2/assets/{asset}"),
+    // A mailed link's token is the credential: its account is whoever the token was issued to.
+    ("POST", "/api/v1/auth/email/verify"),
+    ("POST", "/api/v1/auth/email/change/confirm"),
+    ("GET", "/account/verify-email"),
+    ("POST", "/account/verify-email"),
+    ("GET", "/account/confirm-email-change"),
+    ("POST", "/account/confirm-email-change"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

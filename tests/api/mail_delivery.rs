@@ -160,7 +160,7 @@ async fn an_smtp_outage_leaves_requests_unaffected_and_loses_no_mail() {
     .await;
     let (status, attempts, ..) = row(&app, id).await;
     assert_eq!(status, "pending", "an outage never dead-letters (attempts so far: {attempts})");
-    assert_eq!(app.metric("auth_mail_outbox_depth").await, 1.0);
+    assert_eq!(app.metric("auth_mail_outbox_depth").await, 2.0, "this mail and the signup's verification mail");
 
     let sink = sink.restart().await;
     let mail = sink.wait_for(&to).await;

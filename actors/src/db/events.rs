@@ -120,6 +120,21 @@ pub enum SecurityEvent {
         client: String,
         retry_after_secs: u64,
     },
+    /// The account's address was confirmed by the link mailed to it.
+    EmailVerified {
+        user: Uuid,
+    },
+    /// The user asked to move the account to `new` (the change waits for its confirmation).
+    EmailChangeRequested {
+        user: Uuid,
+        new: String,
+    },
+    /// A confirmed email change: the account's address is now `new`.
+    EmailChanged {
+        user: Uuid,
+        old: String,
+        new: String,
+    },
 }
 
 impl SecurityEvent {
@@ -149,6 +164,9 @@ impl SecurityEvent {
             SecurityEvent::ClientDeleted { .. } => "client_deleted",
             SecurityEvent::ClientAuthFailed { .. } => "client_auth_failed",
             SecurityEvent::ClientLockout { .. } => "client_lockout",
+            SecurityEvent::EmailVerified { .. } => "email_verified",
+            SecurityEvent::EmailChangeRequested { .. } => "email_change_requested",
+            SecurityEvent::EmailChanged { .. } => "email_changed",
         }
     }
 
@@ -164,6 +182,9 @@ impl SecurityEvent {
             | SecurityEvent::UserDeleted { user, .. }
             | SecurityEvent::RoleAssigned { user, .. }
             | SecurityEvent::RoleRemoved { user, .. } => Some(*user),
+            SecurityEvent::EmailVerified { user }
+            | SecurityEvent::EmailChangeRequested { user, .. }
+            | SecurityEvent::EmailChanged { user, .. } => Some(*user),
             _ => None,
         }
     }
@@ -173,7 +194,10 @@ impl SecurityEvent {
         match self {
             SecurityEvent::PasswordCheckFailed { user }
             | SecurityEvent::PasswordChanged { user }
-            | SecurityEvent::LogoutAll { user, .. } => Some(*user),
+            | SecurityEvent::LogoutAll { user, .. }
+            | SecurityEvent::EmailVerified { user }
+            | SecurityEvent::EmailChangeRequested { user, .. }
+            | SecurityEvent::EmailChanged { user, .. } => Some(*user),
             SecurityEvent::UserDeleted { by, .. }
             | SecurityEvent::RoleAssigned { by, .. }
             | SecurityEvent::ClientRegistered { by, .. }
@@ -222,6 +246,8 @@ impl SecurityEvent {
             SecurityEvent::ClientLockout { client, retry_after_secs } => {
                 json!({ "client_id": client, "retry_after_secs": retry_after_secs })
             }
+            SecurityEvent::EmailChangeRequested { new, .. } => json!({ "new_email": new }),
+            SecurityEvent::EmailChanged { old, new, .. } => json!({ "old_email": old, "new_email": new }),
             _ => json!({}),
         }
     }

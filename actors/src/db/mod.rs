@@ -7,11 +7,12 @@
 //! An operation is one [`Operation`] (a struct and its SQL) in the module of the aggregate it
 //! reads or writes: [`users`], [`sessions`] (refresh tokens, their families, browser sessions),
 //! [`clients`] (OAuth clients), [`grants`] (authorization codes and consent), [`roles`],
-//! [`events`] (security events) and [`history`] (login history). There is no message per
-//! operation: the handle wraps the operation with its reply port into a [`Job`], sends it to a
-//! worker and awaits the reply with the call timeout; the worker takes a pooled connection and
-//! runs it, trying again when PostgreSQL aborted it for contention. So a new operation needs no
-//! change here. [`setup`] is PostgreSQL outside the request path: the pool, migrations, the
+//! [`events`] (security events), [`history`] (login history), [`account_tokens`] and
+//! [`outbox`] (mailed tokens, mail to send) and [`email`] (verifying and changing an address).
+//! There is no message per operation: the handle wraps the operation with its reply port into a
+//! [`Job`], sends it to a worker and awaits the reply with the call timeout; the worker takes a
+//! pooled connection and runs it, trying again when PostgreSQL aborted it for contention. So a
+//! new operation needs no change here. [`setup`] is PostgreSQL outside the request path: the pool, migrations, the
 //! schema check and the operator commands' writes.
 //!
 //! The handle spreads calls round-robin over the workers that are up, preferring idle ones and
@@ -21,6 +22,7 @@
 
 pub mod account_tokens;
 pub mod clients;
+pub mod email;
 pub mod events;
 pub mod grants;
 pub mod history;

@@ -223,7 +223,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                  UPDATE refresh_families SET last_used_at = now(), expires_at = cas.expires_at
                  FROM cas WHERE refresh_families.id = cas.family_id
              )
-             SELECT cas.family_id, cas.scope, u.id, u.username, u.email, u.is_active, u.created_at,
+             SELECT cas.family_id, cas.scope, u.id, u.username, u.email, u.email_verified, u.is_active, u.created_at,
                     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                           WHERE ur.user_id = u.id ORDER BY r.name) AS roles
              FROM cas JOIN users u ON u.id = cas.user_id",

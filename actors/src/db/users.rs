@@ -14,6 +14,9 @@ pub struct UserRecord {
     pub id: Uuid,
     pub username: String,
     pub email: String,
+    /// The current address was confirmed by a link mailed to it (an email change lands
+    /// confirmed, so this never describes an address other than `email`).
+    pub email_verified: bool,
     pub is_active: bool,
     pub created_at: OffsetDateTime,
     pub roles: Vec<String>,
@@ -28,16 +31,18 @@ pub struct Credentials {
     pub password_version: i32,
 }
 
-pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.is_active, u.created_at,
+pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.email_verified, u.is_active, u.created_at,
     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
           WHERE ur.user_id = u.id ORDER BY r.name) AS roles";
 
-/// A user from a row with the columns `id, username, email, is_active, created_at, roles`.
+/// A user from a row with the columns `id, username, email, email_verified, is_active,
+/// created_at, roles`.
 pub(crate) fn user_from(row: &Row) -> UserRecord {
     UserRecord {
         id: row.get("id"),
         username: row.get("username"),
         email: row.get("email"),
+        email_verified: row.get("email_verified"),
         is_active: row.get("is_active"),
         created_at: row.get("created_at"),
         roles: row.get("roles"),
@@ -57,31 +62,38 @@ impl Operation for Create {
 
     async fn run(&self, client: &mut Client) -> Result<UserRecord, Error> {
         let tx = client.transaction().await?;
-        let id = Uuid::now_v7();
-        let created_at: OffsetDateTime = super::one(
-            &tx,
-            "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING created_at",
-            &[&id, &self.username, &self.email, &self.password_hash],
-        )
-        .await?
-        .get(0);
-        let granted = super::run(
-            &tx,
-            "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE lower(name) = 'user'",
-            &[&id],
-        )
-        .await?;
+        let user = create_in(&tx, self).await?;
         tx.commit().await?;
-        let roles = if granted == 1 { vec!["user".to_string()] } else { Vec::new() };
-        Ok(UserRecord {
-            id,
-            username: self.username.clone(),
-            email: self.email.clone(),
-            is_active: true,
-            created_at,
-            roles,
-        })
+        Ok(user)
     }
+}
+
+/// [`Create`] inside the caller's transaction (signup also issues the verification mail in it).
+pub(crate) async fn create_in(tx: &impl GenericClient, create: &Create) -> Result<UserRecord, Error> {
+    let id = Uuid::now_v7();
+    let created_at: OffsetDateTime = super::one(
+        tx,
+        "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING created_at",
+        &[&id, &create.username, &create.email, &create.password_hash],
+    )
+    .await?
+    .get(0);
+    let granted = super::run(
+        tx,
+        "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE lower(name) = 'user'",
+        &[&id],
+    )
+    .await?;
+    let roles = if granted == 1 { vec!["user".to_string()] } else { Vec::new() };
+    Ok(UserRecord {
+        id,
+        username: create.username.clone(),
+        email: create.email.clone(),
+        email_verified: false,
+        is_active: true,
+        created_at,
+        roles,
+    })
 }
 
 pub(crate) async fn get_in(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, Error> {

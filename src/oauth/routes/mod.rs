@@ -1,7 +1,9 @@
 //! The provider's HTTP face: the token endpoint, introspection and revocation (RFC 6749, 7662,
 //! 7009), and the client registry for admins (`/api/v1/clients`, RFC 7591 metadata); the
-//! hosted pages are in [`pages`]. Each handler parses, calls the provider, renders.
+//! hosted pages are in [`pages`] (the browser flow) and [`account`] (the account's mailed
+//! links). Each handler parses, calls the provider, renders.
 
+pub mod account;
 pub mod pages;
 
 use std::time::Duration;

@@ -35,7 +35,7 @@ use crate::secret::Secret;
 
 /// Why a page request failed: a page error of the flow, or one of the HTTP layer (a body that is
 /// not a form, too large, ...). Both are shown as pages.
-enum Failure {
+pub(super) enum Failure {
     Page(PageError),
     Api(ApiError),
 }
@@ -74,7 +74,13 @@ fn csrf_cookie_name(app: &App) -> &'static str {
 
 /// A `Set-Cookie` value for the hosted pages (`max_age` `None`: until the browser closes).
 fn cookie(app: &App, name: &str, value: &str, max_age: Option<Duration>) -> String {
-    let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { ("/oauth2", "") };
+    cookie_at(app, "/oauth2", name, value, max_age)
+}
+
+/// [`cookie`] for pages under `insecure_path`: a `__Host-` cookie must have the path `/`, and
+/// without that prefix (`COOKIE_SECURE=false`) the cookie is kept to the pages that read it.
+pub(super) fn cookie_at(app: &App, insecure_path: &str, name: &str, value: &str, max_age: Option<Duration>) -> String {
+    let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { (insecure_path, "") };
     let max_age = max_age.map(|d| format!("; Max-Age={}", d.as_secs())).unwrap_or_default();
     format!("{name}={value}; HttpOnly; SameSite=Lax; Path={path}{max_age}{secure}")
 }
@@ -120,7 +126,7 @@ fn protect(resp: &mut Response, form_target: Option<&str>) {
     h.insert(hyper::header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-fn set_cookies(resp: &mut Response, cookies: &[String]) {
+pub(super) fn set_cookies(resp: &mut Response, cookies: &[String]) {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             resp.headers_mut().append(SET_COOKIE, v);
@@ -128,7 +134,7 @@ fn set_cookies(resp: &mut Response, cookies: &[String]) {
     }
 }
 
-fn html(status: StatusCode, body: String, form_target: Option<&str>) -> Response {
+pub(super) fn html(status: StatusCode, body: String, form_target: Option<&str>) -> Response {
     let mut resp = response::with_body(status, "text/html; charset=utf-8", body.into());
     protect(&mut resp, form_target);
     resp
@@ -182,22 +188,31 @@ pub fn error_response(e: ApiError) -> Response {
     error_page(Failure::Api(e))
 }
 
-fn page_or_error(result: Result<Response, Failure>) -> Response {
+pub(super) fn page_or_error(result: Result<Response, Failure>) -> Response {
     result.unwrap_or_else(error_page)
 }
 
 /// The browser's CSRF token, and the cookie that sets it when the browser had none.
 fn csrf_token(app: &App, req: &Request) -> Result<(String, Option<String>), Failure> {
+    csrf_token_at(app, req, "/oauth2")
+}
+
+/// [`csrf_token`] for pages under `insecure_path` (see [`cookie_at`]).
+pub(super) fn csrf_token_at(
+    app: &App,
+    req: &Request,
+    insecure_path: &str,
+) -> Result<(String, Option<String>), Failure> {
     if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| Secret::parse(t).is_some()) {
         return Ok((token, None));
     }
     let token = Secret::generate().map_err(FlowError::from)?.encode();
-    let set = cookie(app, csrf_cookie_name(app), &token, None);
+    let set = cookie_at(app, insecure_path, csrf_cookie_name(app), &token, None);
     Ok((token, Some(set)))
 }
 
 /// A form's CSRF token must equal the browser's CSRF cookie.
-fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
+pub(super) fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
     let cookie = req.cookie(csrf_cookie_name(app)).filter(|c| Secret::parse(c).is_some());
     match (cookie, form.get("csrf_token")) {
         (Some(c), Some(sent))
@@ -210,7 +225,7 @@ fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageErro
 }
 
 /// The request's parameters: its query (GET) or its form (POST).
-async fn parameters(req: &mut Request) -> Result<OAuthForm, Failure> {
+pub(super) async fn parameters(req: &mut Request) -> Result<OAuthForm, Failure> {
     let pairs = if req.method == Method::POST { req.form().await? } else { req.query_pairs()? };
     OAuthForm::new(pairs).map_err(Failure::from)
 }
@@ -218,6 +233,11 @@ async fn parameters(req: &mut Request) -> Result<OAuthForm, Failure> {
 fn sign_in_error_text(error: SignInError) -> String {
     match error {
         SignInError::BadCredentials => "Wrong username or password.".into(),
+        SignInError::EmailUnverified => {
+            "Your email address is not verified yet. Check your inbox: we have mailed you a \
+             link to verify it."
+                .into()
+        }
         SignInError::Throttled(wait) => {
             format!("Too many attempts. Try again in {} seconds.", wait.as_secs_f64().ceil().max(1.0) as u64)
         }
@@ -250,6 +270,7 @@ fn render(
             let status = match error {
                 None => StatusCode::OK,
                 Some(SignInError::BadCredentials) => StatusCode::BAD_REQUEST,
+                Some(SignInError::EmailUnverified) => StatusCode::FORBIDDEN,
                 Some(SignInError::Throttled(_)) => StatusCode::TOO_MANY_REQUESTS,
             };
             let mut resp = html(status, pages::sign_in(&page), Some(&request.redirect_uri));
