@@ -121,6 +121,11 @@ pub enum FlowError {
     /// that no check before it caught: bad input, never an outage.
     #[error("the request holds a value that cannot be stored")]
     InvalidValue,
+    /// The token of a link mailed to an account (a password reset) is unknown, tampered with,
+    /// expired, used, voided by a newer one, of another purpose, or its account is disabled:
+    /// one answer for all of them.
+    #[error("the link is invalid or has expired")]
+    InvalidLink,
     /// A client asked to revoke a token that was not issued to it (RFC 7009 §2.1).
     #[error("the token was not issued to this client")]
     NotYours,

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// `invalid_token` in the challenge).
     #[error("{0}")]
     InvalidToken(String),
+    /// The token of a link mailed to an account cannot be used (400 `invalid_token`; not a
+    /// Bearer token, so no challenge).
+    #[error("{0}")]
+    InvalidLink(String),
     /// A valid Bearer token without the scope the route needs (RFC 6750 §3.1).
     #[error("the token lacks scope {0}")]
     InsufficientScope(&'static str),
@@ -69,7 +73,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidLink(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -89,6 +93,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidLink(_) => "invalid_token",
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => "unauthorized",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::Forbidden(_) => "forbidden",
@@ -177,6 +182,7 @@ impl From<FlowError> for ApiError {
             | FlowError::PasswordChangedMeanwhile
             | FlowError::Contention => ApiError::Conflict(detail),
             FlowError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
+            FlowError::InvalidLink => ApiError::InvalidLink(detail),
             FlowError::Unavailable(what) => {
                 ApiError::Unavailable { what: what.to_string(), retry_after: Duration::from_secs(1) }
             }

@@ -11,12 +11,12 @@
 use std::sync::LazyLock;
 
 use auth_actors::keyspace::LimitClass::{
-    Default as DEFAULT, Login as LOGIN, Refresh as REFRESH, Signup as SIGNUP, Token as TOKEN,
+    Default as DEFAULT, Login as LOGIN, Recovery as RECOVERY, Refresh as REFRESH, Signup as SIGNUP, Token as TOKEN,
 };
 use hyper::Method;
 
 use super::access::{Access, Handler};
-use super::{auth, ops, roles, users, well_known};
+use super::{account_pages, auth, ops, password, roles, users, well_known};
 use crate::flows::limits::Class;
 use crate::http::ApiError;
 use crate::http::router::{Route, Router};
@@ -133,6 +133,13 @@ pub static ROUTES: &[RouteDef] = &[
     route!(GET "/oauth2/assets/{asset}", Public, EXEMPT, pages::stylesheet),
     route!(GET "/api/v1/consents", Bearer, limited(DEFAULT), pages::consents),
     route!(DELETE "/api/v1/consents/{client_id}", Bearer, limited(DEFAULT), pages::revoke_consent),
+    // Password reset: the forms that send mail count against the `recovery` class.
+    route!(POST "/api/v1/auth/password/forgot", Public, limited(RECOVERY), password::forgot),
+    route!(POST "/api/v1/auth/password/reset", Public, limited(DEFAULT), password::reset),
+    route!(GET "/account/forgot-password", Browser, limited(DEFAULT), account_pages::forgot_page),
+    route!(POST "/account/forgot-password", Browser, limited(RECOVERY), account_pages::forgot_submit),
+    route!(GET "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_page),
+    route!(POST "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_submit),
     #[cfg(feature = "test-hooks")]
     route!(POST "/api/v1/_test/fail/{actor}", Public, EXEMPT, ops::test_fail),
 ];

@@ -53,6 +53,12 @@ const OPEN: &[(&str, &str)] = &[
     ("GET", "/oauth2/logout"),
     ("POST", "/oauth2/logout"),
     ("GET", "/oauth2/assets/{asset}"),
+    ("POST", "/api/v1/auth/password/forgot"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("GET", "/account/forgot-password"),
+    ("POST", "/account/forgot-password"),
+    ("GET", "/account/reset-password"),
+    ("POST", "/account/reset-password"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

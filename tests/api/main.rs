@@ -20,6 +20,7 @@ mod metrics;
 mod oauth;
 mod oidc;
 mod openapi;
+mod password_reset;
 mod protocol;
 mod redis_modes;
 mod refresh;

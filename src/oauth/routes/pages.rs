@@ -74,7 +74,13 @@ fn csrf_cookie_name(app: &App) -> &'static str {
 
 /// A `Set-Cookie` value for the hosted pages (`max_age` `None`: until the browser closes).
 fn cookie(app: &App, name: &str, value: &str, max_age: Option<Duration>) -> String {
-    let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { ("/oauth2", "") };
+    cookie_under(app, "/oauth2", name, value, max_age)
+}
+
+/// [`cookie`] for the pages under `path` (`__Host-` cookies are always for `/`; without
+/// `COOKIE_SECURE` the cookie is kept to the pages' own path).
+fn cookie_under(app: &App, path: &str, name: &str, value: &str, max_age: Option<Duration>) -> String {
+    let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { (path, "") };
     let max_age = max_age.map(|d| format!("; Max-Age={}", d.as_secs())).unwrap_or_default();
     format!("{name}={value}; HttpOnly; SameSite=Lax; Path={path}{max_age}{secure}")
 }
@@ -182,30 +188,56 @@ pub fn error_response(e: ApiError) -> Response {
     error_page(Failure::Api(e))
 }
 
+/// A page of the account pages (`crate::routes::account_pages`), with the same protections as
+/// the browser flow's (forms only to this service), and the cookies to set.
+pub(crate) fn account_page(status: StatusCode, body: String, cookies: &[String]) -> Response {
+    let mut resp = html(status, body, None);
+    set_cookies(&mut resp, cookies);
+    resp
+}
+
+/// A flow's failure on a hosted page, as the page the browser flow shows for it.
+pub(crate) fn flow_error_response(e: FlowError) -> Response {
+    error_page(Failure::from(e))
+}
+
+/// The page of a form whose CSRF token is missing or wrong (403).
+pub(crate) fn bad_csrf_response() -> Response {
+    error_page(Failure::Page(PageError::BadCsrf))
+}
+
 fn page_or_error(result: Result<Response, Failure>) -> Response {
     result.unwrap_or_else(error_page)
 }
 
 /// The browser's CSRF token, and the cookie that sets it when the browser had none.
 fn csrf_token(app: &App, req: &Request) -> Result<(String, Option<String>), Failure> {
+    Ok(csrf_token_under(app, req, "/oauth2")?)
+}
+
+/// [`csrf_token`] for the pages under `path`.
+pub(crate) fn csrf_token_under(app: &App, req: &Request, path: &str) -> Result<(String, Option<String>), FlowError> {
     if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| Secret::parse(t).is_some()) {
         return Ok((token, None));
     }
-    let token = Secret::generate().map_err(FlowError::from)?.encode();
-    let set = cookie(app, csrf_cookie_name(app), &token, None);
+    let token = Secret::generate()?.encode();
+    let set = cookie_under(app, path, csrf_cookie_name(app), &token, None);
     Ok((token, Some(set)))
 }
 
 /// A form's CSRF token must equal the browser's CSRF cookie.
 fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
+    if csrf_matches(app, req, form.get("csrf_token")) { Ok(()) } else { Err(PageError::BadCsrf) }
+}
+
+/// Whether `sent` (a form's `csrf_token`) equals the browser's CSRF cookie.
+pub(crate) fn csrf_matches(app: &App, req: &Request, sent: Option<&str>) -> bool {
     let cookie = req.cookie(csrf_cookie_name(app)).filter(|c| Secret::parse(c).is_some());
-    match (cookie, form.get("csrf_token")) {
-        (Some(c), Some(sent))
-            if aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), sent.as_bytes()).is_ok() =>
-        {
-            Ok(())
+    match (cookie, sent) {
+        (Some(c), Some(sent)) => {
+            aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), sent.as_bytes()).is_ok()
         }
-        _ => Err(PageError::BadCsrf),
+        _ => false,
     }
 }
 
