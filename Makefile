@@ -5,11 +5,15 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run build services database keys migrate seed-roles create-superuser test check interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test help
+.PHONY: run mail-sink build services database keys migrate seed-roles create-superuser test check interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test help
 
-## Set everything up and serve on 127.0.0.1:8080.
-run: services database keys migrate seed-roles
+## Set everything up and serve on 127.0.0.1:8080 (mail: the inbox on http://127.0.0.1:1080).
+run: services database keys migrate seed-roles mail-sink
 	$(BIN) serve
+
+## Start the development SMTP sink (127.0.0.1:1025, web inbox http://127.0.0.1:1080) unless one runs.
+mail-sink:
+	@scripts/dev-mail-sink.sh
 
 ## Build the debug binary.
 build:

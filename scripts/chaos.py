@@ -13,7 +13,11 @@ script, phase by phase:
   5. makes one UserStore worker fail repeatedly until the restart-intensity limit trips: the
      process must exit with status 3, and is then restarted, as an orchestrator would. While
      the process stops and is down, refused or closed connections are counted apart: that
-     outage is the documented escalation.
+     outage is the documented escalation;
+  6. writes mail to the outbox steadily while making the Mailer fail again and again: every
+     mail must reach the script's own SMTP sink (scripts/mail-sink.py).
+
+`CHAOS_ONLY=mail` runs the baseline and phase 6 only.
 
 Per phase it records requests, answers by status, 5xx other than 503 (must be 0), connection
 resets and hangs past the request timeout (must be 0; refused connections while the process is
@@ -43,6 +47,7 @@ WORK = os.path.join(ROOT, "target", "chaos")
 REQUEST_TIMEOUT = 10.0
 WORKERS = int(os.environ.get("CHAOS_WORKERS", "6"))
 PASSWORD = "chaos password 1"
+ONLY_MAIL = os.environ.get("CHAOS_ONLY") == "mail"
 
 
 class Service:
@@ -72,7 +77,17 @@ class Service:
             "KEYS_POLL_INTERVAL": "1s",
             "LOG_LEVEL": "warn",
         }
+        self.smtp_port = free_port()
+        self.inbox_port = free_port()
+        self.env.update({
+            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
+            "MAIL_FROM": "chaos <no-reply@chaos.test>",
+            "MAIL_POLL_INTERVAL": "200ms",
+            "MAIL_RETRY_BASE": "100ms",
+            "MAIL_RETRY_MAX": "1s",
+        })
         self.redis = None
+        self.sink = None
         self.proc = None
         self.log = open(os.path.join(WORK, f"server-{self.run}.log"), "w")
 
@@ -92,16 +107,40 @@ class Service:
         self.redis.terminate()
         self.redis.wait()
 
+    def start_sink(self):
+        python = subprocess.run([os.path.join(ROOT, "scripts", "ensure-mail-sink.sh")], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        self.sink = subprocess.Popen(
+            [python, os.path.join(ROOT, "scripts", "mail-sink.py"), "--smtp", f"127.0.0.1:{self.smtp_port}",
+             "--http", f"127.0.0.1:{self.inbox_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.smtp_port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the mail sink did not start")
+
+    def inbox(self):
+        """Recipient -> number of mails the sink received for it."""
+        _, _, body = request(self.inbox_port, "GET", "/messages", timeout=10)
+        counts = {}
+        for m in json.loads(body):
+            for to in m["to"]:
+                counts[to] = counts.get(to, 0) + 1
+        return counts
+
     def setup(self):
         subprocess.run(["psql", ADMIN_URL, "-qc", f'CREATE DATABASE "{self.db}"'], check=True, stdout=subprocess.DEVNULL)
         instance.prepare(BIN, self.env)
         self.start_redis()
+        self.start_sink()
 
     def start(self):
         self.proc, _ = instance.serve(BIN, self.env, self.log, lambda: ready_status(self.port) == 200)
 
     def teardown(self):
-        for p in (self.proc, self.redis):
+        for p in (self.proc, self.redis, self.sink):
             if p and p.poll() is None:
                 p.terminate()
                 try:
@@ -333,75 +372,122 @@ def main():
         phase("baseline")
         time.sleep(8)
 
-        phase("redis stopped 10 s")
-        fault = time.time()
-        service.stop_redis()
-        time.sleep(10)
-        service.start_redis()
-        recovered = time.time()
-        recovery("redis stopped 10 s", fault, recovered)
-        time.sleep(3)
+        if not ONLY_MAIL:
+            phase("redis stopped 10 s")
+            fault = time.time()
+            service.stop_redis()
+            time.sleep(10)
+            service.start_redis()
+            recovered = time.time()
+            recovery("redis stopped 10 s", fault, recovered)
+            time.sleep(3)
 
-        phase("postgres backends killed")
-        fault = time.time()
-        subprocess.run(["psql", ADMIN_URL, "-qtAc",
-                        f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{service.db}'"],
-                       check=True, stdout=subprocess.DEVNULL)
-        recovery("postgres backends killed", fault, fault, expect_503=False)
-        time.sleep(5)
+            phase("postgres backends killed")
+            fault = time.time()
+            subprocess.run(["psql", ADMIN_URL, "-qtAc",
+                            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{service.db}'"],
+                           check=True, stdout=subprocess.DEVNULL)
+            recovery("postgres backends killed", fault, fault, expect_503=False)
+            time.sleep(5)
 
-        phase("each actor fails once")
-        fault = time.time()
-        for kind in ("key_manager", "rate_limiter", "health", "user_store"):
-            status = request(service.port, "POST", f"/api/v1/_test/fail/{kind}")[0]
-            note("each actor fails once", f"{kind}: hook {status}")
-            time.sleep(1.5)
-        recovery("each actor fails once", fault, time.time(), expect_503=False)
-        time.sleep(2)
+            phase("each actor fails once")
+            fault = time.time()
+            for kind in ("key_manager", "rate_limiter", "health", "user_store"):
+                status = request(service.port, "POST", f"/api/v1/_test/fail/{kind}")[0]
+                note("each actor fails once", f"{kind}: hook {status}")
+                time.sleep(1.5)
+            recovery("each actor fails once", fault, time.time(), expect_503=False)
+            time.sleep(2)
 
-        phase("SIGHUP key reload")
-        subprocess.run([BIN, "keys", "generate", "--alg", "ES256"], env=service.env, check=True, stdout=subprocess.DEVNULL)
-        service.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-        keys = json.loads(request(service.port, "GET", "/.well-known/jwks.json")[2])["keys"]
-        note("SIGHUP key reload", f"JWKS has {len(keys)} keys after reload")
-        if len(keys) != 2:
-            violations.append("SIGHUP: the new key was not published")
-        time.sleep(5)
+            phase("SIGHUP key reload")
+            subprocess.run([BIN, "keys", "generate", "--alg", "ES256"], env=service.env, check=True, stdout=subprocess.DEVNULL)
+            service.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            keys = json.loads(request(service.port, "GET", "/.well-known/jwks.json")[2])["keys"]
+            note("SIGHUP key reload", f"JWKS has {len(keys)} keys after reload")
+            if len(keys) != 2:
+                violations.append("SIGHUP: the new key was not published")
+            time.sleep(5)
 
-        name = "restart intensity (exit 3, restarted)"
-        phase(name)
-        fault = time.time()
-        exit_code = None
-        for attempt in range(12):
-            before = metric(service.port, 'auth_actor_restarts_total{actor="user_store"}')
-            # From here until the restart is seen (or the replacement process is ready), refused
-            # and closed connections are the documented escalation, not a fault of the service.
-            stats.down = True
-            try:
-                request(service.port, "POST", "/api/v1/_test/fail/user_store?worker=0", timeout=5)
-            except OSError:
-                pass
-            deadline = time.time() + 10
-            while time.time() < deadline:
+            name = "restart intensity (exit 3, restarted)"
+            phase(name)
+            fault = time.time()
+            exit_code = None
+            for attempt in range(12):
+                before = metric(service.port, 'auth_actor_restarts_total{actor="user_store"}')
+                # From here until the restart is seen (or the replacement process is ready), refused
+                # and closed connections are the documented escalation, not a fault of the service.
+                stats.down = True
+                try:
+                    request(service.port, "POST", "/api/v1/_test/fail/user_store?worker=0", timeout=5)
+                except OSError:
+                    pass
+                deadline = time.time() + 10
+                while time.time() < deadline:
+                    if service.proc.poll() is not None:
+                        break
+                    now = metric(service.port, 'auth_actor_restarts_total{actor="user_store"}')
+                    if now is not None and before is not None and now > before:
+                        stats.down = False
+                        break
+                    time.sleep(0.05)
                 if service.proc.poll() is not None:
+                    exit_code = service.proc.wait()
+                    note(name, f"process exited with status {exit_code} after {attempt + 1} injected failures")
                     break
-                now = metric(service.port, 'auth_actor_restarts_total{actor="user_store"}')
-                if now is not None and before is not None and now > before:
-                    stats.down = False
-                    break
+            if exit_code != 3:
+                violations.append(f"restart intensity: expected exit status 3, got {exit_code}")
+            time.sleep(1)
+            service.start()
+            stats.down = False
+            recovery(name, fault, time.time(), expect_503=False)
+            time.sleep(4)
+
+        name = "mailer fails while mail flows"
+        phase(name)
+        written = []
+        producing = threading.Event()
+
+        def produce():
+            i = 0
+            while not producing.is_set():
+                to = f"chaos-{service.run}-{i}@example.com"
+                subprocess.run(["psql", service.env["DATABASE_URL"], "-qc",
+                                "INSERT INTO mail_outbox (id, kind, recipient, subject, body_text, body_html) "
+                                f"VALUES (gen_random_uuid(), 'chaos', '{to}', 'chaos {i}', 'text {i}', '<p>html {i}</p>')"],
+                               check=True, stdout=subprocess.DEVNULL)
+                written.append(to)
+                i += 1
                 time.sleep(0.05)
-            if service.proc.poll() is not None:
-                exit_code = service.proc.wait()
-                note(name, f"process exited with status {exit_code} after {attempt + 1} injected failures")
-                break
-        if exit_code != 3:
-            violations.append(f"restart intensity: expected exit status 3, got {exit_code}")
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        restarts_before = metric(service.port, 'auth_actor_restarts_total{actor="mailer"}') or 0.0
+        for _ in range(5):
+            time.sleep(1)
+            status = request(service.port, "POST", "/api/v1/_test/fail/mailer")[0]
+            if status != 202:
+                violations.append(f"{name}: the failure hook answered {status}")
         time.sleep(1)
-        service.start()
-        stats.down = False
-        recovery(name, fault, time.time(), expect_503=False)
-        time.sleep(4)
+        producing.set()
+        producer.join(timeout=30)
+        deadline = time.time() + 60
+        inbox = {}
+        while time.time() < deadline:
+            inbox = service.inbox()
+            if all(to in inbox for to in written):
+                break
+            time.sleep(0.5)
+        missing = [to for to in written if to not in inbox]
+        duplicated = sum(1 for to in written if inbox.get(to, 0) > 1)
+        restarts = (metric(service.port, 'auth_actor_restarts_total{actor="mailer"}') or 0.0) - restarts_before
+        note(name, f"{len(written)} mails written, {len(written) - len(missing)} delivered, {duplicated} more than once; "
+                   f"mailer restarted {int(restarts)} times")
+        if missing:
+            violations.append(f"{name}: {len(missing)} of {len(written)} mails never arrived")
+        if restarts < 5:
+            violations.append(f"{name}: the mailer restarted {int(restarts)} times, expected 5")
+        time.sleep(2)
 
         load.stop.set()
         for t in threads:

@@ -185,6 +185,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "Where mail goes: smtp://host:port (plain, development), smtp+starttls://host:port or smtps://host:port, credentials as user:password@. Unset: mail waits in the outbox. Secret: never logged.",
     ),
     ("MAIL_FROM", Some("auth-service <no-reply@localhost>"), "The From of every mail."),
+    (
+        "SMTP_CA_FILE",
+        None,
+        "PEM file of extra roots trusted for the SMTP server's TLS certificate (e.g. a private CA), besides the Mozilla roots.",
+    ),
     ("MAIL_MAX_ATTEMPTS", Some("8"), "Delivery attempts of one mail before it is dead-lettered."),
     ("MAIL_RETRY_BASE", Some("10s"), "Wait before a mail's second attempt; doubles per attempt."),
     ("MAIL_RETRY_MAX", Some("15m"), "Longest wait between two attempts of one mail."),
@@ -324,7 +329,11 @@ pub struct BreachApiConfig {
 pub struct MailConfig {
     /// `SMTP_URL` (may carry credentials); `None` leaves mail in the outbox.
     pub smtp_url: Option<Secret>,
+    /// `SMTP_URL`, parsed (its `Debug` leaves the credentials out).
+    pub smtp: Option<auth_actors::mailer::SmtpTarget>,
     pub from: String,
+    /// `SMTP_CA_FILE`'s certificates (PEM), trusted besides the Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -571,13 +580,33 @@ impl Layers {
                 Some(Secret::new(url))
             }
         };
+        let smtp = match &smtp_url {
+            None => None,
+            Some(url) => Some(
+                auth_actors::mailer::SmtpTarget::parse(url.expose())
+                    .map_err(|reason| ConfigError::Invalid { name: "SMTP_URL", reason })?,
+            ),
+        };
+        let from = self.required("MAIL_FROM")?.to_string();
+        auth_actors::mailer::check_from(&from).map_err(|reason| ConfigError::Invalid { name: "MAIL_FROM", reason })?;
+        let ca_pem = match self.get("SMTP_CA_FILE").map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(path) => {
+                let invalid = |reason: String| ConfigError::Invalid { name: "SMTP_CA_FILE", reason };
+                let pem = std::fs::read(path).map_err(|e| invalid(format!("{path}: {e}")))?;
+                auth_actors::mailer::check_roots(&pem).map_err(|e| invalid(format!("{path}: {e}")))?;
+                Some(pem)
+            }
+        };
         let max_attempts: u32 = self.parse("MAIL_MAX_ATTEMPTS")?;
         if max_attempts == 0 {
             return Err(ConfigError::Invalid { name: "MAIL_MAX_ATTEMPTS", reason: "must be at least 1".into() });
         }
         Ok(MailConfig {
             smtp_url,
-            from: self.required("MAIL_FROM")?.to_string(),
+            smtp,
+            from,
+            ca_pem,
             max_attempts,
             retry_base: self.duration("MAIL_RETRY_BASE")?,
             retry_max: self.duration("MAIL_RETRY_MAX")?,
@@ -830,6 +859,16 @@ impl Config {
             mailbox_capacity: self.mailbox_capacity,
             probe_timeout: self.probe_timeout,
             restart: self.restart.clone(),
+            mail: auth_actors::mailer::MailerSettings {
+                smtp: self.mail.smtp.clone(),
+                from: self.mail.from.clone(),
+                extra_roots: self.mail.ca_pem.clone(),
+                max_attempts: self.mail.max_attempts,
+                retry_base: self.mail.retry_base,
+                retry_max: self.mail.retry_max,
+                poll_interval: self.mail.poll_interval,
+                send_timeout: self.mail.send_timeout,
+            },
         }
     }
 }

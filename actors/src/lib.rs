@@ -15,6 +15,8 @@
 //!   revocation markers and the authorization epoch, one module per concern.
 //! - [`keyspace`]: every Redis key, built from the prefix and typed ids, in the hash-slot layout
 //!   Redis Cluster needs.
+//! - [`mailer`]: the Mailer, which delivers the mail outbox over SMTP with retries and a dead
+//!   letter.
 //! - [`health`]: readiness, from the supervisor's view of the children and live probes.
 //! - [`supervised`]: what every actor under the supervisor shares: running as a ractor actor,
 //!   and the failure hook of test builds.
@@ -35,6 +37,7 @@ pub mod health;
 pub mod key_manager;
 pub mod keys;
 pub mod keyspace;
+pub mod mailer;
 pub mod metrics;
 pub mod redis;
 pub mod redis_conn;

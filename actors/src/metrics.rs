@@ -21,6 +21,22 @@ pub(crate) fn actor_label(actor: &'static str) -> ActorLabel {
     ActorLabel { actor }
 }
 
+/// The label of mail metrics: the mail's kind (`verify_email`, `password_reset`, ...), a fixed
+/// name the code writes, never anything the recipient chose.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailLabel {
+    pub kind: String,
+}
+
+/// A failed delivery attempt: the mail's kind and the class of failure (`transient` for a 4xx
+/// reply, `permanent` for a 5xx or an address that cannot be sent to, `connection` when no
+/// reply came: unreachable, TLS, timeout).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailFailureLabel {
+    pub kind: String,
+    pub reason: &'static str,
+}
+
 /// Cheap to clone: every field is an `Arc` inside.
 #[derive(Clone, Debug, Default)]
 pub struct ActorMetrics {
@@ -43,6 +59,16 @@ pub struct ActorMetrics {
     pub redis_errors: Counter,
     /// The key snapshots' caches of verified tokens: hits, misses, evictions.
     pub token_cache: Family<CacheLabel, Counter>,
+    /// Mails waiting in the outbox (all instances'), as the Mailer last counted.
+    pub mail_outbox_depth: Gauge,
+    /// Seconds the oldest waiting mail has waited, as the Mailer last counted.
+    pub mail_outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Mails this instance delivered, by kind.
+    pub mail_sent: Family<MailLabel, Counter>,
+    /// Failed delivery attempts, by kind and class.
+    pub mail_failed_attempts: Family<MailFailureLabel, Counter>,
+    /// Mails given up on, by kind.
+    pub mail_dead: Family<MailLabel, Counter>,
 }
 
 impl ActorMetrics {
@@ -73,6 +99,20 @@ impl ActorMetrics {
             "Verified-token cache of the key snapshot: hit, miss (a signature check), eviction",
             self.token_cache.clone(),
         );
+        registry.register("mail_outbox_depth", "Mails waiting in the outbox", self.mail_outbox_depth.clone());
+        registry.register_with_unit(
+            "mail_outbox_oldest_age",
+            "How long the oldest mail waiting in the outbox has waited",
+            prometheus_client::registry::Unit::Seconds,
+            self.mail_outbox_oldest_age.clone(),
+        );
+        registry.register("mail_sent", "Mails delivered to the SMTP server, by kind", self.mail_sent.clone());
+        registry.register(
+            "mail_failed_attempts",
+            "Failed mail delivery attempts, by kind and reason (transient, permanent, connection)",
+            self.mail_failed_attempts.clone(),
+        );
+        registry.register("mail_dead_lettered", "Mails given up on (dead-lettered), by kind", self.mail_dead.clone());
     }
 
     /// Creates every per-actor series at zero, so that `increase()` and absence alerts work

@@ -9,6 +9,7 @@
 //! ├── KeyManager
 //! ├── Database worker 0..N    (over one deadpool-postgres pool)
 //! ├── Redis                   (over one multiplexed Redis connection)
+//! ├── Mailer                  (delivers the mail outbox; SMTP in tasks of its own)
 //! └── Health
 //! ```
 //!
@@ -30,6 +31,7 @@ use crate::handle::{Endpoint, Slot};
 use crate::health::{ChildState, Health, HealthArgs, HealthHandle, HealthMsg};
 use crate::key_manager::{KeyManager, KeyManagerArgs, KeyManagerHandle, KeyManagerMsg};
 use crate::keys::{KeyError, KeySet};
+use crate::mailer::{Mailer, MailerArgs, MailerHandle, MailerMsg, MailerSettings};
 use crate::metrics::{ActorMetrics, actor_label};
 use crate::redis::{Redis, RedisArgs, RedisHandle, RedisMsg};
 
@@ -62,6 +64,8 @@ pub struct Settings {
     /// Bound on each readiness probe.
     pub probe_timeout: Duration,
     pub restart: RestartPolicy,
+    /// The Mailer's SMTP server, sender and retry policy.
+    pub mail: MailerSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for Settings {
             .field("redis", &self.redis)
             .field("user_store_workers", &self.user_store_workers)
             .field("restart", &self.restart)
+            .field("mail", &self.mail)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +106,8 @@ pub struct Services {
     pub db: DatabaseHandle,
     pub redis: RedisHandle,
     pub health: HealthHandle,
+    /// Wake it after committing a mail to the outbox.
+    pub mailer: MailerHandle,
     pub metrics: ActorMetrics,
 }
 
@@ -110,18 +117,20 @@ enum Child {
     KeyManager,
     Database(usize),
     Redis,
+    Mailer,
     Health,
 }
 
 impl Child {
     /// Every kind, as the per-actor metrics label them.
-    const KINDS: [&'static str; 4] = ["key_manager", "user_store", "rate_limiter", "health"];
+    const KINDS: [&'static str; 5] = ["key_manager", "user_store", "rate_limiter", "mailer", "health"];
 
     fn kind(self) -> &'static str {
         match self {
             Child::KeyManager => "key_manager",
             Child::Database(_) => "user_store",
             Child::Redis => "rate_limiter",
+            Child::Mailer => "mailer",
             Child::Health => "health",
         }
     }
@@ -139,6 +148,7 @@ struct Slots {
     keys: Arc<Slot<KeyManagerMsg>>,
     db: Vec<Arc<Slot<DatabaseMsg>>>,
     redis: Arc<Slot<RedisMsg>>,
+    mailer: Arc<Slot<MailerMsg>>,
     health: Arc<Slot<HealthMsg>>,
 }
 
@@ -175,6 +185,8 @@ pub struct SupervisorState {
     /// Recent failure times per child, for the intensity limit and the backoff exponent.
     failures: HashMap<Child, FailureHistory>,
     states: BTreeMap<String, ChildState>,
+    /// Whether the Mailer logged its start (once per process, not per restart).
+    mailer_announced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Supervisor;
@@ -195,6 +207,7 @@ pub async fn start(
         keys: Arc::default(),
         db: (0..settings.user_store_workers.max(1)).map(|_| Arc::default()).collect(),
         redis: Arc::default(),
+        mailer: Arc::default(),
         health: Arc::default(),
     };
     fn endpoint<M: ractor::Message>(
@@ -220,6 +233,7 @@ pub async fn start(
         ),
         redis,
         health: HealthHandle::new(endpoint("health", slots.health.clone(), s, m)),
+        mailer: MailerHandle::new(endpoint("mailer", slots.mailer.clone(), s, m)),
         metrics: metrics.clone(),
     };
     let args = SupervisorArgs { settings, services: services.clone(), slots, publish, publish_redis };
@@ -281,6 +295,16 @@ impl SupervisorState {
                 };
                 self.slots.redis.spawn_linked::<Redis>(args, cell).await?
             }
+            Child::Mailer => {
+                let args = MailerArgs {
+                    settings: self.settings.mail.clone(),
+                    db: self.services.db.clone(),
+                    metrics: self.services.metrics.clone(),
+                    call_timeout: self.settings.call_timeout,
+                    announced: self.mailer_announced.clone(),
+                };
+                self.slots.mailer.spawn_linked::<Mailer>(args, cell).await?
+            }
             Child::Health => {
                 self.states.insert(child.name(), ChildState::Running);
                 let args = HealthArgs {
@@ -303,6 +327,7 @@ impl SupervisorState {
             Child::KeyManager => self.slots.keys.clear(),
             Child::Database(i) => self.slots.db[i].clear(),
             Child::Redis => self.slots.redis.clear(),
+            Child::Mailer => self.slots.mailer.clear(),
             Child::Health => self.slots.health.clear(),
         }
     }
@@ -371,9 +396,11 @@ impl Actor for Supervisor {
             running: HashMap::new(),
             failures: HashMap::new(),
             states: BTreeMap::new(),
+            mailer_announced: Arc::default(),
         };
         let mut children = vec![Child::KeyManager, Child::Redis];
         children.extend((0..workers).map(Child::Database));
+        children.push(Child::Mailer);
         for child in &children {
             state.states.insert(child.name(), ChildState::Running);
         }

@@ -90,6 +90,7 @@ pub async fn test_fail(app: &App, req: Request) -> Result<Response, ApiError> {
         "user_store" => s.db.fail(index, "injected failure"),
         "rate_limiter" => s.redis.fail("injected failure"),
         "health" => s.health.fail("injected failure"),
+        "mailer" => s.mailer.fail("injected failure"),
         other => return Err(ApiError::NotFound(format!("no actor {other:?}"))),
     };
     sent?;

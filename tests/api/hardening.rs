@@ -480,7 +480,7 @@ async fn a_blacklist_entry_outlives_the_token_and_the_leeway() {
 async fn per_actor_counters_are_exported_at_zero_from_the_start() {
     let app = spawn_app().await;
     let text = app.get("/metrics").await.text().await.expect("metrics");
-    for actor in ["key_manager", "user_store", "rate_limiter", "health"] {
+    for actor in ["key_manager", "user_store", "rate_limiter", "mailer", "health"] {
         for family in ["auth_actor_restarts_total", "auth_actor_failures_total"] {
             let line = format!("{family}{{actor=\"{actor}\"}} 0");
             assert!(text.lines().any(|l| l == line), "missing {line}");

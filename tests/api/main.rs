@@ -16,6 +16,7 @@ mod keys;
 mod limits;
 mod login;
 mod logs;
+mod mail_delivery;
 mod metrics;
 mod oauth;
 mod oidc;

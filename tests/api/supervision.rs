@@ -45,6 +45,11 @@ async fn a_failed_health_actor_is_restarted_counted_and_the_service_keeps_answer
 }
 
 #[tokio::test]
+async fn a_failed_mailer_is_restarted_counted_and_the_service_keeps_answering() {
+    assert_restarted_and_serving("mailer").await;
+}
+
+#[tokio::test]
 async fn failures_past_the_restart_intensity_limit_stop_the_service_with_an_escalated_exit() {
     let mut app = spawn_app_settings(&[("RESTART_MAX", "2"), ("RESTART_WINDOW", "60s")]).await;
     for round in 1..=2u32 {
