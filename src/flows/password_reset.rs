@@ -152,7 +152,9 @@ fn notice_mail(target: &Target) -> Result<OutgoingMail, FlowError> {
 }
 
 /// Mail was committed to the outbox: have the Mailer look now rather than at its next poll.
-fn wake_mailer(_app: &App) {}
+fn wake_mailer(app: &App) {
+    app.services.mailer.wake();
+}
 
 /// The account a reset link is for, if the link is live (a GET of the reset page shows its
 /// form only then). Spends nothing.
