@@ -54,7 +54,7 @@ pub fn stylesheet(name: &str) -> Option<&'static str> {
 }
 
 /// Renders a page, or the fallback page if the template fails.
-fn render(page: &impl Template) -> String {
+pub(crate) fn render(page: &impl Template) -> String {
     page.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "a hosted page could not be rendered");
         FALLBACK.to_string()
@@ -283,6 +283,10 @@ mod tests {
         assert!(fresh.contains("autocomplete=\"current-password\" required>"));
         assert!(!fresh.contains("aria-invalid") && !fresh.contains("signin-error"));
         assert!(fresh.contains(&format!("<link rel=\"stylesheet\" href=\"{}\">", stylesheet_path())));
+        assert!(
+            fresh.contains("<a href=\"/account/forgot-password\">Forgot your password?</a>"),
+            "a way back in, carrying nothing of the request: {fresh}"
+        );
 
         let again = sign_in(&SignIn { client_name: "app", login: "ada", error: Some("wrong"), fields: &[] });
         assert!(again.contains("value=\"ada\" autocomplete=\"username\""));

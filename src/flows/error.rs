@@ -134,8 +134,9 @@ pub enum FlowError {
     /// `invalid_redirect_uri`.
     #[error("{description}")]
     ClientMetadata { code: &'static str, description: String },
-    /// A mailed link's token is unknown, tampered with, of another purpose, expired, used, or
-    /// no longer matches the account's address: one answer for all, so that it tells nothing.
+    /// A mailed link's token is unknown, tampered with, of another purpose, expired, used,
+    /// voided by a newer one, no longer matches the account's address, or its account is
+    /// disabled: one answer for all, so that it tells nothing.
     #[error("the link is invalid or has expired")]
     InvalidAccountToken,
     /// The password was right, but `REQUIRE_VERIFIED_EMAIL` is on and the account's address is

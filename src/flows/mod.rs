@@ -20,6 +20,7 @@
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
+//! - [`password_reset`]: a reset link by mail (answered alike for every address), and the reset.
 
 pub mod account;
 pub mod authenticate;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod limits;
 pub mod login;
 pub mod logout;
+pub mod password_reset;
 pub mod refresh;
 pub mod roles;
 pub mod signup;

@@ -24,15 +24,15 @@ pub enum ApiError {
     /// `invalid_token` in the challenge).
     #[error("{0}")]
     InvalidToken(String),
+    /// The token of a link mailed to an account cannot be used (400 `invalid_token`; not a
+    /// Bearer token, so no challenge).
+    #[error("{0}")]
+    InvalidLink(String),
     /// A valid Bearer token without the scope the route needs (RFC 6750 §3.1).
     #[error("the token lacks scope {0}")]
     InsufficientScope(&'static str),
     #[error("{0}")]
     Forbidden(String),
-    /// A mailed link's token was not accepted (code `invalid_token`, 400: it is no credential
-    /// of the caller's, so not a 401).
-    #[error("{0}")]
-    InvalidLink(String),
     /// A right password of an account whose address must be verified first (403
     /// `email_unverified`).
     #[error("{0}")]
@@ -99,10 +99,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidLink(_) => "invalid_token",
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => "unauthorized",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::InvalidLink(_) => "invalid_token",
             ApiError::EmailUnverified(_) => "email_unverified",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",

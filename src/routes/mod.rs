@@ -5,10 +5,12 @@
 //! headers. The provider's handlers are in [`crate::oauth::routes`].
 
 pub mod access;
+mod account_pages;
 mod auth;
 mod email;
 mod ops;
 pub use ops::OPENAPI;
+mod password;
 mod roles;
 pub mod table;
 mod users;

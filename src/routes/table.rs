@@ -16,7 +16,7 @@ use auth_actors::keyspace::LimitClass::{
 use hyper::Method;
 
 use super::access::{Access, Handler};
-use super::{auth, email, ops, roles, users, well_known};
+use super::{account_pages, auth, email, ops, password, roles, users, well_known};
 use crate::flows::limits::Class;
 use crate::http::ApiError;
 use crate::http::router::{Route, Router};
@@ -142,6 +142,13 @@ pub static ROUTES: &[RouteDef] = &[
     route!(GET "/account/confirm-email-change", Browser, limited(DEFAULT), account::confirm_email_change),
     route!(POST "/account/confirm-email-change", Browser, limited(DEFAULT), account::confirm_email_change),
     route!(DELETE "/api/v1/consents/{client_id}", Bearer, limited(DEFAULT), pages::revoke_consent),
+    // Password reset: the forms that send mail count against the `recovery` class.
+    route!(POST "/api/v1/auth/password/forgot", Public, limited(RECOVERY), password::forgot),
+    route!(POST "/api/v1/auth/password/reset", Public, limited(DEFAULT), password::reset),
+    route!(GET "/account/forgot-password", Browser, limited(DEFAULT), account_pages::forgot_page),
+    route!(POST "/account/forgot-password", Browser, limited(RECOVERY), account_pages::forgot_submit),
+    route!(GET "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_page),
+    route!(POST "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_submit),
     #[cfg(feature = "test-hooks")]
     route!(POST "/api/v1/_test/fail/{actor}", Public, EXEMPT, ops::test_fail),
 ];

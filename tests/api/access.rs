@@ -60,6 +60,12 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/account/verify-email"),
     ("GET", "/account/confirm-email-change"),
     ("POST", "/account/confirm-email-change"),
+    ("POST", "/api/v1/auth/password/forgot"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("GET", "/account/forgot-password"),
+    ("POST", "/account/forgot-password"),
+    ("GET", "/account/reset-password"),
+    ("POST", "/account/reset-password"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

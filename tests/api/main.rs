@@ -23,6 +23,7 @@ mod oauth;
 mod oidc;
 mod openapi;
 mod password_policy;
+mod password_reset;
 mod protocol;
 mod redis_modes;
 mod refresh;

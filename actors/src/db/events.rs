@@ -28,6 +28,10 @@ pub enum SecurityEvent {
     PasswordChanged {
         user: Uuid,
     },
+    /// The password was replaced through a reset link mailed to the account.
+    PasswordReset {
+        user: Uuid,
+    },
     /// A rotated refresh token was presented again within the grace window and was served.
     RefreshRetried {
         user: Uuid,
@@ -145,6 +149,7 @@ impl SecurityEvent {
             SecurityEvent::Lockout { .. } => "lockout",
             SecurityEvent::PasswordCheckFailed { .. } => "password_check_failed",
             SecurityEvent::PasswordChanged { .. } => "password_changed",
+            SecurityEvent::PasswordReset { .. } => "password_reset",
             SecurityEvent::RefreshRetried { .. } => "refresh_retried",
             SecurityEvent::RefreshReuseDetected { .. } => "refresh_reuse_detected",
             SecurityEvent::LogoutAll { .. } => "logout_all",
@@ -176,6 +181,7 @@ impl SecurityEvent {
             SecurityEvent::LoginFailed { user } | SecurityEvent::Lockout { user, .. } => *user,
             SecurityEvent::PasswordCheckFailed { user }
             | SecurityEvent::PasswordChanged { user }
+            | SecurityEvent::PasswordReset { user }
             | SecurityEvent::RefreshRetried { user, .. }
             | SecurityEvent::RefreshReuseDetected { user, .. }
             | SecurityEvent::LogoutAll { user, .. }
@@ -194,6 +200,7 @@ impl SecurityEvent {
         match self {
             SecurityEvent::PasswordCheckFailed { user }
             | SecurityEvent::PasswordChanged { user }
+            | SecurityEvent::PasswordReset { user }
             | SecurityEvent::LogoutAll { user, .. }
             | SecurityEvent::EmailVerified { user }
             | SecurityEvent::EmailChangeRequested { user, .. }

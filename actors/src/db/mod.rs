@@ -27,6 +27,7 @@ pub mod events;
 pub mod grants;
 pub mod history;
 pub mod outbox;
+pub mod password_reset;
 pub mod roles;
 pub mod sessions;
 pub mod setup;

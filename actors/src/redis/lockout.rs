@@ -98,3 +98,20 @@ impl Command for LoginSucceeded {
         Ok(())
     }
 }
+
+/// The account proved control of its mailbox and replaced its password (a reset): lift its
+/// lockout as well as its failure count and level. The lock guarded the old password against
+/// guessing; the password it guarded is gone.
+pub struct ClearLockout {
+    pub account: Account,
+}
+
+impl Command for ClearLockout {
+    type Output = ();
+
+    async fn run(self, mut conn: RedisConn, keys: Keyspace) -> redis::RedisResult<()> {
+        let k = keys.lockout(&self.account);
+        let _: i64 = redis::cmd("DEL").arg(&k.lock).arg(&k.attempts).arg(&k.level).query_async(&mut conn).await?;
+        Ok(())
+    }
+}

@@ -79,7 +79,7 @@ fn cookie(app: &App, name: &str, value: &str, max_age: Option<Duration>) -> Stri
 
 /// [`cookie`] for pages under `insecure_path`: a `__Host-` cookie must have the path `/`, and
 /// without that prefix (`COOKIE_SECURE=false`) the cookie is kept to the pages that read it.
-pub(super) fn cookie_at(app: &App, insecure_path: &str, name: &str, value: &str, max_age: Option<Duration>) -> String {
+pub(crate) fn cookie_at(app: &App, insecure_path: &str, name: &str, value: &str, max_age: Option<Duration>) -> String {
     let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { (insecure_path, "") };
     let max_age = max_age.map(|d| format!("; Max-Age={}", d.as_secs())).unwrap_or_default();
     format!("{name}={value}; HttpOnly; SameSite=Lax; Path={path}{max_age}{secure}")
@@ -188,6 +188,24 @@ pub fn error_response(e: ApiError) -> Response {
     error_page(Failure::Api(e))
 }
 
+/// A page of the account pages (`crate::routes::account_pages`), with the same protections as
+/// the browser flow's (forms only to this service), and the cookies to set.
+pub(crate) fn account_page(status: StatusCode, body: String, cookies: &[String]) -> Response {
+    let mut resp = html(status, body, None);
+    set_cookies(&mut resp, cookies);
+    resp
+}
+
+/// A flow's failure on a hosted page, as the page the browser flow shows for it.
+pub(crate) fn flow_error_response(e: FlowError) -> Response {
+    error_page(Failure::from(e))
+}
+
+/// The page of a form whose CSRF token is missing or wrong (403).
+pub(crate) fn bad_csrf_response() -> Response {
+    error_page(Failure::Page(PageError::BadCsrf))
+}
+
 pub(super) fn page_or_error(result: Result<Response, Failure>) -> Response {
     result.unwrap_or_else(error_page)
 }
@@ -203,24 +221,32 @@ pub(super) fn csrf_token_at(
     req: &Request,
     insecure_path: &str,
 ) -> Result<(String, Option<String>), Failure> {
+    Ok(csrf_token_under(app, req, insecure_path)?)
+}
+
+/// [`csrf_token`] for the pages under `path`.
+pub(crate) fn csrf_token_under(app: &App, req: &Request, path: &str) -> Result<(String, Option<String>), FlowError> {
     if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| Secret::parse(t).is_some()) {
         return Ok((token, None));
     }
-    let token = Secret::generate().map_err(FlowError::from)?.encode();
-    let set = cookie_at(app, insecure_path, csrf_cookie_name(app), &token, None);
+    let token = Secret::generate()?.encode();
+    let set = cookie_at(app, path, csrf_cookie_name(app), &token, None);
     Ok((token, Some(set)))
 }
 
 /// A form's CSRF token must equal the browser's CSRF cookie.
-pub(super) fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
+pub(crate) fn check_csrf(app: &App, req: &Request, form: &OAuthForm) -> Result<(), PageError> {
+    if csrf_matches(app, req, form.get("csrf_token")) { Ok(()) } else { Err(PageError::BadCsrf) }
+}
+
+/// Whether `sent` (a form's `csrf_token`) equals the browser's CSRF cookie.
+pub(crate) fn csrf_matches(app: &App, req: &Request, sent: Option<&str>) -> bool {
     let cookie = req.cookie(csrf_cookie_name(app)).filter(|c| Secret::parse(c).is_some());
-    match (cookie, form.get("csrf_token")) {
-        (Some(c), Some(sent))
-            if aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), sent.as_bytes()).is_ok() =>
-        {
-            Ok(())
+    match (cookie, sent) {
+        (Some(c), Some(sent)) => {
+            aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), sent.as_bytes()).is_ok()
         }
-        _ => Err(PageError::BadCsrf),
+        _ => false,
     }
 }
 
