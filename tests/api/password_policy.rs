@@ -97,11 +97,14 @@ enum Answer {
     Status(u16),
 }
 
+/// A request the fake range API received: its path and its `Add-Padding` header.
+type Received = (String, Option<String>);
+
 /// A fake k-anonymity range API on a random port: answers every request with `answer` and
 /// records each request's path and `Add-Padding` header.
 struct FakeRangeApi {
     url: String,
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: Arc<Mutex<Vec<Received>>>,
 }
 
 impl FakeRangeApi {
@@ -162,7 +165,7 @@ impl FakeRangeApi {
         FakeRangeApi { url, requests }
     }
 
-    fn requests(&self) -> Vec<(String, Option<String>)> {
+    fn requests(&self) -> Vec<Received> {
         self.requests.lock().expect("lock").clone()
     }
 }
