@@ -145,6 +145,8 @@ pub static ROUTES: &[RouteDef] = &[
     // Password reset: the forms that send mail count against the `recovery` class.
     route!(POST "/api/v1/auth/password/forgot", Public, limited(RECOVERY), password::forgot),
     route!(POST "/api/v1/auth/password/reset", Public, limited(DEFAULT), password::reset),
+    route!(GET "/account/sign-up", Browser, limited(DEFAULT), account_pages::sign_up_page),
+    route!(POST "/account/sign-up", Browser, limited(SIGNUP), account_pages::sign_up_submit),
     route!(GET "/account/forgot-password", Browser, limited(DEFAULT), account_pages::forgot_page),
     route!(POST "/account/forgot-password", Browser, limited(RECOVERY), account_pages::forgot_submit),
     route!(GET "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_page),

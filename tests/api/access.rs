@@ -62,6 +62,8 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/account/confirm-email-change"),
     ("POST", "/api/v1/auth/password/forgot"),
     ("POST", "/api/v1/auth/password/reset"),
+    ("GET", "/account/sign-up"),
+    ("POST", "/account/sign-up"),
     ("GET", "/account/forgot-password"),
     ("POST", "/account/forgot-password"),
     ("GET", "/account/reset-password"),

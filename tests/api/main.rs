@@ -5,6 +5,7 @@ mod helpers;
 mod mail;
 
 mod access;
+mod account_pages;
 mod attacks;
 mod authz;
 mod email_change;
