@@ -61,7 +61,7 @@ pub struct ChangeInput {
 fn in_words(ttl: Duration) -> String {
     let secs = ttl.as_secs();
     let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
-    if secs >= 3600 && secs % 3600 == 0 {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
         plural(secs / 3600, "hour")
     } else {
         plural(secs.div_ceil(60).max(1), "minute")
