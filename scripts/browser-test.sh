@@ -5,7 +5,8 @@
 # (client_secret_post, openid-client's default method), and
 # runs tests/browser/flow.mjs: headless Chromium signs a user in through the hosted pages to an
 # openid-client relying party and back, with a wrong password, consent, prompt=none and
-# sign-out on the way. Screenshots of every page go to target/screenshots/ (or
+# sign-out on the way; then a new person signs up on the hosted pages, confirms the address
+# from the mail (an SMTP sink this script starts) and resets a forgotten password. Screenshots of every page go to target/screenshots/ (or
 # $SCREENSHOT_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,19 @@ if [ "${1:-}" != "--steps" ]; then
       npm install --silent --no-audit --no-fund "playwright-core@^1" "openid-client@^6" >/dev/null)
   fi
   [ -x "$BIN" ] || cargo build --bin auth-service
-  exec scripts/with-service.sh "$0" --steps
+  # The SMTP server the service mails to; the flow reads the verification and reset mails from it.
+  python=$(scripts/ensure-mail-sink.sh)
+  sink_out="$WORK/mail-sink.json"
+  "$python" scripts/mail-sink.py --smtp 127.0.0.1:0 --http 127.0.0.1:0 >"$sink_out" &
+  sink_pid=$!
+  trap 'kill $sink_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do [ -s "$sink_out" ] && break; sleep 0.1; done
+  ports=$(head -n1 "$sink_out")
+  export SMTP_URL="smtp://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["smtp"])' "$ports")"
+  export MAIL_INBOX="http://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["http"])' "$ports")"
+  export MAIL_POLL_INTERVAL=200ms
+  scripts/with-service.sh "$0" --steps
+  exit $?
 fi
 
 # From here on, inside scripts/with-service.sh: the instance runs at $AUTH_URL.
@@ -52,4 +65,4 @@ secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"
 
 rm -rf "$SHOTS"
 cp tests/browser/flow.mjs "$WORK/node/flow.mjs"
-(cd "$WORK/node" && node flow.mjs "$base" "$id" "$secret" "$app_port" ada "$password" "$SHOTS" "$CHROMIUM")
+(cd "$WORK/node" && node flow.mjs "$base" "$id" "$secret" "$app_port" ada "$password" "$SHOTS" "$CHROMIUM" "$MAIL_INBOX")

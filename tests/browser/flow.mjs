@@ -5,14 +5,18 @@
 // nonce, exp), the RFC 9207 `iss` of the response, userinfo, a refresh, prompt=none, and
 // RP-initiated logout. A screenshot of every page goes to SCREENSHOT_DIR.
 //
-// Usage: node flow.mjs ISSUER CLIENT_ID CLIENT_SECRET APP_PORT USERNAME PASSWORD SCREENSHOT_DIR CHROMIUM
+// Then a new person: the sign-up page, the verification link from the mail the service sent
+// (read from the SMTP sink the script started), a forgotten password reset through the
+// mailed link, and a sign-in with the new password whose ID token says the address is verified.
+//
+// Usage: node flow.mjs ISSUER CLIENT_ID CLIENT_SECRET APP_PORT USERNAME PASSWORD SCREENSHOT_DIR CHROMIUM MAIL_INBOX
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
 import * as oidc from "openid-client";
 import { chromium } from "playwright-core";
 
-const [issuer, clientId, clientSecret, appPort, username, password, shots, chromiumPath] = process.argv.slice(2);
+const [issuer, clientId, clientSecret, appPort, username, password, shots, chromiumPath, inbox] = process.argv.slice(2);
 const app = `http://127.0.0.1:${appPort}`;
 const redirectUri = `${app}/callback`;
 fs.mkdirSync(shots, { recursive: true });
@@ -211,6 +215,89 @@ try {
   const resp = await p.goto(evil.href);
   check("an unregistered redirect URI is an error page", resp.status() === 400 && new URL(p.url()).origin === new URL(issuer).origin);
   await screenshot(p, "error-page");
+
+  // ---- A new person signs up on the hosted pages, confirms the address from the mail, forgets
+  // the password and resets it through the mailed link.
+  const newName = `grace${Date.now()}`;
+  const newEmail = `${newName}@example.com`;
+  const firstPassword = "tangerine kettle orbit 7";
+  const newPassword = "saffron glacier violin 9";
+  const mailTo = async (address, subject) => {
+    for (let i = 0; i < 200; i++) {
+      const res = await fetch(`${inbox}/messages?to=${encodeURIComponent(address)}`);
+      const found = (await res.json()).filter((m) => m.subject.includes(subject));
+      if (found.length) return found[found.length - 1];
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no mail "${subject}" for ${address}`);
+  };
+  const linkIn = (mail, part) => mail.text.split(/\s+/).find((w) => w.startsWith("http") && w.includes(part));
+
+  await p.goto(`${app}/`);
+  await Promise.all([p.waitForURL(`${issuer}/oauth2/authorize**`), p.click("#login")]);
+  await Promise.all([p.waitForURL(`${issuer}/account/sign-up`), p.click("a[href='/account/sign-up']")]);
+  check("the sign-in page links to the sign-up page", (await p.textContent("h1")).includes("Create an account"));
+  await p.fill("#username", newName);
+  await p.fill("#email", newEmail);
+  await p.fill("#password", "Password1");
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  await p.waitForSelector("#signup-error");
+  check("a common password is refused on the form", (await p.textContent("#signup-error")).includes("too common"));
+  check("what was typed stays, but not the password", (await p.inputValue("#email")) === newEmail && (await p.inputValue("#password")) === "");
+  await screenshot(p, "sign-up-refused-password");
+  await p.fill("#password", firstPassword);
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  check("signing up asks to check the mail", (await p.textContent("h1")).includes("Check your mail"), await p.textContent("main"));
+  await screenshot(p, "signed-up");
+
+  const verifyMail = await mailTo(newEmail, "Verify");
+  const verifyLink = linkIn(verifyMail, "/account/verify-email");
+  check("the verification mail carries a link to the service", verifyLink && verifyLink.startsWith(`${issuer}/account/verify-email?token=`), verifyMail.text);
+  check("the verification mail has an HTML body with the same link", verifyMail.html.includes(verifyLink.replace(/&/g, "&amp;")));
+  await p.goto(verifyLink);
+  check("the link opens a page with a confirm button, not a verified address", (await p.textContent("h1")).includes("Verify your email address"));
+  await screenshot(p, "verify-email");
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  check("the button verifies the address", (await p.textContent("h1")).includes("Address verified"), await p.textContent("main"));
+  await screenshot(p, "email-verified");
+
+  await p.goto(`${app}/`);
+  await Promise.all([p.waitForURL(`${issuer}/oauth2/authorize**`), p.click("#login")]);
+  await Promise.all([p.waitForURL(`${issuer}/account/forgot-password`), p.click("a[href='/account/forgot-password']")]);
+  await p.fill("#email", newEmail);
+  await screenshot(p, "forgot-password");
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  check("asking for a reset link asks to check the mail", (await p.textContent("h1")).includes("Check your mail"));
+  const resetMail = await mailTo(newEmail, "Reset your password");
+  const resetLink = linkIn(resetMail, "/account/reset-password");
+  await p.goto(resetLink);
+  check("the reset link opens the new-password form", (await p.textContent("h1")).includes("Choose a new password"));
+  await screenshot(p, "reset-password");
+  await p.fill("#new_password", newPassword);
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  check("the password was changed", (await p.textContent("h1")).includes("Password changed"), await p.textContent("main"));
+  await screenshot(p, "password-changed");
+  await mailTo(newEmail, "Your password was changed");
+  check("a notice of the change was mailed", true);
+  await p.goto(resetLink);
+  check("the link works once", (await p.textContent("main")).includes("invalid or has expired"), await p.textContent("main"));
+
+  // The new password signs in to the app; the ID token says the address is verified.
+  await p.goto(`${app}/`);
+  await Promise.all([p.waitForURL(`${issuer}/oauth2/authorize**`), p.click("#login")]);
+  await p.fill("#username", newName);
+  await p.fill("#password", firstPassword);
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  await p.waitForSelector("#signin-error");
+  check("the old password no longer signs in", (await p.textContent("#signin-error")).includes("Wrong username or password"));
+  await p.fill("#password", newPassword);
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  await p.waitForSelector("form[action='/oauth2/consent']");
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("button[value=allow]")]);
+  await p.waitForSelector("#who, #error");
+  check("the new password signs in", (await p.textContent("h1")) === `Signed in as ${newName}`, await p.textContent("body"));
+  check("the ID token says the address is verified", state.claims.email === newEmail && state.claims.email_verified === true, JSON.stringify(state.claims));
+  await screenshot(p, "signed-in-after-reset");
 
   check("no page broke its Content-Security-Policy", cspViolations.length === 0, cspViolations.join(" | "));
   const assets = hostedPages.filter((h) => h.includes("/oauth2/assets/"));
