@@ -30,8 +30,9 @@ if [ "${1:-}" != "--steps" ]; then
   "$python" scripts/mail-sink.py --smtp 127.0.0.1:0 --http 127.0.0.1:0 >"$sink_out" &
   sink_pid=$!
   trap 'kill $sink_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 100); do [ -s "$sink_out" ] && break; sleep 0.1; done
+  for _ in $(seq 1 600); do [ -s "$sink_out" ] && break; sleep 0.1; done
   ports=$(head -n1 "$sink_out")
+  if [ -z "$ports" ]; then echo "browser-test: the mail sink did not start within 60 s" >&2; exit 1; fi
   export SMTP_URL="smtp://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["smtp"])' "$ports")"
   export MAIL_INBOX="http://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["http"])' "$ports")"
   export MAIL_POLL_INTERVAL=200ms
