@@ -40,7 +40,7 @@ use tracing::Instrument;
 
 use crate::db::DatabaseHandle;
 use crate::db::outbox::{LeaseDue, LeasedMail, MarkSent, RecordFailure, Stats};
-use crate::handle::{CallError, Endpoint};
+use crate::handle::Endpoint;
 use crate::metrics::{ActorMetrics, MailFailureLabel, MailLabel};
 use crate::supervised::{Mail, Supervised};
 
@@ -523,7 +523,7 @@ impl MailerHandle {
     }
 
     #[cfg(feature = "failure-hook")]
-    pub fn fail(&self, reason: &str) -> Result<(), CallError> {
+    pub fn fail(&self, reason: &str) -> Result<(), crate::handle::CallError> {
         self.endpoint.fail(reason)
     }
 }
