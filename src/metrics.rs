@@ -2,7 +2,7 @@
 //! text exposition format by `GET /metrics`. Labels are low-cardinality by construction: the
 //! route template (never the raw path), the method, the status code, and fixed outcome names.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use auth_actors::cache::CacheLabel;
 use auth_actors::metrics::ActorMetrics;
@@ -224,7 +224,7 @@ impl Metrics {
         registry.register(
             "password_checks",
             "Checks of new passwords by source (blocklist, range_api) and outcome (accepted, refused, error); process-wide",
-            crate::passwords::blocklist::checks(),
+            password_checks(),
         );
         registry.register_with_unit(
             "password_range_api_duration",
@@ -254,4 +254,22 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The password checks of this process, by source and outcome. The list is consulted from
+/// `Password::new` (the bundled list, `crate::passwords::blocklist`), which has no instance's metrics at hand, so the counters are
+/// process-wide (one server per process in production) and every instance's registry shows
+/// them, as it shows the log writer's dropped lines. The range API's checks are counted here
+/// too, so that one metric holds both sources.
+pub fn password_checks() -> Family<PasswordCheckLabels, Counter> {
+    static CHECKS: LazyLock<Family<PasswordCheckLabels, Counter>> = LazyLock::new(|| {
+        let family = Family::default();
+        for source in [CheckSource::blocklist, CheckSource::range_api] {
+            for outcome in [CheckOutcome::accepted, CheckOutcome::refused, CheckOutcome::error] {
+                let _ = family.get_or_create(&PasswordCheckLabels { source, outcome });
+            }
+        }
+        family
+    });
+    CHECKS.clone()
 }

@@ -100,7 +100,7 @@ pub async fn update_profile(
                 Password::new(policy, new_password, username.as_deref().unwrap_or(&current.username), &current.email)?;
             let verified_version = check_old_password(app, principal.user_id, old, peer).await?;
             // After the old password, so that a caller who does not know it causes no request.
-            crate::passwords::breach::check(app, &new_password).await?;
+            crate::passwords::breach::check(app.breach_api.as_ref(), &app.metrics, &new_password).await?;
             Some(PasswordChange { verified_version, new: app.hasher.hash(new_password.into_inner()).await? })
         }
     };
@@ -124,7 +124,7 @@ pub async fn update_profile(
 /// it is still current.
 pub(crate) async fn check_old_password(app: &App, user_id: Uuid, old: String, peer: &Peer) -> Result<i32, FlowError> {
     let account = Account::User(user_id);
-    super::login::gate(app, &account, peer).await?;
+    super::limits::gate(app, &account, peer).await?;
     let db = &app.services.db;
     let (stored, version) = db.run(users::PasswordHash { id: user_id }).await?.ok_or(FlowError::UserGone)?;
     if app.hasher.verify(old, Some(stored)).await? == Verified::No {

@@ -3,13 +3,17 @@
 //! A flow may spend a second class's budget when what a request asks, not its route, makes it
 //! that kind of request ([`spend`]): a rename is a username probe, like a signup.
 
-use auth_actors::keyspace::LimitClass;
+use auth_actors::db::events::{self, SecurityEvent};
+use auth_actors::keyspace::{Account, LimitClass, Subject};
+use auth_actors::redis::lockout::{self, LockoutPolicy, LoginGate};
+use auth_actors::redis::rate;
 use auth_actors::redis::rate::Decision;
 
 use super::error::FlowError;
 use crate::app::App;
 use crate::config::RateLimit;
-use crate::metrics::ClassLabels;
+use crate::domain::Peer;
+use crate::metrics::{ClassLabels, Outcome, OutcomeLabels};
 
 /// Which limit a route counts against: none, or one of the per-IP classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,4 +91,45 @@ pub async fn spend_for_account(
         denied(app, class);
     }
     Ok(decision.allowed)
+}
+
+/// The account's lockout gate and per-account rate limit, for every check of a password (step 3
+/// of a login, the old password of a password or email change). A known user's account is its id, so
+/// both share one lockout.
+pub(crate) async fn gate(app: &App, account: &Account, peer: &Peer) -> Result<(), FlowError> {
+    let limits = &app.config.limits;
+    if !limits.enabled {
+        return Ok(());
+    }
+    let policy =
+        LockoutPolicy { threshold: limits.lockout_threshold, base: limits.lockout_base, max: limits.lockout_max };
+    let redis = &app.services.redis;
+    if let LoginGate::Locked { retry_after, started_now } =
+        redis.run(lockout::BeginLogin { account: account.clone(), policy }).await?
+    {
+        app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::locked }).inc();
+        if started_now {
+            app.metrics.lockouts.inc();
+            let user = match account {
+                Account::User(id) => Some(*id),
+                Account::Unknown(_) => None,
+            };
+            let event = SecurityEvent::Lockout { user, retry_after_secs: retry_after.as_secs() };
+            app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
+        }
+        return Err(FlowError::Throttled { retry_after });
+    }
+    let per_account = limits.login_account;
+    let hit = rate::Hit {
+        class: LimitClass::LoginAccount,
+        subject: Subject::Account(account.clone()),
+        limit: per_account.limit,
+        window: per_account.window,
+    };
+    let decision = redis.run(hit).await?;
+    if !decision.allowed {
+        denied(app, LimitClass::LoginAccount);
+        return Err(FlowError::Throttled { retry_after: decision.retry_after });
+    }
+    Ok(())
 }

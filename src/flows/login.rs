@@ -61,10 +61,8 @@
 use auth_actors::db::history;
 use auth_actors::db::sessions::{self, NewSession, NewToken, SessionKind, StartOutcome};
 use auth_actors::db::users::{self, UserRecord};
-use auth_actors::db::{events, events::SecurityEvent};
-use auth_actors::keyspace::{Account, LimitClass, Subject};
-use auth_actors::redis::lockout::{self, LockoutPolicy, LoginGate};
-use auth_actors::redis::rate;
+use auth_actors::keyspace::Account;
+use auth_actors::redis::lockout;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -115,7 +113,7 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
         Some(c) => Account::User(c.user.id),
         None => Account::unknown(&login),
     };
-    gate(app, &account, peer).await?;
+    super::limits::gate(app, &account, peer).await?;
 
     let stored = found.as_ref().map(|c| c.password_hash.clone());
     let verified = app.hasher.verify(password, stored).await?;
@@ -173,45 +171,4 @@ pub fn new_session(
         password_version: checked.password_version,
     };
     Ok((secret.encode(), session))
-}
-
-/// Step 3: the account's lockout gate and per-account rate limit, for every check of a password
-/// (a login, and the old password of a password change). A known user's account is its id, so
-/// both share one lockout.
-pub(crate) async fn gate(app: &App, account: &Account, peer: &Peer) -> Result<(), FlowError> {
-    let limits = &app.config.limits;
-    if !limits.enabled {
-        return Ok(());
-    }
-    let policy =
-        LockoutPolicy { threshold: limits.lockout_threshold, base: limits.lockout_base, max: limits.lockout_max };
-    let redis = &app.services.redis;
-    if let LoginGate::Locked { retry_after, started_now } =
-        redis.run(lockout::BeginLogin { account: account.clone(), policy }).await?
-    {
-        app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::locked }).inc();
-        if started_now {
-            app.metrics.lockouts.inc();
-            let user = match account {
-                Account::User(id) => Some(*id),
-                Account::Unknown(_) => None,
-            };
-            let event = SecurityEvent::Lockout { user, retry_after_secs: retry_after.as_secs() };
-            app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
-        }
-        return Err(FlowError::Throttled { retry_after });
-    }
-    let per_account = limits.login_account;
-    let hit = rate::Hit {
-        class: LimitClass::LoginAccount,
-        subject: Subject::Account(account.clone()),
-        limit: per_account.limit,
-        window: per_account.window,
-    };
-    let decision = redis.run(hit).await?;
-    if !decision.allowed {
-        super::limits::denied(app, LimitClass::LoginAccount);
-        return Err(FlowError::Throttled { retry_after: decision.retry_after });
-    }
-    Ok(())
 }

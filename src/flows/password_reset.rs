@@ -174,7 +174,7 @@ pub async fn reset(app: &App, input: ResetInput, peer: &Peer) -> Result<(), Flow
     let policy = (&app.config.passwords).into();
     let password = Password::new(policy, input.new_password, &target.username, &target.email)?;
     // After the token was found live, so that a stranger's guesses cause no range API request.
-    crate::passwords::breach::check(app, &password).await?;
+    crate::passwords::breach::check(app.breach_api.as_ref(), &app.metrics, &password).await?;
     let password_hash = app.hasher.hash(password.into_inner()).await?;
     let notice = notice_mail(&target)?;
     let reset = Reset { digest: secret.digest(), password_hash, notice, ip: peer.ip_string() };

@@ -20,7 +20,7 @@ pub async fn signup(app: &App, input: SignupInput) -> Result<UserRecord, FlowErr
     let SignupInput { username, email, password } = input;
     let policy = (&app.config.passwords).into();
     let password = Password::new(policy, password, username.as_str(), email.as_str())?;
-    crate::passwords::breach::check(app, &password).await?;
+    crate::passwords::breach::check(app.breach_api.as_ref(), &app.metrics, &password).await?;
     let password_hash = app.hasher.hash(password.into_inner()).await?;
     let create = users::Create { username: username.into_inner(), email: email.into_inner(), password_hash };
     super::email::create_with_verification(app, create).await

@@ -13,12 +13,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use xorf::{BinaryFuse32Ref, Filter as _, FilterRef as _};
 
 use super::list_key::list_key;
-use crate::metrics::{CheckOutcome, CheckSource, PasswordCheckLabels};
+use crate::metrics::{CheckOutcome, CheckSource, PasswordCheckLabels, password_checks};
 
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/common-passwords.rs"));
@@ -52,26 +50,8 @@ pub fn is_listed(password: &str) -> bool {
 pub fn check(password: &str) -> bool {
     let listed = is_listed(password);
     let outcome = if listed { CheckOutcome::refused } else { CheckOutcome::accepted };
-    checks().get_or_create(&PasswordCheckLabels { source: CheckSource::blocklist, outcome }).inc();
+    password_checks().get_or_create(&PasswordCheckLabels { source: CheckSource::blocklist, outcome }).inc();
     listed
-}
-
-/// The password checks of this process, by source and outcome. The list is consulted from
-/// [`crate::domain::Password::new`], which has no instance's metrics at hand, so the counters are
-/// process-wide (one server per process in production) and every instance's registry shows
-/// them, as it shows the log writer's dropped lines. The range API's checks are counted here
-/// too, so that one metric holds both sources.
-pub fn checks() -> Family<PasswordCheckLabels, Counter> {
-    static CHECKS: LazyLock<Family<PasswordCheckLabels, Counter>> = LazyLock::new(|| {
-        let family = Family::default();
-        for source in [CheckSource::blocklist, CheckSource::range_api] {
-            for outcome in [CheckOutcome::accepted, CheckOutcome::refused, CheckOutcome::error] {
-                let _ = family.get_or_create(&PasswordCheckLabels { source, outcome });
-            }
-        }
-        family
-    });
-    CHECKS.clone()
 }
 
 #[cfg(test)]

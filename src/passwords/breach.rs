@@ -26,11 +26,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::app::App;
 use crate::config::BreachApiConfig;
 use crate::domain::{BREACHED_PASSWORD, FieldError, Password};
 use crate::flows::error::{Dependency, FlowError};
-use crate::metrics::{CheckOutcome, CheckSource, PasswordCheckLabels};
+use crate::metrics::{CheckOutcome, CheckSource, Metrics, PasswordCheckLabels, password_checks};
 
 /// The largest answer read. A padded answer holds 800–1 000 lines of 40 bytes or so.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -91,18 +90,17 @@ impl RangeApi {
 /// Refuses `password` (422, field `password`) when the range API knows it; does nothing when
 /// no API is configured. An API that cannot answer fails open (`Ok`) or closed
 /// ([`FlowError::Unavailable`], 503) as `PWNED_PASSWORDS_FAIL_CLOSED` says. The one entry
-/// point for every flow that sets a new password, after `Password::new` accepted it.
-pub async fn check(app: &App, password: &Password) -> Result<(), FlowError> {
-    let Some(api) = &app.breach_api else {
+/// point for every flow that sets a new password, after `Password::new` accepted it, with the
+/// instance's `api` (`App::breach_api`) and `metrics`.
+pub async fn check(api: Option<&RangeApi>, metrics: &Metrics, password: &Password) -> Result<(), FlowError> {
+    let Some(api) = api else {
         return Ok(());
     };
     let started = Instant::now();
     let known = api.is_known(password.expose()).await;
-    app.metrics.range_api_duration.observe(started.elapsed().as_secs_f64());
+    metrics.range_api_duration.observe(started.elapsed().as_secs_f64());
     let count = |outcome| {
-        super::blocklist::checks()
-            .get_or_create(&PasswordCheckLabels { source: CheckSource::range_api, outcome })
-            .inc();
+        password_checks().get_or_create(&PasswordCheckLabels { source: CheckSource::range_api, outcome }).inc();
     };
     match known {
         Ok(false) => {
