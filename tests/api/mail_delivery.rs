@@ -222,7 +222,12 @@ async fn a_mailer_killed_mid_send_is_restarted_and_no_mail_is_lost() {
     for (i, to) in recipients.iter().enumerate() {
         send(&app, to).await;
         if i % 10 == 5 {
-            assert_eq!(app.fail_actor("mailer").await.status(), 202);
+            // The previous kill's restart may still be under way (its backoff): a Mailer that is
+            // down cannot be failed again, so wait until this one takes.
+            app.eventually("the Mailer is up to be failed", || async {
+                app.fail_actor("mailer").await.status() == 202
+            })
+            .await;
         }
     }
     for to in &recipients {
