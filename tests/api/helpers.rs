@@ -621,3 +621,16 @@ pub fn superuser_env(database: &str, username: &str, email: &str, password: &str
         ("SUPERUSER_PASSWORD", password.to_string()),
     ]
 }
+
+/// Waits (up to 10 s) until the service at `base` answers its readiness probe with 200, and
+/// returns a client for it.
+pub async fn wait_until_ready(base: &str) -> reqwest::Client {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/api/v1/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service at {base} did not become ready");
+}

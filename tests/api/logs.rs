@@ -36,16 +36,7 @@ async fn json_logs_parse_line_by_line_and_never_contain_a_password_or_token() {
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/api/v1/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "service came up");
+    let client = crate::helpers::wait_until_ready(&base).await;
 
     let password = "Sup3r-secret-passw0rd";
     let signup = client

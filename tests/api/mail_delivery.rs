@@ -269,10 +269,11 @@ async fn tls_sink(implicit: bool) -> (MailSink, PathBuf) {
     (MailSink::start_with(0, &args).await, cert)
 }
 
-#[tokio::test]
-async fn starttls_with_a_trusted_private_ca_and_percent_encoded_credentials_delivers() {
-    let (sink, cert) = tls_sink(false).await;
-    let url = format!("smtp+starttls://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
+/// A mail over `scheme` (STARTTLS or implicit TLS) to a sink whose certificate `SMTP_CA_FILE`
+/// trusts, with percent-encoded credentials: delivered encrypted and authenticated.
+async fn delivers_over_tls(scheme: &str, implicit: bool) {
+    let (sink, cert) = tls_sink(implicit).await;
+    let url = format!("{scheme}://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
     let app = mail_app(&url, &[("SMTP_CA_FILE", &cert.display().to_string())]).await;
     let to = address("tls-");
     let id = send(&app, &to).await;
@@ -282,15 +283,13 @@ async fn starttls_with_a_trusted_private_ca_and_percent_encoded_credentials_deli
 }
 
 #[tokio::test]
+async fn starttls_with_a_trusted_private_ca_and_percent_encoded_credentials_delivers() {
+    delivers_over_tls("smtp+starttls", false).await;
+}
+
+#[tokio::test]
 async fn implicit_tls_with_credentials_delivers() {
-    let (sink, cert) = tls_sink(true).await;
-    let url = format!("smtps://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
-    let app = mail_app(&url, &[("SMTP_CA_FILE", &cert.display().to_string())]).await;
-    let to = address("tls-");
-    let id = send(&app, &to).await;
-    wait_status(&app, id, "sent").await;
-    let mail = sink.wait_for(&to).await;
-    assert!(mail.tls && mail.authenticated, "{mail:?}");
+    delivers_over_tls("smtps", true).await;
 }
 
 #[tokio::test]
@@ -386,16 +385,7 @@ async fn the_log_names_outbox_ids_and_kinds_never_addresses_bodies_or_the_smtp_p
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/api/v1/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "service came up");
+    crate::helpers::wait_until_ready(&base).await;
 
     let pooled = auth_actors::db::connect_pooled(&database_url(&database), Duration::from_secs(5)).await.expect("db");
     let (good, bad) = (address("logged-"), address("refuse-logged-"));
