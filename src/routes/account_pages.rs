@@ -53,15 +53,8 @@ struct SignUpHtml<'a> {
     fields: &'a [(&'a str, &'a str)],
 }
 
-#[derive(Template)]
-#[template(path = "notice.html")]
-struct NoticeHtml<'a> {
-    title: &'a str,
-    message: &'a str,
-}
-
 fn notice(title: &str, message: &str) -> Response {
-    account_page(StatusCode::OK, render(&NoticeHtml { title, message }), &[])
+    account_page(StatusCode::OK, crate::pages::account_done(title, message), &[])
 }
 
 /// The forgot-password form, with `email` and `error` of a refused attempt.

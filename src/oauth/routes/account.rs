@@ -12,7 +12,7 @@ use auth_actors::db::account_tokens::Purpose;
 use auth_actors::db::sessions::BrowserSession;
 use hyper::{Method, StatusCode};
 
-use super::pages::{Failure, check_csrf, csrf_token_at, html, page_or_error, parameters, set_cookies};
+use super::pages::{Failure, check_csrf, csrf_token_under, html, page_or_error, parameters, set_cookies};
 use crate::app::App;
 use crate::flows::email;
 use crate::flows::error::FlowError;
@@ -78,7 +78,7 @@ async fn serve(app: &App, mut req: Request, link: &Link) -> Result<Response, Fai
     if !email::is_live(app, link.purpose, &token).await? {
         return Err(FlowError::InvalidAccountToken.into());
     }
-    let (csrf, set) = csrf_token_at(app, &req, PATH)?;
+    let (csrf, set) = csrf_token_under(app, &req, PATH)?;
     let fields = [("token", token.as_str()), ("csrf_token", csrf.as_str())];
     let page = AccountConfirm {
         title: link.title,

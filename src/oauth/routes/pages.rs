@@ -212,19 +212,10 @@ pub(super) fn page_or_error(result: Result<Response, Failure>) -> Response {
 
 /// The browser's CSRF token, and the cookie that sets it when the browser had none.
 fn csrf_token(app: &App, req: &Request) -> Result<(String, Option<String>), Failure> {
-    csrf_token_at(app, req, "/oauth2")
+    Ok(csrf_token_under(app, req, "/oauth2")?)
 }
 
-/// [`csrf_token`] for pages under `insecure_path` (see [`cookie_at`]).
-pub(super) fn csrf_token_at(
-    app: &App,
-    req: &Request,
-    insecure_path: &str,
-) -> Result<(String, Option<String>), Failure> {
-    Ok(csrf_token_under(app, req, insecure_path)?)
-}
-
-/// [`csrf_token`] for the pages under `path`.
+/// [`csrf_token`] for the pages under `path` (see [`cookie_at`]).
 pub(crate) fn csrf_token_under(app: &App, req: &Request, path: &str) -> Result<(String, Option<String>), FlowError> {
     if let Some(token) = req.cookie(csrf_cookie_name(app)).filter(|t| Secret::parse(t).is_some()) {
         return Ok((token, None));
