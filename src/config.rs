@@ -203,6 +203,21 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("EMAIL_VERIFICATION_TTL", Some("24h"), "Lifetime of an email-verification link."),
     ("PASSWORD_RESET_TTL", Some("30m"), "Lifetime of a password-reset link."),
     ("EMAIL_CHANGE_TTL", Some("1h"), "Lifetime of the link that confirms a new address."),
+    (
+        "MFA_TOKEN_TTL",
+        Some("5m"),
+        "Lifetime of the mfa_token a password login of an account with a second factor gets.",
+    ),
+    (
+        "MFA_MAX_ATTEMPTS",
+        Some("5"),
+        "Factor checks one mfa_token allows (each also counts against the account lockout).",
+    ),
+    (
+        "MFA_ENCRYPTION_KEYS",
+        None,
+        "Keys sealing TOTP secrets at rest: comma-separated kid:base64url(32 bytes); the first seals, all open. Secret.",
+    ),
     ("MAX_BODY_BYTES", Some("65536"), "Largest accepted request body."),
     ("HEADER_READ_TIMEOUT", Some("10s"), "Time a client has to send its request headers."),
     ("REQUEST_TIMEOUT", Some("30s"), "Time a client has to send its request body (408 after it)."),
@@ -222,6 +237,17 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("RESTART_MAX", Some("5"), "Failures of one actor tolerated within RESTART_WINDOW before escalation."),
     ("RESTART_WINDOW", Some("60s"), "Window of the restart-intensity limit."),
 ];
+
+/// The settings of the second step.
+#[derive(Debug, Clone)]
+pub struct MfaConfig {
+    /// How long an `mfa_token` lives (`MFA_TOKEN_TTL`).
+    pub token_ttl: Duration,
+    /// How many factor checks one `mfa_token` allows (`MFA_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// `MFA_ENCRYPTION_KEYS` as given (parsed by the TOTP module); `None` when unset.
+    pub encryption_keys: Option<Secret>,
+}
 
 /// A value that must never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -405,6 +431,7 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub mail: MailConfig,
     pub accounts: AccountConfig,
+    pub mfa: MfaConfig,
     pub log_format: LogFormat,
     pub log_level: String,
     pub call_timeout: Duration,
@@ -755,6 +782,15 @@ impl Layers {
                 email_change_ttl: self.duration("EMAIL_CHANGE_TTL")?,
                 recovery: self.rate("RATE_LIMIT_RECOVERY")?,
                 recovery_account: self.rate("RATE_LIMIT_RECOVERY_ACCOUNT")?,
+            },
+            mfa: MfaConfig {
+                token_ttl: self.duration("MFA_TOKEN_TTL")?,
+                max_attempts: self.parse("MFA_MAX_ATTEMPTS")?,
+                encryption_keys: self
+                    .get("MFA_ENCRYPTION_KEYS")
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new),
             },
             log_format,
             log_level: self.required("LOG_LEVEL")?.to_string(),

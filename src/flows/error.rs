@@ -143,6 +143,16 @@ pub enum FlowError {
     /// not verified yet.
     #[error("the email address of this account is not verified; follow the link mailed to it")]
     EmailUnverified,
+    /// The password was right; the account has a second factor, which the client must now
+    /// present with this `mfa_token` (403 `mfa_required`).
+    #[error("a second factor is required to complete this sign-in")]
+    MfaRequired(Box<Challenge>),
+    /// The `mfa_token` is unknown, used, expired or out of attempts: one answer for all.
+    #[error("the mfa_token is invalid, used or expired; sign in again")]
+    InvalidMfaToken,
+    /// The second factor's code (or assertion) was wrong.
+    #[error("invalid code")]
+    InvalidMfaCode,
 }
 
 impl FlowError {
@@ -240,4 +250,12 @@ pub enum Rejection {
     Invalid,
     #[error("token has been revoked")]
     Revoked,
+}
+
+/// What a password login of an account with a second factor answers (403 `mfa_required`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Challenge {
+    pub mfa_token: String,
+    pub methods: Vec<&'static str>,
+    pub expires_in: u64,
 }

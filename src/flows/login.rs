@@ -60,7 +60,7 @@
 
 use auth_actors::db::history;
 use auth_actors::db::sessions::{self, NewSession, NewToken, SessionKind, StartOutcome};
-use auth_actors::db::users::{self, UserRecord};
+use auth_actors::db::users;
 use auth_actors::keyspace::Account;
 use auth_actors::redis::lockout;
 use serde::Deserialize;
@@ -83,22 +83,27 @@ pub struct LoginInput {
 
 pub async fn login(app: &App, input: LoginInput, peer: &Peer) -> Result<Issued, FlowError> {
     let checked = check_password(app, input, peer).await?;
-    let (refresh_token, session) = new_session(&checked, SessionKind::Api, app.config.tokens.refresh_ttl, peer)?;
+    if checked.factors.any() {
+        let challenge = super::mfa::require(app, &checked, super::mfa::StepKind::Api).await?;
+        return Err(FlowError::MfaRequired(Box::new(challenge)));
+    }
+    start_api_session(app, &checked, peer).await
+}
+
+/// Steps 7 to 9 for a user fully signed in (its password, and its second factor if it has
+/// one): opens an API session and signs its first access token.
+pub async fn start_api_session(app: &App, checked: &Checked, peer: &Peer) -> Result<Issued, FlowError> {
+    let (refresh_token, session) = new_session(checked, SessionKind::Api, app.config.tokens.refresh_ttl, peer)?;
     let family = session.family_id;
     if app.services.db.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
         return Err(FlowError::BadCredentials);
     }
-    let (access_token, expires_in) = tokens::issue_access(app, &checked.user, family, None).await?;
+    let (access_token, expires_in) = tokens::issue_access(app, &checked.user, family, &checked.amr, None).await?;
     app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::success }).inc();
     Ok(Issued { access_token, expires_in, refresh_token })
 }
 
-/// A user whose password was just checked, and the password version it matched.
-#[derive(Debug)]
-pub struct Checked {
-    pub user: UserRecord,
-    pub password_version: i32,
-}
+pub use super::mfa::Checked;
 
 /// Steps 2 to 4: the credential check every sign-in shares (the API login and the hosted
 /// sign-in page): look up, the account gate, argon2, the failure record or the re-hash.
@@ -117,13 +122,13 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
 
     let stored = found.as_ref().map(|c| c.password_hash.clone());
     let verified = app.hasher.verify(password, stored).await?;
-    let (user, password_version) = match (found, verified) {
-        (Some(c), Verified::Yes) if c.user.is_active => (c.user, c.password_version),
+    let (user, password_version, factors) = match (found, verified) {
+        (Some(c), Verified::Yes) if c.user.is_active => (c.user, c.password_version, c.factors),
         (Some(c), Verified::YesRehashed(new)) if c.user.is_active => {
             // The re-hash replaces only the hash that was verified, so it can never undo a
             // password change; if it finds another hash, the session start decides.
             db.run(users::Rehash { id: c.user.id, old: c.password_hash, new }).await?;
-            (c.user, c.password_version)
+            (c.user, c.password_version, c.factors)
         }
         (found, _) => {
             app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
@@ -137,7 +142,9 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
             return Err(FlowError::BadCredentials);
         }
     };
-    if app.config.limits.enabled {
+    // An account with a second factor is signed in only once the factor is checked too: until
+    // then its failed attempts stand (`mfa::complete` clears them).
+    if app.config.limits.enabled && !factors.any() {
         app.services.redis.run(lockout::LoginSucceeded { account }).await?;
     }
     // Only now, after the right password: a stranger learns nothing from this refusal.
@@ -149,7 +156,8 @@ pub async fn check_password(app: &App, input: LoginInput, peer: &Peer) -> Result
         }
         return Err(FlowError::EmailUnverified);
     }
-    Ok(Checked { user, password_version })
+    let amr = vec![super::mfa::amr::PWD.to_string()];
+    Ok(Checked { user, password_version, factors, amr })
 }
 
 /// A new session of `kind` for a user whose password was just checked: its secret (for the
@@ -169,6 +177,7 @@ pub fn new_session(
         ip_address: peer.ip_string(),
         user_agent: peer.user_agent.clone(),
         password_version: checked.password_version,
+        amr: checked.amr.clone(),
     };
     Ok((secret.encode(), session))
 }

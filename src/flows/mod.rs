@@ -20,6 +20,9 @@
 //! - [`roles`]: roles, grants, the role check, the caller's principal, security events.
 //! - [`tokens`]: access-token claims, refresh-token secrets and the refresh cookie.
 //! - [`limits`]: per-route-class rate limits.
+//! - [`mfa`]: the second step of a sign-in (`mfa_token`), `amr` and `acr`.
+//! - [`totp`]: TOTP as a second factor, and its recovery codes.
+//! - [`webauthn`]: passkeys, as a second factor and passwordless.
 //! - [`password_reset`]: a reset link by mail (answered alike for every address), and the reset.
 
 pub mod account;
@@ -29,8 +32,11 @@ pub mod error;
 pub mod limits;
 pub mod login;
 pub mod logout;
+pub mod mfa;
 pub mod password_reset;
 pub mod refresh;
 pub mod roles;
 pub mod signup;
 pub mod tokens;
+pub mod totp;
+pub mod webauthn;

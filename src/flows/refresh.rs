@@ -79,13 +79,14 @@ pub async fn refresh(app: &App, presented: &str, peer: &Peer) -> Result<Issued, 
     if !rotated.user.is_active {
         return Err(FlowError::RefreshInvalid);
     }
-    let (access_token, expires_in) = tokens::issue_access(app, &rotated.user, rotated.family, None).await?;
+    let (access_token, expires_in) =
+        tokens::issue_access(app, &rotated.user, rotated.family, &rotated.amr, None).await?;
     Ok(Issued { access_token, expires_in, refresh_token })
 }
 
 /// What a rotation did.
 pub enum Rotation {
-    Rotated(Rotated),
+    Rotated(Box<Rotated>),
     /// The token was used before: its session is revoked and its access tokens fenced off.
     Reused,
     /// The scope asked for is wider than the session's; nothing was written.
@@ -101,6 +102,8 @@ pub struct Rotated {
     pub family: Uuid,
     /// The session's scope (sessions of OAuth clients).
     pub scope: Option<String>,
+    /// How the session's user signed in (RFC 8176).
+    pub amr: Vec<String>,
     /// The successor token; `None` if a retry's sealed successor could not be opened.
     pub refresh_token: Option<String>,
     /// Whether another request rotated this token moments ago and this one got its successor.
@@ -136,13 +139,13 @@ pub async fn rotate(
         scope,
     };
     Ok(match app.services.db.run(rotate).await? {
-        RotateOutcome::Rotated { user, family_id, scope } => {
+        RotateOutcome::Rotated { user, family_id, scope, amr } => {
             let refresh_token = Some(candidate.encode());
-            Rotation::Rotated(Rotated { user, family: family_id, scope, refresh_token, retried: false })
+            Rotation::Rotated(Box::new(Rotated { user, family: family_id, scope, amr, refresh_token, retried: false }))
         }
-        RotateOutcome::Retried { user, family_id, scope, sealed } => {
+        RotateOutcome::Retried { user, family_id, scope, amr, sealed } => {
             let refresh_token = tokens::unseal(parent, &sealed);
-            Rotation::Rotated(Rotated { user, family: family_id, scope, refresh_token, retried: true })
+            Rotation::Rotated(Box::new(Rotated { user, family: family_id, scope, amr, refresh_token, retried: true }))
         }
         RotateOutcome::ReuseDetected { user_id, family_id } => {
             tracing::warn!(user_id = %user_id, family_id = %family_id, "refresh token reuse detected; session revoked");

@@ -74,6 +74,10 @@ pub struct AccessClaims {
     /// The granted scopes, space-separated (RFC 9068 §2.2.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// How the user signed in (RFC 8176 values; RFC 9068 §2.2.1): in every token issued to a
+    /// user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 impl auth_actors::keys::Claims for AccessClaims {
@@ -119,6 +123,7 @@ pub async fn issue_access(
     app: &App,
     user: &auth_actors::db::users::UserRecord,
     family: Uuid,
+    amr: &[String],
     to: Option<IssuedTo<'_>>,
 ) -> Result<(String, u64), FlowError> {
     let t = &app.config.tokens;
@@ -142,6 +147,7 @@ pub async fn issue_access(
         sid: Some(family),
         client_id,
         scope,
+        amr: Some(amr.to_vec()),
     };
     let token = app.services.keys.sign("at+jwt", claims).await?;
     app.metrics.tokens_issued.inc();
@@ -222,13 +228,14 @@ mod tests {
             sid: Some(Uuid::now_v7()),
             client_id: None,
             scope: None,
+            amr: Some(vec!["pwd".into()]),
         };
         let json = serde_json::to_value(&claims).expect("json");
         let mut keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["aud", "email", "exp", "iat", "iss", "jti", "nbf", "roles", "sid", "sub", "type", "username"]
+            ["amr", "aud", "email", "exp", "iat", "iss", "jti", "nbf", "roles", "sid", "sub", "type", "username"]
         );
         assert_eq!(json["type"], "access");
         assert_eq!(serde_json::from_value::<AccessClaims>(json.clone()).expect("round trip"), claims);

@@ -37,6 +37,13 @@ pub enum ApiError {
     /// `email_unverified`).
     #[error("{0}")]
     EmailUnverified(String),
+    /// A right password of an account with a second factor (403 `mfa_required`, with the
+    /// `mfa_token` and methods in the body).
+    #[error("a second factor is required to complete this sign-in")]
+    MfaRequired(Box<crate::flows::error::Challenge>),
+    /// A second step refused: `code` is `invalid_mfa_token` or `invalid_code` (401).
+    #[error("{detail}")]
+    MfaRefused { code: &'static str, detail: String },
     #[error("{0}")]
     NotFound(String),
     /// Carries the methods the path does allow, for the `Allow` header.
@@ -78,10 +85,13 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidLink(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) | ApiError::EmailUnverified(_) => {
-                StatusCode::FORBIDDEN
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) | ApiError::MfaRefused { .. } => {
+                StatusCode::UNAUTHORIZED
             }
+            ApiError::Forbidden(_)
+            | ApiError::InsufficientScope(_)
+            | ApiError::EmailUnverified(_)
+            | ApiError::MfaRequired(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -104,6 +114,8 @@ impl ApiError {
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::EmailUnverified(_) => "email_unverified",
+            ApiError::MfaRequired(_) => "mfa_required",
+            ApiError::MfaRefused { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -123,6 +135,13 @@ impl ApiError {
             ApiError::OAuth { code, description, .. } => {
                 serde_json::json!({ "error": code, "error_description": description, "detail": description })
             }
+            ApiError::MfaRequired(c) => serde_json::json!({
+                "error": self.code(),
+                "detail": self.to_string(),
+                "mfa_token": c.mfa_token,
+                "methods": c.methods,
+                "expires_in": c.expires_in,
+            }),
             _ => serde_json::json!({ "error": self.code(), "detail": self.to_string() }),
         };
         let mut resp = response::json(self.status(), &body);
@@ -191,6 +210,9 @@ impl From<FlowError> for ApiError {
             FlowError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
             FlowError::InvalidAccountToken => ApiError::InvalidLink(detail),
             FlowError::EmailUnverified => ApiError::EmailUnverified(detail),
+            FlowError::MfaRequired(challenge) => ApiError::MfaRequired(challenge),
+            FlowError::InvalidMfaToken => ApiError::MfaRefused { code: "invalid_mfa_token", detail },
+            FlowError::InvalidMfaCode => ApiError::MfaRefused { code: "invalid_code", detail },
             FlowError::Unavailable(what) => {
                 ApiError::Unavailable { what: what.to_string(), retry_after: Duration::from_secs(1) }
             }

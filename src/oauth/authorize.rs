@@ -341,6 +341,7 @@ async fn issue_code(app: &App, request: &Request, session: &BrowserSession) -> R
         code_challenge: request.code_challenge.clone(),
         nonce: request.nonce.clone(),
         auth_time: session.auth_time,
+        amr: session.amr.clone(),
         ttl: CODE_TTL,
     };
     app.services.db.run(issue).await?;
@@ -394,7 +395,12 @@ pub async fn sign_in(
         .logins
         .get_or_create(&crate::metrics::OutcomeLabels { outcome: crate::metrics::Outcome::success })
         .inc();
-    let session = BrowserSession { family_id: family, user: checked.user, auth_time: OffsetDateTime::now_utc() };
+    let session = BrowserSession {
+        family_id: family,
+        user: checked.user,
+        auth_time: OffsetDateTime::now_utc(),
+        amr: checked.amr,
+    };
     let step = decide(app, request, Some(session.clone()), true).await?;
     Ok((step, Some(SignedIn { cookie, session })))
 }

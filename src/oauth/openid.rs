@@ -41,6 +41,10 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// How the user signed in (RFC 8176).
+    pub amr: Vec<String>,
+    /// The authentication context class the sign-in reached (`flows::mfa::acr`).
+    pub acr: &'static str,
 }
 
 /// Who signed in, for an ID token: the user as they are now, the session the code opened, when
@@ -50,6 +54,8 @@ pub struct SignedIn<'a> {
     pub session: Uuid,
     pub auth_time: OffsetDateTime,
     pub nonce: Option<String>,
+    /// How the user signed in (RFC 8176).
+    pub amr: &'a [String],
 }
 
 /// The ID token issued beside `access_token` (which lives `ttl` seconds) to `client_id`: the
@@ -80,6 +86,8 @@ pub async fn id_token(
         email: has_scope(scope, "email").then(|| user.email.clone()),
         email_verified: has_scope(scope, "email").then_some(user.email_verified),
         roles: has_scope(scope, "roles").then(|| user.roles.clone()),
+        amr: signed_in.amr.to_vec(),
+        acr: crate::flows::mfa::acr_of(signed_in.amr),
     };
     Ok(app.services.keys.sign("JWT", claims).await?)
 }

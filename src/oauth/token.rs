@@ -165,8 +165,10 @@ pub async fn authorization_code(
         ip_address: peer.ip_string(),
         user_agent: peer.user_agent.clone(),
     };
-    let (user, scope, nonce, auth_time, offline) = match app.services.db.run(exchange).await? {
-        Exchange::Started { user, scope, nonce, auth_time, offline } => (user, scope, nonce, auth_time, offline),
+    let (user, scope, nonce, auth_time, offline, amr) = match app.services.db.run(exchange).await? {
+        Exchange::Started { user, scope, nonce, auth_time, offline, amr } => {
+            (user, scope, nonce, auth_time, offline, amr)
+        }
         Exchange::Refused(Refusal::RedirectUri) => {
             return Err(invalid("redirect_uri differs from the authorization request's"));
         }
@@ -183,11 +185,11 @@ pub async fn authorization_code(
         }
         Exchange::Invalid => return Err(invalid("invalid or expired code")),
     };
-    let (access_token, ttl) = issue_for_user(app, client, &user, family, &scope).await?;
+    let (access_token, ttl) = issue_for_user(app, client, &user, family, &amr, &scope).await?;
     let id_token = match has_scope(&scope, "openid") {
         false => None,
         true => {
-            let signed_in = SignedIn { user: &user, session: family, auth_time, nonce };
+            let signed_in = SignedIn { user: &user, session: family, auth_time, nonce, amr: &amr };
             Some(openid::id_token(app, client.id(), &signed_in, &scope, &access_token, ttl).await?)
         }
     };
@@ -201,6 +203,7 @@ async fn issue_for_user(
     client: &AuthenticatedClient,
     user: &UserRecord,
     family: Uuid,
+    amr: &[String],
     scope: &str,
 ) -> Result<(String, u64), FlowError> {
     let to = tokens::IssuedTo {
@@ -209,7 +212,7 @@ async fn issue_for_user(
         scope: scope.to_string(),
         ttl: ttl_of(app, client),
     };
-    tokens::issue_access(app, user, family, Some(to)).await
+    tokens::issue_access(app, user, family, amr, Some(to)).await
 }
 
 async fn client_credentials(
@@ -235,6 +238,7 @@ async fn client_credentials(
         sid: None,
         client_id: Some(client.id().to_string()),
         scope: Some(scope.clone()),
+        amr: None,
     };
     let access_token = app.services.keys.sign("at+jwt", claims).await.map_err(FlowError::from)?;
     app.metrics.tokens_issued.inc();
@@ -269,9 +273,9 @@ async fn refresh_token(
         Rotation::Invalid => return Err(invalid()),
     };
     let (Some(refresh_token), true) = (rotated.refresh_token, rotated.user.is_active) else { return Err(invalid()) };
-    let (user, family, scope) = (rotated.user, rotated.family, rotated.scope);
+    let (user, family, scope, amr) = (rotated.user, rotated.family, rotated.scope, rotated.amr);
     // The rotation checked that what was asked for is within the session's scope.
     let scope = form.get("scope").map(str::to_string).unwrap_or_else(|| scope.unwrap_or_default());
-    let (access_token, ttl) = issue_for_user(app, client, &user, family, &scope).await?;
+    let (access_token, ttl) = issue_for_user(app, client, &user, family, &amr, &scope).await?;
     Ok(TokenResponse::bearer(access_token, ttl, scope, Some(refresh_token)))
 }

@@ -65,6 +65,7 @@ pub async fn sessions(app: &App, _req: Request, principal: Principal) -> Result<
                 "user_agent": s.user_agent,
                 "kind": s.kind,
                 "client_id": s.client_id,
+                "amr": s.amr,
                 "current": principal.session == s.id,
             })
         })

@@ -139,7 +139,9 @@ pub fn test_layers(database: &str, keys_dir: &Path) -> Layers {
         .set("RESTART_BACKOFF_INITIAL", "20ms")
         .set("RESTART_BACKOFF_MAX", "200ms")
         .set("SHUTDOWN_GRACE", "2s")
-        .set("COOKIE_SECURE", "false");
+        .set("COOKIE_SECURE", "false")
+        // A fixed test key sealing TOTP secrets (32 bytes, base64url).
+        .set("MFA_ENCRYPTION_KEYS", "test1:dGVzdC1vbmx5LW1mYS1rZXktMzItYnl0ZXMtbG9uZyE");
     layers
 }
 

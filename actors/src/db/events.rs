@@ -139,6 +139,36 @@ pub enum SecurityEvent {
         old: String,
         new: String,
     },
+    /// A second factor was added: `method` is `totp` or `webauthn` (then `credential` names it).
+    MfaEnrolled {
+        user: Uuid,
+        method: &'static str,
+        credential: Option<Uuid>,
+    },
+    /// A second factor was removed by its user (`by` = `None`) or an admin.
+    MfaRemoved {
+        user: Uuid,
+        method: &'static str,
+        credential: Option<Uuid>,
+        by: Option<Uuid>,
+    },
+    /// A second step succeeded: `method` is `totp`, `recovery_code` or `webauthn`;
+    /// `passwordless` when a passkey alone signed the user in.
+    MfaSucceeded {
+        user: Uuid,
+        method: &'static str,
+        passwordless: bool,
+    },
+    /// A wrong second-factor code or a refused assertion.
+    MfaFailed {
+        user: Uuid,
+        method: &'static str,
+    },
+    /// A recovery code was spent; `remaining` are left.
+    RecoveryCodeUsed {
+        user: Uuid,
+        remaining: i64,
+    },
 }
 
 impl SecurityEvent {
@@ -172,6 +202,11 @@ impl SecurityEvent {
             SecurityEvent::EmailVerified { .. } => "email_verified",
             SecurityEvent::EmailChangeRequested { .. } => "email_change_requested",
             SecurityEvent::EmailChanged { .. } => "email_changed",
+            SecurityEvent::MfaEnrolled { .. } => "mfa_enrolled",
+            SecurityEvent::MfaRemoved { .. } => "mfa_removed",
+            SecurityEvent::MfaSucceeded { .. } => "mfa_succeeded",
+            SecurityEvent::MfaFailed { .. } => "mfa_failed",
+            SecurityEvent::RecoveryCodeUsed { .. } => "recovery_code_used",
         }
     }
 
@@ -191,6 +226,11 @@ impl SecurityEvent {
             SecurityEvent::EmailVerified { user }
             | SecurityEvent::EmailChangeRequested { user, .. }
             | SecurityEvent::EmailChanged { user, .. } => Some(*user),
+            SecurityEvent::MfaEnrolled { user, .. }
+            | SecurityEvent::MfaRemoved { user, .. }
+            | SecurityEvent::MfaSucceeded { user, .. }
+            | SecurityEvent::MfaFailed { user, .. }
+            | SecurityEvent::RecoveryCodeUsed { user, .. } => Some(*user),
             _ => None,
         }
     }
@@ -204,7 +244,11 @@ impl SecurityEvent {
             | SecurityEvent::LogoutAll { user, .. }
             | SecurityEvent::EmailVerified { user }
             | SecurityEvent::EmailChangeRequested { user, .. }
-            | SecurityEvent::EmailChanged { user, .. } => Some(*user),
+            | SecurityEvent::EmailChanged { user, .. }
+            | SecurityEvent::MfaEnrolled { user, .. }
+            | SecurityEvent::MfaSucceeded { user, .. }
+            | SecurityEvent::RecoveryCodeUsed { user, .. } => Some(*user),
+            SecurityEvent::MfaRemoved { user, by, .. } => Some(by.unwrap_or(*user)),
             SecurityEvent::UserDeleted { by, .. }
             | SecurityEvent::RoleAssigned { by, .. }
             | SecurityEvent::ClientRegistered { by, .. }
@@ -255,6 +299,22 @@ impl SecurityEvent {
             }
             SecurityEvent::EmailChangeRequested { new, .. } => json!({ "new_email": new }),
             SecurityEvent::EmailChanged { old, new, .. } => json!({ "old_email": old, "new_email": new }),
+            SecurityEvent::MfaEnrolled { method, credential, .. } => match credential {
+                Some(c) => json!({ "method": method, "credential_id": c }),
+                None => json!({ "method": method }),
+            },
+            SecurityEvent::MfaRemoved { method, credential, by, .. } => {
+                let mut d = json!({ "method": method, "by_admin": by.is_some() });
+                if let Some(c) = credential {
+                    d["credential_id"] = json!(c);
+                }
+                d
+            }
+            SecurityEvent::MfaSucceeded { method, passwordless, .. } => {
+                json!({ "method": method, "passwordless": passwordless })
+            }
+            SecurityEvent::MfaFailed { method, .. } => json!({ "method": method }),
+            SecurityEvent::RecoveryCodeUsed { remaining, .. } => json!({ "remaining": remaining }),
             _ => json!({}),
         }
     }

@@ -27,6 +27,8 @@ pub struct IssueCode {
     pub code_challenge: String,
     pub nonce: Option<String>,
     pub auth_time: OffsetDateTime,
+    /// How the user signed in (RFC 8176), carried to the session and the ID token.
+    pub amr: Vec<String>,
     pub ttl: Duration,
 }
 
@@ -41,9 +43,9 @@ impl Operation for IssueCode {
                            SELECT code_hash FROM oauth_codes WHERE expires_at < now() - interval '1 day' LIMIT 100)
                    )
                    INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce,
-                                            auth_time, expires_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))";
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+                                            auth_time, expires_at, amr)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10)";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
             &self.code_hash,
             &self.client_id,
             &self.user_id,
@@ -53,6 +55,7 @@ impl Operation for IssueCode {
             &self.nonce,
             &self.auth_time,
             &self.ttl.as_secs_f64(),
+            &self.amr,
         ];
         super::run(&*client, sql, &params).await?;
         Ok(())
@@ -75,7 +78,15 @@ pub enum Refusal {
 pub enum Exchange {
     /// The code is used and the session open: the user (with current roles) and what the code
     /// carried.
-    Started { user: UserRecord, scope: String, nonce: Option<String>, auth_time: OffsetDateTime, offline: bool },
+    Started {
+        user: UserRecord,
+        scope: String,
+        nonce: Option<String>,
+        auth_time: OffsetDateTime,
+        offline: bool,
+        /// How the user signed in (RFC 8176).
+        amr: Vec<String>,
+    },
     /// The code was live and is now used, but a binding did not hold: no session.
     Refused(Refusal),
     /// The code was used before: the session its first exchange opened, if any, to revoke.
@@ -119,23 +130,23 @@ impl Operation for ExchangeCode {
                           AND EXISTS (SELECT 1 FROM users WHERE id = oauth_codes.user_id AND is_active)
                      THEN $5::uuid END
                  WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > now()
-                 RETURNING user_id, scope, nonce, auth_time, family_id,
+                 RETURNING user_id, scope, nonce, auth_time, family_id, COALESCE(amr, '{{pwd}}') AS amr,
                            redirect_uri = $3 AS uri_ok, code_challenge = $4 AS verifier_ok
              ), o AS (
                  SELECT c.*, ($9 AND 'offline_access' = ANY (string_to_array(c.scope, ' '))) AS offline FROM c
              ), f AS (
                  INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time,
-                                               client_id, scope)
+                                               client_id, scope, amr)
                  SELECT family_id, user_id,
                         CASE WHEN offline THEN $8 ELSE now() + make_interval(secs => $10) END,
-                        $11, $12, 'oauth', auth_time, $2, scope
+                        $11, $12, 'oauth', auth_time, $2, scope, amr
                  FROM o WHERE family_id IS NOT NULL
                  RETURNING id
              ), t AS (
                  INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, expires_at)
                  SELECT $6, $7, f.id, o.user_id, $8 FROM o JOIN f ON f.id = o.family_id WHERE o.offline
              )
-             SELECT o.uri_ok, o.verifier_ok, o.family_id, o.scope, o.nonce, o.auth_time, o.offline, {USER_COLUMNS}
+             SELECT o.uri_ok, o.verifier_ok, o.family_id, o.scope, o.nonce, o.auth_time, o.offline, o.amr, {USER_COLUMNS}
              FROM o JOIN users u ON u.id = o.user_id"
         );
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
@@ -164,6 +175,7 @@ impl Operation for ExchangeCode {
                     nonce: r.get(4),
                     auth_time: r.get(5),
                     offline: r.get(6),
+                    amr: r.get(7),
                 },
             });
         }

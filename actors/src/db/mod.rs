@@ -26,6 +26,7 @@ pub mod email;
 pub mod events;
 pub mod grants;
 pub mod history;
+pub mod mfa;
 pub mod outbox;
 pub mod password_reset;
 pub mod roles;

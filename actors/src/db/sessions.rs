@@ -47,6 +47,8 @@ pub struct NewSession {
     /// The password version the login verified: the session starts only if it is still
     /// current, so a login that raced a password change fails.
     pub password_version: i32,
+    /// How the user signed in (RFC 8176 `amr` values: `pwd`, `otp`, `hwk`, `swk`, `mfa`).
+    pub amr: Vec<String>,
 }
 
 /// What a session is for.
@@ -96,10 +98,10 @@ pub struct RotationRules {
 pub enum RotateOutcome {
     /// The token was live and is now rotated; `successor` was stored. `user` is the token's
     /// user as it is now (with current roles).
-    Rotated { user: UserRecord, family_id: Uuid, scope: Option<String> },
+    Rotated { user: UserRecord, family_id: Uuid, scope: Option<String>, amr: Vec<String> },
     /// The token was rotated moments ago (within the grace window): the caller gets the same
     /// successor, unsealed with the token it presented.
-    Retried { user: UserRecord, family_id: Uuid, scope: Option<String>, sealed: Vec<u8> },
+    Retried { user: UserRecord, family_id: Uuid, scope: Option<String>, amr: Vec<String>, sealed: Vec<u8> },
     /// The token was rotated before the grace window: the family is now revoked.
     ReuseDetected { user_id: Uuid, family_id: Uuid },
     /// Live (or retried within the grace window), but the scope asked for is not within the
@@ -121,6 +123,8 @@ pub struct SessionRow {
     pub kind: String,
     /// The OAuth client an `oauth` session was issued to.
     pub client_id: Option<String>,
+    /// How the user signed in (RFC 8176 `amr`).
+    pub amr: Vec<String>,
 }
 
 /// Opens a session: family, first token and the successful login's history row, all or
@@ -151,9 +155,9 @@ async fn start(client: &mut Client, s: &NewSession) -> Result<StartOutcome, Erro
     }
     super::run(
         &tx,
-        "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time)
-         VALUES ($1, $2, $3, $4, $5, $6, now())",
-        &[&s.family_id, &s.user_id, &s.token.expires_at, &s.ip_address, &s.user_agent, &s.kind.as_str()],
+        "INSERT INTO refresh_families (id, user_id, expires_at, ip_address, user_agent, kind, auth_time, amr)
+         VALUES ($1, $2, $3, $4, $5, $6, now(), $7)",
+        &[&s.family_id, &s.user_id, &s.token.expires_at, &s.ip_address, &s.user_agent, &s.kind.as_str(), &s.amr],
     )
     .await?;
     super::run(
@@ -214,7 +218,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                    AND t.expires_at > now() AND f.created_at + make_interval(secs => $6) > now()
                    AND f.client_id IS NOT DISTINCT FROM $7::text AND f.kind <> 'browser'
                    AND ($8::text[] IS NULL OR string_to_array(coalesce(f.scope, ''), ' ') @> $8::text[])
-                 RETURNING t.id, t.family_id, t.user_id, f.scope,
+                 RETURNING t.id, t.family_id, t.user_id, f.scope, COALESCE(f.amr, '{pwd}') AS amr,
                            LEAST($5::timestamptz, f.created_at + make_interval(secs => $6)) AS expires_at
              ), successor AS (
                  INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, expires_at)
@@ -223,7 +227,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                  UPDATE refresh_families SET last_used_at = now(), expires_at = cas.expires_at
                  FROM cas WHERE refresh_families.id = cas.family_id
              )
-             SELECT cas.family_id, cas.scope, u.id, u.username, u.email, u.email_verified, u.is_active, u.created_at,
+             SELECT cas.family_id, cas.scope, cas.amr, u.id, u.username, u.email, u.email_verified, u.is_active, u.created_at,
                     ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                           WHERE ur.user_id = u.id ORDER BY r.name) AS roles
              FROM cas JOIN users u ON u.id = cas.user_id",
@@ -232,8 +236,8 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
     .await
     {
         Ok(Some(row)) => {
-            let (family_id, scope) = (row.get(0), row.get(1));
-            return Ok(RotateOutcome::Rotated { user: users::user_from(&row), family_id, scope });
+            let (family_id, scope, amr) = (row.get(0), row.get(1), row.get(2));
+            return Ok(RotateOutcome::Rotated { user: users::user_from(&row), family_id, scope, amr });
         }
         Ok(None) => {}
         // The user (and so the session) was deleted while this statement ran.
@@ -251,7 +255,8 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
                     s.id IS NOT NULL AND s.revoked_at IS NULL AND s.expires_at > now() AS successor_live,
                     f.scope,
                     t.expires_at > now() AND f.created_at + make_interval(secs => $4) > now() AS live,
-                    $5::text[] IS NULL OR string_to_array(coalesce(f.scope, ''), ' ') @> $5::text[] AS within
+                    $5::text[] IS NULL OR string_to_array(coalesce(f.scope, ''), ' ') @> $5::text[] AS within,
+                    COALESCE(f.amr, '{pwd}') AS amr
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              LEFT JOIN refresh_tokens s ON s.parent_id = t.id
@@ -270,6 +275,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
     let successor_live: bool = row.get(7);
     let scope: Option<String> = row.get(8);
     let (live, within): (bool, bool) = (row.get(9), row.get(10));
+    let amr: Vec<String> = row.get(11);
     if !revoked && !rotated && live && !within {
         // The compare-and-swap left it alone for its scope alone: refused, still refreshable.
         return Ok(RotateOutcome::ScopeExceeded);
@@ -301,7 +307,7 @@ async fn rotate(client: &mut Client, op: &Rotate) -> Result<RotateOutcome, Error
             let event = SecurityEvent::RefreshRetried { user: user_id, family: family_id, retry };
             events::record_in(&tx, &event, ip_address).await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Retried { user, family_id, scope, sealed });
+            return Ok(RotateOutcome::Retried { user, family_id, scope, amr, sealed });
         }
     }
     revoke_family_in(&tx, family_id, "reuse_detected").await?;
@@ -438,6 +444,8 @@ pub struct BrowserSession {
     pub user: UserRecord,
     /// When the user signed in (OIDC `auth_time`, `max_age`).
     pub auth_time: OffsetDateTime,
+    /// How the user signed in (RFC 8176 `amr`).
+    pub amr: Vec<String>,
 }
 
 /// The browser session whose cookie hashes to `token_hash`, if it is live and its user active.
@@ -450,14 +458,16 @@ impl Operation for FindBrowserSession {
     type Output = Option<BrowserSession>;
 
     async fn run(&self, client: &mut Client) -> Result<Option<BrowserSession>, Error> {
-        let sql = "SELECT f.id, f.user_id, COALESCE(f.auth_time, f.created_at) FROM refresh_tokens t
+        let sql = "SELECT f.id, f.user_id, COALESCE(f.auth_time, f.created_at), COALESCE(f.amr, '{pwd}')
+                   FROM refresh_tokens t
                    JOIN refresh_families f ON f.id = t.family_id
                    WHERE t.token_hash = $1 AND f.kind = 'browser' AND f.revoked_at IS NULL AND t.revoked_at IS NULL
                      AND f.expires_at > now() AND t.expires_at > now()";
         let Some(row) = super::opt(&*client, sql, &[&self.token_hash]).await? else { return Ok(None) };
         let (family_id, user_id, auth_time): (Uuid, Uuid, OffsetDateTime) = (row.get(0), row.get(1), row.get(2));
+        let amr: Vec<String> = row.get(3);
         let user = users::get_in(&*client, user_id).await?.filter(|u| u.is_active);
-        Ok(user.map(|user| BrowserSession { family_id, user, auth_time }))
+        Ok(user.map(|user| BrowserSession { family_id, user, auth_time, amr }))
     }
 }
 
@@ -471,7 +481,8 @@ impl Operation for List {
     type Output = Vec<SessionRow>;
 
     async fn run(&self, client: &mut Client) -> Result<Vec<SessionRow>, Error> {
-        let sql = "SELECT id, created_at, last_used_at, ip_address, user_agent, kind, client_id FROM refresh_families
+        let sql = "SELECT id, created_at, last_used_at, ip_address, user_agent, kind, client_id,
+                          COALESCE(amr, '{pwd}') FROM refresh_families
                    WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
                    ORDER BY last_used_at DESC LIMIT 1000";
         Ok(super::all(&*client, sql, &[&self.user_id])
@@ -485,6 +496,7 @@ impl Operation for List {
                 user_agent: r.get(4),
                 kind: r.get(5),
                 client_id: r.get(6),
+                amr: r.get(7),
             })
             .collect())
     }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::Operation;
 use super::events::{self, SecurityEvent};
+use super::mfa::FACTOR_COLUMNS;
 
 /// A user as the API shows it, with the names of the roles it holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Credentials {
     pub password_hash: String,
     /// Raised by every password change (not by a re-hash).
     pub password_version: i32,
+    /// The second factors the account has set up.
+    pub factors: super::mfa::Factors,
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.email_verified, u.is_active, u.created_at,
@@ -151,12 +154,20 @@ impl Operation for FindCredentials {
 
     async fn run(&self, client: &mut Client) -> Result<Option<Credentials>, Error> {
         let column = if self.login.contains('@') { "email" } else { "username" };
-        Ok(super::opt(&*client, &format!(
-                "SELECT {USER_COLUMNS}, u.password_hash, u.password_version FROM users u WHERE lower(u.{column}) = lower($1)"
-            ), &[&self.login]).await?.map(|row| Credentials {
+        Ok(super::opt(
+            &*client,
+            &format!(
+                "SELECT {USER_COLUMNS}, u.password_hash, u.password_version, {FACTOR_COLUMNS}
+                 FROM users u WHERE lower(u.{column}) = lower($1)"
+            ),
+            &[&self.login],
+        )
+        .await?
+        .map(|row| Credentials {
             user: user_from(&row),
             password_hash: row.get("password_hash"),
             password_version: row.get("password_version"),
+            factors: super::mfa::factors_from(&row),
         }))
     }
 }

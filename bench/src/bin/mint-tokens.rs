@@ -39,6 +39,7 @@ fn main() {
             sid: Some(Uuid::now_v7()),
             client_id: None,
             scope: None,
+            amr: Some(vec!["pwd".into()]),
         };
         let token = keys.sign("at+jwt", &claims).expect("sign");
         writeln!(out, "{token}").expect("write");
