@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzing of the token verifier, the request parsers and the router (the code in fuzz/targets,
+# Fuzzing of the token verifier, the request parsers, the router and the passkey credential parsers (the code in fuzz/targets,
 # a member of the main workspace; the cargo-fuzz crate in fuzz/ wraps it for libFuzzer).
 #
 #   scripts/fuzz.sh smoke            Stable toolchain, no nightly features: replays every file of
@@ -17,14 +17,14 @@
 #                                    cargo fuzz cannot build here, the stable harness runs for
 #                                    SECONDS per target instead.
 #
-# Environment: FUZZ_TARGETS (default "jwt_verify parsers router"; long only), FUZZ_SEED and
+# Environment: FUZZ_TARGETS (default "jwt_verify parsers router webauthn"; long only), FUZZ_SEED and
 # FUZZ_ITERATIONS (smoke), FUZZ_ENGINE=stable (long: skip cargo fuzz), FUZZ_SANITIZER
 # (long: address by default, `none` for plain coverage), CARGO_BUILD_JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-"jwt_verify parsers router"}
+TARGETS=${FUZZ_TARGETS:-"jwt_verify parsers router webauthn"}
 LIBFUZZER_TARGET_DIR=target/fuzz-libfuzzer
 
 usage() {

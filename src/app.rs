@@ -29,6 +29,9 @@ pub struct AppState {
     pub remote_keys: RemoteKeys,
     /// The k-anonymity range API new passwords are checked against, when `PWNED_PASSWORDS_URL` is set.
     pub breach_api: Option<crate::passwords::breach::RangeApi>,
+    /// The WebAuthn relying party (from `PUBLIC_URL`); `None` when that URL's host cannot be
+    /// one (an IP address): passkeys are then off.
+    pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
     /// Set when shutdown has begun: readyz answers 503 and HTTP/1.1 answers close their
     /// connections, while every other route still serves.
     pub stopping: std::sync::atomic::AtomicBool,

@@ -44,7 +44,15 @@ pub async fn run(
     if !config.limits.enabled {
         tracing::warn!("RATE_LIMIT_ENABLED=false: rate limiting and lockout are off (load tests only)");
     }
+    let webauthn = match crate::flows::webauthn::relying_party(&config.tokens.public_url, crate::mail::SERVICE_NAME) {
+        Ok(rp) => Some(rp),
+        Err(why) => {
+            tracing::warn!(reason = %why, "passkeys are off: the passkey routes answer 503");
+            None
+        }
+    };
     let app = App::new(AppState {
+        webauthn,
         authz: crate::authz::AuthzCache::new(
             config.tokens.authz_cache_ttl,
             config.tokens.authz_cache_size,

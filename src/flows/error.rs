@@ -22,6 +22,7 @@ pub enum Entity {
     Role,
     Session,
     Client,
+    Passkey,
 }
 
 impl std::fmt::Display for Entity {
@@ -31,6 +32,7 @@ impl std::fmt::Display for Entity {
             Entity::Role => "role",
             Entity::Session => "session",
             Entity::Client => "client",
+            Entity::Passkey => "passkey",
         })
     }
 }
@@ -153,6 +155,35 @@ pub enum FlowError {
     /// The second factor's code (or assertion) was wrong.
     #[error("invalid code")]
     InvalidMfaCode,
+    /// A passkey ceremony could not go on.
+    #[error(transparent)]
+    Passkey(#[from] PasskeyError),
+}
+
+/// Why a passkey (WebAuthn) ceremony was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasskeyError {
+    /// `PUBLIC_URL`'s host cannot be a relying party id (an IP address): passkeys are off.
+    #[error("passkeys are not available: the service's PUBLIC_URL has no domain name")]
+    Disabled,
+    /// The credential is not the JSON of a WebAuthn credential.
+    #[error("the credential is not a WebAuthn credential")]
+    Malformed,
+    /// The ceremony is unknown, expired, used, or another user's or kind's.
+    #[error("the ceremony is unknown, expired or used; start again")]
+    UnknownCeremony,
+    /// A second step by passkey for an account without one.
+    #[error("the account has no passkey")]
+    NoPasskey,
+    /// A new credential did not verify.
+    #[error("the passkey was refused: {0}")]
+    RegistrationRefused(&'static str),
+    /// A passwordless assertion did not verify.
+    #[error("the passkey was refused: {0}")]
+    AssertionRefused(&'static str),
+    /// Server state that should always (de)serialise did not.
+    #[error("passkey state could not be processed")]
+    Internal,
 }
 
 impl FlowError {

@@ -44,6 +44,10 @@ pub enum ApiError {
     /// A second step refused: `code` is `invalid_mfa_token` or `invalid_code` (401).
     #[error("{detail}")]
     MfaRefused { code: &'static str, detail: String },
+    /// A refusal with its own code (passkey ceremonies: `invalid_credential`, `invalid_ceremony`,
+    /// `invalid_passkey`, `no_passkey`, `passkeys_unavailable`).
+    #[error("{detail}")]
+    Refused { status: StatusCode, code: &'static str, detail: String },
     #[error("{0}")]
     NotFound(String),
     /// Carries the methods the path does allow, for the `Allow` header.
@@ -101,7 +105,7 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::OAuth { status, .. } => *status,
+            ApiError::OAuth { status, .. } | ApiError::Refused { status, .. } => *status,
         }
     }
 
@@ -125,7 +129,7 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "service_unavailable",
-            ApiError::OAuth { code, .. } => code,
+            ApiError::OAuth { code, .. } | ApiError::Refused { code, .. } => code,
         }
     }
 
@@ -215,6 +219,18 @@ impl From<FlowError> for ApiError {
             FlowError::InvalidMfaCode => ApiError::MfaRefused { code: "invalid_code", detail },
             FlowError::Unavailable(what) => {
                 ApiError::Unavailable { what: what.to_string(), retry_after: Duration::from_secs(1) }
+            }
+            FlowError::Passkey(p) => {
+                use crate::flows::error::PasskeyError as P;
+                let (status, code) = match p {
+                    P::Disabled => (StatusCode::SERVICE_UNAVAILABLE, "passkeys_unavailable"),
+                    P::Malformed | P::RegistrationRefused(_) => (StatusCode::BAD_REQUEST, "invalid_credential"),
+                    P::UnknownCeremony => (StatusCode::BAD_REQUEST, "invalid_ceremony"),
+                    P::NoPasskey => (StatusCode::BAD_REQUEST, "no_passkey"),
+                    P::AssertionRefused(_) => (StatusCode::UNAUTHORIZED, "invalid_passkey"),
+                    P::Internal => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+                };
+                ApiError::Refused { status, code, detail }
             }
             FlowError::NotYours => ApiError::OAuth {
                 status: StatusCode::BAD_REQUEST,

@@ -12,7 +12,7 @@ use crate::http::{ApiError, Request, Response, response};
 
 /// The token response (with the refresh token in the body too when `echo_refresh`, for clients
 /// that sent it in a body) and the refresh cookie.
-fn issued(app: &App, issued: Issued, echo_refresh: bool) -> Response {
+pub(super) fn issued(app: &App, issued: Issued, echo_refresh: bool) -> Response {
     let mut body = serde_json::json!({
         "access_token": issued.access_token,
         "token_type": "bearer",
@@ -43,7 +43,7 @@ fn clear_cookie(app: &App, resp: &mut Response) {
 /// `SameSite=Strict` keeps it from being sent). `Origin: null` (sandboxed frames, some
 /// redirects) is refused like any foreign origin, and so is `Sec-Fetch-Site: cross-site` with
 /// or without an `Origin`. A request with neither header (a non-browser client) passes.
-fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
+pub(super) fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
     let refused = || Err(ApiError::Forbidden("origin not allowed".into()));
     if req.header("sec-fetch-site").is_some_and(|site| site.trim().eq_ignore_ascii_case("cross-site")) {
         return refused();

@@ -14,6 +14,7 @@ mod password;
 mod roles;
 pub mod table;
 mod users;
+mod webauthn;
 mod well_known;
 
 use auth_actors::redis::rate::Decision;

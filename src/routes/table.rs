@@ -16,7 +16,7 @@ use auth_actors::keyspace::LimitClass::{
 use hyper::Method;
 
 use super::access::{Access, Handler};
-use super::{account_pages, auth, email, ops, password, roles, users, well_known};
+use super::{account_pages, auth, email, ops, password, roles, users, webauthn, well_known};
 use crate::flows::limits::Class;
 use crate::http::ApiError;
 use crate::http::router::{Route, Router};
@@ -151,6 +151,13 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST "/account/forgot-password", Browser, limited(RECOVERY), account_pages::forgot_submit),
     route!(GET "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_page),
     route!(POST "/account/reset-password", Browser, limited(DEFAULT), account_pages::reset_submit),
+    // Passkeys: a signed-in user's, and signing in with one (the `login` class, like a login).
+    route!(POST "/api/v1/mfa/webauthn/register/start", Bearer, limited(DEFAULT), webauthn::register_start),
+    route!(POST "/api/v1/mfa/webauthn/register/finish", Bearer, limited(DEFAULT), webauthn::register_finish),
+    route!(GET "/api/v1/mfa/webauthn/credentials", Bearer, limited(DEFAULT), webauthn::credentials),
+    route!(DELETE "/api/v1/mfa/webauthn/credentials/{id}", Bearer, limited(DEFAULT), webauthn::delete_credential),
+    route!(POST "/api/v1/auth/webauthn/start", Public, limited(LOGIN), webauthn::sign_in_start),
+    route!(POST "/api/v1/auth/webauthn/finish", Public, limited(LOGIN), webauthn::sign_in_finish),
     #[cfg(feature = "test-hooks")]
     route!(POST "/api/v1/_test/fail/{actor}", Public, EXEMPT, ops::test_fail),
 ];

@@ -68,6 +68,9 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/account/forgot-password"),
     ("GET", "/account/reset-password"),
     ("POST", "/account/reset-password"),
+    // Signing in with a passkey: the assertion is the credential.
+    ("POST", "/api/v1/auth/webauthn/start"),
+    ("POST", "/api/v1/auth/webauthn/finish"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

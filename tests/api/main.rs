@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, real PostgreSQL and Redis.
 //! One module per area; test names read as sentences.
 
+mod authenticator;
 mod helpers;
 mod mail;
 
@@ -37,3 +38,4 @@ mod supervision;
 mod surface;
 mod third_party;
 mod verify_email;
+mod webauthn;

@@ -8,7 +8,8 @@
 //! reads or writes: [`users`], [`sessions`] (refresh tokens, their families, browser sessions),
 //! [`clients`] (OAuth clients), [`grants`] (authorization codes and consent), [`roles`],
 //! [`events`] (security events), [`history`] (login history), [`account_tokens`] and
-//! [`outbox`] (mailed tokens, mail to send) and [`email`] (verifying and changing an address).
+//! [`outbox`] (mailed tokens, mail to send), [`email`] (verifying and changing an address), [`mfa`]
+//! and [`webauthn`] (second factors, passkeys).
 //! There is no message per operation: the handle wraps the operation with its reply port into a
 //! [`Job`], sends it to a worker and awaits the reply with the call timeout; the worker takes a
 //! pooled connection and runs it, trying again when PostgreSQL aborted it for contention. So a
@@ -33,6 +34,7 @@ pub mod roles;
 pub mod sessions;
 pub mod setup;
 pub mod users;
+pub mod webauthn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -394,6 +396,7 @@ pub(crate) fn conflict_field(e: &tokio_postgres::Error) -> Option<&'static str> 
         Some("users_email_lower_key") => Some("email"),
         Some("roles_name_lower_key") => Some("name"),
         Some("user_roles_pkey") => Some("role"),
+        Some("webauthn_credentials_credential_id_key") => Some("passkey"),
         _ => Some("value"),
     }
 }

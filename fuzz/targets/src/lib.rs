@@ -8,6 +8,8 @@
 //!   `parse_form`), `cookie_from_header`, `peer_ip` with arbitrary `X-Forwarded-For` values,
 //!   and the field validators.
 //! - [`router`]: `router::find` on arbitrary methods and paths.
+//! - [`webauthn`]: the passkey finish routes' credential parsers, and webauthn-rs's checks on
+//!   what they let through.
 //! - [`harness`]: corpus replay and a small deterministic mutator for the stable harness.
 //!
 //! Every target panics when an oracle is violated; a panic is a finding.
@@ -16,3 +18,4 @@ pub mod harness;
 pub mod jwt;
 pub mod parsers;
 pub mod router;
+pub mod webauthn;

@@ -6,7 +6,7 @@
 
 use auth_service_fuzz::harness::{self, Budget};
 use auth_service_fuzz::jwt::{self, Outcome};
-use auth_service_fuzz::{parsers, router};
+use auth_service_fuzz::{parsers, router, webauthn};
 
 fn run_target(target: &str, f: fn(&[u8]), default_iterations: u64) {
     let (budget, seed) = harness::settings(default_iterations);
@@ -37,6 +37,11 @@ fn fuzz_parsers() {
 #[test]
 fn fuzz_router() {
     run_target("router", router::run, 100_000);
+}
+
+#[test]
+fn fuzz_webauthn() {
+    run_target("webauthn", webauthn::run, 50_000);
 }
 
 /// The jwt oracles are only worth something if valid tokens do get through: well-formed seeds
@@ -79,7 +84,7 @@ fn mutator_is_deterministic() {
 
 #[test]
 fn dictionaries_parse() {
-    for target in ["jwt_verify", "parsers", "router"] {
+    for target in ["jwt_verify", "parsers", "router", "webauthn"] {
         assert!(!harness::dictionary(target).is_empty(), "{target}.dict is empty or unreadable");
     }
     let jwt = harness::dictionary("jwt_verify");
