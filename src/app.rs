@@ -29,6 +29,9 @@ pub struct AppState {
     pub remote_keys: RemoteKeys,
     /// The k-anonymity range API new passwords are checked against, when `PWNED_PASSWORDS_URL` is set.
     pub breach_api: Option<crate::passwords::breach::RangeApi>,
+    /// The keys sealing TOTP secrets (`MFA_ENCRYPTION_KEYS`); `None` when unset, and TOTP
+    /// enrolment then answers 503.
+    pub mfa_keys: Option<crate::sealing::KeyRing>,
     /// Set when shutdown has begun: readyz answers 503 and HTTP/1.1 answers close their
     /// connections, while every other route still serves.
     pub stopping: std::sync::atomic::AtomicBool,
