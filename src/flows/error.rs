@@ -22,6 +22,8 @@ pub enum Entity {
     Role,
     Session,
     Client,
+    /// A confirmed TOTP authenticator.
+    Totp,
 }
 
 impl std::fmt::Display for Entity {
@@ -31,6 +33,7 @@ impl std::fmt::Display for Entity {
             Entity::Role => "role",
             Entity::Session => "session",
             Entity::Client => "client",
+            Entity::Totp => "TOTP authenticator",
         })
     }
 }
@@ -49,6 +52,9 @@ pub enum Dependency {
     BreachCheck,
     /// A mail could not be rendered (a template bug): the change that needed it is refused.
     MailTemplates,
+    /// `MFA_ENCRYPTION_KEYS` is not set (or lacks the key a stored secret names): TOTP
+    /// secrets can be neither sealed nor opened.
+    MfaKeys,
 }
 
 impl std::fmt::Display for Dependency {
@@ -62,6 +68,7 @@ impl std::fmt::Display for Dependency {
             Dependency::Randomness => "random number generator",
             Dependency::BreachCheck => "password breach check",
             Dependency::MailTemplates => "mail",
+            Dependency::MfaKeys => "TOTP (the server has no MFA_ENCRYPTION_KEYS for it)",
         })
     }
 }
@@ -153,6 +160,10 @@ pub enum FlowError {
     /// The second factor's code (or assertion) was wrong.
     #[error("invalid code")]
     InvalidMfaCode,
+    /// The account's second factors are not in the state the request needs (a TOTP
+    /// authenticator already confirmed, or none waiting for its confirmation).
+    #[error("{0}")]
+    MfaState(&'static str),
 }
 
 impl FlowError {

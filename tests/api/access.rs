@@ -68,6 +68,7 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/account/forgot-password"),
     ("GET", "/account/reset-password"),
     ("POST", "/account/reset-password"),
+    ("POST", "/api/v1/auth/mfa"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.
@@ -89,6 +90,7 @@ const NEEDS_ROLE: &[(&str, &str)] = &[
     ("PUT", "/api/v1/clients/{client_id}"),
     ("DELETE", "/api/v1/clients/{client_id}"),
     ("POST", "/api/v1/clients/{client_id}/rotate-secret"),
+    ("DELETE", "/api/v1/users/{user_id}/mfa"),
 ];
 
 fn is_open(access: Access) -> bool {
