@@ -243,3 +243,18 @@ async fn malformed_second_steps_are_answered_with_4xx() {
     let resp = second_step(&app, &token, "totp", &"9".repeat(5000)).await;
     assert_error(resp, 401, "invalid_code").await;
 }
+
+#[tokio::test]
+async fn a_second_step_from_a_foreign_origin_is_refused_as_a_login_is() {
+    let app = spawn_app().await;
+    let (user, _, secret, _) = enrolled_user(&app).await;
+    let token = mfa_token(&app, &user).await;
+    let code = next_code(&app, &user, &secret).await;
+    let body = json!({"mfa_token": token, "method": "totp", "code": code});
+    let foreign =
+        app.client.post(app.url(SECOND_STEP)).header("origin", "https://evil.example").json(&body).send().await;
+    assert_error(foreign.expect("send"), 403, "forbidden").await;
+    // Refused before anything was spent: the same token and code still sign in.
+    let own = app.client.post(app.url(SECOND_STEP)).header("origin", "http://auth.test").json(&body).send().await;
+    assert_eq!(own.expect("send").status(), 200);
+}
