@@ -5,11 +5,11 @@ BIN := target/debug/auth-service
 export CONFIG_DIR ?= config
 TEST_RUN_ID := $(shell date +%s)$(shell echo $$$$)
 
-.PHONY: run mail-sink build services database keys migrate seed-roles create-superuser test check interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test help
+.PHONY: run mail-sink build services database keys mfa-key migrate seed-roles create-superuser test check interop oauth-interop browser-test demo bench bench-scale chaos abuse timing fuzz schemathesis lint fmt kubernetes-check cluster cluster-test help
 
 ## Set everything up and serve on 127.0.0.1:8080 (mail: the inbox on http://127.0.0.1:1080).
-run: services database keys migrate seed-roles mail-sink
-	$(BIN) serve
+run: services database keys mfa-key migrate seed-roles mail-sink
+	MFA_ENCRYPTION_KEYS="$${MFA_ENCRYPTION_KEYS:-$$(cat .dev/mfa-encryption-keys)}" $(BIN) serve
 
 ## Start the development SMTP sink (127.0.0.1:1025, web inbox http://127.0.0.1:1080) unless one runs.
 mail-sink:
@@ -32,6 +32,13 @@ keys: build
 	@if [ ! -f "$${JWT_KEYS_DIR:-.dev/keys}/keys.json" ]; then \
 		$(BIN) keys generate --alg RS256 --dir "$${JWT_KEYS_DIR:-.dev/keys}"; \
 	else echo "keys: present in $${JWT_KEYS_DIR:-.dev/keys}"; fi
+
+## Generate a development key sealing TOTP secrets into .dev/mfa-encryption-keys if there is none.
+mfa-key:
+	@mkdir -p .dev; if [ ! -s .dev/mfa-encryption-keys ]; then \
+		(umask 077; printf 'dev1:%s\n' "$$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')" > .dev/mfa-encryption-keys); \
+		echo "mfa-key: generated .dev/mfa-encryption-keys"; \
+	else echo "mfa-key: present in .dev/mfa-encryption-keys"; fi
 
 ## Apply pending migrations and create the coming months' login-history partitions.
 migrate: build database

@@ -32,6 +32,9 @@ pub struct AppState {
     /// The WebAuthn relying party (from `PUBLIC_URL`); `None` when that URL's host cannot be
     /// one (an IP address): passkeys are then off.
     pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
+    /// The keys sealing TOTP secrets (`MFA_ENCRYPTION_KEYS`); `None` when unset, and TOTP
+    /// enrolment then answers 503.
+    pub mfa_keys: Option<crate::sealing::KeyRing>,
     /// Set when shutdown has begun: readyz answers 503 and HTTP/1.1 answers close their
     /// connections, while every other route still serves.
     pub stopping: std::sync::atomic::AtomicBool,

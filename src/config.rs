@@ -542,6 +542,17 @@ impl Layers {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// `MFA_ENCRYPTION_KEYS`, checked now so that a malformed ring stops startup: `None` when
+    /// unset or empty.
+    fn mfa_encryption_keys(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(raw) = self.get("MFA_ENCRYPTION_KEYS").map(str::trim).filter(|k| !k.is_empty()) else {
+            return Ok(None);
+        };
+        crate::sealing::KeyRing::parse(raw)
+            .map_err(|e| ConfigError::Invalid { name: "MFA_ENCRYPTION_KEYS", reason: e.to_string() })?;
+        Ok(Some(Secret::new(raw)))
+    }
+
     fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
         self.get(name).ok_or(ConfigError::Missing(name))
     }
@@ -786,11 +797,7 @@ impl Layers {
             mfa: MfaConfig {
                 token_ttl: self.duration("MFA_TOKEN_TTL")?,
                 max_attempts: self.parse("MFA_MAX_ATTEMPTS")?,
-                encryption_keys: self
-                    .get("MFA_ENCRYPTION_KEYS")
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(Secret::new),
+                encryption_keys: self.mfa_encryption_keys()?,
             },
             log_format,
             log_level: self.required("LOG_LEVEL")?.to_string(),

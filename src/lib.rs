@@ -17,7 +17,7 @@
 //!   errors to status codes.
 //! - Leaves, importing no layer above: [`config`] (typed configuration, layered defaults <
 //!   `config/*.toml` < environment), [`domain`] (checked values the API and the CLI both parse,
-//!   and the network [`domain::Peer`]), [`secret`] (opaque secrets), [`authz`] (the caches filed
+//!   and the network [`domain::Peer`]), [`secret`] (opaque secrets), [`sealing`] (secrets sealed at rest), [`authz`] (the caches filed
 //!   under the authorization epoch), [`passwords`] (Argon2id off the async runtime),
 //!   [`uri`] (the rules for the URIs clients register), [`metrics`] and [`telemetry`].
 //! - [`startup`] runs one instance (actor tree, HTTP server, shutdown), [`app`] is the state every
@@ -40,6 +40,7 @@ pub mod oauth;
 pub mod pages;
 pub mod passwords;
 pub mod routes;
+pub mod sealing;
 pub mod secret;
 pub mod server;
 pub mod startup;

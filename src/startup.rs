@@ -39,6 +39,16 @@ pub async fn run(
     // Before the actor tree, so that a failure here leaves nothing running.
     let hasher = crate::passwords::PasswordHasher::new(&config.passwords, metrics.clone())
         .map_err(|e| StartupError::Spawn(format!("password hashing: {e}")))?;
+    let mfa_keys = match &config.mfa.encryption_keys {
+        Some(raw) => Some(
+            crate::sealing::KeyRing::parse(raw.expose())
+                .map_err(|e| StartupError::Spawn(format!("invalid MFA_ENCRYPTION_KEYS: {e}")))?,
+        ),
+        None => {
+            tracing::warn!("MFA_ENCRYPTION_KEYS is not set: TOTP enrolment answers 503 (sign-ins and passkeys work)");
+            None
+        }
+    };
     let (services, supervisor, mut supervisor_done) =
         auth_actors::supervisor::start(config.actor_settings(), metrics.actors.clone()).await?;
     if !config.limits.enabled {
@@ -53,6 +63,7 @@ pub async fn run(
     };
     let app = App::new(AppState {
         webauthn,
+        mfa_keys,
         authz: crate::authz::AuthzCache::new(
             config.tokens.authz_cache_ttl,
             config.tokens.authz_cache_size,

@@ -5,6 +5,7 @@
 mod clients;
 mod hash;
 mod keys;
+mod mfa;
 mod migrate;
 mod serve;
 mod superuser;
@@ -47,6 +48,9 @@ enum Command {
     /// Password-hash tools.
     #[command(subcommand)]
     Hash(hash::HashCommand),
+    /// Second factors: re-seal TOTP secrets after a key rotation.
+    #[command(subcommand)]
+    Mfa(mfa::MfaCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Keys(cmd) => keys::run(&layers, cmd).await,
             Command::Clients(cmd) => clients::run(&layers, cmd).await,
             Command::Hash(cmd) => hash::run(&layers, cmd),
+            Command::Mfa(cmd) => mfa::run(&layers, cmd).await,
         }
     });
     match result {

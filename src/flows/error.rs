@@ -23,6 +23,8 @@ pub enum Entity {
     Session,
     Client,
     Passkey,
+    /// A confirmed TOTP authenticator.
+    Totp,
 }
 
 impl std::fmt::Display for Entity {
@@ -33,6 +35,7 @@ impl std::fmt::Display for Entity {
             Entity::Session => "session",
             Entity::Client => "client",
             Entity::Passkey => "passkey",
+            Entity::Totp => "TOTP authenticator",
         })
     }
 }
@@ -51,6 +54,9 @@ pub enum Dependency {
     BreachCheck,
     /// A mail could not be rendered (a template bug): the change that needed it is refused.
     MailTemplates,
+    /// `MFA_ENCRYPTION_KEYS` is not set (or lacks the key a stored secret names): TOTP
+    /// secrets can be neither sealed nor opened.
+    MfaKeys,
 }
 
 impl std::fmt::Display for Dependency {
@@ -64,6 +70,7 @@ impl std::fmt::Display for Dependency {
             Dependency::Randomness => "random number generator",
             Dependency::BreachCheck => "password breach check",
             Dependency::MailTemplates => "mail",
+            Dependency::MfaKeys => "TOTP (the server has no MFA_ENCRYPTION_KEYS for it)",
         })
     }
 }
@@ -158,6 +165,10 @@ pub enum FlowError {
     /// A passkey ceremony could not go on.
     #[error(transparent)]
     Passkey(#[from] PasskeyError),
+    /// The account's second factors are not in the state the request needs (a TOTP
+    /// authenticator already confirmed, or none waiting for its confirmation).
+    #[error("{0}")]
+    MfaState(&'static str),
 }
 
 /// Why a passkey (WebAuthn) ceremony was refused.

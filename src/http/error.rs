@@ -210,6 +210,7 @@ impl From<FlowError> for ApiError {
             | FlowError::LastAdmin
             | FlowError::Taken(_)
             | FlowError::PasswordChangedMeanwhile
+            | FlowError::MfaState(_)
             | FlowError::Contention => ApiError::Conflict(detail),
             FlowError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
             FlowError::InvalidAccountToken => ApiError::InvalidLink(detail),

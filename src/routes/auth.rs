@@ -1,4 +1,4 @@
-//! `/api/v1/auth/*`: login, refresh, logout.
+//! `/api/v1/auth/*`: login (and its second step), refresh, logout.
 
 use hyper::StatusCode;
 use hyper::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::flows::authenticate::Principal;
 use crate::flows::tokens::{self, Issued};
-use crate::flows::{login, logout as logout_flow, refresh as refresh_flow};
+use crate::flows::{login, logout as logout_flow, mfa as mfa_flow, refresh as refresh_flow, totp};
 use crate::http::{ApiError, Request, Response, response};
 
 /// The token response (with the refresh token in the body too when `echo_refresh`, for clients
@@ -69,6 +69,37 @@ pub async fn login_json(app: &App, mut req: Request) -> Result<Response, ApiErro
     check_origin(app, &req)?;
     let input: login::LoginInput = req.json().await?;
     Ok(issued(app, login::login(app, input, &req.peer()).await?, false))
+}
+
+/// The second step's body: the `mfa_token` of the `mfa_required` answer and a code.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaBody {
+    mfa_token: String,
+    method: MfaMethod,
+    code: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum MfaMethod {
+    Totp,
+    RecoveryCode,
+}
+
+/// `POST /api/v1/auth/mfa`: the second step of an API login; a success answers exactly as
+/// `login-json` does.
+pub async fn mfa(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    check_origin(app, &req)?;
+    let body: MfaBody = req.json().await?;
+    let peer = req.peer();
+    let kind = match body.method {
+        MfaMethod::Totp => totp::CodeKind::Totp,
+        MfaMethod::RecoveryCode => totp::CodeKind::RecoveryCode,
+    };
+    let step = mfa_flow::attempt(app, &body.mfa_token, mfa_flow::StepKind::Api, &peer).await?;
+    let checked = totp::second_step(app, step, kind, &body.code, &peer).await?;
+    Ok(issued(app, login::start_api_session(app, &checked, &peer).await?, false))
 }
 
 #[derive(Deserialize)]

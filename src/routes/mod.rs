@@ -8,6 +8,7 @@ pub mod access;
 mod account_pages;
 mod auth;
 mod email;
+mod mfa;
 mod ops;
 pub use ops::OPENAPI;
 mod password;

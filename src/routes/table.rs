@@ -16,7 +16,7 @@ use auth_actors::keyspace::LimitClass::{
 use hyper::Method;
 
 use super::access::{Access, Handler};
-use super::{account_pages, auth, email, ops, password, roles, users, webauthn, well_known};
+use super::{account_pages, auth, email, mfa, ops, password, roles, users, webauthn, well_known};
 use crate::flows::limits::Class;
 use crate::http::ApiError;
 use crate::http::router::{Route, Router};
@@ -96,6 +96,7 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST "/api/v1/users/signup", Public, limited(SIGNUP), users::signup),
     route!(POST "/api/v1/auth/login", Public, limited(LOGIN), auth::login_form),
     route!(POST "/api/v1/auth/login-json", Public, limited(LOGIN), auth::login_json),
+    route!(POST "/api/v1/auth/mfa", Public, limited(LOGIN), auth::mfa),
     route!(POST "/api/v1/auth/refresh", Public, limited(REFRESH), auth::refresh),
     route!(POST "/api/v1/auth/logout", Public, limited(DEFAULT), auth::logout),
     route!(POST "/api/v1/auth/logout-all", Bearer, limited(DEFAULT), auth::logout_all),
@@ -158,6 +159,13 @@ pub static ROUTES: &[RouteDef] = &[
     route!(DELETE "/api/v1/mfa/webauthn/credentials/{id}", Bearer, limited(DEFAULT), webauthn::delete_credential),
     route!(POST "/api/v1/auth/webauthn/start", Public, limited(LOGIN), webauthn::sign_in_start),
     route!(POST "/api/v1/auth/webauthn/finish", Public, limited(LOGIN), webauthn::sign_in_finish),
+    // Second factors: TOTP and its recovery codes (the second step of a login is above).
+    route!(GET "/api/v1/mfa", Bearer, limited(DEFAULT), mfa::summary),
+    route!(POST "/api/v1/mfa/totp", Bearer, limited(DEFAULT), mfa::enrol),
+    route!(POST "/api/v1/mfa/totp/confirm", Bearer, limited(DEFAULT), mfa::confirm),
+    route!(DELETE "/api/v1/mfa/totp", Bearer, limited(DEFAULT), mfa::remove),
+    route!(POST "/api/v1/mfa/recovery-codes", Bearer, limited(DEFAULT), mfa::recovery_codes),
+    route!(DELETE "/api/v1/users/{user_id}/mfa", Admin, limited(DEFAULT), mfa::admin_remove),
     #[cfg(feature = "test-hooks")]
     route!(POST "/api/v1/_test/fail/{actor}", Public, EXEMPT, ops::test_fail),
 ];

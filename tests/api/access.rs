@@ -71,6 +71,7 @@ const OPEN: &[(&str, &str)] = &[
     // Signing in with a passkey: the assertion is the credential.
     ("POST", "/api/v1/auth/webauthn/start"),
     ("POST", "/api/v1/auth/webauthn/finish"),
+    ("POST", "/api/v1/auth/mfa"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.
@@ -92,6 +93,7 @@ const NEEDS_ROLE: &[(&str, &str)] = &[
     ("PUT", "/api/v1/clients/{client_id}"),
     ("DELETE", "/api/v1/clients/{client_id}"),
     ("POST", "/api/v1/clients/{client_id}/rotate-secret"),
+    ("DELETE", "/api/v1/users/{user_id}/mfa"),
 ];
 
 fn is_open(access: Access) -> bool {

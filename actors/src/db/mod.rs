@@ -8,8 +8,8 @@
 //! reads or writes: [`users`], [`sessions`] (refresh tokens, their families, browser sessions),
 //! [`clients`] (OAuth clients), [`grants`] (authorization codes and consent), [`roles`],
 //! [`events`] (security events), [`history`] (login history), [`account_tokens`] and
-//! [`outbox`] (mailed tokens, mail to send), [`email`] (verifying and changing an address), [`mfa`]
-//! and [`webauthn`] (second factors, passkeys).
+//! [`outbox`] (mailed tokens, mail to send), [`email`] (verifying and changing an address), [`mfa`],
+//! [`totp`] and [`webauthn`] (second factors: TOTP, passkeys).
 //! There is no message per operation: the handle wraps the operation with its reply port into a
 //! [`Job`], sends it to a worker and awaits the reply with the call timeout; the worker takes a
 //! pooled connection and runs it, trying again when PostgreSQL aborted it for contention. So a
@@ -33,6 +33,7 @@ pub mod password_reset;
 pub mod roles;
 pub mod sessions;
 pub mod setup;
+pub mod totp;
 pub mod users;
 pub mod webauthn;
 
