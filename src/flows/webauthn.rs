@@ -429,3 +429,23 @@ async fn record_use(
     let update = db::RecordUse { id: row.id, passkey: value, sign_count, backup_eligible, backup_state };
     Ok(app.services.db.run(update).await?.then_some(backup_eligible))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::relying_party;
+
+    #[test]
+    fn the_relying_party_is_the_host_of_public_url_and_its_origin() {
+        let rp = relying_party("https://auth.example.com:8443/base/", "auth-service").expect("rp");
+        let origins: Vec<String> = rp.get_allowed_origins().iter().map(|u| u.as_str().to_string()).collect();
+        assert_eq!(origins, ["https://auth.example.com:8443/"]);
+        assert!(relying_party("http://localhost:8080", "auth-service").is_ok());
+    }
+
+    #[test]
+    fn an_ip_address_or_no_url_is_no_relying_party() {
+        for url in ["http://127.0.0.1:8080", "http://[::1]/", "not a url", "file:///tmp"] {
+            assert!(relying_party(url, "auth-service").is_err(), "{url}");
+        }
+    }
+}

@@ -328,3 +328,18 @@ async fn passkeys_are_off_when_public_url_is_an_ip_address() {
     assert_error(resp, 503, "passkeys_unavailable").await;
     assert_error(app.post_json("/api/v1/auth/webauthn/start", &json!({})).await, 503, "passkeys_unavailable").await;
 }
+
+#[tokio::test]
+async fn a_cloned_authenticator_cannot_reuse_a_counter_across_ceremonies_started_together() {
+    let app = app().await;
+    let (user, _session, mut auth) = user_with_passkey(&app).await;
+    // Two second steps whose ceremonies both start while the stored counter is 0.
+    let (first, second) = (mfa_token(&app, &user).await, mfa_token(&app, &user).await);
+    let (c1, o1) = sign_in_start(&app, json!({"mfa_token": first})).await;
+    let (c2, o2) = sign_in_start(&app, json!({"mfa_token": second})).await;
+    assert_eq!(sign_in_finish(&app, &c1, &auth.get(&o1), Some(&first)).await.status(), 200);
+    // The clone reports the same counter (1) again: the ceremony's own check passes (it knew
+    // only 0), the stored counter does not.
+    auth.counter = Some(0);
+    assert_error(sign_in_finish(&app, &c2, &auth.get(&o2), Some(&second)).await, 401, "invalid_code").await;
+}
