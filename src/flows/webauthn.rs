@@ -52,7 +52,8 @@
 //!    account without knowing anything; and a signature over a fresh challenge cannot be guessed,
 //!    so there is nothing to slow down. What bounds the attempts is the per-IP `login` rate
 //!    limit of both routes, and each attempt needs a fresh single-use ceremony. A failure is
-//!    recorded as an `mfa_failed` event for the user the handle names, when it exists.
+//!    recorded as an `mfa_failed` event for the user the handle names, when it exists, and as
+//!    `auth_logins_total{outcome="failure"}`.
 //! 4. **Removal** ([`delete`], Bearer): needs the user's password, checked as a password
 //!    change's old password (through the lockout gate); a passkey of another user is 404.
 //!    Records `mfa_removed`.
@@ -75,6 +76,7 @@ use super::login::Checked;
 use super::mfa::{self, StepKind, amr};
 use crate::app::App;
 use crate::domain::Peer;
+use crate::metrics::{Outcome, OutcomeLabels};
 
 /// How long a ceremony may take between its start and its finish.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
@@ -382,6 +384,7 @@ async fn passwordless(
         return Err(refused("the credential is not registered"));
     };
     let failed = |why: &'static str| async move {
+        app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
         let event = SecurityEvent::MfaFailed { user: user_id, method: METHOD };
         if let Err(e) = app.services.db.run(events::Record { event, ip: peer.ip_string() }).await {
             return FlowError::from(e);

@@ -238,6 +238,7 @@ async fn bogus_passwordless_assertions_do_not_lock_the_account() {
         assert_error(sign_in_finish(&app, &ceremony, &bad, None).await, 401, "invalid_passkey").await;
     }
     assert_eq!(app.security_events("mfa_failed").await, 6);
+    assert_eq!(app.metric("auth_logins_total{outcome=\"failure\"}").await, 6.0);
     // The password still gets to its second step, and the passkey still signs in.
     mfa_token(&app, &user).await;
     let (ceremony, options) = sign_in_start(&app, json!({})).await;
