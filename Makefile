@@ -126,7 +126,7 @@ timing: services
 	$(CARGO) build --release -p auth-service
 	python3 scripts/timing.py
 
-## Coverage-guided fuzzing of the verifier, parsers and router (cargo fuzz; FUZZ_SECONDS per target).
+## Coverage-guided fuzzing of the verifier, parsers, router and passkey parsers (cargo fuzz; FUZZ_SECONDS per target).
 fuzz:
 	@scripts/fuzz.sh long $${FUZZ_SECONDS:-300}
 

@@ -18,7 +18,8 @@
 //! `DELETE … RETURNING` matching id, kind, user and expiry: single use, even under parallel
 //! finishes; unknown, expired, used, or another user's or kind's is 400 `invalid_ceremony`), then
 //! verifies with webauthn-rs (challenge, origin, RP ID hash, user presence and verification,
-//! signature, counter).
+//! signature, counter) on a blocking thread (a passkey's key may be RSA; attestation statements
+//! are parsed there too).
 //!
 //! 1. **Registration** ([`register_start`], [`register_finish`], Bearer): the options exclude
 //!    the user's passkeys and ask for a discoverable credential (`residentKey: "preferred"`), so
@@ -52,7 +53,8 @@
 //!    account without knowing anything; and a signature over a fresh challenge cannot be guessed,
 //!    so there is nothing to slow down. What bounds the attempts is the per-IP `login` rate
 //!    limit of both routes, and each attempt needs a fresh single-use ceremony. A failure is
-//!    recorded as an `mfa_failed` event for the user the handle names, when it exists.
+//!    recorded as an `mfa_failed` event for the user the handle names, when it exists, and as
+//!    `auth_logins_total{outcome="failure"}`.
 //! 4. **Removal** ([`delete`], Bearer): needs the user's password, checked as a password
 //!    change's old password (through the lockout gate); a passkey of another user is 404.
 //!    Records `mfa_removed`.
@@ -75,6 +77,7 @@ use super::login::Checked;
 use super::mfa::{self, StepKind, amr};
 use crate::app::App;
 use crate::domain::Peer;
+use crate::metrics::{Outcome, OutcomeLabels};
 
 /// How long a ceremony may take between its start and its finish.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
@@ -149,8 +152,14 @@ pub fn parse_assertion(credential: &serde_json::Value) -> Result<PublicKeyCreden
     serde_json::from_value(credential.clone()).map_err(|_| PasskeyError::Malformed.into())
 }
 
-fn rp(app: &App) -> Result<&Webauthn, FlowError> {
-    app.webauthn.as_deref().ok_or(FlowError::Passkey(PasskeyError::Disabled))
+fn rp(app: &App) -> Result<Arc<Webauthn>, FlowError> {
+    app.webauthn.clone().ok_or(FlowError::Passkey(PasskeyError::Disabled))
+}
+
+/// Runs a verification (signature checks, possibly RSA, and attestation parsing) on a
+/// blocking thread, off the async runtime.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FlowError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| PasskeyError::Internal.into())
 }
 
 /// What a refusal of webauthn-rs tells the client (nothing about the stored credential).
@@ -248,8 +257,8 @@ pub async fn register_finish(
         return Err(crate::domain::FieldError::new("name", format!("at most {NAME_MAX} printable characters")).into());
     }
     let state: PasskeyRegistration = take_ceremony(app, ceremony, "register", Some(user_id)).await?;
-    let passkey = rp
-        .finish_passkey_registration(&credential, &state)
+    let passkey = off_runtime(move || rp.finish_passkey_registration(&credential, &state))
+        .await?
         .map_err(|e| PasskeyError::RegistrationRefused(reason(&e)))?;
     let (value, sign_count, backup_eligible, backup_state) = stored(&passkey)?;
     let add = db::AddCredential {
@@ -327,8 +336,8 @@ pub async fn sign_in_finish(
     let rp = rp(app)?;
     let assertion = parse_assertion(credential)?;
     match mfa_token {
-        Some(token) => second_factor(app, rp, ceremony, token, kind, &assertion, peer).await,
-        None => passwordless(app, rp, ceremony, &assertion, peer).await,
+        Some(token) => second_factor(app, rp, ceremony, token, kind, assertion, peer).await,
+        None => passwordless(app, rp, ceremony, assertion, peer).await,
     }
 }
 
@@ -339,11 +348,11 @@ fn factor(backup_eligible: bool) -> &'static str {
 
 async fn second_factor(
     app: &App,
-    rp: &Webauthn,
+    rp: Arc<Webauthn>,
     ceremony: Uuid,
     token: &str,
     kind: StepKind,
-    assertion: &PublicKeyCredential,
+    assertion: PublicKeyCredential,
     peer: &Peer,
 ) -> Result<Checked, FlowError> {
     let step = mfa::attempt(app, token, kind, peer).await?;
@@ -353,7 +362,7 @@ async fn second_factor(
     let Some(row) = found.filter(|c| c.user_id == step.user_id()) else {
         return Err(mfa::failed(app, &step, METHOD, peer).await);
     };
-    let result = match rp.finish_passkey_authentication(assertion, &state) {
+    let result = match off_runtime(move || rp.finish_passkey_authentication(&assertion, &state)).await? {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(reason = reason(&e), "a passkey assertion was refused");
@@ -368,20 +377,21 @@ async fn second_factor(
 
 async fn passwordless(
     app: &App,
-    rp: &Webauthn,
+    rp: Arc<Webauthn>,
     ceremony: Uuid,
-    assertion: &PublicKeyCredential,
+    assertion: PublicKeyCredential,
     peer: &Peer,
 ) -> Result<Checked, FlowError> {
     let state: DiscoverableAuthentication = take_ceremony(app, ceremony, "discoverable", None).await?;
     let refused = |why: &'static str| FlowError::Passkey(PasskeyError::AssertionRefused(why));
     let (user_id, credential_id) =
-        rp.identify_discoverable_authentication(assertion).map_err(|_| refused("the assertion names no user"))?;
+        rp.identify_discoverable_authentication(&assertion).map_err(|_| refused("the assertion names no user"))?;
     let found = app.services.db.run(db::FindCredential { credential_id: credential_id.to_vec() }).await?;
     let Some(row) = found.filter(|c| c.user_id == user_id) else {
         return Err(refused("the credential is not registered"));
     };
     let failed = |why: &'static str| async move {
+        app.metrics.logins.get_or_create(&OutcomeLabels { outcome: Outcome::failure }).inc();
         let event = SecurityEvent::MfaFailed { user: user_id, method: METHOD };
         if let Err(e) = app.services.db.run(events::Record { event, ip: peer.ip_string() }).await {
             return FlowError::from(e);
@@ -389,7 +399,8 @@ async fn passwordless(
         refused(why)
     };
     let key = DiscoverableKey::from(passkey_of(&row)?);
-    let result = match rp.finish_discoverable_authentication(assertion, state, &[key]) {
+    let verified = off_runtime(move || rp.finish_discoverable_authentication(&assertion, state, &[key])).await?;
+    let result = match verified {
         Ok(r) if r.user_verified() => r,
         Ok(_) => return Err(failed("user verification is required").await),
         Err(e) => return Err(failed(reason(&e)).await),
@@ -428,4 +439,24 @@ async fn record_use(
     let (value, sign_count, backup_eligible, backup_state) = stored(&passkey)?;
     let update = db::RecordUse { id: row.id, passkey: value, sign_count, backup_eligible, backup_state };
     Ok(app.services.db.run(update).await?.then_some(backup_eligible))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relying_party;
+
+    #[test]
+    fn the_relying_party_is_the_host_of_public_url_and_its_origin() {
+        let rp = relying_party("https://auth.example.com:8443/base/", "auth-service").expect("rp");
+        let origins: Vec<String> = rp.get_allowed_origins().iter().map(|u| u.as_str().to_string()).collect();
+        assert_eq!(origins, ["https://auth.example.com:8443/"]);
+        assert!(relying_party("http://localhost:8080", "auth-service").is_ok());
+    }
+
+    #[test]
+    fn an_ip_address_or_no_url_is_no_relying_party() {
+        for url in ["http://127.0.0.1:8080", "http://[::1]/", "not a url", "file:///tmp"] {
+            assert!(relying_party(url, "auth-service").is_err(), "{url}");
+        }
+    }
 }

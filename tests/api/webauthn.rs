@@ -183,7 +183,7 @@ async fn every_bad_assertion_is_a_clear_4xx() {
     let (_user, _session, mut auth) = user_with_passkey(&app).await;
     let cases = [
         ("origin", Tamper { origin: Some("https://evil.example".into()), ..Tamper::default() }),
-        ("rp id", Tamper { rp_id: Some("evil.example".into()), ..Tamper::default() }),
+        ("relying party id", Tamper { rp_id: Some("evil.example".into()), ..Tamper::default() }),
         ("challenge", Tamper { challenge: Some(crate::authenticator::b64(b"not the challenge")), ..Tamper::default() }),
         ("signature", Tamper { signature: true, ..Tamper::default() }),
         ("user verification", Tamper { no_user_verification: true, ..Tamper::default() }),
@@ -192,7 +192,7 @@ async fn every_bad_assertion_is_a_clear_4xx() {
         let (ceremony, options) = sign_in_start(&app, json!({})).await;
         let bad = auth.get_tampered(&options, &tamper);
         let body = assert_error(sign_in_finish(&app, &ceremony, &bad, None).await, 401, "invalid_passkey").await;
-        println!("{what}: {body}");
+        assert!(body["detail"].as_str().expect("detail").contains(what), "{what}: {body}");
     }
     // Malformed credential JSON.
     let (ceremony, _) = sign_in_start(&app, json!({})).await;
@@ -223,7 +223,26 @@ async fn every_bad_assertion_is_a_clear_4xx() {
     // A counter that goes backwards (a cloned authenticator).
     let (ceremony, options) = sign_in_start(&app, json!({})).await;
     auth.counter = Some(0);
-    assert_error(sign_in_finish(&app, &ceremony, &auth.get(&options), None).await, 401, "invalid_passkey").await;
+    let body =
+        assert_error(sign_in_finish(&app, &ceremony, &auth.get(&options), None).await, 401, "invalid_passkey").await;
+    assert!(body["detail"].as_str().expect("detail").contains("counter"), "{body}");
+}
+
+#[tokio::test]
+async fn bogus_passwordless_assertions_do_not_lock_the_account() {
+    let app = spawn_app_settings(&[("RATE_LIMIT_LOGIN", "1000/60s"), ("LOCKOUT_THRESHOLD", "3")]).await;
+    let (user, _session, mut auth) = user_with_passkey(&app).await;
+    for _ in 0..6 {
+        let (ceremony, options) = sign_in_start(&app, json!({})).await;
+        let bad = auth.get_tampered(&options, &Tamper { signature: true, ..Tamper::default() });
+        assert_error(sign_in_finish(&app, &ceremony, &bad, None).await, 401, "invalid_passkey").await;
+    }
+    assert_eq!(app.security_events("mfa_failed").await, 6);
+    assert_eq!(app.metric("auth_logins_total{outcome=\"failure\"}").await, 6.0);
+    // The password still gets to its second step, and the passkey still signs in.
+    mfa_token(&app, &user).await;
+    let (ceremony, options) = sign_in_start(&app, json!({})).await;
+    assert_eq!(sign_in_finish(&app, &ceremony, &auth.get(&options), None).await.status(), 200);
 }
 
 #[tokio::test]
@@ -309,4 +328,19 @@ async fn passkeys_are_off_when_public_url_is_an_ip_address() {
     let resp = app.call(Method::POST, "/api/v1/mfa/webauthn/register/start", Some(&session.access), None).await;
     assert_error(resp, 503, "passkeys_unavailable").await;
     assert_error(app.post_json("/api/v1/auth/webauthn/start", &json!({})).await, 503, "passkeys_unavailable").await;
+}
+
+#[tokio::test]
+async fn a_cloned_authenticator_cannot_reuse_a_counter_across_ceremonies_started_together() {
+    let app = app().await;
+    let (user, _session, mut auth) = user_with_passkey(&app).await;
+    // Two second steps whose ceremonies both start while the stored counter is 0.
+    let (first, second) = (mfa_token(&app, &user).await, mfa_token(&app, &user).await);
+    let (c1, o1) = sign_in_start(&app, json!({"mfa_token": first})).await;
+    let (c2, o2) = sign_in_start(&app, json!({"mfa_token": second})).await;
+    assert_eq!(sign_in_finish(&app, &c1, &auth.get(&o1), Some(&first)).await.status(), 200);
+    // The clone reports the same counter (1) again: the ceremony's own check passes (it knew
+    // only 0), the stored counter does not.
+    auth.counter = Some(0);
+    assert_error(sign_in_finish(&app, &c2, &auth.get(&o2), Some(&second)).await, 401, "invalid_code").await;
 }

@@ -41,7 +41,7 @@ fn fuzz_router() {
 
 #[test]
 fn fuzz_webauthn() {
-    run_target("webauthn", webauthn::run, 50_000);
+    run_target("webauthn", webauthn::run, 100_000);
 }
 
 /// The jwt oracles are only worth something if valid tokens do get through: well-formed seeds
