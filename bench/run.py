@@ -48,6 +48,9 @@ VERIFIER = "bench-verifier-" + "v" * 43
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 # Codes made per scenario and phase: more than the exchange can use in its time.
 CODES = int(os.environ.get("BENCH_CODES", "80000"))
+# Pending second steps made per phase for the mfa step: more than it can use in its time.
+STEPS = int(os.environ.get("BENCH_STEPS", "40000"))
+MFA_STEP = "mfa step (recovery code to session: 1 signature)"
 
 
 class Done(Exception):
@@ -182,6 +185,43 @@ def premade_codes(db, user_id, client_id, scope, name):
     subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1"], input=script, text=True, check=True,
                    stdout=subprocess.DEVNULL)
     os.remove(copy)
+    return path
+
+
+def premade_steps(db, users):
+    """Stores STEPS pending second steps per phase (as a password login of an account with a
+    second factor stores them: the SHA-256 of a 32-byte mfa_token) spread over `users`, each with
+    one unused recovery code of its user (the SHA-256 of the code's normal form); returns the path
+    the steps files start with ("<mfa_token> <code>" per line). Made in SQL: a password login per
+    step would cost an argon2 hash apiece, and a code per step keeps every step a first use."""
+    path = os.path.join(WORK, f"steps-{db}")
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    pending, codes = [], []
+    for phase in ("w", "m"):
+        with open(f"{path}.{phase}", "w") as f:
+            for i in range(STEPS):
+                user = users[i % len(users)]
+                secret = os.urandom(32)
+                code = "".join(alphabet[b % 32] for b in os.urandom(10))
+                f.write(base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + " " + code + "\n")
+                pending.append(f"\\\\x{hashlib.sha256(secret).hexdigest()}\t{user}")
+                codes.append(f"{user}\t\\\\x{hashlib.sha256(code.encode()).hexdigest()}")
+    copies = {}
+    for name, rows in (("pending", pending), ("codes", codes)):
+        copies[name] = os.path.join(WORK, f"steps-{name}-{db}.copy")
+        with open(copies[name], "w") as f:
+            f.write("\n".join(rows) + "\n")
+    script = f"""CREATE TEMP TABLE p (digest bytea, user_id uuid);
+             \\copy p FROM '{copies["pending"]}'
+             INSERT INTO mfa_pending (digest, user_id, password_version, session_kind, max_attempts, expires_at)
+             SELECT p.digest, p.user_id, u.password_version, 'api', 5, now() + interval '1 hour'
+             FROM p JOIN users u ON u.id = p.user_id;
+             \\copy mfa_recovery_codes (user_id, digest) FROM '{copies["codes"]}'
+             """
+    subprocess.run(["psql", instance.database_url(db), "-qAt", "-v", "ON_ERROR_STOP=1"], input=script, text=True,
+                   check=True, stdout=subprocess.DEVNULL)
+    for copy in copies.values():
+        os.remove(copy)
     return path
 
 
@@ -342,6 +382,10 @@ def main():
         ]
         codes = {name: premade_codes(db, user_id, web["client_id"], scope, str(i))
                  for i, (name, scope) in enumerate(exchanges) if wanted(name)}
+        steps = None
+        if wanted(MFA_STEP):
+            step_users = psql("SELECT id FROM users WHERE username LIKE 'bench_user_%'", db).split()
+            steps = premade_steps(db, step_users)
 
         # Ceilings, measured now, on this machine.
         ceilings = json.loads(subprocess.run(
@@ -409,6 +453,9 @@ def main():
             add(name, exchange_conns, "RS256 sign", ceilings["sign_per_sec"], run_scenario(
                 base, "code-exchange", 2, exchange_conns,
                 {"CODES_FILE": path, "THREADS": "2", "BASIC": web_basic, "REDIRECT_URI": REDIRECT_URI, "VERIFIER": VERIFIER}))
+        if steps:
+            add(MFA_STEP, 16, "RS256 sign", ceilings["sign_per_sec"], run_scenario(
+                base, "mfa-step", 2, 16, {"STEPS_FILE": steps, "THREADS": "2"}))
         # Hashing threads give their working memory back after 2 s idle; let them, so that the
         # figure is the `me` workload's own and not the previous scenario's leftovers.
         if ONLY:
@@ -429,7 +476,7 @@ def main():
         shutil.rmtree(keys, ignore_errors=True)
         if locals().get("many_tokens"):
             os.remove(many_tokens)
-        for path in locals().get("codes", {}).values():
+        for path in list(locals().get("codes", {}).values()) + [p for p in [locals().get("steps")] if p]:
             for phase in ("w", "m"):
                 os.remove(f"{path}.{phase}")
 
