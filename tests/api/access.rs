@@ -68,6 +68,18 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/account/forgot-password"),
     ("GET", "/account/reset-password"),
     ("POST", "/account/reset-password"),
+    // The second step of a hosted sign-in: the pending step's mfa_token and the CSRF token.
+    ("POST", "/oauth2/authorize/mfa"),
+    ("POST", "/oauth2/authorize/passkey/start"),
+    ("POST", "/oauth2/authorize/passkey"),
+    // The security page: each handler needs the browser session (a page or JSON 401 without).
+    ("GET", "/account/security"),
+    ("POST", "/account/security/totp"),
+    ("POST", "/account/security/totp/confirm"),
+    ("POST", "/account/security/totp/remove"),
+    ("POST", "/account/security/passkeys/start"),
+    ("POST", "/account/security/passkeys"),
+    ("POST", "/account/security/passkeys/delete"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod mail_delivery;
 mod metrics;
+mod mfa_pages;
 mod oauth;
 mod oidc;
 mod openapi;
