@@ -1,13 +1,15 @@
 //! The hosted pages of the browser flow — sign-in, consent, sign-out, signed out, errors — and
-//! those that mailed links open, rendered on the server as small, plain HTML: no JavaScript,
-//! one stylesheet, every form with a CSRF token, labels tied to their fields and error text
+//! those that mailed links open, and the second-factor and security pages, rendered on the
+//! server as small, plain HTML that works without JavaScript (only passkeys need the one script,
+//! [`webauthn_script_path`]), one stylesheet, every form with a CSRF token, labels tied to their fields and error text
 //! tied to the field it is about (`aria-describedby`, `aria-invalid`), so that the pages work
 //! in any browser and with assistive technology.
 //!
 //! The markup lives in askama templates under `templates/` at the repository root (one per page
 //! and `base.html`, the layout they extend), compiled into the binary. Askama HTML-escapes every
-//! value a template interpolates, and no template marks a value `|safe`, so escaping does not
-//! depend on anyone remembering it. The stylesheet is `assets/style.css`, served under a name
+//! value a template interpolates, and no template marks a value `|safe` but the TOTP QR code
+//! (`totp_setup.html`: an SVG the service draws from its own `otpauth://` URI, modules only), so
+//! escaping does not depend on anyone remembering it. The stylesheet is `assets/style.css`, served under a name
 //! that carries a hash of its content ([`stylesheet_path`]): browsers may keep it for a year,
 //! and a changed stylesheet is a new name, never a stale copy.
 
