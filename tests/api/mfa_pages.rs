@@ -292,6 +292,24 @@ async fn the_security_page_needs_a_browser_session_and_every_form_its_csrf_token
         .expect("send");
     let (_, html) = page(resp).await;
     assert!(!html.contains("evil.example"), "{html}");
+    assert!(!html.contains("Continue to the application"), "no factor yet, nowhere to continue: {html}");
+
+    // The enrol-first page's link: `continue` is carried in every form, and once the account has
+    // a factor the page links back to the authorization request.
+    let back = format!("/oauth2/authorize?client_id={}&acr_values=x", rp.id);
+    give_totp(&app, &user).await;
+    let resp = browser.get(app.url("/account/security")).query(&[("continue", &back)]).send().await.expect("send");
+    let (status, html) = page(resp).await;
+    assert_eq!(status, 200);
+    for (action, fields) in forms(&html) {
+        assert_eq!(field(&fields, "continue"), Some(back.as_str()), "{action}");
+    }
+    let escaped = back.replace('&', "&#38;");
+    assert!(
+        html.contains(&format!("<a class=\"button\" href=\"{escaped}\">Continue to the application</a>")),
+        "{html}"
+    );
+    assert!(html.contains("An authenticator app is set up"), "{html}");
 }
 
 /// The TOTP code (RFC 6238: SHA-1, 6 digits, 30 s) of a base32 `secret` at `at`.
