@@ -554,12 +554,23 @@ async fn start_session(
     checked: login::Checked,
     peer: &Peer,
 ) -> Result<(Step, Option<SignedIn>), FlowError> {
+    let username = checked.user.username.clone();
+    let Some(signed_in) = open_session(app, checked, peer).await? else {
+        let error = Some(SignInError::BadCredentials);
+        return Ok((Step::SignIn { request, login: username, error }, None));
+    };
+    let step = decide(app, request, Some(signed_in.session.clone()), true).await?;
+    Ok((step, Some(signed_in)))
+}
+
+/// Opens the browser session of a user fully signed in (`checked`, with its `amr`); `None` when
+/// the password changed since it was checked.
+pub async fn open_session(app: &App, checked: login::Checked, peer: &Peer) -> Result<Option<SignedIn>, FlowError> {
     let ttl = app.config.oauth.browser_session_ttl;
     let (cookie, session) = login::new_session(&checked, SessionKind::Browser, ttl, peer)?;
     let family = session.family_id;
     if app.services.db.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
-        let error = Some(SignInError::BadCredentials);
-        return Ok((Step::SignIn { request, login: checked.user.username, error }, None));
+        return Ok(None);
     }
     app.metrics
         .logins
@@ -571,8 +582,7 @@ async fn start_session(
         auth_time: OffsetDateTime::now_utc(),
         amr: checked.amr,
     };
-    let step = decide(app, request, Some(session.clone()), true).await?;
-    Ok((step, Some(SignedIn { cookie, session })))
+    Ok(Some(SignedIn { cookie, session }))
 }
 
 /// `POST /oauth2/consent`: allow (remembered, then a code) or deny (`access_denied`).

@@ -150,6 +150,7 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST "/api/v1/auth/password/reset", Public, limited(DEFAULT), password::reset),
     // The account's second factors (a browser session).
     route!(GET "/account/security", Browser, limited(DEFAULT), security::page),
+    route!(POST "/account/security/sign-in", Browser, limited(LOGIN), security::sign_in),
     route!(POST "/account/security/totp", Browser, limited(DEFAULT), security::totp_start),
     route!(POST "/account/security/totp/confirm", Browser, limited(LOGIN), security::totp_confirm),
     route!(POST "/account/security/totp/remove", Browser, limited(LOGIN), security::totp_remove),

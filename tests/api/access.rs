@@ -74,6 +74,7 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/oauth2/authorize/passkey"),
     // The security page: each handler needs the browser session (a page or JSON 401 without).
     ("GET", "/account/security"),
+    ("POST", "/account/security/sign-in"),
     ("POST", "/account/security/totp"),
     ("POST", "/account/security/totp/confirm"),
     ("POST", "/account/security/totp/remove"),

@@ -265,8 +265,9 @@ async fn the_passkey_start_needs_the_csrf_token_and_answers_json() {
 async fn the_security_page_needs_a_browser_session_and_every_form_its_csrf_token() {
     let Fixture { app, rp, user, challenge, browser, .. } =
         fixture(spawn_app().await, json!({ "first_party": true })).await;
-    let resp = browser.get(app.url("/account/security")).send().await.expect("send");
-    assert_eq!(resp.status(), 401, "no session: the page says to sign in");
+    let (status, html) = page(browser.get(app.url("/account/security")).send().await.expect("send")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("action=\"/account/security/sign-in\"") && html.contains("name=\"password\""), "{html}");
     let resp = browser.post(app.url("/account/security/totp")).form(&[("x", "y")]).send().await.expect("send");
     assert_eq!(resp.status(), 403, "a form without its CSRF token");
 
@@ -393,4 +394,53 @@ async fn mfa_pages_totp_set_up_on_the_security_page_then_signs_in_with_amr_otp_m
     form.push(("method".into(), "recovery_code".into()));
     let resp = third.post(app.url("/oauth2/authorize/mfa")).form(&form).send().await.expect("send");
     assert!(redirected(&resp).contains_key("code"));
+}
+
+#[tokio::test]
+async fn the_security_page_signs_a_browser_in_itself_and_asks_an_account_with_an_app_for_its_code() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let browser = crate::oidc::browser();
+    let (_, html) = page(browser.get(app.url("/account/security")).send().await.expect("send")).await;
+    let mut form = form_at(&html, "/account/security/sign-in");
+
+    // A wrong password: the form again, no session.
+    let mut wrong = form.clone();
+    wrong.extend([("username".into(), user.username.clone()), ("password".into(), "not it".into())]);
+    let resp = browser.post(app.url("/account/security/sign-in")).form(&wrong).send().await.expect("send");
+    assert!(!has_session_cookie(&resp));
+    let (status, again) = page(resp).await;
+    assert_eq!(status, 400);
+    assert!(again.contains("Wrong username or password"), "{again}");
+
+    // The right one: a session, and back to the page.
+    form.extend([("username".into(), user.username.clone()), ("password".into(), user.password.clone())]);
+    let resp = browser.post(app.url("/account/security/sign-in")).form(&form).send().await.expect("send");
+    assert_eq!(resp.status(), 303);
+    assert!(has_session_cookie(&resp));
+    assert_eq!(resp.headers()["location"], "/account/security");
+    let (status, html) = page(browser.get(app.url("/account/security")).send().await.expect("send")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sign-in security") && html.contains(&user.username), "{html}");
+
+    // An account with an authenticator app: the code is asked for, and no session comes before it.
+    give_totp(&app, &user).await;
+    let other = crate::oidc::browser();
+    let (_, html) = page(other.get(app.url("/account/security")).send().await.expect("send")).await;
+    let mut form = form_at(&html, "/account/security/sign-in");
+    form.extend([("username".into(), user.username.clone()), ("password".into(), user.password.clone())]);
+    let resp = other.post(app.url("/account/security/sign-in")).form(&form).send().await.expect("send");
+    assert!(!has_session_cookie(&resp));
+    let (status, second) = page(resp).await;
+    assert_eq!(status, 200);
+    let fields = form_at(&second, "/account/security/sign-in");
+    assert!(field(&fields, "mfa_token").is_some() && second.contains("name=\"code\""), "{second}");
+    // A step that is over: the password form again.
+    let mut dead: Vec<(String, String)> = fields.iter().filter(|(k, _)| k != "mfa_token").cloned().collect();
+    dead.extend([("mfa_token".into(), "A".repeat(43)), ("code".into(), "123456".into())]);
+    let resp = other.post(app.url("/account/security/sign-in")).form(&dead).send().await.expect("send");
+    assert!(!has_session_cookie(&resp));
+    let (status, html) = page(resp).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Please sign in again") && html.contains("name=\"password\""), "{html}");
 }

@@ -98,7 +98,7 @@ pub(crate) fn cookie_at(app: &App, insecure_path: &str, name: &str, value: &str,
 
 /// The browser session's `Set-Cookie` (`max_age` zero: its removal). It is read by the browser
 /// flow and by the account pages (`/account/security`), so without `COOKIE_SECURE` its path is `/`.
-fn session_set_cookie(app: &App, value: &str, max_age: Duration) -> String {
+pub(super) fn session_set_cookie(app: &App, value: &str, max_age: Duration) -> String {
     cookie_at(app, "/", session_cookie_name(app), value, Some(max_age))
 }
 
@@ -159,7 +159,7 @@ pub(super) fn html(status: StatusCode, body: String, form_target: Option<&str>) 
 }
 
 /// A redirect after a GET (302) or a form (303, so the browser follows it with a GET).
-fn redirect(uri: &str, after_form: bool) -> Response {
+pub(super) fn redirect(uri: &str, after_form: bool) -> Response {
     let status = if after_form { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
     let mut resp = response::empty(status);
     if let Ok(v) = HeaderValue::from_str(uri) {

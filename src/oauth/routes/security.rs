@@ -16,8 +16,13 @@
 //!   `POST /account/security/passkeys`: registers a passkey.
 //! - `POST /account/security/passkeys/delete`: removes one, given the password.
 //!
-//! Without a session, the GET is a page that says to sign in first (401); the POSTs are refused
-//! the same way, the script's start with a JSON 401.
+//! Without a session, the GET is a sign-in form of its own, `POST /account/security/sign-in`:
+//! the password through `login::check_password` (the same limits, lockout and failure record as
+//! every sign-in), then for an account with an authenticator app its code (`mfa::require`,
+//! `mfa::attempt`, `totp::second_step`, the pending step's `mfa_token` in the form), then a
+//! browser session (`authorize::open_session`, replacing any other) and back to this page. An
+//! account with passkeys only signs in through an application's sign-in page, where the passkey
+//! script runs. The other POSTs without a session are a 401 page, the script's start a JSON 401.
 
 use askama::Template;
 use auth_actors::db::mfa::GetFactors;
@@ -25,14 +30,17 @@ use auth_actors::db::sessions::BrowserSession;
 use hyper::StatusCode;
 
 use super::pages::{
-    Failure, ceremony_reply, check_csrf, csrf_token_under, html, page_or_error, parameters, passkey_fields,
-    script_error, set_cookies,
+    Failure, ceremony_reply, check_csrf, csrf_token_under, html, page_or_error, parameters, passkey_fields, redirect,
+    script_error, session_set_cookie, set_cookies,
 };
 use crate::app::App;
 use crate::flows::error::FlowError;
+use crate::flows::login::{self, LoginInput};
+use crate::flows::mfa::{self, StepKind};
+use crate::flows::totp::CodeKind;
 use crate::flows::{totp, webauthn};
 use crate::http::{Request, Response};
-use crate::oauth::authorize::PageError;
+use crate::oauth::authorize::{self, PageError};
 use crate::oauth::protocol::OAuthForm;
 use crate::pages::{render, stylesheet_path, webauthn_script_path};
 
@@ -83,6 +91,130 @@ struct RecoveryCodesHtml<'a> {
     codes: &'a [String],
     next: &'a str,
     continues: bool,
+}
+
+#[derive(Template)]
+#[template(path = "security_sign_in.html")]
+struct SecuritySignInHtml<'a> {
+    title: &'a str,
+    error: Option<&'a str>,
+    second_step: bool,
+    fields: &'a [(&'a str, &'a str)],
+}
+
+/// The security page's sign-in form (`mfa_token`: its second step), with an error.
+fn sign_in_page(
+    app: &App,
+    req: &Request,
+    form: &OAuthForm,
+    mfa_token: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, Failure> {
+    let (csrf, set) = csrf_token_under(app, req, PATH)?;
+    let back = continue_to(form);
+    let mut fields = vec![("csrf_token", csrf.as_str())];
+    if let Some(back) = &back {
+        fields.push(("continue", back));
+    }
+    if let Some(token) = mfa_token {
+        fields.push(("mfa_token", token));
+    }
+    let page = SecuritySignInHtml { title: "Sign in", error, second_step: mfa_token.is_some(), fields: &fields };
+    let mut resp = html(status, render(&page), None);
+    set_cookies(&mut resp, &set.into_iter().collect::<Vec<_>>());
+    Ok(resp)
+}
+
+/// `POST /account/security/sign-in`: the password, then (for an account with an authenticator
+/// app) its code; a browser session, then back to the security page.
+pub async fn sign_in(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
+    page_or_error(
+        async {
+            let form = checked_form(app, &mut req).await?;
+            let peer = req.peer();
+            let checked = match form.get("mfa_token") {
+                Some(token) => {
+                    let kind = match form.get("method") {
+                        Some("recovery_code") => CodeKind::RecoveryCode,
+                        _ => CodeKind::Totp,
+                    };
+                    let step = match mfa::attempt(app, token, StepKind::Browser, &peer).await {
+                        Ok(step) => step,
+                        Err(e) => return sign_in_refused(app, &req, &form, e),
+                    };
+                    let code = form.get("code").unwrap_or_default();
+                    match crate::flows::totp::second_step(app, step, kind, code, &peer).await {
+                        Ok(checked) => checked,
+                        Err(FlowError::InvalidMfaCode) => {
+                            let error = Some("That code is not right. Check your authenticator app and try again.");
+                            return sign_in_page(app, &req, &form, Some(token), error, StatusCode::BAD_REQUEST);
+                        }
+                        Err(e) => return sign_in_refused(app, &req, &form, e),
+                    }
+                }
+                None => {
+                    let input = LoginInput {
+                        username: form.get("username").unwrap_or_default().to_string(),
+                        password: form.get("password").unwrap_or_default().to_string(),
+                    };
+                    let checked = match login::check_password(app, input, &peer).await {
+                        Ok(checked) => checked,
+                        Err(e) => return sign_in_refused(app, &req, &form, e),
+                    };
+                    if checked.factors.totp {
+                        let challenge = mfa::require(app, &checked, StepKind::Browser).await?;
+                        return sign_in_page(app, &req, &form, Some(&challenge.mfa_token), None, StatusCode::OK);
+                    }
+                    if checked.factors.any() {
+                        let error = Some(
+                            "This account signs in with a passkey: sign in through an application, then open this page again.",
+                        );
+                        return sign_in_page(app, &req, &form, None, error, StatusCode::BAD_REQUEST);
+                    }
+                    checked
+                }
+            };
+            let Some(new) = authorize::open_session(app, checked, &peer).await? else {
+                return sign_in_refused(app, &req, &form, FlowError::BadCredentials);
+            };
+            if let Some(old) = session {
+                crate::oauth::openid::sign_out(app, &old).await?;
+            }
+            let target = match continue_to(&form) {
+                Some(back) => {
+                    format!("/account/security?{}", serde_urlencoded::to_string([("continue", &back)]).unwrap_or_default())
+                }
+                None => "/account/security".to_string(),
+            };
+            let mut resp = redirect(&target, true);
+            set_cookies(&mut resp, &[session_set_cookie(app, &new.cookie, app.config.oauth.browser_session_ttl)]);
+            Ok(resp)
+        }
+        .await,
+    )
+}
+
+/// A refused sign-in on the security page: the form again with the reason, or a failure of the
+/// service.
+fn sign_in_refused(app: &App, req: &Request, form: &OAuthForm, e: FlowError) -> Result<Response, Failure> {
+    let (error, status) = match e {
+        FlowError::BadCredentials => ("Wrong username or password.".to_string(), StatusCode::BAD_REQUEST),
+        FlowError::InvalidMfaToken => (
+            "Your sign-in took too long or had too many attempts. Please sign in again.".to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        FlowError::EmailUnverified => (
+            "Your email address is not verified yet. Check your inbox for the link.".to_string(),
+            StatusCode::FORBIDDEN,
+        ),
+        FlowError::Throttled { retry_after } => (
+            format!("Too many attempts. Try again in {} seconds.", retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        e => return Err(e.into()),
+    };
+    sign_in_page(app, req, form, None, Some(&error), status)
 }
 
 /// `continue`, if it is a path of the authorization endpoint (never another site, never
@@ -162,7 +294,9 @@ pub async fn page(app: &App, mut req: Request, session: Option<BrowserSession>) 
     page_or_error(
         async {
             let form = parameters(&mut req).await?;
-            let Some(session) = session else { return signed_out() };
+            let Some(session) = session else {
+                return sign_in_page(app, &req, &form, None, None, StatusCode::OK);
+            };
             security_page(app, &req, &session, &form, None, None, StatusCode::OK).await
         }
         .await,
