@@ -331,6 +331,14 @@ try {
     options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
   });
 
+  // Without a browser session the security page signs the browser in itself.
+  const fresh = await browser.newContext({ viewport: { width: 900, height: 720 } });
+  const q = await fresh.newPage();
+  await q.goto(`${issuer}/account/security`);
+  check("the security page without a session is a sign-in form", (await q.locator("form[action='/account/security/sign-in'] input[name=password]").count()) === 1);
+  await screenshot(q, "security-sign-in");
+  await fresh.close();
+
   // The security page (the browser session of the sign-in above): set up an authenticator app.
   await p.goto(`${issuer}/account/security`);
   check("the security page lists no factor yet", (await p.textContent("main")).includes("No passkeys yet"), await p.textContent("main"));
