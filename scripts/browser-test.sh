@@ -6,7 +6,9 @@
 # runs tests/browser/flow.mjs: headless Chromium signs a user in through the hosted pages to an
 # openid-client relying party and back, with a wrong password, consent, prompt=none and
 # sign-out on the way; then a new person signs up on the hosted pages, confirms the address
-# from the mail (an SMTP sink this script starts) and resets a forgotten password. Screenshots of every page go to target/screenshots/ (or
+# from the mail (an SMTP sink this script starts) and resets a forgotten password, sets up an
+# authenticator app and a passkey (Chromium's virtual authenticator) on the security page and
+# signs in with each. Screenshots of every page go to target/screenshots/ (or
 # $SCREENSHOT_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,8 @@ if [ "${1:-}" != "--steps" ]; then
   export SMTP_URL="smtp://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["smtp"])' "$ports")"
   export MAIL_INBOX="http://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["http"])' "$ports")"
   export MAIL_POLL_INTERVAL=200ms
-  scripts/with-service.sh "$0" --steps
+  # Passkeys need a secure context with a domain: the pages are served as http://localhost.
+  SERVICE_HOST=localhost scripts/with-service.sh "$0" --steps
   exit $?
 fi
 

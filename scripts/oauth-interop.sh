@@ -2,7 +2,8 @@
 # OAuth 2.1 interoperability: client libraries nobody here wrote use a live instance from its
 # discovery document alone — Python authlib (client_credentials with client_secret_basic and
 # private_key_jwt, introspection as a resource server authenticated as a client, and the
-# authorization code flow with PKCE as a public client: ID token, userinfo, refresh) and node
+# authorization code flow with PKCE as a public client: ID token, userinfo, refresh, and a user
+# with an authenticator app whose ID token carries amr otp/mfa and the multi-factor acr) and node
 # openid-client (discovery, then client_credentials with client_secret_post, its default method;
 # its authorization code flow runs in a real browser in scripts/browser-test.sh).
 set -euo pipefail
@@ -43,4 +44,4 @@ client=$(curl -fsS -H "authorization: Bearer $admin" -H 'content-type: applicati
 id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$client")
 secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$client")
 (cd "$WORK/node" && node check.mjs "$base" "$id" "$secret" orders:read)
-echo "oauth interop: authlib (client_secret_basic, private_key_jwt, introspection, authorization code + PKCE) and openid-client (client_secret_post) passed"
+echo "oauth interop: authlib (client_secret_basic, private_key_jwt, introspection, authorization code + PKCE, a TOTP second factor with amr/acr) and openid-client (client_secret_post) passed"

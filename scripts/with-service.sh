@@ -24,10 +24,13 @@ export DATABASE_URL="${admin_url%/*}/$db"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export REDIS_KEY_PREFIX="$run_id:"
 export JWT_KEYS_DIR="$keys"
-export JWT_ISSUER="http://127.0.0.1:$port"
+# SERVICE_HOST=localhost: the issuer (and PUBLIC_URL) is http://localhost:<port>, a secure context
+# with a domain, as WebAuthn needs; the listener stays on 127.0.0.1.
+host=${SERVICE_HOST:-127.0.0.1}
+export JWT_ISSUER="http://$host:$port"
 export JWT_AUDIENCE=${JWT_AUDIENCE:-auth-service}
 export BIND_ADDR="127.0.0.1:$port"
-export AUTH_URL="http://127.0.0.1:$port"
+export AUTH_URL="http://$host:$port"
 # Plain HTTP on loopback: the refresh cookie is the unprefixed, non-Secure one.
 export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export ARGON2_MEMORY_KIB=${ARGON2_MEMORY_KIB:-256} ARGON2_ITERATIONS=${ARGON2_ITERATIONS:-1}

@@ -1,13 +1,15 @@
 //! The hosted pages of the browser flow — sign-in, consent, sign-out, signed out, errors — and
-//! those that mailed links open, rendered on the server as small, plain HTML: no JavaScript,
-//! one stylesheet, every form with a CSRF token, labels tied to their fields and error text
+//! those that mailed links open, and the second-factor and security pages, rendered on the
+//! server as small, plain HTML that works without JavaScript (only passkeys need the one script,
+//! [`webauthn_script_path`]), one stylesheet, every form with a CSRF token, labels tied to their fields and error text
 //! tied to the field it is about (`aria-describedby`, `aria-invalid`), so that the pages work
 //! in any browser and with assistive technology.
 //!
 //! The markup lives in askama templates under `templates/` at the repository root (one per page
 //! and `base.html`, the layout they extend), compiled into the binary. Askama HTML-escapes every
-//! value a template interpolates, and no template marks a value `|safe`, so escaping does not
-//! depend on anyone remembering it. The stylesheet is `assets/style.css`, served under a name
+//! value a template interpolates, and no template marks a value `|safe` but the TOTP QR code
+//! (`totp_setup.html`: an SVG the service draws from its own `otpauth://` URI, modules only), so
+//! escaping does not depend on anyone remembering it. The stylesheet is `assets/style.css`, served under a name
 //! that carries a hash of its content ([`stylesheet_path`]): browsers may keep it for a year,
 //! and a changed stylesheet is a new name, never a stale copy.
 
@@ -27,6 +29,14 @@ static STYLESHEET_NAME: LazyLock<String> = LazyLock::new(|| hashed_name("style",
 
 /// The stylesheet's full path, as the pages link it.
 static STYLESHEET_PATH: LazyLock<String> = LazyLock::new(|| format!("{ASSETS}{}", *STYLESHEET_NAME));
+
+/// The one script, for passkeys ([`webauthn_script_path`]): only the pages that offer a passkey
+/// load it, and the pages' policy lets scripts come from this service alone (no inline script).
+const WEBAUTHN_SCRIPT: &str = include_str!("../assets/webauthn.js");
+
+static WEBAUTHN_SCRIPT_NAME: LazyLock<String> = LazyLock::new(|| hashed_name("webauthn", "js", WEBAUTHN_SCRIPT));
+
+static WEBAUTHN_SCRIPT_PATH: LazyLock<String> = LazyLock::new(|| format!("{ASSETS}{}", *WEBAUTHN_SCRIPT_NAME));
 
 /// What a page shows when its template cannot be rendered (a bug, not an input): nothing of the
 /// request, so that a failure can never leak or inject anything.
@@ -51,6 +61,19 @@ pub fn stylesheet_path() -> &'static str {
 /// any other name, including an older hash, is not an asset.
 pub fn stylesheet(name: &str) -> Option<&'static str> {
     (name == STYLESHEET_NAME.as_str()).then_some(STYLESHEET)
+}
+
+/// The path of the passkey script (`/oauth2/assets/webauthn-<hash>.js`).
+pub fn webauthn_script_path() -> &'static str {
+    &WEBAUTHN_SCRIPT_PATH
+}
+
+/// An asset by its current file name, and its media type; any other name is not an asset.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    if let Some(css) = stylesheet(name) {
+        return Some(("text/css; charset=utf-8", css));
+    }
+    (name == WEBAUTHN_SCRIPT_NAME.as_str()).then_some(("text/javascript; charset=utf-8", WEBAUTHN_SCRIPT))
 }
 
 /// Renders a page, or the fallback page if the template fails.
@@ -79,7 +102,15 @@ struct SignInHtml<'a> {
     login: &'a str,
     error: Option<&'a str>,
     fields: &'a [(&'a str, &'a str)],
+    passkey_button: &'a str,
+    passkey_mode: &'a str,
+    passkey_start: &'a str,
+    passkey_action: &'a str,
 }
+
+/// Where the page script starts a passkey sign-in, and where it submits the assertion.
+const PASSKEY_START: &str = "/oauth2/authorize/passkey/start";
+const PASSKEY_ACTION: &str = "/oauth2/authorize/passkey";
 
 pub fn sign_in(page: &SignIn<'_>) -> String {
     render(&SignInHtml {
@@ -88,7 +119,67 @@ pub fn sign_in(page: &SignIn<'_>) -> String {
         login: page.login,
         error: page.error,
         fields: page.fields,
+        passkey_button: "Sign in with a passkey",
+        passkey_mode: "get",
+        passkey_start: PASSKEY_START,
+        passkey_action: PASSKEY_ACTION,
     })
+}
+
+/// What the second-factor page offers: a code form (TOTP or a recovery code) when the account
+/// has an authenticator app, a passkey button when it has passkeys.
+pub struct SecondFactor<'a> {
+    pub client_name: &'a str,
+    pub totp: bool,
+    pub passkey: bool,
+    pub error: Option<&'a str>,
+    /// The authorization request, the pending step's `mfa_token` and the CSRF token.
+    pub fields: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorHtml<'a> {
+    title: &'a str,
+    client_name: &'a str,
+    totp: bool,
+    passkey: bool,
+    error: Option<&'a str>,
+    fields: &'a [(&'a str, &'a str)],
+    passkey_button: &'a str,
+    passkey_mode: &'a str,
+    passkey_start: &'a str,
+    passkey_action: &'a str,
+}
+
+pub fn second_factor(page: &SecondFactor<'_>) -> String {
+    render(&SecondFactorHtml {
+        title: "Two-step verification",
+        client_name: page.client_name,
+        totp: page.totp,
+        passkey: page.passkey,
+        error: page.error,
+        fields: page.fields,
+        passkey_button: "Use a passkey",
+        passkey_mode: "get",
+        passkey_start: PASSKEY_START,
+        passkey_action: PASSKEY_ACTION,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "enrol.html")]
+struct EnrolHtml<'a> {
+    title: &'a str,
+    client_name: &'a str,
+    username: &'a str,
+    setup_url: &'a str,
+}
+
+/// The page of a request that needs a second factor from a user who has none: a link to the
+/// security page (`setup_url`), which links back to the request once a factor is set up.
+pub fn enrol(client_name: &str, username: &str, setup_url: &str) -> String {
+    render(&EnrolHtml { title: "Set up two-step verification", client_name, username, setup_url })
 }
 
 /// What a consent page asks.
@@ -243,7 +334,10 @@ mod tests {
             error: Some("<b>no</b>"),
             fields: &[("state", "\"'<>&"), ("\"><i>", "x")],
         });
-        assert!(!page.contains("<script") && !page.contains("<img") && !page.contains("<b>") && !page.contains("<i>"));
+        // The one script element is the page's own passkey script; the client name is text.
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(page.contains(&format!("<script src=\"{}\" defer></script>", webauthn_script_path())));
+        assert!(!page.contains("<script>") && !page.contains("<img") && !page.contains("<b>") && !page.contains("<i>"));
         assert!(page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "the client name: {page}");
         assert!(page.contains("value=\"&#34;&#62;&#60;img src=x&#62;\""), "the login, in its attribute: {page}");
         assert!(page.contains("&#60;b&#62;no&#60;/b&#62;"), "the error: {page}");
@@ -329,6 +423,46 @@ mod tests {
         assert_eq!(stylesheet(current), Some(STYLESHEET));
         assert_eq!(stylesheet("style.css"), None, "the unhashed name is not served");
         assert_eq!(stylesheet("style-0000000000000000.css"), None, "nor another hash");
+    }
+
+    #[test]
+    fn the_passkey_script_is_an_asset_under_its_hash_and_only_the_pages_with_a_passkey_load_it() {
+        let path = webauthn_script_path();
+        let name = path.strip_prefix(ASSETS).expect("under the assets path");
+        assert_eq!(name, hashed_name("webauthn", "js", WEBAUTHN_SCRIPT));
+        assert_eq!(asset(name), Some(("text/javascript; charset=utf-8", WEBAUTHN_SCRIPT)));
+        assert_eq!(asset("webauthn.js"), None);
+        assert_eq!(asset("webauthn-0000000000000000.js"), None);
+        assert!(
+            asset(stylesheet_path().strip_prefix(ASSETS).expect("an asset"))
+                .is_some_and(|(t, _)| t.starts_with("text/css"))
+        );
+
+        let tag = format!("<script src=\"{path}\" defer></script>");
+        let signin = sign_in(&SignIn { client_name: "app", login: "", error: None, fields: &[("csrf_token", "t")] });
+        assert!(signin.contains(&tag), "{signin}");
+        assert!(signin.contains("data-webauthn=\"get\"") && signin.contains("Sign in with a passkey"));
+        assert_eq!(signin.matches("<script").count(), 1, "no inline script: {signin}");
+
+        let page = |totp, passkey| {
+            second_factor(&SecondFactor {
+                client_name: "app",
+                totp,
+                passkey,
+                error: Some("<wrong>"),
+                fields: &[("mfa_token", "m"), ("csrf_token", "t")],
+            })
+        };
+        let codes = page(true, false);
+        assert!(!codes.contains("<script") && !codes.contains("data-webauthn"), "{codes}");
+        assert!(codes.contains("action=\"/oauth2/authorize/mfa\"") && codes.contains("name=\"mfa_token\" value=\"m\""));
+        assert_eq!(codes.matches("<form").count(), 1, "one form, so its hidden fields are the request's once");
+        assert!(codes.contains("&#60;wrong&#62;") && codes.contains("aria-invalid=\"true\""));
+        let both = page(true, true);
+        assert!(both.contains(&tag) && both.contains("Use a passkey") && both.contains("/oauth2/authorize/mfa"));
+        let keys = page(false, true);
+        assert!(keys.contains(&tag) && !keys.contains("name=\"code\""), "{keys}");
+        assert_eq!(signin.matches("<form").count(), 1, "the passkey button is in the sign-in form");
     }
 
     #[test]

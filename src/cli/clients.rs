@@ -50,6 +50,9 @@ pub enum ClientsCommand {
         /// Skip the consent page (for the service's own applications).
         #[arg(long)]
         first_party: bool,
+        /// Every sign-in for it needs a second factor.
+        #[arg(long)]
+        require_mfa: bool,
     },
     /// List the registered clients.
     List,
@@ -81,6 +84,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
             jwks_uri,
             access_token_ttl,
             first_party,
+            require_mfa,
         } => {
             let jwks = match jwks_file {
                 Some(path) => {
@@ -102,6 +106,7 @@ pub async fn run(layers: &Layers, cmd: ClientsCommand) -> anyhow::Result<ExitCod
                 audience,
                 access_token_ttl,
                 first_party: Some(first_party),
+                require_mfa: Some(require_mfa),
             };
             let oauth = layers.oauth()?;
             let metadata = crate::oauth::registry::metadata(input, &oauth).await.map_err(|e| anyhow::anyhow!("{e}"))?;

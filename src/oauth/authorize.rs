@@ -13,10 +13,17 @@
 //! 2. **The rest of the request**, each error sent back to the client's redirect URI with
 //!    `error`, `state` and `iss` (RFC 9207): `response_type=code` only; the client registered for
 //!    the grant; the scopes among its own; a `code_challenge` with method `S256` (PKCE for every
-//!    client; `plain` refused); `prompt` `none` or `login`; `max_age` a number.
+//!    client; `plain` refused); `prompt` `none` or `login`; `max_age` a number; `acr_values` at
+//!    most 1024 characters (space-separated; only the multi-factor one changes the flow, step 3).
 //! 3. **Who is signed in.** The browser session cookie names a server-side session (a family of
 //!    kind `browser`, listed in `/api/v1/sessions`, ended by logout-all). None, `prompt=login`, or
 //!    one older than `max_age` means the sign-in page (`login_required` with `prompt=none`).
+//!    **Step-up.** A request that needs the multi-factor `acr` (`acr_values` names it, or the
+//!    client is registered `require_mfa`) is met only by a session whose `amr` has `mfa`: with
+//!    another session, a user who has a second factor gets the sign-in page again
+//!    (`login_required` with `prompt=none`), and one who has none the page that sends them to
+//!    set one up at `/account/security`, which links back to the request
+//!    (`interaction_required` with `prompt=none`).
 //! 4. **Consent.** A client that is not `first_party` needs the user's consent to the scopes it
 //!    asks, remembered per user and client (`GET /api/v1/consents`, revocable); none yet means
 //!    the consent page (`consent_required` with `prompt=none`).
@@ -33,8 +40,15 @@
 //!
 //! The sign-in form posts to `POST /oauth2/authorize`: its CSRF token must match the browser's
 //! CSRF cookie; the password goes through the same checks as `/api/v1/auth/login` (per-IP
-//! limit, account gate and lockout, argon2, failure record); success opens a browser session
-//! and carries on at step 4. The consent form posts to `POST /oauth2/consent`.
+//! limit, account gate and lockout, argon2, failure record). For an account without a second
+//! factor, success opens a browser session and carries on at step 4. An account with one gets
+//! no session yet: `mfa::require` stores a pending step of kind `browser` and the second-factor
+//! page carries its `mfa_token` in its forms. `POST /oauth2/authorize/mfa` ([`second_factor`]:
+//! `mfa::attempt`, then `totp::second_step`) and `POST /oauth2/authorize/passkey` ([`passkey`]:
+//! `webauthn::sign_in_finish`, also passwordless without an `mfa_token`) open the session with
+//! the `amr` the factor reached and carry on at step 4; a wrong factor is the page again while
+//! the step has attempts, a step that is over the sign-in page. The consent form posts to
+//! `POST /oauth2/consent`.
 
 use std::time::Duration;
 
@@ -50,7 +64,11 @@ use crate::authz::Cached;
 use crate::domain::Peer;
 use crate::flows::error::FlowError;
 use crate::flows::login::{self, LoginInput};
+use crate::flows::mfa::{self, StepKind, acr, amr};
+use crate::flows::totp::{self, CodeKind};
+use crate::flows::webauthn;
 use crate::secret::Secret;
+use auth_actors::db::mfa::{Factors, GetFactors};
 
 /// How long a code lives.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
@@ -72,7 +90,11 @@ pub const REQUEST_FIELDS: &[&str] = &[
     "max_age",
     "login_hint",
     "response_mode",
+    "acr_values",
 ];
+
+/// The longest `acr_values` an authorization request may carry.
+pub const MAX_ACR_VALUES_LEN: usize = 1024;
 
 /// A checked authorization request.
 #[derive(Debug)]
@@ -87,8 +109,19 @@ pub struct Request {
     pub max_age: Option<i64>,
     /// The username the client suggests (OpenID Connect `login_hint`), to fill in.
     pub login_hint: Option<String>,
+    /// The authentication context classes the client asks for (OpenID Connect `acr_values`,
+    /// space-separated, in order of preference).
+    pub acr_values: Vec<String>,
     /// The request's own parameters, to carry through a page's form.
     pub fields: Vec<(String, String)>,
+}
+
+impl Request {
+    /// Whether this sign-in must reach the multi-factor `acr`: the client asked for it in
+    /// `acr_values`, or it is registered with `require_mfa`.
+    pub fn wants_mfa(&self) -> bool {
+        self.client.metadata().require_mfa || self.acr_values.iter().any(|a| a == acr::MFA)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +141,11 @@ pub enum Step {
     SignIn { request: Request, login: String, error: Option<SignInError> },
     /// The consent page.
     Consent { request: Request, username: String, scopes: Vec<String> },
+    /// The second-factor page: the password was right, the account has `factors`, and the
+    /// pending step `mfa_token` waits for one of them.
+    SecondFactor { request: Request, mfa_token: String, factors: Factors, error: Option<SecondFactorError> },
+    /// The request needs a second factor and the signed-in user has none: set one up first.
+    Enrol { request: Request, username: String },
 }
 
 impl Step {
@@ -125,6 +163,19 @@ pub enum SignInError {
     EmailUnverified,
     /// Too many attempts: try again after this long.
     Throttled(Duration),
+    /// The second step of this sign-in is over (expired, used, or out of attempts).
+    Expired,
+    /// The passkey was not accepted.
+    Passkey,
+}
+
+/// Why a second-factor attempt failed, as the second-factor page tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorError {
+    /// The code was wrong.
+    WrongCode,
+    /// The passkey was not accepted.
+    Passkey,
 }
 
 /// An error that is shown as a page, never sent back to the client.
@@ -266,6 +317,11 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
     if nonce.is_some_and(|n| n.len() > MAX_NONCE_LEN) {
         return back("invalid_request", &format!("nonce must be at most {MAX_NONCE_LEN} characters"));
     }
+    let acr_values = param(form, "acr_values").unwrap_or_default();
+    if acr_values.len() > MAX_ACR_VALUES_LEN {
+        return back("invalid_request", &format!("acr_values must be at most {MAX_ACR_VALUES_LEN} characters"));
+    }
+    let acr_values = parse_acr_values(acr_values);
     let fields =
         REQUEST_FIELDS.iter().filter_map(|name| param(form, name).map(|v| (name.to_string(), v.to_string()))).collect();
     Ok(Checked::Valid(Request {
@@ -278,8 +334,22 @@ pub async fn check_request(app: &App, form: &OAuthForm, registration: Registrati
         prompt,
         max_age,
         login_hint: param(form, "login_hint").filter(|h| h.len() <= 254).map(str::to_string),
+        acr_values,
         fields,
     }))
+}
+
+/// `acr_values` (OpenID Connect Core §3.1.2.1): space-separated, in order of preference. Values
+/// this service does not know are kept (they are voluntary: a sign-in reaches what it reaches,
+/// and the ID token's `acr` says which); only the multi-factor one changes the flow.
+pub fn parse_acr_values(raw: &str) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    for value in raw.split(' ').filter(|v| !v.is_empty()) {
+        if !values.iter().any(|v| v == value) {
+            values.push(value.to_string());
+        }
+    }
+    values
 }
 
 /// The browser session a cookie names, if it is live.
@@ -313,6 +383,21 @@ pub async fn decide(
         let login = request.login_hint.clone().unwrap_or_default();
         return Ok(Step::SignIn { request, login, error: None });
     };
+    // Step-up: a session signed in without a second factor does not reach the multi-factor
+    // `acr`. A user who has a factor signs in again with it; one who has none sets one up first.
+    if request.wants_mfa() && !session.amr.iter().any(|m| m == amr::MFA) {
+        let factors = app.services.db.run(GetFactors { user_id: session.user.id }).await?;
+        if factors.any() {
+            if request.prompt == Some(Prompt::None) {
+                return back("login_required", "the request needs a sign-in with a second factor");
+            }
+            return Ok(Step::SignIn { request, login: session.user.username, error: None });
+        }
+        if request.prompt == Some(Prompt::None) {
+            return back("interaction_required", "the user must set up a second factor first");
+        }
+        return Ok(Step::Enrol { request, username: session.user.username });
+    }
     let scopes: Vec<String> = request.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
     if !request.client.metadata().first_party {
         let consent = grants::Consent { user_id: session.user.id, client_id: request.client.id().to_string() };
@@ -384,12 +469,108 @@ pub async fn sign_in(
         }
         Err(e) => return Err(e),
     };
+    if checked.factors.any() {
+        // No session yet: the second-factor page, whose form carries the pending step.
+        let challenge = mfa::require(app, &checked, StepKind::Browser).await?;
+        let step =
+            Step::SecondFactor { request, mfa_token: challenge.mfa_token, factors: checked.factors, error: None };
+        return Ok((step, None));
+    }
+    start_session(app, request, checked, peer).await
+}
+
+/// `POST /oauth2/authorize/mfa`: the second-factor form (a TOTP or a recovery code). A wrong
+/// code is the page again (while the step has attempts left); a step that is over is the
+/// sign-in page.
+pub async fn second_factor(
+    app: &App,
+    request: Request,
+    mfa_token: String,
+    kind: CodeKind,
+    code: &str,
+    peer: &Peer,
+) -> Result<(Step, Option<SignedIn>), FlowError> {
+    let step = match mfa::attempt(app, &mfa_token, StepKind::Browser, peer).await {
+        Ok(step) => step,
+        Err(e) => return step_over(request, e),
+    };
+    let user_id = step.user_id();
+    match totp::second_step(app, step, kind, code, peer).await {
+        Ok(checked) => start_session(app, request, checked, peer).await,
+        Err(FlowError::InvalidMfaCode) => {
+            let factors = app.services.db.run(GetFactors { user_id }).await?;
+            let error = Some(SecondFactorError::WrongCode);
+            Ok((Step::SecondFactor { request, mfa_token, factors, error }, None))
+        }
+        Err(e) => step_over(request, e),
+    }
+}
+
+/// `POST /oauth2/authorize/passkey`: a passkey's assertion, as the second factor of the step
+/// `mfa_token` names, or without one as a passwordless sign-in.
+pub async fn passkey(
+    app: &App,
+    request: Request,
+    mfa_token: Option<String>,
+    ceremony: Uuid,
+    credential: &serde_json::Value,
+    peer: &Peer,
+) -> Result<(Step, Option<SignedIn>), FlowError> {
+    let finished =
+        webauthn::sign_in_finish(app, ceremony, mfa_token.as_deref(), StepKind::Browser, credential, peer).await;
+    match (finished, mfa_token) {
+        (Ok(checked), _) => start_session(app, request, checked, peer).await,
+        (Err(FlowError::InvalidMfaCode | FlowError::BadCredentials), Some(mfa_token)) => {
+            let Some(pending) = mfa::peek(app, &mfa_token).await? else {
+                return step_over(request, FlowError::InvalidMfaToken);
+            };
+            let factors = app.services.db.run(GetFactors { user_id: pending.user_id }).await?;
+            let error = Some(SecondFactorError::Passkey);
+            Ok((Step::SecondFactor { request, mfa_token, factors, error }, None))
+        }
+        (Err(FlowError::InvalidMfaCode | FlowError::BadCredentials), None) => {
+            Ok((Step::SignIn { request, login: String::new(), error: Some(SignInError::Passkey) }, None))
+        }
+        (Err(e), _) => step_over(request, e),
+    }
+}
+
+/// A second step that cannot go on: over (the sign-in page, to start again), throttled (the
+/// sign-in page with the wait), or a failure of the service.
+fn step_over(request: Request, e: FlowError) -> Result<(Step, Option<SignedIn>), FlowError> {
+    let error = match e {
+        FlowError::InvalidMfaToken => SignInError::Expired,
+        FlowError::Throttled { retry_after } => SignInError::Throttled(retry_after),
+        e => return Err(e),
+    };
+    Ok((Step::SignIn { request, login: String::new(), error: Some(error) }, None))
+}
+
+/// Opens the browser session of a user fully signed in (`checked`, with its `amr`) and carries
+/// on at step 4.
+async fn start_session(
+    app: &App,
+    request: Request,
+    checked: login::Checked,
+    peer: &Peer,
+) -> Result<(Step, Option<SignedIn>), FlowError> {
+    let username = checked.user.username.clone();
+    let Some(signed_in) = open_session(app, checked, peer).await? else {
+        let error = Some(SignInError::BadCredentials);
+        return Ok((Step::SignIn { request, login: username, error }, None));
+    };
+    let step = decide(app, request, Some(signed_in.session.clone()), true).await?;
+    Ok((step, Some(signed_in)))
+}
+
+/// Opens the browser session of a user fully signed in (`checked`, with its `amr`); `None` when
+/// the password changed since it was checked.
+pub async fn open_session(app: &App, checked: login::Checked, peer: &Peer) -> Result<Option<SignedIn>, FlowError> {
     let ttl = app.config.oauth.browser_session_ttl;
     let (cookie, session) = login::new_session(&checked, SessionKind::Browser, ttl, peer)?;
     let family = session.family_id;
     if app.services.db.run(sessions::Start(session)).await? == StartOutcome::CredentialsChanged {
-        let error = Some(SignInError::BadCredentials);
-        return Ok((Step::SignIn { request, login: username, error }, None));
+        return Ok(None);
     }
     app.metrics
         .logins
@@ -401,8 +582,7 @@ pub async fn sign_in(
         auth_time: OffsetDateTime::now_utc(),
         amr: checked.amr,
     };
-    let step = decide(app, request, Some(session.clone()), true).await?;
-    Ok((step, Some(SignedIn { cookie, session })))
+    Ok(Some(SignedIn { cookie, session }))
 }
 
 /// `POST /oauth2/consent`: allow (remembered, then a code) or deny (`access_denied`).

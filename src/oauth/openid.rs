@@ -234,8 +234,9 @@ pub async fn discovery(app: &App) -> Result<serde_json::Value, FlowError> {
         "access_token_signing_alg_values_supported": algs,
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "type", "username", "email", "roles", "sid", "client_id",
-            "scope", "auth_time", "nonce", "azp", "at_hash", "preferred_username", "email_verified"
+            "scope", "auth_time", "nonce", "azp", "at_hash", "preferred_username", "email_verified", "amr", "acr"
         ],
+        "acr_values_supported": [crate::flows::mfa::acr::PASSWORD, crate::flows::mfa::acr::MFA],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

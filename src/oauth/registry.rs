@@ -27,7 +27,7 @@ use crate::flows::tokens::MAX_ACCESS_TOKEN_TTL;
 use crate::secret::{self, Secret};
 
 /// Client metadata as a registration request sends it (RFC 7591 §2), plus this service's own
-/// `audience`, `access_token_ttl` and `first_party`. Fields it does not know are ignored.
+/// `audience`, `access_token_ttl`, `first_party` and `require_mfa`. Fields it does not know are ignored.
 #[derive(Debug, Default, Deserialize)]
 pub struct MetadataInput {
     pub client_name: Option<String>,
@@ -41,6 +41,7 @@ pub struct MetadataInput {
     pub audience: Option<String>,
     pub access_token_ttl: Option<i64>,
     pub first_party: Option<bool>,
+    pub require_mfa: Option<bool>,
 }
 
 fn metadata_error(description: impl Into<String>) -> FlowError {
@@ -154,6 +155,7 @@ pub async fn metadata(input: MetadataInput, oauth: &OAuthConfig) -> Result<Clien
         audience,
         access_token_ttl,
         first_party: input.first_party.unwrap_or(false),
+        require_mfa: input.require_mfa.unwrap_or(false),
         jwks,
         jwks_uri,
     })

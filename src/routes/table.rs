@@ -20,7 +20,7 @@ use super::{account_pages, auth, email, mfa, ops, password, roles, users, webaut
 use crate::flows::limits::Class;
 use crate::http::ApiError;
 use crate::http::router::{Route, Router};
-use crate::oauth::routes::{self as provider, account, pages};
+use crate::oauth::routes::{self as provider, account, pages, security};
 
 /// One entry of the route table.
 pub struct RouteDef {
@@ -126,12 +126,15 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST "/api/v1/clients/{client_id}/rotate-secret", Admin, limited(DEFAULT), provider::rotate_secret),
     route!(GET "/oauth2/authorize", Browser, limited(DEFAULT), pages::authorize),
     route!(POST "/oauth2/authorize", Browser, limited(LOGIN), pages::authorize),
+    route!(POST "/oauth2/authorize/mfa", Browser, limited(LOGIN), pages::second_factor),
+    route!(POST "/oauth2/authorize/passkey/start", Browser, limited(LOGIN), pages::passkey_start),
+    route!(POST "/oauth2/authorize/passkey", Browser, limited(LOGIN), pages::passkey),
     route!(POST "/oauth2/consent", Browser, limited(DEFAULT), pages::consent),
     route!(GET "/oauth2/logout", Browser, limited(DEFAULT), pages::logout),
     route!(POST "/oauth2/logout", Browser, limited(DEFAULT), pages::logout),
     route!(GET "/oauth2/userinfo", UserInfo, limited(DEFAULT), pages::userinfo),
     route!(POST "/oauth2/userinfo", UserInfo, limited(DEFAULT), pages::userinfo),
-    route!(GET "/oauth2/assets/{asset}", Public, EXEMPT, pages::stylesheet),
+    route!(GET "/oauth2/assets/{asset}", Public, EXEMPT, pages::asset),
     route!(GET "/api/v1/consents", Bearer, limited(DEFAULT), pages::consents),
     // The account's address: verification and change (mailed links, their pages, and the API).
     route!(POST "/api/v1/auth/email/verify", Public, limited(DEFAULT), email::verify),
@@ -146,6 +149,15 @@ pub static ROUTES: &[RouteDef] = &[
     // Password reset: the forms that send mail count against the `recovery` class.
     route!(POST "/api/v1/auth/password/forgot", Public, limited(RECOVERY), password::forgot),
     route!(POST "/api/v1/auth/password/reset", Public, limited(DEFAULT), password::reset),
+    // The account's second factors (a browser session).
+    route!(GET "/account/security", Browser, limited(DEFAULT), security::page),
+    route!(POST "/account/security/sign-in", Browser, limited(LOGIN), security::sign_in),
+    route!(POST "/account/security/totp", Browser, limited(DEFAULT), security::totp_start),
+    route!(POST "/account/security/totp/confirm", Browser, limited(LOGIN), security::totp_confirm),
+    route!(POST "/account/security/totp/remove", Browser, limited(LOGIN), security::totp_remove),
+    route!(POST "/account/security/passkeys/start", Browser, limited(DEFAULT), security::passkey_start),
+    route!(POST "/account/security/passkeys", Browser, limited(DEFAULT), security::passkey_finish),
+    route!(POST "/account/security/passkeys/delete", Browser, limited(LOGIN), security::passkey_delete),
     route!(GET "/account/sign-up", Browser, limited(DEFAULT), account_pages::sign_up_page),
     route!(POST "/account/sign-up", Browser, limited(SIGNUP), account_pages::sign_up_submit),
     route!(GET "/account/forgot-password", Browser, limited(DEFAULT), account_pages::forgot_page),

@@ -72,6 +72,19 @@ const OPEN: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/webauthn/start"),
     ("POST", "/api/v1/auth/webauthn/finish"),
     ("POST", "/api/v1/auth/mfa"),
+    // The second step of a hosted sign-in: the pending step's mfa_token and the CSRF token.
+    ("POST", "/oauth2/authorize/mfa"),
+    ("POST", "/oauth2/authorize/passkey/start"),
+    ("POST", "/oauth2/authorize/passkey"),
+    // The security page: each handler needs the browser session (a page or JSON 401 without).
+    ("GET", "/account/security"),
+    ("POST", "/account/security/sign-in"),
+    ("POST", "/account/security/totp"),
+    ("POST", "/account/security/totp/confirm"),
+    ("POST", "/account/security/totp/remove"),
+    ("POST", "/account/security/passkeys/start"),
+    ("POST", "/account/security/passkeys"),
+    ("POST", "/account/security/passkeys/delete"),
 ];
 
 /// The routes that need a role (admin, or admin or service), written out for the same reason.

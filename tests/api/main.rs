@@ -22,6 +22,7 @@ mod logs;
 mod mail_delivery;
 mod metrics;
 mod mfa_login;
+mod mfa_pages;
 mod oauth;
 mod oidc;
 mod openapi;

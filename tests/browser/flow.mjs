@@ -9,7 +9,14 @@
 // (read from the SMTP sink the script started), a forgotten password reset through the
 // mailed link, and a sign-in with the new password whose ID token says the address is verified.
 //
+// Then second factors: the new person sets up an authenticator app on the security page (the
+// key read from the page, codes computed here, RFC 6238) and a passkey with Chromium's virtual
+// authenticator (WebAuthn over CDP), and signs in with each as the second factor and with the
+// passkey alone; a user without a factor whose app asks for one (`acr_values`) is asked to set
+// one up. WebAuthn needs a secure context and a domain: the issuer is http://localhost:<port>.
+//
 // Usage: node flow.mjs ISSUER CLIENT_ID CLIENT_SECRET APP_PORT USERNAME PASSWORD SCREENSHOT_DIR CHROMIUM MAIL_INBOX
+import crypto from "node:crypto";
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
@@ -18,6 +25,22 @@ import { chromium } from "playwright-core";
 
 const [issuer, clientId, clientSecret, appPort, username, password, shots, chromiumPath, inbox] = process.argv.slice(2);
 const app = `http://127.0.0.1:${appPort}`;
+const MFA_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
+
+// RFC 6238 (SHA-1, 6 digits, 30 s) from a base32 key, as an authenticator app computes it.
+function totp(secret, at = Date.now() / 1000) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret.replace(/=+$/, "").toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30)));
+  const mac = crypto.createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
+}
+// A code is accepted once per 30-second step: wait for the next one.
+const nextStep = () => new Promise((r) => setTimeout(r, (30 - ((Date.now() / 1000) % 30) + 1) * 1000));
 const redirectUri = `${app}/callback`;
 fs.mkdirSync(shots, { recursive: true });
 
@@ -60,6 +83,8 @@ const server = http.createServer(async (req, res) => {
       res.end(page("Example App", `<p>You are not signed in.</p><a class="button" id="login" href="/login">Sign in with auth-service</a>`));
     } else if (url.pathname === "/login") {
       await startAuthorization(res, {});
+    } else if (url.pathname === "/login-mfa") {
+      await startAuthorization(res, { acr_values: MFA_ACR });
     } else if (url.pathname === "/silent") {
       await startAuthorization(res, { prompt: "none" });
     } else if (url.pathname === "/callback") {
@@ -299,11 +324,116 @@ try {
   check("the ID token says the address is verified", state.claims.email === newEmail && state.claims.email_verified === true, JSON.stringify(state.claims));
   await screenshot(p, "signed-in-after-reset");
 
+  // ---- Second factors. A virtual authenticator stands in for the device's platform passkey.
+  const cdp = await context.newCDPSession(p);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+  });
+
+  // Without a browser session the security page signs the browser in itself.
+  const fresh = await browser.newContext({ viewport: { width: 900, height: 720 } });
+  const q = await fresh.newPage();
+  await q.goto(`${issuer}/account/security`);
+  check("the security page without a session is a sign-in form", (await q.locator("form[action='/account/security/sign-in'] input[name=password]").count()) === 1);
+  await screenshot(q, "security-sign-in");
+  await fresh.close();
+
+  // The security page (the browser session of the sign-in above): set up an authenticator app.
+  await p.goto(`${issuer}/account/security`);
+  check("the security page lists no factor yet", (await p.textContent("main")).includes("No passkeys yet"), await p.textContent("main"));
+  await screenshot(p, "security-page");
+  await Promise.all([p.waitForLoadState("load"), p.click("form[action='/account/security/totp'] button")]);
+  await p.waitForSelector("#totp-secret");
+  const secret = (await p.textContent("#totp-secret")).trim();
+  check("the setup page shows the QR code inline and the key", (await p.locator(".qr svg").count()) === 1 && /^[A-Z2-7]+=*$/.test(secret), secret);
+  await screenshot(p, "totp-setup");
+  await p.fill("#code", totp(secret));
+  await Promise.all([p.waitForLoadState("load"), p.click("form[action='/account/security/totp/confirm'] button")]);
+  await p.waitForSelector("#recovery-codes");
+  check("ten recovery codes are shown once", (await p.locator("#recovery-codes li").count()) === 10);
+  await screenshot(p, "recovery-codes");
+
+  // A passkey, registered through the page script and the virtual authenticator.
+  await p.goto(`${issuer}/account/security`);
+  await p.fill("#passkey-name", "Virtual key");
+  await Promise.all([p.waitForURL(`${issuer}/account/security/passkeys`), p.click("button[data-webauthn=create]")]);
+  check("the passkey is added", (await p.textContent("main")).includes("The passkey is added"), await p.textContent("main"));
+  check("the passkey is listed", (await p.textContent("table.factors")).includes("Virtual key"));
+  await screenshot(p, "passkey-added");
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check("the authenticator holds one discoverable credential", credentials.length === 1 && credentials[0].isResidentCredential, JSON.stringify(credentials));
+
+  const signOut = async () => {
+    await p.goto(`${app}/`);
+    await p.goto(`${app}/logout`);
+    await p.waitForSelector("form[action='/oauth2/logout']");
+    await Promise.all([p.waitForURL(`${app}/signed-out**`), p.click("button[type=submit]")]);
+  };
+  const passwordStep = async () => {
+    await p.goto(`${app}/`);
+    await Promise.all([p.waitForURL(`${issuer}/oauth2/authorize**`), p.click("#login")]);
+    await p.fill("#username", newName);
+    await p.fill("#password", newPassword);
+    await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+    await p.waitForSelector("form[action='/oauth2/authorize/mfa']");
+  };
+  const backAtApp = async () => {
+    await p.waitForSelector("#who, #error");
+    return state.claims || {};
+  };
+
+  // Password, then a TOTP code (a wrong one first).
+  await signOut();
+  await passwordStep();
+  check("the password leads to the second-factor page", (await p.textContent("h1")).includes("Two-step verification"));
+  await screenshot(p, "second-factor");
+  await p.fill("#code", "000000");
+  await Promise.all([p.waitForLoadState("load"), p.click("button[value=totp]")]);
+  await p.waitForSelector("#mfa-error");
+  check("a wrong code shows its error", (await p.textContent("#mfa-error")).includes("not right"));
+  await screenshot(p, "second-factor-wrong-code");
+  await nextStep();
+  await p.fill("#code", totp(secret));
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("button[value=totp]")]);
+  let claims = await backAtApp();
+  check("TOTP: the ID token says otp and mfa", ["pwd", "otp", "mfa"].every((m) => (claims.amr || []).includes(m)), JSON.stringify(claims));
+  check("TOTP: the ID token's acr is the multi-factor one", claims.acr === MFA_ACR, JSON.stringify(claims));
+  await screenshot(p, "signed-in-with-totp");
+
+  // Password, then the passkey as the second factor.
+  await signOut();
+  await passwordStep();
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("button[data-webauthn=get]")]);
+  claims = await backAtApp();
+  check("passkey as second factor: amr has mfa and a key", (claims.amr || []).includes("mfa") && (claims.amr || []).some((m) => m === "hwk" || m === "swk"), JSON.stringify(claims));
+  await screenshot(p, "signed-in-with-passkey-as-second-factor");
+
+  // The passkey alone (passwordless).
+  await signOut();
+  await p.goto(`${app}/`);
+  await Promise.all([p.waitForURL(`${issuer}/oauth2/authorize**`), p.click("#login")]);
+  await p.waitForSelector("button[data-webauthn=get]:not([hidden])");
+  await screenshot(p, "sign-in-with-passkey-offered");
+  await Promise.all([p.waitForURL(`${app}/callback**`), p.click("button[data-webauthn=get]")]);
+  claims = await backAtApp();
+  check("passwordless: signed in as the passkey's owner", claims.preferred_username === newName, JSON.stringify(claims));
+  await screenshot(p, "signed-in-passwordless");
+
+  // A user without a factor, for an app that asks for one: asked to set one up first.
+  await signOut();
+  await p.goto(`${app}/login-mfa`);
+  await p.fill("#username", username);
+  await p.fill("#password", password);
+  await Promise.all([p.waitForLoadState("load"), p.click("button[type=submit]")]);
+  check("acr_values: a user without a factor is asked to set one up", (await p.textContent("h1")).includes("Set up two-step verification"), await p.textContent("main"));
+  await screenshot(p, "enrol-first");
+
   check("no page broke its Content-Security-Policy", cspViolations.length === 0, cspViolations.join(" | "));
   const assets = hostedPages.filter((h) => h.includes("/oauth2/assets/"));
   check(
-    "the pages' stylesheet loaded under its hashed name",
-    assets.length > 0 && assets.every((h) => /^200 \/oauth2\/assets\/style-[0-9a-f]{16}\.css$/.test(h)),
+    "the pages' stylesheet and passkey script loaded under their hashed names",
+    assets.length > 0 && assets.every((h) => /^200 \/oauth2\/assets\/(style-[0-9a-f]{16}\.css|webauthn-[0-9a-f]{16}\.js)$/.test(h)),
     assets.join(", "),
   );
 } finally {

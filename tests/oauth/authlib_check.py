@@ -145,3 +145,72 @@ assert info["sub"] == claims["sub"] and info["email"] == f"{username}@example.co
 refreshed = app.refresh_token(oidc["token_endpoint"], refresh_token=token["refresh_token"])
 assert refreshed["refresh_token"] != token["refresh_token"], refreshed
 print(f"authlib: authorization code + PKCE as a public client -> ID token for {username} validated, userinfo, refresh")
+
+# A user with an authenticator app (TOTP, set up through the JSON API) signs in through the code
+# flow: the password, then the second-factor page with a code computed here (RFC 6238), and
+# authlib receives an ID token whose `amr` says `otp` and `mfa` and whose `acr` is the
+# multi-factor one the request asked for in `acr_values`.
+import base64
+import hashlib
+import hmac
+import struct
+import time
+
+MFA_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+assert MFA_ACR in oidc["acr_values_supported"] and {"amr", "acr"} <= set(oidc["claims_supported"]), oidc
+
+
+def totp(secret, at=None):
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    counter = int((time.time() if at is None else at) // 30)
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    number = struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF
+    return f"{number % 1_000_000:06d}"
+
+
+def next_step():
+    time.sleep(30 - time.time() % 30 + 1)
+
+
+mfa_user = f"grace_{secrets.token_hex(4)}"
+resp = requests.post(f"{issuer}/api/v1/users/signup", timeout=10,
+                     json={"username": mfa_user, "email": f"{mfa_user}@example.com", "password": password})
+assert resp.status_code == 201, resp.text
+login = requests.post(f"{issuer}/api/v1/auth/login-json", json={"username": mfa_user, "password": password}, timeout=10)
+bearer = {"authorization": f"Bearer {login.json()['access_token']}"}
+enrolment = requests.post(f"{issuer}/api/v1/mfa/totp", headers=bearer, timeout=10)
+assert enrolment.status_code in (200, 201), enrolment.text
+totp_secret = enrolment.json()["secret"]
+confirmed = requests.post(f"{issuer}/api/v1/mfa/totp/confirm", headers=bearer, json={"code": totp(totp_secret)},
+                          timeout=10)
+assert confirmed.status_code == 200, confirmed.text
+
+app = OAuth2Session(spa["client_id"], scope="openid profile", redirect_uri=redirect_uri,
+                    token_endpoint_auth_method="none", code_challenge_method="S256")
+verifier = generate_token(64)
+nonce = generate_token(20)
+url, state = app.create_authorization_url(oidc["authorization_endpoint"], code_verifier=verifier, nonce=nonce,
+                                          acr_values=MFA_ACR)
+browser = requests.Session()
+sign_in_page = browser.get(url, timeout=10)
+assert sign_in_page.status_code == 200, sign_in_page.text
+form = Form(sign_in_page.text).fields | {"username": mfa_user, "password": password}
+second = browser.post(oidc["authorization_endpoint"], data=form, allow_redirects=False, timeout=10)
+assert second.status_code == 200 and "Two-step verification" in second.text, second.text
+assert not any(c.name.endswith("session") for c in browser.cookies), "no session before the second factor"
+next_step()  # the confirmation used this step's code; a code is accepted once per step
+form = Form(second.text).fields | {"code": totp(totp_secret), "method": "totp"}
+page = browser.post(f"{issuer}/oauth2/authorize/mfa", data=form, allow_redirects=False, timeout=10)
+if page.status_code == 200 and "Allow access?" in page.text:
+    page = browser.post(f"{issuer}/oauth2/consent", data=Form(page.text).fields | {"decision": "allow"},
+                        allow_redirects=False, timeout=10)
+assert page.status_code == 303 and page.headers["location"].startswith(redirect_uri), (page.status_code, page.text)
+token = app.fetch_token(oidc["token_endpoint"], authorization_response=page.headers["location"], state=state,
+                        code_verifier=verifier)
+claims = jwt.decode(token["id_token"], keys, claims_cls=CodeIDToken,
+                    claims_options={"iss": {"essential": True, "value": oidc["issuer"]}},
+                    claims_params={"nonce": nonce, "client_id": spa["client_id"], "access_token": token["access_token"]})
+claims.validate()
+assert {"pwd", "otp", "mfa"} <= set(claims["amr"]) and claims["acr"] == MFA_ACR, claims
+print(f"authlib: {mfa_user} signed in with a password and a TOTP code -> amr {claims['amr']}, acr {claims['acr']}")

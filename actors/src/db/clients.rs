@@ -64,6 +64,8 @@ pub struct ClientMetadata {
     /// Lifetime of its access tokens in seconds; `None`: the service's.
     pub access_token_ttl: Option<i32>,
     pub first_party: bool,
+    /// Every sign-in for this client must reach the multi-factor `acr` (a second factor).
+    pub require_mfa: bool,
     pub jwks: Option<serde_json::Value>,
     pub jwks_uri: Option<String>,
 }
@@ -92,7 +94,7 @@ pub struct ClientCredentials {
 }
 
 const COLUMNS: &str = "client_id, client_name, token_endpoint_auth_method, grant_types, redirect_uris, scope, \
-     audience, access_token_ttl, first_party, jwks, jwks_uri, created_at, updated_at, post_logout_redirect_uris";
+     audience, access_token_ttl, first_party, jwks, jwks_uri, created_at, updated_at, post_logout_redirect_uris, require_mfa";
 
 fn client_from(row: &Row) -> ClientRecord {
     let method: String = row.get("token_endpoint_auth_method");
@@ -109,6 +111,7 @@ fn client_from(row: &Row) -> ClientRecord {
             audience: row.get("audience"),
             access_token_ttl: row.get("access_token_ttl"),
             first_party: row.get("first_party"),
+            require_mfa: row.get("require_mfa"),
             jwks: row.get("jwks"),
             jwks_uri: row.get("jwks_uri"),
         },
@@ -136,8 +139,8 @@ impl Operation for Create {
         let sql = format!(
             "INSERT INTO oauth_clients (client_id, client_name, token_endpoint_auth_method, grant_types, redirect_uris,
                                         scope, audience, access_token_ttl, first_party, jwks, jwks_uri,
-                                        post_logout_redirect_uris)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+                                        post_logout_redirect_uris, require_mfa)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
         );
         let row = super::one(
             &tx,
@@ -155,6 +158,7 @@ impl Operation for Create {
                 &m.jwks,
                 &m.jwks_uri,
                 &m.post_logout_redirect_uris,
+                &m.require_mfa,
             ],
         )
         .await?;
@@ -278,10 +282,10 @@ impl Operation for Update {
         let sql = format!(
             "UPDATE oauth_clients SET client_name = $2, token_endpoint_auth_method = $3, grant_types = $4,
                     redirect_uris = $5, scope = $6, audience = $7, access_token_ttl = $8, first_party = $9,
-                    jwks = $10, jwks_uri = $11, post_logout_redirect_uris = $12, updated_at = now()
+                    jwks = $10, jwks_uri = $11, post_logout_redirect_uris = $12, require_mfa = $13, updated_at = now()
              WHERE client_id = $1 RETURNING {COLUMNS}"
         );
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
             &self.client_id,
             &m.client_name,
             &m.auth_method.as_str(),
@@ -294,6 +298,7 @@ impl Operation for Update {
             &m.jwks,
             &m.jwks_uri,
             &m.post_logout_redirect_uris,
+            &m.require_mfa,
         ];
         let Some(row) = super::opt(&tx, &sql, &params).await? else { return Ok(None) };
         if !m.auth_method.uses_secret() {

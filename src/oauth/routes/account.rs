@@ -1,7 +1,8 @@
 //! The hosted pages that mailed links open: `/account/verify-email` and
 //! `/account/confirm-email-change`. They follow the rules of the browser flow's pages (see
-//! [`super::pages`]): the same headers (no framing, no scripts, no caching, no referrer), the
-//! same double-submit CSRF token on every form, every failure a page with a 4xx status.
+//! [`super::pages`]): the same headers (no framing, no inline or foreign scripts, no caching, no
+//! referrer), the same double-submit CSRF token on every form, every failure a page with a 4xx
+//! status.
 //!
 //! A GET never spends a token, since mail scanners fetch links: it only shows a button, and
 //! only while the token is live. The POST (the button) spends it. What identifies the account is

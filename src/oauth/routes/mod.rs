@@ -1,10 +1,11 @@
 //! The provider's HTTP face: the token endpoint, introspection and revocation (RFC 6749, 7662,
 //! 7009), and the client registry for admins (`/api/v1/clients`, RFC 7591 metadata); the
-//! hosted pages are in [`pages`] (the browser flow) and [`account`] (the account's mailed
-//! links). Each handler parses, calls the provider, renders.
+//! hosted pages are in [`pages`] (the browser flow), [`account`] (the account's mailed
+//! links) and [`security`] (the account's second factors). Each handler parses, calls the provider, renders.
 
 pub mod account;
 pub mod pages;
+pub mod security;
 
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ pub fn client_json(c: &ClientRecord) -> serde_json::Value {
         "post_logout_redirect_uris": m.post_logout_redirect_uris,
         "scope": m.scope,
         "first_party": m.first_party,
+        "require_mfa": m.require_mfa,
         "audience": m.audience,
         "access_token_ttl": m.access_token_ttl,
     });

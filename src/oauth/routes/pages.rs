@@ -10,9 +10,18 @@
 //!   `__Host-` prefix keeps a sibling subdomain from planting it). A POST without both, or with
 //!   two that differ, is refused (403) before anything else is read or changed.
 //! - Every page and redirect forbids framing (`frame-ancestors 'none'`, `X-Frame-Options`),
-//!   scripts (`default-src 'none'`), caching and referrers, and lets its forms go only to this
-//!   service and to the one redirect URI the request was checked against (`form-action`,
-//!   which browsers apply to the redirect that follows a form).
+//!   caching and referrers, and lets its forms go only to this service and to the one redirect
+//!   URI the request was checked against (`form-action`, which browsers apply to the redirect
+//!   that follows a form). Scripts and requests from a page may come only from this service
+//!   (`script-src 'self'`, `connect-src 'self'`, everything else `default-src 'none'`): the one
+//!   script is the passkey script under its hashed name (no inline script, no other origin).
+//! - A sign-in of an account with a second factor opens no session: the password leaves a
+//!   pending step (`flows::mfa::require`), whose `mfa_token` the second-factor page's forms carry
+//!   as a hidden field. `POST /oauth2/authorize/mfa` checks a TOTP or recovery code,
+//!   `POST /oauth2/authorize/passkey/start` answers a passkey ceremony's options (JSON, for the
+//!   page script) and `POST /oauth2/authorize/passkey` its assertion (as the second factor, or
+//!   passwordless without an `mfa_token`). All three are CSRF-checked like every form; a right
+//!   factor opens the browser session with the `amr` it reached.
 //! - Every failure on these routes is an HTML page with a 4xx (or 503) status, never a redirect
 //!   to an address that was not checked.
 
@@ -26,8 +35,14 @@ use auth_actors::db::sessions::BrowserSession;
 
 use crate::flows::authenticate::Principal;
 use crate::flows::error::FlowError;
+use crate::flows::totp::CodeKind;
 use crate::http::{ApiError, Request, Response, response};
-use crate::oauth::authorize::{self, Checked, PageError, Registration, SignInError, Step};
+use crate::oauth::authorize::{self, Checked, PageError, Registration, SecondFactorError, SignInError, Step};
+
+/// The account's security page (second factors), where a request that needs one sends a user
+/// who has none.
+pub const SECURITY_PAGE: &str = "/account/security";
+use crate::flows::mfa::StepKind;
 use crate::oauth::openid;
 use crate::oauth::protocol::{OAuthError, OAuthForm};
 use crate::pages;
@@ -72,17 +87,19 @@ fn csrf_cookie_name(app: &App) -> &'static str {
     if app.config.http.cookie_secure { "__Host-csrf" } else { "csrf" }
 }
 
-/// A `Set-Cookie` value for the hosted pages (`max_age` `None`: until the browser closes).
-fn cookie(app: &App, name: &str, value: &str, max_age: Option<Duration>) -> String {
-    cookie_at(app, "/oauth2", name, value, max_age)
-}
-
-/// [`cookie`] for pages under `insecure_path`: a `__Host-` cookie must have the path `/`, and
-/// without that prefix (`COOKIE_SECURE=false`) the cookie is kept to the pages that read it.
+/// A `Set-Cookie` value for the hosted pages under `insecure_path` (`max_age` `None`: until the
+/// browser closes): a `__Host-` cookie must have the path `/`, and without that prefix
+/// (`COOKIE_SECURE=false`) the cookie is kept to the pages that read it.
 pub(crate) fn cookie_at(app: &App, insecure_path: &str, name: &str, value: &str, max_age: Option<Duration>) -> String {
     let (path, secure) = if app.config.http.cookie_secure { ("/", "; Secure") } else { (insecure_path, "") };
     let max_age = max_age.map(|d| format!("; Max-Age={}", d.as_secs())).unwrap_or_default();
     format!("{name}={value}; HttpOnly; SameSite=Lax; Path={path}{max_age}{secure}")
+}
+
+/// The browser session's `Set-Cookie` (`max_age` zero: its removal). It is read by the browser
+/// flow and by the account pages (`/account/security`), so without `COOKIE_SECURE` its path is `/`.
+pub(super) fn session_set_cookie(app: &App, value: &str, max_age: Duration) -> String {
+    cookie_at(app, "/", session_cookie_name(app), value, Some(max_age))
 }
 
 /// The browser's session secret, as its cookie carries it.
@@ -111,7 +128,8 @@ fn protect(resp: &mut Response, form_target: Option<&str>) {
         None => "'self'".to_string(),
     };
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; \
+         form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
     let h = resp.headers_mut();
@@ -141,7 +159,7 @@ pub(super) fn html(status: StatusCode, body: String, form_target: Option<&str>) 
 }
 
 /// A redirect after a GET (302) or a form (303, so the browser follows it with a GET).
-fn redirect(uri: &str, after_form: bool) -> Response {
+pub(super) fn redirect(uri: &str, after_form: bool) -> Response {
     let status = if after_form { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
     let mut resp = response::empty(status);
     if let Ok(v) = HeaderValue::from_str(uri) {
@@ -258,6 +276,15 @@ fn sign_in_error_text(error: SignInError) -> String {
         SignInError::Throttled(wait) => {
             format!("Too many attempts. Try again in {} seconds.", wait.as_secs_f64().ceil().max(1.0) as u64)
         }
+        SignInError::Expired => "Your sign-in took too long or had too many attempts. Please sign in again.".into(),
+        SignInError::Passkey => "That passkey was not accepted. Try again, or sign in with your password.".into(),
+    }
+}
+
+fn second_factor_error_text(error: SecondFactorError) -> &'static str {
+    match error {
+        SecondFactorError::WrongCode => "That code is not right. Check your authenticator app and try again.",
+        SecondFactorError::Passkey => "That passkey was not accepted. Try again.",
     }
 }
 
@@ -286,7 +313,9 @@ fn render(
             };
             let status = match error {
                 None => StatusCode::OK,
-                Some(SignInError::BadCredentials) => StatusCode::BAD_REQUEST,
+                Some(SignInError::BadCredentials | SignInError::Expired | SignInError::Passkey) => {
+                    StatusCode::BAD_REQUEST
+                }
                 Some(SignInError::EmailUnverified) => StatusCode::FORBIDDEN,
                 Some(SignInError::Throttled(_)) => StatusCode::TOO_MANY_REQUESTS,
             };
@@ -310,6 +339,30 @@ fn render(
                 fields: &fields,
             };
             html(StatusCode::OK, pages::consent(&page), Some(&request.redirect_uri))
+        }
+        Step::SecondFactor { request, mfa_token, factors, error } => {
+            let (token, set) = csrf_token(app, req)?;
+            cookies.extend(set);
+            let mut fields: Vec<(&str, &str)> = request.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fields.push(("mfa_token", &mfa_token));
+            fields.push(("csrf_token", &token));
+            let page = pages::SecondFactor {
+                client_name: &request.client.metadata().client_name,
+                totp: factors.totp,
+                passkey: factors.webauthn,
+                error: error.map(second_factor_error_text),
+                fields: &fields,
+            };
+            let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+            html(status, pages::second_factor(&page), Some(&request.redirect_uri))
+        }
+        Step::Enrol { request, username } => {
+            let query = serde_urlencoded::to_string(&request.fields).unwrap_or_default();
+            let back = format!("/oauth2/authorize?{query}");
+            let setup =
+                format!("{SECURITY_PAGE}?{}", serde_urlencoded::to_string([("continue", &back)]).unwrap_or_default());
+            let page = pages::enrol(&request.client.metadata().client_name, &username, &setup);
+            html(StatusCode::OK, page, Some(&request.redirect_uri))
         }
     };
     set_cookies(&mut resp, &cookies);
@@ -361,16 +414,124 @@ async fn sign_in(
     };
     let username = form.get("username").unwrap_or_default().to_string();
     let password = form.get("password").unwrap_or_default().to_string();
-    let (step, signed_in) = authorize::sign_in(app, request, username, password, &req.peer()).await?;
+    let outcome = authorize::sign_in(app, request, username, password, &req.peer()).await?;
+    signed_in_reply(app, req, session, outcome).await
+}
+
+/// Answers a step of a sign-in: a new browser session replaces the one there was.
+async fn signed_in_reply(
+    app: &App,
+    req: &Request,
+    session: Option<BrowserSession>,
+    (step, signed_in): (Step, Option<authorize::SignedIn>),
+) -> Result<Response, Failure> {
     let mut cookies = Vec::new();
     if let Some(new) = signed_in {
         if let Some(old) = session {
             openid::sign_out(app, &old).await?;
         }
-        let ttl = app.config.oauth.browser_session_ttl;
-        cookies.push(cookie(app, session_cookie_name(app), &new.cookie, Some(ttl)));
+        cookies.push(session_set_cookie(app, &new.cookie, app.config.oauth.browser_session_ttl));
     }
     render(app, req, step, true, cookies)
+}
+
+/// `POST /oauth2/authorize/mfa`: the second-factor page's code form.
+pub async fn second_factor(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
+    page_or_error(
+        async {
+            let form = parameters(&mut req).await?;
+            check_csrf(app, &req, &form)?;
+            let request = match authorize::check_request(app, &form, Registration::Current).await? {
+                Checked::Valid(r) => r,
+                Checked::Back(back) => return Ok(redirect(&back, true)),
+            };
+            let mfa_token = form.get("mfa_token").unwrap_or_default().to_string();
+            let kind = match form.get("method") {
+                None | Some("totp") => CodeKind::Totp,
+                Some("recovery_code") => CodeKind::RecoveryCode,
+                Some(_) => return Err(PageError::BadRequest("method must be totp or recovery_code".into()).into()),
+            };
+            let code = form.get("code").unwrap_or_default();
+            let outcome = authorize::second_factor(app, request, mfa_token, kind, code, &req.peer()).await?;
+            signed_in_reply(app, &req, session, outcome).await
+        }
+        .await,
+    )
+}
+
+/// `POST /oauth2/authorize/passkey`: a passkey's assertion (the page script submits it with the
+/// request's fields): the second factor of the step `mfa_token` names, or without one a
+/// passwordless sign-in.
+pub async fn passkey(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
+    page_or_error(
+        async {
+            let form = parameters(&mut req).await?;
+            check_csrf(app, &req, &form)?;
+            let request = match authorize::check_request(app, &form, Registration::Current).await? {
+                Checked::Valid(r) => r,
+                Checked::Back(back) => return Ok(redirect(&back, true)),
+            };
+            let (ceremony, credential) = passkey_fields(&form)?;
+            let mfa_token = form.get("mfa_token").map(str::to_string);
+            let outcome = authorize::passkey(app, request, mfa_token, ceremony, &credential, &req.peer()).await?;
+            signed_in_reply(app, &req, session, outcome).await
+        }
+        .await,
+    )
+}
+
+/// The ceremony id and the credential JSON a passkey form carries.
+pub(crate) fn passkey_fields(form: &OAuthForm) -> Result<(uuid::Uuid, serde_json::Value), PageError> {
+    let ceremony = form
+        .get("ceremony")
+        .and_then(|c| uuid::Uuid::parse_str(c).ok())
+        .ok_or_else(|| PageError::BadRequest("ceremony must be the id the passkey start answered".into()))?;
+    let credential = form
+        .get("credential")
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| PageError::BadRequest("credential must be the passkey's JSON".into()))?;
+    Ok((ceremony, credential))
+}
+
+/// A JSON answer of a page endpoint the page script calls, with the pages' headers.
+pub(crate) fn script_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = response::json(status, body);
+    protect(&mut resp, None);
+    resp
+}
+
+/// A refusal of a page endpoint the page script calls: `{"error","detail"}`, never a page.
+pub(crate) fn script_error(status: StatusCode, error: &str, detail: &str) -> Response {
+    script_json(status, &serde_json::json!({ "error": error, "detail": detail }))
+}
+
+/// The JSON answer of a passkey ceremony begun for the page script.
+pub(crate) fn ceremony_reply(result: Result<crate::flows::webauthn::Ceremony, FlowError>) -> Response {
+    match result {
+        Ok(c) => script_json(StatusCode::OK, &serde_json::json!({ "ceremony": c.id, "options": c.options })),
+        Err(FlowError::InvalidMfaToken) => {
+            script_error(StatusCode::UNAUTHORIZED, "invalid_mfa_token", "this sign-in is over; please sign in again")
+        }
+        Err(e) => {
+            let api = ApiError::from(e);
+            script_error(api.status(), "passkey_unavailable", &api.to_string())
+        }
+    }
+}
+
+/// `POST /oauth2/authorize/passkey/start`: the options of a passkey sign-in, for the page
+/// script (JSON): for the step `mfa_token` names, or passwordless without one. CSRF-checked.
+pub async fn passkey_start(app: &App, mut req: Request, _session: Option<BrowserSession>) -> Response {
+    let form = match parameters(&mut req).await {
+        Ok(form) => form,
+        Err(_) => return script_error(StatusCode::BAD_REQUEST, "invalid_request", "expected the page's form fields"),
+    };
+    if check_csrf(app, &req, &form).is_err() {
+        return script_error(StatusCode::FORBIDDEN, "invalid_csrf_token", "this page has expired; reload it");
+    }
+    let started = crate::flows::webauthn::sign_in_start(app, form.get("mfa_token"), StepKind::Browser).await;
+    ceremony_reply(started)
 }
 
 /// `POST /oauth2/consent`: the consent form's answer.
@@ -416,7 +577,7 @@ pub async fn logout(app: &App, mut req: Request, session: Option<BrowserSession>
                     openid::sign_out(app, s).await?;
                 }
                 let mut resp = signed_out();
-                set_cookies(&mut resp, &[cookie(app, session_cookie_name(app), "", Some(Duration::ZERO))]);
+                set_cookies(&mut resp, &[session_set_cookie(app, "", Duration::ZERO)]);
                 return Ok(resp);
             }
             let Some(session) = session else { return Ok(signed_out()) };
@@ -432,12 +593,13 @@ pub async fn logout(app: &App, mut req: Request, session: Option<BrowserSession>
     )
 }
 
-/// `GET /oauth2/assets/{asset}`: the pages' one stylesheet, under the hashed name the pages link
-/// (so it never changes under that name and may be kept for a year); any other name is 404.
-pub async fn stylesheet(_app: &App, req: Request) -> Result<Response, ApiError> {
+/// `GET /oauth2/assets/{asset}`: the pages' stylesheet and passkey script, under the hashed
+/// names the pages link (so they never change under that name and may be kept for a year); any
+/// other name is 404.
+pub async fn asset(_app: &App, req: Request) -> Result<Response, ApiError> {
     let name = req.params.first().map(String::as_str).unwrap_or_default();
-    let css = pages::stylesheet(name).ok_or_else(|| ApiError::NotFound("no such asset".into()))?;
-    let mut resp = response::with_body(StatusCode::OK, "text/css; charset=utf-8", css.into());
+    let (media_type, body) = pages::asset(name).ok_or_else(|| ApiError::NotFound("no such asset".into()))?;
+    let mut resp = response::with_body(StatusCode::OK, media_type, body.into());
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     Ok(resp)
