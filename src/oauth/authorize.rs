@@ -520,7 +520,7 @@ pub async fn passkey(
         webauthn::sign_in_finish(app, ceremony, mfa_token.as_deref(), StepKind::Browser, credential, peer).await;
     match (finished, mfa_token) {
         (Ok(checked), _) => start_session(app, request, checked, peer).await,
-        (Err(FlowError::InvalidMfaCode | FlowError::BadCredentials), Some(mfa_token)) => {
+        (Err(FlowError::InvalidMfaCode | FlowError::BadCredentials | FlowError::Passkey(_)), Some(mfa_token)) => {
             let Some(pending) = mfa::peek(app, &mfa_token).await? else {
                 return step_over(request, FlowError::InvalidMfaToken);
             };
@@ -528,7 +528,7 @@ pub async fn passkey(
             let error = Some(SecondFactorError::Passkey);
             Ok((Step::SecondFactor { request, mfa_token, factors, error }, None))
         }
-        (Err(FlowError::InvalidMfaCode | FlowError::BadCredentials), None) => {
+        (Err(FlowError::InvalidMfaCode | FlowError::BadCredentials | FlowError::Passkey(_)), None) => {
             Ok((Step::SignIn { request, login: String::new(), error: Some(SignInError::Passkey) }, None))
         }
         (Err(e), _) => step_over(request, e),

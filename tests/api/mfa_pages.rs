@@ -331,7 +331,6 @@ async fn next_step() {
 }
 
 #[tokio::test]
-#[ignore = "needs flows::totp"]
 async fn mfa_pages_totp_set_up_on_the_security_page_then_signs_in_with_amr_otp_mfa_and_the_mfa_acr() {
     let Fixture { app, rp, user, challenge, verifier, browser } =
         fixture(spawn_app().await, json!({ "first_party": true })).await;

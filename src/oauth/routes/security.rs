@@ -349,7 +349,9 @@ pub async fn totp_confirm(app: &App, mut req: Request, session: Option<BrowserSe
                     };
                     Ok(html(StatusCode::OK, render(&page), None))
                 }
-                Err(FlowError::InvalidMfaCode | FlowError::InvalidValue | FlowError::NotFound(_)) => {
+                Err(
+                    FlowError::Field(_) | FlowError::MfaState(_) | FlowError::InvalidValue | FlowError::NotFound(_),
+                ) => {
                     let error = "That code was not right, or the setup expired. Set up the app again.";
                     security_page(app, &req, &session, &form, None, Some(error), StatusCode::BAD_REQUEST).await
                 }
@@ -419,7 +421,9 @@ pub async fn passkey_finish(app: &App, mut req: Request, session: Option<Browser
                     let notice = Some("The passkey is added.");
                     security_page(app, &req, &session, &form, notice, None, StatusCode::OK).await
                 }
-                Err(e @ (FlowError::InvalidMfaCode | FlowError::InvalidValue | FlowError::Field(_))) => {
+                Err(
+                    e @ (FlowError::Passkey(_) | FlowError::InvalidValue | FlowError::Field(_) | FlowError::Taken(_)),
+                ) => {
                     let error = format!("The passkey was not added: {e}.");
                     security_page(app, &req, &session, &form, None, Some(&error), StatusCode::BAD_REQUEST).await
                 }
