@@ -38,6 +38,9 @@ if [ "${1:-}" != "--steps" ]; then
   export SMTP_URL="smtp://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["smtp"])' "$ports")"
   export MAIL_INBOX="http://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["http"])' "$ports")"
   export MAIL_POLL_INTERVAL=200ms
+  # One browser signs in a dozen times within a minute (password, second factors, passkeys):
+  # the per-IP sign-in limit is tested elsewhere, so this instance allows more.
+  export RATE_LIMIT_LOGIN=${RATE_LIMIT_LOGIN:-60/60s}
   # Passkeys need a secure context with a domain: the pages are served as http://localhost.
   SERVICE_HOST=localhost scripts/with-service.sh "$0" --steps
   exit $?

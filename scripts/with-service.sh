@@ -34,6 +34,9 @@ export AUTH_URL="http://$host:$port"
 # Plain HTTP on loopback: the refresh cookie is the unprefixed, non-Secure one.
 export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export ARGON2_MEMORY_KIB=${ARGON2_MEMORY_KIB:-256} ARGON2_ITERATIONS=${ARGON2_ITERATIONS:-1}
+# A key sealing TOTP secrets for this run only (in the environment, never on disk or in argv).
+MFA_ENCRYPTION_KEYS=${MFA_ENCRYPTION_KEYS:-run:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')}
+export MFA_ENCRYPTION_KEYS
 
 server_pid=""
 cleanup() {
