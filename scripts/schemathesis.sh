@@ -36,7 +36,9 @@ if [ "${1:-}" != "--inner" ]; then
   "$VENV/bin/schemathesis" --version
   [ -x "$BIN" ] || cargo build -j 2 --bin auth-service
   export RATE_LIMIT_ENABLED=false
-  exec scripts/with-service.sh "$0" --inner
+  # At http://localhost (a domain name, as a WebAuthn relying party needs), so that the passkey
+  # routes are on and tested like the rest.
+  SERVICE_HOST=localhost exec scripts/with-service.sh "$0" --inner
 fi
 
 # From here on, inside scripts/with-service.sh: the instance runs at $AUTH_URL.
