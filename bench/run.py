@@ -188,34 +188,39 @@ def premade_codes(db, user_id, client_id, scope, name):
     return path
 
 
-def premade_steps(db, users):
+def premade_steps(db):
     """Stores STEPS pending second steps per phase (as a password login of an account with a
-    second factor stores them: the SHA-256 of a 32-byte mfa_token) spread over `users`, each with
-    one unused recovery code of its user (the SHA-256 of the code's normal form); returns the path
-    the steps files start with ("<mfa_token> <code>" per line). Made in SQL: a password login per
-    step would cost an argon2 hash apiece, and a code per step keeps every step a first use."""
+    second factor stores them: the SHA-256 of a 32-byte mfa_token), for accounts made here with
+    ten recovery codes each (the SHA-256 of a code's normal form), one code per step; returns the
+    path the steps files start with ("<mfa_token> <code>" per line). Made in SQL: a password login
+    per step would cost an argon2 hash apiece."""
     path = os.path.join(WORK, f"steps-{db}")
     alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-    pending, codes = [], []
+    users, pending, codes = [], [], []
     for phase in ("w", "m"):
         with open(f"{path}.{phase}", "w") as f:
             for i in range(STEPS):
-                user = users[i % len(users)]
+                if i % 10 == 0:
+                    users.append(str(uuid.uuid4()))
+                user = users[-1]
                 secret = os.urandom(32)
                 code = "".join(alphabet[b % 32] for b in os.urandom(10))
                 f.write(base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + " " + code + "\n")
                 pending.append(f"\\\\x{hashlib.sha256(secret).hexdigest()}\t{user}")
                 codes.append(f"{user}\t\\\\x{hashlib.sha256(code.encode()).hexdigest()}")
     copies = {}
-    for name, rows in (("pending", pending), ("codes", codes)):
+    for name, rows in (("users", users), ("pending", pending), ("codes", codes)):
         copies[name] = os.path.join(WORK, f"steps-{name}-{db}.copy")
         with open(copies[name], "w") as f:
             f.write("\n".join(rows) + "\n")
-    script = f"""CREATE TEMP TABLE p (digest bytea, user_id uuid);
+    script = f"""CREATE TEMP TABLE n (id uuid);
+             \\copy n FROM '{copies["users"]}'
+             INSERT INTO users (id, username, email, password_hash)
+             SELECT id, 'mfa_' || id, 'mfa_' || id || '@bench.example', 'unusable' FROM n;
+             CREATE TEMP TABLE p (digest bytea, user_id uuid);
              \\copy p FROM '{copies["pending"]}'
              INSERT INTO mfa_pending (digest, user_id, password_version, session_kind, max_attempts, expires_at)
-             SELECT p.digest, p.user_id, u.password_version, 'api', 5, now() + interval '1 hour'
-             FROM p JOIN users u ON u.id = p.user_id;
+             SELECT p.digest, p.user_id, 0, 'api', 5, now() + interval '1 hour' FROM p;
              \\copy mfa_recovery_codes (user_id, digest) FROM '{copies["codes"]}'
              """
     subprocess.run(["psql", instance.database_url(db), "-qAt", "-v", "ON_ERROR_STOP=1"], input=script, text=True,
@@ -384,8 +389,7 @@ def main():
                  for i, (name, scope) in enumerate(exchanges) if wanted(name)}
         steps = None
         if wanted(MFA_STEP):
-            step_users = psql("SELECT id FROM users WHERE username LIKE 'bench_user_%'", db).split()
-            steps = premade_steps(db, step_users)
+            steps = premade_steps(db)
 
         # Ceilings, measured now, on this machine.
         ceilings = json.loads(subprocess.run(

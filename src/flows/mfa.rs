@@ -174,22 +174,17 @@ pub async fn complete(
     amr: Vec<String>,
     peer: &Peer,
 ) -> Result<Checked, FlowError> {
-    if !app.services.db.run(mfa::Complete { digest: step.digest }).await? {
-        return Err(FlowError::InvalidMfaToken);
-    }
+    // One statement: the step used (by this caller only), and the user as it is now.
+    let (user, factors) =
+        app.services.db.run(mfa::Complete { digest: step.digest }).await?.ok_or(FlowError::InvalidMfaToken)?;
     let user_id = step.pending.user_id;
     if app.config.limits.enabled {
         app.services.redis.run(lockout::LoginSucceeded { account: Account::User(user_id) }).await?;
     }
-    let user = app
-        .services
-        .db
-        .run(auth_actors::db::users::Get { id: user_id })
-        .await?
-        .filter(|u| u.is_active)
-        .ok_or(FlowError::BadCredentials)?;
+    if !user.is_active {
+        return Err(FlowError::BadCredentials);
+    }
     let event = SecurityEvent::MfaSucceeded { user: user_id, method, passwordless: false };
     app.services.db.run(events::Record { event, ip: peer.ip_string() }).await?;
-    let factors = app.services.db.run(mfa::GetFactors { user_id }).await?;
     Ok(Checked { user, password_version: step.pending.password_version, factors, amr })
 }

@@ -18,6 +18,7 @@ use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
 use super::Operation;
+use super::users::{USER_COLUMNS, UserRecord};
 
 /// The second factors an account has set up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -171,23 +172,26 @@ impl Operation for PeekPending {
     }
 }
 
-/// Marks the pending step used: `true` for exactly one caller (a second success with the same
-/// token, even in parallel, gets `false`).
+/// Marks the pending step used and returns its user as it is now (current roles, whether
+/// active) with its factors, in one statement: `Some` for exactly one caller (a second success
+/// with the same token, even in parallel, gets `None`).
 #[derive(Debug, Clone)]
 pub struct Complete {
     pub digest: Vec<u8>,
 }
 
 impl Operation for Complete {
-    type Output = bool;
+    type Output = Option<(UserRecord, Factors)>;
 
-    async fn run(&self, client: &mut Client) -> Result<bool, Error> {
-        let n = super::run(
-            &*client,
-            "UPDATE mfa_pending SET used_at = now() WHERE digest = $1 AND used_at IS NULL AND expires_at > now()",
-            &[&self.digest],
-        )
-        .await?;
-        Ok(n == 1)
+    async fn run(&self, client: &mut Client) -> Result<Option<(UserRecord, Factors)>, Error> {
+        let sql = format!(
+            "WITH c AS (
+                 UPDATE mfa_pending SET used_at = now()
+                 WHERE digest = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id
+             )
+             SELECT {USER_COLUMNS}, {FACTOR_COLUMNS} FROM c JOIN users u ON u.id = c.user_id"
+        );
+        let row = super::opt(&*client, &sql, &[&self.digest]).await?;
+        Ok(row.map(|r| (super::users::user_from(&r), factors_from(&r))))
     }
 }
