@@ -115,6 +115,17 @@ pub struct Pending {
     pub max_attempts: i32,
 }
 
+/// A [`Pending`] from a row of `user_id, password_version, session_kind, attempts, max_attempts`.
+fn pending_from(r: &Row) -> Pending {
+    Pending {
+        user_id: r.get(0),
+        password_version: r.get(1),
+        session_kind: r.get(2),
+        attempts: r.get(3),
+        max_attempts: r.get(4),
+    }
+}
+
 /// Spends one attempt of the pending step `digest`, if it is unused, alive and has attempts
 /// left (one atomic `UPDATE`): `None` otherwise.
 #[derive(Debug, Clone)]
@@ -134,13 +145,7 @@ impl Operation for SpendAttempt {
             &[&self.digest],
         )
         .await?;
-        Ok(row.map(|r| Pending {
-            user_id: r.get(0),
-            password_version: r.get(1),
-            session_kind: r.get(2),
-            attempts: r.get(3),
-            max_attempts: r.get(4),
-        }))
+        Ok(row.as_ref().map(pending_from))
     }
 }
 
@@ -162,13 +167,7 @@ impl Operation for PeekPending {
             &[&self.digest],
         )
         .await?;
-        Ok(row.map(|r| Pending {
-            user_id: r.get(0),
-            password_version: r.get(1),
-            session_kind: r.get(2),
-            attempts: r.get(3),
-            max_attempts: r.get(4),
-        }))
+        Ok(row.as_ref().map(pending_from))
     }
 }
 

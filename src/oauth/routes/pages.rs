@@ -260,6 +260,21 @@ pub(crate) fn csrf_matches(app: &App, req: &Request, sent: Option<&str>) -> bool
 }
 
 /// The request's parameters: its query (GET) or its form (POST).
+/// A form a page of the authorization flow posted: its fields, CSRF-checked, and the
+/// authorization request they carry, checked again against the client's registration as it is
+/// now (`Err` with the redirect when the request must go back to the client).
+async fn posted_request(
+    app: &App,
+    req: &mut Request,
+) -> Result<Result<(OAuthForm, authorize::Request), Response>, Failure> {
+    let form = parameters(req).await?;
+    check_csrf(app, req, &form)?;
+    Ok(match authorize::check_request(app, &form, Registration::Current).await? {
+        Checked::Valid(r) => Ok((form, r)),
+        Checked::Back(back) => Err(redirect(&back, true)),
+    })
+}
+
 pub(super) async fn parameters(req: &mut Request) -> Result<OAuthForm, Failure> {
     let pairs = if req.method == Method::POST { req.form().await? } else { req.query_pairs()? };
     OAuthForm::new(pairs).map_err(Failure::from)
@@ -439,11 +454,9 @@ async fn signed_in_reply(
 pub async fn second_factor(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
     page_or_error(
         async {
-            let form = parameters(&mut req).await?;
-            check_csrf(app, &req, &form)?;
-            let request = match authorize::check_request(app, &form, Registration::Current).await? {
-                Checked::Valid(r) => r,
-                Checked::Back(back) => return Ok(redirect(&back, true)),
+            let (form, request) = match posted_request(app, &mut req).await? {
+                Ok(posted) => posted,
+                Err(back) => return Ok(back),
             };
             let mfa_token = form.get("mfa_token").unwrap_or_default().to_string();
             let kind = match form.get("method") {
@@ -465,11 +478,9 @@ pub async fn second_factor(app: &App, mut req: Request, session: Option<BrowserS
 pub async fn passkey(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
     page_or_error(
         async {
-            let form = parameters(&mut req).await?;
-            check_csrf(app, &req, &form)?;
-            let request = match authorize::check_request(app, &form, Registration::Current).await? {
-                Checked::Valid(r) => r,
-                Checked::Back(back) => return Ok(redirect(&back, true)),
+            let (form, request) = match posted_request(app, &mut req).await? {
+                Ok(posted) => posted,
+                Err(back) => return Ok(back),
             };
             let (ceremony, credential) = passkey_fields(&form)?;
             let mfa_token = form.get("mfa_token").map(str::to_string);
@@ -538,11 +549,9 @@ pub async fn passkey_start(app: &App, mut req: Request, _session: Option<Browser
 pub async fn consent(app: &App, mut req: Request, session: Option<BrowserSession>) -> Response {
     page_or_error(
         async {
-            let form = parameters(&mut req).await?;
-            check_csrf(app, &req, &form)?;
-            let request = match authorize::check_request(app, &form, Registration::Current).await? {
-                Checked::Valid(r) => r,
-                Checked::Back(back) => return Ok(redirect(&back, true)),
+            let (form, request) = match posted_request(app, &mut req).await? {
+                Ok(posted) => posted,
+                Err(back) => return Ok(back),
             };
             let allow = match form.get("decision") {
                 Some("allow") => true,
