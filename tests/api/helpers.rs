@@ -443,6 +443,34 @@ pub async fn spawn_app_with_keys(keys_dir: &Path, customise: impl FnOnce(&mut La
     spawn_with_layers(layers).await
 }
 
+/// The real binary's `serve` on `127.0.0.1:port` against `database` and the shared test keys,
+/// with only the test settings in its environment (a Redis prefix under `label`), JSON logs at
+/// debug, stdout and stderr piped, killed when dropped: the caller adds its own settings and
+/// spawns it.
+pub async fn serve_command(label: &str, database: &str, port: u16) -> tokio::process::Command {
+    let keys = shared_keys().await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("CONFIG_DIR", temp_dir("config"))
+        .env("DATABASE_URL", database_url(database))
+        .env("REDIS_URL", REDIS_URL)
+        .env("REDIS_KEY_PREFIX", format!("{label}:{}:", uuid::Uuid::new_v4().simple()))
+        .env("JWT_KEYS_DIR", keys.display().to_string())
+        .env("JWT_ISSUER", "http://auth.test")
+        .env("JWT_AUDIENCE", "test-audience")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("COOKIE_SECURE", "false")
+        .env("ARGON2_MEMORY_KIB", "256")
+        .env("ARGON2_ITERATIONS", "1")
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// Runs the binary with `args` and `env` only (plus an empty config directory).
 pub async fn run_cli(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"));

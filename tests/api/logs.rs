@@ -1,38 +1,19 @@
 //! The real binary with LOG_FORMAT=json: every line parses, requests are logged once with
 //! their fields, and no secret ever appears.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::helpers::{REDIS_URL, database_url, free_port, fresh_database, refresh_cookie, shared_keys, temp_dir};
+use crate::helpers::{free_port, fresh_database, refresh_cookie, serve_command};
 
 #[tokio::test]
 async fn json_logs_parse_line_by_line_and_never_contain_a_password_or_token() {
     let db = fresh_database().await;
-    let keys = shared_keys().await;
     let (port, metrics_port) = (free_port(), free_port());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .arg("serve")
-        .env_clear()
-        .env("CONFIG_DIR", temp_dir("config"))
-        .env("DATABASE_URL", database_url(&db))
-        .env("REDIS_URL", REDIS_URL)
-        .env("REDIS_KEY_PREFIX", format!("logs:{}:", uuid::Uuid::new_v4().simple()))
-        .env("JWT_KEYS_DIR", keys.display().to_string())
-        .env("JWT_ISSUER", "http://auth.test")
-        .env("JWT_AUDIENCE", "test-audience")
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("COOKIE_SECURE", "false")
+    let mut child = serve_command("logs", &db, port)
+        .await
         .env("METRICS_BIND_ADDR", format!("127.0.0.1:{metrics_port}"))
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");

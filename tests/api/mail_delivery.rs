@@ -357,31 +357,16 @@ async fn the_log_names_outbox_ids_and_kinds_never_addresses_bodies_or_the_smtp_p
 
     let (sink, cert) = tls_sink(false).await;
     let database = fresh_database().await;
-    let keys = shared_keys().await;
     let port = free_port();
     let smtp_url = format!("smtp+starttls://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{}", sink.smtp_port);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .arg("serve")
-        .env_clear()
-        .env("CONFIG_DIR", temp_dir("config"))
-        .env("DATABASE_URL", database_url(&database))
-        .env("REDIS_URL", REDIS_URL)
-        .env("REDIS_KEY_PREFIX", format!("maillogs:{}:", Uuid::new_v4().simple()))
-        .env("JWT_KEYS_DIR", keys.display().to_string())
-        .env("JWT_ISSUER", "http://auth.test")
-        .env("JWT_AUDIENCE", "test-audience")
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "debug")
+    let mut child = crate::helpers::serve_command("maillogs", &database, port)
+        .await
         .env("SMTP_URL", &smtp_url)
         .env("SMTP_CA_FILE", cert.display().to_string())
         .env("MAIL_FROM", FROM)
         .env("MAIL_RETRY_BASE", "50ms")
         .env("MAIL_RETRY_MAX", "100ms")
         .env("MAIL_POLL_INTERVAL", "100ms")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");

@@ -417,31 +417,13 @@ async fn rekey_reseals_every_secret_under_the_first_key_of_the_ring() {
 async fn no_totp_secret_code_or_mfa_token_reaches_the_log() {
     use tokio::io::AsyncReadExt;
 
-    use crate::helpers::{REDIS_URL, database_url, free_port, fresh_database, shared_keys, temp_dir};
+    use crate::helpers::{free_port, fresh_database, serve_command};
 
     let db = fresh_database().await;
-    let keys = shared_keys().await;
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .arg("serve")
-        .env_clear()
-        .env("CONFIG_DIR", temp_dir("config"))
-        .env("DATABASE_URL", database_url(&db))
-        .env("REDIS_URL", REDIS_URL)
-        .env("REDIS_KEY_PREFIX", format!("logs:{}:", uuid::Uuid::new_v4().simple()))
-        .env("JWT_KEYS_DIR", keys.display().to_string())
-        .env("JWT_ISSUER", "http://auth.test")
-        .env("JWT_AUDIENCE", "test-audience")
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("COOKIE_SECURE", "false")
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "debug")
+    let mut child = serve_command("totplogs", &db, port)
+        .await
         .env("MFA_ENCRYPTION_KEYS", "logs:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn");
     // Read the output as it comes: a full pipe would block the server's logging.
